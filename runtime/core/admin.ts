@@ -1,0 +1,206 @@
+// The admin function: limits, usage reports, price overrides and the cache, as JSON in and out.
+// On AWS only principals allowed to invoke `openai-admin-<stage>` get here; locally, admin users.
+import { badRequest, WrapiError } from './errors.ts';
+import { isDetail, monthOf } from './limits.ts';
+import type { DailyRow, Ledger, ResponseCache, Scope, UsageRow } from './ports.ts';
+import { nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo } from './pricing.ts';
+import { ANY, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type UsageDto } from './protocol.ts';
+
+export interface AdminDeps {
+  stage: string;
+  ledger: Ledger;
+  cache: ResponseCache;
+  now?: () => number;
+  /** Called after limits or prices change (clears the proxy's policy cache in the same process). */
+  onChange?: () => void;
+}
+
+export type AdminResult = ({ ok: true } & Record<string, unknown>) | ({ ok: false } & ErrorBody);
+
+export type AdminHandler = (request: unknown) => Promise<AdminResult>;
+
+const NAME = /^[^#\s][^#]{0,127}$/;
+const MONTH = /^\d{4}-(0[1-9]|1[0-2])$/;
+
+export function createAdmin(deps: AdminDeps): AdminHandler {
+  const { ledger, stage } = deps;
+  const now = deps.now ?? Date.now;
+  const changed = () => deps.onChange?.();
+
+  const actions: Record<AdminRequest['action'], (req: Record<string, unknown>) => Promise<Record<string, unknown>>> = {
+    async setLimit(req) {
+      const scope = scopeOf(req);
+      const limit = usdAmount(req.limit, 'limit');
+      await ledger.setLimit(scope, usdToNano(limit));
+      changed();
+      return { limit: { ...scope, limit } satisfies LimitDto };
+    },
+    async removeLimit(req) {
+      const scope = scopeOf(req);
+      const removed = await ledger.removeLimit(scope);
+      if (!removed) throw badRequest(`There is no limit for ${label(scope)} in stage ${stage}.`, 'limit_not_found');
+      changed();
+      return { removed: scope };
+    },
+    async listLimits(req) {
+      const project = optionalName(req.project, 'project');
+      const month = monthOf(now());
+      const [limits, usage] = await Promise.all([ledger.listLimits(), ledger.usage(month)]);
+      const committed = new Map(usage.map((r) => [key(r), r]));
+      return {
+        month,
+        limits: limits
+          .filter((l) => !project || l.scope.project === project)
+          .map((l) => ({
+            ...l.scope,
+            limit: nanoToUsd(l.limit),
+            spend: nanoToUsd(committed.get(key(l.scope))?.spent ?? 0),
+            committed: nanoToUsd(committed.get(key(l.scope))?.committed ?? 0),
+          })),
+      };
+    },
+    async usage(req) {
+      const month = req.month === undefined ? monthOf(now()) : String(req.month);
+      if (!MONTH.test(month)) throw badRequest(`"month" must look like 2026-11 (got "${month}").`, 'invalid_month', 'month');
+      const by = req.by ?? 'user';
+      if (by !== 'user' && by !== 'project' && by !== 'model') {
+        throw badRequest('"by" must be one of user, project, model.', 'invalid_group', 'by');
+      }
+      const [rows, days] = await Promise.all([ledger.usage(month), req.daily ? ledger.daily(month) : undefined]);
+      const detail = rows.filter(isDetail).map((r) => toDto(r, month));
+      return {
+        month,
+        by,
+        rows: detail,
+        groups: group(detail, by),
+        totals: sum(detail),
+        ...(days ? { days: days.map((d) => toDto(d, month)) } : {}),
+      };
+    },
+    async setPrice(req) {
+      const model = name(req.model, 'model');
+      const price = {
+        model,
+        input: usdAmount(req.input, 'input'),
+        cachedInput: req.cachedInput == null ? null : usdAmount(req.cachedInput, 'cachedInput'),
+        output: usdAmount(req.output, 'output'),
+        updatedAt: new Date(now()).toISOString(),
+      };
+      await ledger.setPrice(price);
+      changed();
+      return { price: { ...price, source: 'override' } };
+    },
+    async removePrice(req) {
+      const model = name(req.model, 'model');
+      if (!(await ledger.removePrice(model))) throw badRequest(`There is no price override for "${model}".`, 'price_not_found');
+      changed();
+      return { removed: model };
+    },
+    async listPrices(req) {
+      const overrides = await ledger.listPrices();
+      if (req.model !== undefined) {
+        const model = name(req.model, 'model');
+        const mine = overrides.filter((o) => o.model === model);
+        const price = resolvePrice(model, mine.length ? [mine[0]] : []);
+        if (!price) throw badRequest(`Model "${model}" has no price.`, 'model_not_priced', 'model');
+        return { prices: [priceDto(price.model, price, price.version.startsWith('override') ? 'override' : 'table')] };
+      }
+      const table = tablePrices().map((p) => priceDto(p.model, p, 'table'));
+      const byModel = new Map(table.map((p) => [p.model, p]));
+      for (const o of overrides) byModel.set(o.model, priceDto(o.model, o, 'override'));
+      return { table: priceTableInfo, prices: [...byModel.values()].sort((a, b) => a.model.localeCompare(b.model)) };
+    },
+    async flushCache() {
+      await deps.cache.flush();
+      return { flushed: true };
+    },
+  };
+
+  return async (request) => {
+    try {
+      if (!request || typeof request !== 'object') throw badRequest('The admin request must be a JSON object with an "action".');
+      const req = request as Record<string, unknown>;
+      const action = actions[req.action as AdminRequest['action']];
+      if (typeof req.action !== 'string' || !action) {
+        throw badRequest(`Unknown action "${String(req.action)}". Known: ${Object.keys(actions).join(', ')}.`, 'unknown_action');
+      }
+      return { ok: true, stage, ...(await action(req)) };
+    } catch (err) {
+      if (err instanceof WrapiError) return { ok: false, ...err.body() };
+      return { ok: false, error: { message: 'The admin function failed; see its logs.', type: 'server_error', param: null, code: 'admin_error' } };
+    }
+  };
+}
+
+function name(value: unknown, field: string): string {
+  if (typeof value !== 'string' || !NAME.test(value)) {
+    throw badRequest(`"${field}" must be a non-empty name without "#" (got ${JSON.stringify(value)}).`, 'invalid_name', field);
+  }
+  return value;
+}
+
+function optionalName(value: unknown, field: string): string | undefined {
+  return value === undefined || value === null || value === ANY ? undefined : name(value, field);
+}
+
+function scopeOf(req: Record<string, unknown>): Scope {
+  return {
+    project: name(req.project, 'project'),
+    user: optionalName(req.user, 'user') ?? ANY,
+    model: optionalName(req.model, 'model') ?? ANY,
+  };
+}
+
+function usdAmount(value: unknown, field: string): number {
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 1e6) {
+    throw badRequest(`"${field}" must be a number of USD between 0 and 1000000 (got ${JSON.stringify(value)}).`, 'invalid_amount', field);
+  }
+  return n;
+}
+
+const key = (s: Scope) => `${s.project}#${s.user}#${s.model}`;
+const label = (s: Scope) => `project "${s.project}" user "${s.user}" model "${s.model}"`;
+
+function priceDto(model: string, p: { input: number; cachedInput: number | null; output: number }, source: PriceDto['source']): PriceDto {
+  return { model, input: p.input, cachedInput: p.cachedInput, output: p.output, source };
+}
+
+function toDto(r: (UsageRow | DailyRow) & Partial<UsageRow & DailyRow>, month: string): UsageDto {
+  return {
+    month,
+    ...(r.day ? { day: r.day } : {}),
+    project: r.project,
+    user: r.user,
+    model: r.model,
+    requests: r.requests,
+    inputTokens: r.inputTokens,
+    cachedTokens: r.cachedTokens,
+    outputTokens: r.outputTokens,
+    spend: nanoToUsd(r.spent),
+    cacheHits: r.cacheHits,
+    saved: nanoToUsd(r.saved),
+    estimated: r.estimated,
+    ...(r.priceVersion ? { priceVersion: r.priceVersion } : {}),
+  };
+}
+
+type Totals = Omit<UsageDto, 'month' | 'day' | 'project' | 'user' | 'model' | 'priceVersion'>;
+
+function sum(rows: UsageDto[]): Totals {
+  const t: Totals = { requests: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spend: 0, cacheHits: 0, saved: 0, estimated: 0 };
+  for (const r of rows) {
+    for (const k of Object.keys(t) as (keyof Totals)[]) t[k] += r[k];
+  }
+  // Sums of float USD drift in the last digits; money is exact in nano-USD, so round to it.
+  t.spend = Math.round(t.spend * 1e9) / 1e9;
+  t.saved = Math.round(t.saved * 1e9) / 1e9;
+  return t;
+}
+
+function group(rows: UsageDto[], by: 'user' | 'project' | 'model'): ({ key: string } & Totals)[] {
+  const groups = new Map<string, UsageDto[]>();
+  for (const r of rows) groups.set(r[by], [...(groups.get(r[by]) ?? []), r]);
+  return [...groups].map(([k, rs]) => ({ key: k, ...sum(rs) })).sort((a, b) => b.spend - a.spend);
+}
+

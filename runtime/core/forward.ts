@@ -1,0 +1,80 @@
+// The hop to OpenAI: which headers go up and come back, the key, and the timeout.
+import { badGateway } from './errors.ts';
+import type { ProxyConfig } from './config.ts';
+import type { Upstream } from './ports.ts';
+
+/** Client headers worth passing on; everything else (auth, AWS signature, our own) stays here. */
+const FORWARDED_REQUEST_HEADERS = ['accept', 'openai-beta', 'idempotency-key'];
+
+/** Upstream headers that must not reach the client: they name our account or describe framing. */
+const DROPPED_RESPONSE_HEADERS = new Set([
+  'openai-organization',
+  'openai-project',
+  'set-cookie',
+  'content-length',
+  'content-encoding',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+]);
+
+export interface ForwardInit {
+  method: string;
+  path: string;
+  search: string;
+  clientHeaders: Headers;
+  body?: string | Uint8Array;
+  /** Aborts the upstream call: client gone or timeout. */
+  signal: AbortSignal;
+}
+
+export function upstreamHeaders(config: ProxyConfig, client: Headers, hasBody: boolean): Headers {
+  const headers = new Headers();
+  for (const name of FORWARDED_REQUEST_HEADERS) {
+    const value = client.get(name);
+    if (value) headers.set(name, value);
+  }
+  if (hasBody) headers.set('content-type', 'application/json');
+  if (config.apiKey) headers.set('authorization', `Bearer ${config.apiKey}`);
+  if (config.orgId) headers.set('openai-organization', config.orgId);
+  return headers;
+}
+
+/** The client's own timeout (`X-Stainless-Timeout`, seconds), capped by the function's. */
+export function timeoutMs(config: ProxyConfig, client: Headers): number {
+  const asked = Number(client.get('x-stainless-timeout'));
+  return Number.isFinite(asked) && asked > 0 ? Math.min(asked * 1000, config.maxTimeoutMs) : config.maxTimeoutMs;
+}
+
+/** Calls the upstream. Rejects with the fetch error; see `gatewayError` and `mayHaveReached`. */
+export function forward(upstream: Upstream, config: ProxyConfig, init: ForwardInit): Promise<Response> {
+  return upstream(`${config.upstreamUrl}${init.path}${init.search}`, {
+    method: init.method,
+    headers: upstreamHeaders(config, init.clientHeaders, init.body !== undefined),
+    body: init.body as BodyInit | undefined,
+    signal: init.signal,
+  });
+}
+
+export function gatewayError(err: unknown) {
+  return isTimeout(err)
+    ? badGateway('The upstream OpenAI API did not answer in time.', 504)
+    : badGateway('The proxy could not reach the upstream OpenAI API.');
+}
+
+/** A failure after which OpenAI may have received (and billed) the request. */
+export function mayHaveReached(err: unknown): boolean {
+  return isTimeout(err) || (err instanceof Error && err.name === 'AbortError');
+}
+
+export function isTimeout(err: unknown): boolean {
+  return err instanceof Error && err.name === 'TimeoutError';
+}
+
+export function clientResponseHeaders(upstream: Headers): Headers {
+  const headers = new Headers();
+  upstream.forEach((value, name) => {
+    if (!DROPPED_RESPONSE_HEADERS.has(name)) headers.set(name, value);
+  });
+  return headers;
+}

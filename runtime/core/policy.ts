@@ -1,0 +1,30 @@
+// Limits and price overrides for a call, read in one ledger round trip. A warm instance reuses
+// what it read for a few seconds; admin writes in the same process clear it at once.
+import type { Ledger, Nano, PriceOverride, Scope } from './ports.ts';
+
+export interface Policy {
+  limits: (Nano | undefined)[];
+  prices: (PriceOverride | undefined)[];
+}
+
+export interface PolicyReader {
+  read(scopes: Scope[], models: string[]): Promise<Policy>;
+  clear(): void;
+}
+
+export function createPolicyReader(ledger: Ledger, ttlMs: number, now: () => number): PolicyReader {
+  const cache = new Map<string, { policy: Policy; expires: number }>();
+  return {
+    async read(scopes, models) {
+      if (ttlMs <= 0) return ledger.read(scopes, models);
+      const key = JSON.stringify([scopes, models]);
+      const hit = cache.get(key);
+      if (hit && hit.expires > now()) return hit.policy;
+      const policy = await ledger.read(scopes, models);
+      if (cache.size > 10_000) cache.clear();
+      cache.set(key, { policy, expires: now() + ttlMs });
+      return policy;
+    },
+    clear: () => cache.clear(),
+  };
+}

@@ -1,0 +1,85 @@
+// The wire contract between clients (SDK, CLI, dashboard) and the runtime. Zero imports on purpose:
+// the SDK may import this file without pulling in any runtime code.
+
+/** Request header: the project a call is billed to. Defaults to {@link DEFAULT_PROJECT}. */
+export const HEADER_PROJECT = 'openai-proxy-project';
+/** Request header: `1` (default) allows the response cache, `0` bypasses it. */
+export const HEADER_CACHING = 'openai-proxy-caching';
+/** Response header: `hit`, `miss` or `bypass`. */
+export const HEADER_CACHE = 'openai-proxy-cache';
+/** Response header (non-streamed calls): what this call cost, in USD. */
+export const HEADER_COST = 'openai-proxy-cost';
+/** Response header: USD left in the tightest limited scope after this call's reservation. */
+export const HEADER_BUDGET_REMAINING = 'openai-proxy-budget-remaining';
+/** Response header: the limit (USD) of that tightest scope. */
+export const HEADER_BUDGET_LIMIT = 'openai-proxy-budget-limit';
+/** Response header: which scope that is, e.g. `project=research user=* model=*`. */
+export const HEADER_BUDGET_SCOPE = 'openai-proxy-budget-scope';
+/**
+ * The original trusted this header to name the caller. We never do: identity comes from the
+ * verified AWS signature. It is listed only so it can be stripped before forwarding.
+ */
+export const UNTRUSTED_USER_HEADER = 'openai-proxy-user';
+
+export const DEFAULT_PROJECT = 'N/A';
+/** Wildcard used in limit and usage scopes: "any user" / "any model". */
+export const ANY = '*';
+export const STAGES = ['dev', 'prod'] as const;
+export type Stage = (typeof STAGES)[number];
+
+/** The name of a stage's admin function, on AWS and in the local stack. */
+export const adminFunctionName = (stage: string): string => `openai-admin-${stage}`;
+
+/** A limit as the admin API speaks it. `user`/`model` absent (or `*`) means "any". */
+export interface LimitDto {
+  project: string;
+  user: string;
+  model: string;
+  /** USD per calendar month (UTC). */
+  limit: number;
+}
+
+/** One usage row of a month (or day) report. Money in USD. */
+export interface UsageDto {
+  month: string;
+  day?: string;
+  project: string;
+  user: string;
+  model: string;
+  requests: number;
+  inputTokens: number;
+  cachedTokens: number;
+  outputTokens: number;
+  spend: number;
+  cacheHits: number;
+  saved: number;
+  /** Requests whose cost was estimated (usage missing: client gone, upstream cut off). */
+  estimated: number;
+  priceVersion?: string;
+}
+
+/** Price of a model in USD per 1M tokens. */
+export interface PriceDto {
+  model: string;
+  input: number;
+  cachedInput?: number | null;
+  output: number;
+  /** `table` (shipped price list) or `override` (set by an admin). */
+  source?: 'table' | 'override';
+}
+
+/** Requests the admin function accepts (the Lambda payload, JSON). */
+export type AdminRequest =
+  | { action: 'setLimit'; project: string; user?: string; model?: string; limit: number }
+  | { action: 'removeLimit'; project: string; user?: string; model?: string }
+  | { action: 'listLimits'; project?: string }
+  | { action: 'usage'; month?: string; by?: 'user' | 'project' | 'model'; daily?: boolean }
+  | { action: 'setPrice'; model: string; input: number; cachedInput?: number | null; output: number }
+  | { action: 'removePrice'; model: string }
+  | { action: 'listPrices'; model?: string }
+  | { action: 'flushCache' };
+
+/** The OpenAI error envelope, used for every refusal so clients get typed errors. */
+export interface ErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}

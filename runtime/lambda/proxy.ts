@@ -1,0 +1,52 @@
+// Lambda entry point of the proxy: a streaming handler behind a function URL (AWS_IAM auth,
+// RESPONSE_STREAM invoke mode). Everything heavy is built once per cold start.
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import { forbidden, toErrorResponse } from '../core/errors.ts';
+import { createProxy, type ProxyHandler } from '../core/proxy.ts';
+import { callerOf, toRequest, type FunctionUrlEvent } from './function-url.ts';
+import { lambdaStores, lambdaLogger } from './stores.ts';
+import { readProxyConfig } from '../core/config.ts';
+import { countTokens } from '../store/tokenizer.ts';
+import { loadSecrets } from './secrets.ts';
+
+let proxy: Promise<ProxyHandler> | undefined;
+
+async function build(): Promise<ProxyHandler> {
+  const env = { ...process.env, ...(await loadSecrets(process.env)) };
+  const config = readProxyConfig(env, env.OPENAI_WRAPI_STAGE ?? 'dev');
+  const { ledger, cache } = lambdaStores(env);
+  return createProxy({ config, ledger, cache, upstream: fetch, countTokens, log: lambdaLogger });
+}
+
+export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (event, responseStream) => {
+  const pending: Promise<unknown>[] = [];
+  let res: Response;
+  const caller = callerOf(event);
+  if (!caller) {
+    // Only reachable if the URL were deployed without AWS_IAM auth: never serve anonymous callers.
+    res = toErrorResponse(forbidden('The proxy only serves callers verified by AWS IAM (SigV4).', 'unsigned_request'));
+  } else {
+    try {
+      proxy ??= build();
+      res = await (await proxy)(toRequest(event), { caller, waitUntil: (p) => pending.push(p) });
+    } catch (err) {
+      proxy = undefined; // let the next invocation retry a failed cold start
+      lambdaLogger.error('cold start failed', { error: err instanceof Error ? err.name : 'unknown' });
+      res = toErrorResponse(err);
+    }
+  }
+  const out = awslambda.HttpResponseStream.from(responseStream, {
+    statusCode: res.status,
+    headers: Object.fromEntries(res.headers),
+  });
+  try {
+    if (res.body) await pipeline(Readable.fromWeb(res.body as NodeReadableStream<Uint8Array>), out);
+    else out.end();
+  } catch {
+    // The client went away mid-stream; the proxy's cancel path already settled an estimate.
+  }
+  // Lambda freezes the instance once the handler returns: settle before that.
+  await Promise.allSettled(pending);
+});

@@ -1,0 +1,79 @@
+// node:http ↔ web Request/Response, with backpressure and client-disconnect handling.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export class BodyTooLarge extends Error {}
+
+/** Reads a request body, refusing (without buffering the rest) once it passes `max` bytes. */
+export function readNodeBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    if (Number(req.headers['content-length'] ?? 0) > max) {
+      req.resume();
+      return reject(new BodyTooLarge());
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new BodyTooLarge());
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/** Lowercase header map; repeated headers joined with commas, as a function URL does. */
+export function flatHeaders(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) out[name] = Array.isArray(value) ? value.join(',') : value;
+  }
+  return out;
+}
+
+/**
+ * Writes a web Response to node, waiting for `drain` so a slow client slows the producer. If the
+ * client goes away, the body is cancelled (which aborts the upstream call and settles it).
+ */
+export async function writeResponse(res: Response, out: ServerResponse): Promise<void> {
+  const headers: Record<string, string> = {};
+  res.headers.forEach((value, name) => (headers[name] = value));
+  out.writeHead(res.status, headers);
+  if (!res.body) {
+    out.end();
+    return;
+  }
+  const reader = res.body.getReader();
+  let gone = false;
+  const onClose = () => {
+    if (out.writableFinished) return;
+    gone = true;
+    reader.cancel().catch(() => undefined);
+  };
+  out.on('close', onClose);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || gone) break;
+      if (!out.write(value)) await new Promise<void>((resolve) => {
+        const go = () => { out.off('drain', go); out.off('close', go); resolve(); };
+        out.on('drain', go);
+        out.on('close', go);
+      });
+    }
+  } catch {
+    // cancelled because the client left
+  } finally {
+    out.off('close', onClose);
+    if (!gone) out.end();
+  }
+}
+
+export function sendJson(out: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  out.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...headers });
+  out.end(text);
+}

@@ -1,0 +1,253 @@
+// The local stack: both stages' proxies and admin functions on one node:http server, the same
+// handler code as on Lambda, with SigV4 checked here the way a function URL with AWS_IAM does.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { rename, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { createAdmin, type AdminHandler } from '../core/admin.ts';
+import { DEFAULT_UPSTREAM_URL, readProxyConfig, type ProxyConfig } from '../core/config.ts';
+import { createPolicyReader } from '../core/policy.ts';
+import type { Ledger, Logger, ResponseCache, Upstream } from '../core/ports.ts';
+import { adminFunctionName, STAGES } from '../core/protocol.ts';
+import { createProxy, type ProxyHandler } from '../core/proxy.ts';
+import { countTokens } from '../store/tokenizer.ts';
+import { loadOrCreateCredentials, lookupByAccessKey, userArn, type LocalUser } from './credentials.ts';
+import { BodyTooLarge, flatHeaders, readNodeBody, sendJson, writeResponse } from './node-http.ts';
+import { createVerifier } from './sigv4.ts';
+import { openLocalCache, openLocalLedger } from './stores.ts';
+
+type Env = Record<string, string | undefined>;
+
+export interface LocalStackOptions {
+  /** Data folder: credentials, ledgers, outputs.json. Default `$OPENAI_WRAPI_HOME` or `.openai-wrapi`. */
+  home?: string;
+  host?: string;
+  /** 0 picks a free port. Default `$PORT` or 8787. */
+  port?: number;
+  region?: string;
+  env?: Env;
+  /** The OpenAI hop; `fetch` unless a test or bench wants to watch it. */
+  upstream?: Upstream;
+  log?: Logger;
+  /** Wrap each stage's ledger (the bench counts round trips this way). */
+  wrapLedger?: (ledger: Ledger, stage: string) => Ledger;
+}
+
+export interface StageRuntime {
+  stage: string;
+  config: ProxyConfig;
+  ledger: Ledger;
+  cache: ResponseCache;
+  proxy: ProxyHandler;
+  admin: AdminHandler;
+  stores: string;
+}
+
+export interface LocalStack {
+  url: string;
+  home: string;
+  outputsFile: string;
+  credentialsFile: string;
+  stages: Record<string, StageRuntime>;
+  /** Human-readable problems that do not stop the stack (e.g. no OpenAI key). */
+  warnings: string[];
+  close(): Promise<void>;
+}
+
+export const quietLogger: Logger = { info() {}, error() {} };
+
+export async function startLocalStack(opts: LocalStackOptions = {}): Promise<LocalStack> {
+  const env = opts.env ?? process.env;
+  const home = resolve(opts.home ?? env.OPENAI_WRAPI_HOME ?? '.openai-wrapi');
+  const host = opts.host ?? '127.0.0.1';
+  const region = opts.region ?? env.OPENAI_WRAPI_REGION ?? 'us-east-1';
+  const log = opts.log ?? quietLogger;
+  const upstream: Upstream = opts.upstream ?? ((url, init) => fetch(url, init));
+
+  const creds = await loadOrCreateCredentials(home);
+  let users = creds.users;
+  let lookup = lookupByAccessKey(users);
+  let lastReload = 0;
+  // `openai-wrapi local users add` edits the file while we run: re-read it for unknown keys.
+  const findUser = async (accessKeyId: string): Promise<LocalUser | undefined> => {
+    const found = lookup(accessKeyId);
+    if (found || Date.now() - lastReload < 1000) return found;
+    lastReload = Date.now();
+    users = (await loadOrCreateCredentials(home)).users;
+    lookup = lookupByAccessKey(users);
+    return lookup(accessKeyId);
+  };
+  const verify = createVerifier({ lookup: (id) => lookup(id), region });
+
+  const stages: Record<string, StageRuntime> = {};
+  const warnings: string[] = [];
+  for (const stage of STAGES) {
+    const config = readProxyConfig(env, stage);
+    const opened = await openLocalLedger(env, home, stage);
+    const ledger = opts.wrapLedger ? opts.wrapLedger(opened.ledger, stage) : opened.ledger;
+    const { cache, describe } = await openLocalCache(env, stage, log);
+    const policy = createPolicyReader(ledger, config.policyCacheMs, Date.now);
+    const proxy = createProxy({ config, ledger, cache, upstream, countTokens, log, policy });
+    const admin = createAdmin({ stage, ledger, cache, onChange: () => policy.clear() });
+    stages[stage] = { stage, config, ledger, cache, proxy, admin, stores: `${opened.describe}; cache: ${describe}` };
+    if (!config.apiKey && config.upstreamUrl === DEFAULT_UPSTREAM_URL) {
+      warnings.push(
+        `stage ${stage}: no OpenAI API key, so its calls will be refused. Set OPENAI_API_KEY (or OPENAI_API_KEY_${stage.toUpperCase()}), ` +
+          `or point OPENAI_WRAPI_UPSTREAM_URL at an OpenAI-compatible server.`,
+      );
+    }
+  }
+
+  const pending = new Set<Promise<unknown>>();
+  const track = (p: Promise<unknown>) => {
+    pending.add(p);
+    p.finally(() => pending.delete(p)).catch(() => undefined);
+  };
+
+  /** Verify like a function URL: unsigned or badly signed requests never reach a handler. */
+  async function authenticate(req: IncomingMessage, body: Uint8Array): Promise<LocalUser | string> {
+    const raw = req.url ?? '/';
+    const q = raw.indexOf('?');
+    const headers = flatHeaders(req);
+    const accessKey = /Credential=([^/]+)\//.exec(headers.authorization ?? '')?.[1];
+    if (accessKey) await findUser(accessKey);
+    const verdict = await verify({
+      method: req.method ?? 'GET',
+      path: q < 0 ? raw : raw.slice(0, q),
+      query: q < 0 ? '' : raw.slice(q + 1),
+      headers,
+      body,
+    });
+    return verdict.ok ? verdict.user : verdict.message;
+  }
+
+  async function handleProxy(stage: StageRuntime, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    let body: Uint8Array;
+    try {
+      body = await readNodeBody(req, stage.config.maxBodyBytes);
+    } catch (err) {
+      if (err instanceof BodyTooLarge) {
+        return sendJson(res, 413, openAiError(`The request body is larger than the proxy's limit of ${stage.config.maxBodyBytes} bytes.`, 'invalid_request_error', 'request_too_large'), { connection: 'close' });
+      }
+      throw err;
+    }
+    const user = await authenticate(req, body);
+    if (typeof user === 'string') {
+      return sendJson(res, 403, openAiError(user, 'permission_denied', 'invalid_signature'), { 'x-should-retry': 'false' });
+    }
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(flatHeaders(req))) {
+      if (!HOP_HEADERS.has(name)) headers.set(name, value);
+    }
+    const method = req.method ?? 'GET';
+    const request = new Request(`http://${host}${path}`, {
+      method,
+      headers,
+      body: method === 'GET' || method === 'HEAD' ? undefined : (body as BodyInit),
+    });
+    const response = await stage.proxy(request, { caller: { user: user.name, arn: userArn(user.name) }, waitUntil: track });
+    await writeResponse(response, res);
+  }
+
+  /** The Lambda Invoke API, enough of it for @aws-sdk/client-lambda to call the admin functions. */
+  async function handleInvoke(req: IncomingMessage, res: ServerResponse, functionName: string): Promise<void> {
+    const awsError = (status: number, type: string, message: string) =>
+      sendJson(res, status, { Type: 'User', message }, { 'x-amzn-errortype': type });
+    let body: Uint8Array;
+    try {
+      body = await readNodeBody(req, 6 * 1024 * 1024);
+    } catch {
+      return awsError(413, 'RequestTooLargeException', 'Request payload is too large');
+    }
+    const user = await authenticate(req, body);
+    if (typeof user === 'string') return awsError(403, 'InvalidSignatureException', user);
+    const stage = Object.values(stages).find((s) => adminFunctionName(s.stage) === functionName.split(':').pop());
+    if (!stage) return awsError(404, 'ResourceNotFoundException', `Function not found: ${functionName}`);
+    if (!user.admin) {
+      return awsError(403, 'AccessDeniedException', `User ${userArn(user.name)} is not authorized to perform: lambda:InvokeFunction on ${functionName} (not an admin of the local stack)`);
+    }
+    let payload: unknown;
+    try {
+      payload = body.length ? JSON.parse(Buffer.from(body).toString('utf8')) : {};
+    } catch {
+      return awsError(400, 'InvalidRequestContentException', 'Could not parse request body into json');
+    }
+    const result = await stage.admin(payload);
+    sendJson(res, 200, result, { 'x-amz-executed-version': '$LATEST' });
+  }
+
+  const server: Server = createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url ?? '/', 'http://local');
+      const [, first, ...rest] = url.pathname.split('/');
+      const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(url.pathname);
+      if (invoke && req.method === 'POST') return await handleInvoke(req, res, decodeURIComponent(invoke[1]));
+      const stage = stages[first];
+      if (stage) return await handleProxy(stage, req, res, `/${rest.join('/')}${url.search}`);
+      if (url.pathname === '/' && req.method === 'GET') {
+        return sendJson(res, 200, { name: 'openai-wrapi local stack', stages: Object.keys(stages), outputs: outputsFile });
+      }
+      sendJson(res, 404, openAiError(`Nothing here: use /<stage>/v1/... with a stage of ${Object.keys(stages).join(', ')}.`, 'invalid_request_error', 'unknown_url'));
+    } catch (err) {
+      log.error('local stack error', { error: err instanceof Error ? err.name : 'unknown' });
+      if (!res.headersSent) sendJson(res, 500, openAiError('The local stack failed to handle this request.', 'server_error', 'proxy_error'));
+      else res.destroy();
+    }
+  });
+  server.keepAliveTimeout = 65_000;
+
+  const port = opts.port ?? Number(env.PORT ?? 8787);
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolveListen());
+  });
+  const url = `http://${host}:${(server.address() as AddressInfo).port}`;
+  const outputsFile = join(home, 'outputs.json');
+  await writeOutputs(outputsFile, url, region, stages);
+
+  return {
+    url,
+    home,
+    outputsFile,
+    credentialsFile: creds.file,
+    stages,
+    warnings,
+    async close() {
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
+      await Promise.allSettled([...pending]);
+      for (const s of Object.values(stages)) {
+        await s.ledger.close?.();
+        await s.cache.close?.();
+      }
+    },
+  };
+}
+
+const HOP_HEADERS = new Set(['host', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'expect', 'upgrade']);
+
+function openAiError(message: string, type: string, code: string) {
+  return { error: { message, type, param: null, code } };
+}
+
+/** The same output names the Pulumi stacks export, per stage, plus the local endpoint. */
+async function writeOutputs(file: string, url: string, region: string, stages: Record<string, StageRuntime>): Promise<void> {
+  const outputs: Record<string, unknown> = {};
+  for (const s of Object.values(stages)) {
+    outputs[s.stage] = {
+      proxyUrl: `${url}/${s.stage}/`,
+      proxyFunctionName: `openai-proxy-${s.stage}`,
+      adminFunctionName: adminFunctionName(s.stage),
+      region,
+      tableName: `openai-wrapi-${s.stage}`,
+      cacheEndpoint: null,
+      lambdaEndpoint: url,
+      local: true,
+    };
+  }
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(outputs, null, 2) + '\n');
+  await rename(tmp, file);
+}

@@ -1,0 +1,41 @@
+// The local stack's stores: SQLite by default (one file per stage, as one table per stack on AWS),
+// or DynamoDB (a real table or dynalite) when an endpoint is configured; an in-process LRU cache
+// unless memcached servers are configured.
+import { join } from 'node:path';
+import type { Ledger, Logger, ResponseCache } from '../core/ports.ts';
+import { createLruCache } from '../store/lru-cache.ts';
+
+type Env = Record<string, string | undefined>;
+
+export async function openLocalLedger(env: Env, home: string, stage: string): Promise<{ ledger: Ledger; describe: string }> {
+  const endpoint = env.OPENAI_WRAPI_DYNAMODB_ENDPOINT;
+  if (endpoint) {
+    const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
+    const { createDynamoLedger, ensureLedgerTable, LEDGER_CLIENT_CONFIG } = await import('../store/dynamo-ledger.ts');
+    const client = new DynamoDBClient({
+      ...LEDGER_CLIENT_CONFIG,
+      endpoint,
+      region: env.AWS_REGION ?? 'us-east-1',
+    });
+    const tableName = `${env.OPENAI_WRAPI_TABLE_PREFIX ?? 'openai-wrapi'}-${stage}`;
+    await ensureLedgerTable(client, tableName);
+    return { ledger: createDynamoLedger({ tableName, client }), describe: `DynamoDB table ${tableName} at ${endpoint}` };
+  }
+  let openSqliteLedger: typeof import('../store/sqlite-ledger.ts').openSqliteLedger;
+  try {
+    ({ openSqliteLedger } = await import('../store/sqlite-ledger.ts'));
+  } catch {
+    throw new Error('The local ledger needs better-sqlite3: npm install better-sqlite3@12');
+  }
+  const file = join(home, `ledger-${stage}.sqlite`);
+  return { ledger: openSqliteLedger(file), describe: `SQLite ${file}` };
+}
+
+export async function openLocalCache(env: Env, stage: string, log: Logger): Promise<{ cache: ResponseCache; describe: string }> {
+  const servers = env.OPENAI_WRAPI_MEMCACHED;
+  if (servers) {
+    const { createMemcachedCache } = await import('../store/memcached-cache.ts');
+    return { cache: createMemcachedCache({ servers, keyPrefix: `${stage}:`, logger: log }), describe: `memcached ${servers}` };
+  }
+  return { cache: createLruCache(), describe: 'in-process LRU' };
+}

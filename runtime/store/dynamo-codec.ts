@@ -1,0 +1,93 @@
+// Key layout and item <-> row conversion of the DynamoDB ledger table (one table, pk + sk strings):
+//   usage   pk `M#2026-11`   sk `U#project#user#model`             counters, committed, priceVersion
+//   daily   pk `D#2026-11`   sk `2026-11-26#project#user#model`    counters
+//   limits  pk `LIMIT`       sk `project#user#model`               limit
+//   prices  pk `PRICE`       sk `model`                            input, cachedInput?, output, updatedAt
+// A month's usage and a month's days are each one partition, so reports are one paginated Query.
+// Project and model never contain '#'; the user (an IAM ARN) is whatever lies between them.
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import type { DailyRow, LimitRow, PriceOverride, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
+import { COUNTERS, monthOf } from './ledger-common.ts';
+
+export type Item = Record<string, AttributeValue>;
+export type Key = { pk: { S: string }; sk: { S: string } };
+
+const key = (pk: string, sk: string): Key => ({ pk: { S: pk }, sk: { S: sk } });
+const scopePart = ({ project, user, model }: Scope) => `${project}#${user}#${model}`;
+
+export const usagePk = (month: string) => `M#${month}`;
+export const USAGE_PREFIX = 'U#';
+export const dailyPk = (month: string) => `D#${month}`;
+export const LIMIT_PK = 'LIMIT';
+export const PRICE_PK = 'PRICE';
+
+export const usageKey = (month: string, scope: Scope) => key(usagePk(month), USAGE_PREFIX + scopePart(scope));
+export const dailyKey = (day: string, scope: Scope) => key(dailyPk(monthOf(day)), `${day}#${scopePart(scope)}`);
+export const limitKey = (scope: Scope) => key(LIMIT_PK, scopePart(scope));
+export const priceKey = (model: string) => key(PRICE_PK, model);
+
+export const keyId = (k: Item) => `${k.pk?.S}\u0000${k.sk?.S}`;
+
+/** `project#user#model` (after any prefix) back into a scope; the user may itself hold anything. */
+function parseScope(parts: string[]): Scope {
+  return { project: parts[0], user: parts.slice(1, -1).join('#'), model: parts[parts.length - 1] };
+}
+
+export const num = (n: number): AttributeValue => ({ N: String(n) });
+const readNum = (item: Item, name: string) => Number(item[name]?.N ?? 0);
+
+function counters(item: Item): UsageDelta {
+  return Object.fromEntries(COUNTERS.map((c) => [c, readNum(item, c)])) as unknown as UsageDelta;
+}
+
+export function toUsage(item: Item): UsageRow {
+  const scope = parseScope(item.sk.S!.slice(USAGE_PREFIX.length).split('#'));
+  const row: UsageRow = { month: item.pk.S!.slice(2), ...scope, ...counters(item), committed: readNum(item, 'committed') };
+  if (item.priceVersion?.S !== undefined) row.priceVersion = item.priceVersion.S;
+  return row;
+}
+
+export function toDaily(item: Item): DailyRow {
+  const [day, ...rest] = item.sk.S!.split('#');
+  return { day, ...parseScope(rest), ...counters(item) };
+}
+
+export const toLimit = (item: Item): LimitRow => ({ scope: parseScope(item.sk.S!.split('#')), limit: readNum(item, 'limit') });
+export const limitItem = (scope: Scope, limit: number): Item => ({ ...limitKey(scope), limit: num(limit) });
+
+export function toPrice(item: Item): PriceOverride {
+  return {
+    model: item.sk.S!,
+    input: readNum(item, 'input'),
+    cachedInput: item.cachedInput?.N === undefined ? null : Number(item.cachedInput.N),
+    output: readNum(item, 'output'),
+    updatedAt: item.updatedAt?.S ?? '',
+  };
+}
+
+export function priceItem(p: PriceOverride): Item {
+  const item: Item = { ...priceKey(p.model), input: num(p.input), output: num(p.output), updatedAt: { S: p.updatedAt } };
+  if (p.cachedInput !== null) item.cachedInput = num(p.cachedInput);
+  return item;
+}
+
+/**
+ * An UpdateItem that ADDs each given counter (creating the item if missing) and optionally SETs
+ * priceVersion. Attribute names go through placeholders: several are DynamoDB reserved words.
+ */
+export function addExpression(adds: Record<string, number>, priceVersion?: string) {
+  const names: Record<string, string> = {};
+  const values: Item = {};
+  const terms = Object.entries(adds).map(([name, value], i) => {
+    names[`#a${i}`] = name;
+    values[`:a${i}`] = num(value);
+    return `#a${i} :a${i}`;
+  });
+  let expression = `ADD ${terms.join(', ')}`;
+  if (priceVersion !== undefined) {
+    names['#pv'] = 'priceVersion';
+    values[':pv'] = { S: priceVersion };
+    expression += ' SET #pv = :pv';
+  }
+  return { UpdateExpression: expression, ExpressionAttributeNames: names, ExpressionAttributeValues: values };
+}

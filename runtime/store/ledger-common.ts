@@ -1,0 +1,36 @@
+// Small pieces both ledger implementations share, so they cannot drift apart.
+import type { DailyRow, LimitRow, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
+import { ANY } from '../core/protocol.ts';
+
+/** The counters of a usage row, in a fixed order (column and attribute names derive from these). */
+export const COUNTERS = [
+  'requests',
+  'inputTokens',
+  'cachedTokens',
+  'outputTokens',
+  'spent',
+  'cacheHits',
+  'saved',
+  'estimated',
+] as const satisfies readonly (keyof UsageDelta)[];
+
+/** The one scope a settlement also counts per day: the one naming both a user and a model. */
+export function detailScope(scopes: readonly { scope: Scope }[]): Scope | undefined {
+  return scopes.find(({ scope }) => scope.user !== ANY && scope.model !== ANY)?.scope;
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function compareScope(a: Scope, b: Scope): number {
+  return compareText(a.project, b.project) || compareText(a.user, b.user) || compareText(a.model, b.model);
+}
+
+// Listings come back in one order from both stores (by day, then project, user, model).
+export const sortUsage = (rows: UsageRow[]) => rows.sort(compareScope);
+export const sortDaily = (rows: DailyRow[]) => rows.sort((a, b) => compareText(a.day, b.day) || compareScope(a, b));
+export const sortLimits = (rows: LimitRow[]) => rows.sort((a, b) => compareScope(a.scope, b.scope));
+
+/** `YYYY-MM-DD` → `YYYY-MM`. */
+export const monthOf = (day: string) => day.slice(0, 7);

@@ -1,0 +1,224 @@
+// The ResponseCache implementations: one set of cases run against the LRU and a real memcached,
+// then memcached's failure modes (killed, hung, never there) and the codec.
+import { randomBytes } from "node:crypto";
+import memjs from "memjs";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import type { CachedResponse, ResponseCache } from "../runtime/core/ports.ts";
+import { decodeResponse, encodeResponse, isCompressed } from "../runtime/store/cache-codec.ts";
+import { createLruCache } from "../runtime/store/lru-cache.ts";
+import { createMemcachedCache } from "../runtime/store/memcached-cache.ts";
+import { startMemcached, type MemcachedServer } from "./helpers/memcached.ts";
+
+const MiB = 1024 * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const key = (n: string) => n.padEnd(64, "0"); // the core's keys are hex SHA-256
+
+function response(body: Uint8Array): CachedResponse {
+  const headers: [string, string][] = [["content-type", "application/json"], ["x-request-id", "req_é1"]];
+  return { status: 201, headers, body, cost: 2 ** 40 + 7 };
+}
+
+/** ~3 MB of SSE transcript: compressible like real ones (words from a seeded generator). */
+function bigTranscript(bytes = 3_000_000): Uint8Array {
+  const words = "the model answer is a cache proxy token and of to which returns value".split(" ");
+  let seed = 42;
+  let s = "";
+  while (s.length < bytes) {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    s += `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" ${words[seed % words.length]}"}}]}\n\n`;
+  }
+  return new TextEncoder().encode(s);
+}
+
+async function timed<T>(p: Promise<T>): Promise<[T, number]> {
+  const start = performance.now();
+  const value = await p;
+  return [value, performance.now() - start];
+}
+
+// --- The same behaviour from both implementations -------------------------------------------
+
+interface Subject {
+  cache: ResponseCache;
+  /** The configured max item size: the oversize case stores more than this, incompressible. */
+  maxItemBytes: number;
+  done(): Promise<void>;
+}
+
+function conformance(name: string, open: () => Promise<Subject>) {
+  const test = suite<Subject>(`${name} cache`);
+  test.before(async (ctx) => {
+    Object.assign(ctx, await open());
+  });
+  test.after((ctx) => ctx.done());
+
+  test("set then get returns status, headers, body bytes and cost exactly", async ({ cache }) => {
+    const value = response(randomBytes(3000));
+    await cache.set(key("a1"), value, 60);
+    const got = await cache.get(key("a1"));
+    assert.ok(got);
+    assert.is(got.status, 201);
+    assert.equal(got.headers, value.headers);
+    assert.ok(Buffer.from(got.body).equals(value.body));
+    assert.is(got.cost, value.cost);
+    assert.is(await cache.get(key("absent")), undefined);
+  });
+
+  test("empty body and odd keys (spaces, > 250 bytes) work", async ({ cache }) => {
+    const odd = "a key with spaces " + "x".repeat(300);
+    await cache.set(odd, response(new Uint8Array()), 60);
+    assert.is((await cache.get(odd))?.body.byteLength, 0);
+  });
+
+  test("TTL is respected", async ({ cache }) => {
+    await cache.set(key("ttl"), response(new Uint8Array([1])), 1);
+    assert.ok(await cache.get(key("ttl")));
+    await sleep(2100); // memcached's clock ticks in seconds: an item lives at most ttl + 1 s
+    assert.is(await cache.get(key("ttl")), undefined);
+  });
+
+  test("flush empties the cache", async ({ cache }) => {
+    await cache.set(key("f1"), response(new Uint8Array([1])), 60);
+    await cache.flush();
+    assert.is(await cache.get(key("f1")), undefined);
+  });
+
+  test("a big compressible item comes back exact", async ({ cache }) => {
+    const value = response(bigTranscript());
+    await cache.set(key("big"), value, 60);
+    const got = await cache.get(key("big"));
+    assert.ok(got && Buffer.from(got.body).equals(value.body));
+  });
+
+  test("an incompressible item over the max item size is skipped, not an error", async ({ cache, maxItemBytes }) => {
+    await cache.set(key("huge"), response(randomBytes(maxItemBytes + 1000)), 60);
+    assert.is(await cache.get(key("huge")), undefined);
+    await cache.set(key("after"), response(new Uint8Array([2])), 60); // and the cache still works
+    assert.ok(await cache.get(key("after")));
+  });
+
+  test.run();
+}
+
+// The LRU stores bodies uncompressed: its max item size must fit the 3 MB transcript.
+conformance("lru", async () => ({ cache: createLruCache({ maxItemBytes: 4 * MiB }), maxItemBytes: 4 * MiB, done: async () => {} }));
+
+conformance("memcached", async () => {
+  const server = await startMemcached();
+  const cache = createMemcachedCache({ servers: server.servers, keyPrefix: "t:" });
+  return { cache, maxItemBytes: MiB, done: async () => (await cache.close?.(), await server.stop()) };
+});
+
+// --- memcached specifics and failure modes --------------------------------------------------
+
+const mc = suite<{ server: MemcachedServer }>("memcached failures");
+mc.before(async (ctx) => void (ctx.server = await startMemcached()));
+mc.after(({ server }) => server.stop());
+
+mc("a big item is stored compressed", async ({ server }) => {
+  const cache = createMemcachedCache({ servers: server.servers, keyPrefix: "c:" });
+  await cache.set(key("big"), response(bigTranscript()), 60);
+  const raw = memjs.Client.create(server.servers, { logger: { log() {} } });
+  const { value } = await raw.get("c:" + key("big"));
+  raw.close();
+  assert.ok(value && isCompressed(value) && value.length < 1 * MiB, `stored ${value?.length} bytes`);
+  await cache.close?.();
+});
+
+mc("an item the server refuses (over its -I) is ignored and does not trip the breaker", async ({ server }) => {
+  const cache = createMemcachedCache({ servers: server.servers, maxItemBytes: 4 * MiB });
+  await cache.set(key("refused"), response(randomBytes(2 * MiB)), 60);
+  assert.is(await cache.get(key("refused")), undefined);
+  await cache.set(key("ok"), response(new Uint8Array([1])), 60);
+  assert.ok(await cache.get(key("ok")));
+  await cache.close?.();
+});
+
+mc("killed mid-test: quick misses, then back after the cool-down once restarted", async ({ server }) => {
+  const coolDownMs = 300;
+  const cache = createMemcachedCache({ servers: server.servers, coolDownMs });
+  const value = response(new Uint8Array([1, 2, 3]));
+  await cache.set(key("k"), value, 60);
+  assert.ok(await cache.get(key("k")));
+
+  server.kill();
+  for (let i = 0; i < 5; i++) {
+    const [got, ms] = await timed(cache.get(key("k")));
+    assert.is(got, undefined);
+    assert.ok(ms < 500, `get took ${ms} ms`);
+    const [, setMs] = await timed(cache.set(key("k"), value, 60));
+    assert.ok(setMs < 500, `set took ${setMs} ms`);
+  }
+
+  const restarted = await startMemcached({ port: server.port });
+  await sleep(coolDownMs + 50);
+  await cache.set(key("k2"), value, 60);
+  assert.ok(await cache.get(key("k2")), "works again after the cool-down");
+  await cache.close?.();
+  await restarted.stop();
+});
+
+mc("hung server (SIGSTOP): gets resolve after the timeout, then skip it", async () => {
+  const server = await startMemcached();
+  const cache = createMemcachedCache({ servers: server.servers, timeoutMs: 50 });
+  await cache.set(key("h"), response(new Uint8Array([1])), 60);
+  process.kill(server.pid, "SIGSTOP");
+  try {
+    const [first, firstMs] = await timed(cache.get(key("h")));
+    const [second, secondMs] = await timed(cache.get(key("h")));
+    assert.is(first, undefined);
+    assert.is(second, undefined);
+    assert.ok(firstMs < 500, `first get took ${firstMs} ms`);
+    assert.ok(secondMs < 5, `get in cool-down took ${secondMs} ms`);
+  } finally {
+    process.kill(server.pid, "SIGCONT");
+    await cache.close?.();
+    await server.stop();
+  }
+});
+
+mc("a server that was never there: miss, no throw; flush rejects", async () => {
+  const cache = createMemcachedCache({ servers: "127.0.0.1:1" });
+  const [got, ms] = await timed(cache.get(key("x")));
+  assert.is(got, undefined);
+  assert.ok(ms < 500, `get took ${ms} ms`);
+  await cache.set(key("x"), response(new Uint8Array([1])), 60);
+  await cache.flush().then(
+    () => assert.unreachable("flush should reject"),
+    (err: Error) => assert.ok(err instanceof Error),
+  );
+  await cache.close?.();
+});
+
+// --- codec ------------------------------------------------------------------------------------
+
+const codec = suite("cache codec");
+
+codec("round trip, raw below the threshold and compressed above", () => {
+  for (const body of [new Uint8Array(), randomBytes(100), bigTranscript(100_000)]) {
+    const encoded = encodeResponse(response(body));
+    assert.is(isCompressed(encoded), body.length > 10_000);
+    const got = decodeResponse(encoded);
+    assert.ok(got && Buffer.from(got.body).equals(body) && got.cost === 2 ** 40 + 7);
+  }
+});
+
+codec("garbage decodes to undefined, never throws", () => {
+  const good = encodeResponse(response(bigTranscript(50_000)));
+  const flipped = Buffer.from(good);
+  flipped[20] ^= 0xff;
+  const lyingSize = Buffer.from(good);
+  lyingSize.writeUInt32BE(10, 2);
+  const junkBrotli = randomBytes(5000);
+  [junkBrotli[0], junkBrotli[1]] = [1, 1];
+  // A well-formed raw frame whose headers are not JSON.
+  const badJson = Buffer.alloc(6 + 18);
+  [badJson[0], badJson[5], badJson[7], badJson[19]] = [1, 18, 200, 4];
+  badJson.write("nope", 20);
+  const samples = [new Uint8Array(), randomBytes(5), junkBrotli, Buffer.from("hello"), good.subarray(0, 40), flipped, lyingSize, badJson];
+  for (const garbage of samples) assert.is(decodeResponse(garbage), undefined);
+});
+
+codec.run();
+mc.run();

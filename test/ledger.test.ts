@@ -1,0 +1,127 @@
+// The ledger conformance suite against SQLite and against DynamoDB (dynalite, in process), plus the
+// DynamoDB-only concerns: the table definition, and failing fast when DynamoDB is unreachable.
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Ledger, Scope } from '../runtime/core/ports.ts';
+import {
+  LEDGER_CLIENT_CONFIG,
+  LEDGER_TABLE,
+  createDynamoLedger,
+  ensureLedgerTable,
+} from '../runtime/store/dynamo-ledger.ts';
+import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
+import { dynamoClient, startDynalite } from './helpers/dynalite.ts';
+import { ledgerConformance } from './ledger-conformance.ts';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'wrapi-ledger-'));
+let files = 0;
+const sqlite = ledgerConformance('sqlite', async () => {
+  const ledger = openSqliteLedger(path.join(dir, `ledger-${++files}.db`));
+  return { ledger, close: () => ledger.close!() };
+});
+sqlite.after(() => rmSync(dir, { recursive: true, force: true }));
+sqlite.run();
+
+const memory = suite('sqlite ledger in memory');
+memory('opens :memory: and counts', async () => {
+  const ledger = openSqliteLedger(':memory:');
+  const hold = { scope: { project: 'p', user: '*', model: '*' }, amount: 5, limit: 5 };
+  assert.equal(await ledger.reserve('2026-11', [hold]), { ok: true, committed: [5] });
+  await ledger.close!();
+});
+memory.run();
+
+const server = await startDynalite();
+const client = server.client();
+let tables = 0;
+ledgerConformance('dynamodb (dynalite)', async () => {
+  const tableName = `ledger-${++tables}`;
+  await ensureLedgerTable(client, tableName);
+  return { ledger: createDynamoLedger({ tableName, client }), close: async () => {} };
+}).run();
+
+const dynamo = suite('dynamodb ledger');
+const P: Scope = { project: 'p', user: '*', model: '*' };
+
+dynamo('ensureLedgerTable creates the LEDGER_TABLE keys once and is idempotent', async () => {
+  await ensureLedgerTable(client, 'ensure-me');
+  await ensureLedgerTable(client, 'ensure-me');
+  const { Table } = await client.send(new DescribeTableCommand({ TableName: 'ensure-me' }));
+  assert.is(Table?.TableStatus, 'ACTIVE');
+  assert.equal(Table?.KeySchema, [
+    { AttributeName: LEDGER_TABLE.hashKey, KeyType: 'HASH' },
+    { AttributeName: LEDGER_TABLE.rangeKey, KeyType: 'RANGE' },
+  ]);
+  assert.equal(
+    Table?.AttributeDefinitions,
+    LEDGER_TABLE.attributes.map((a) => ({ AttributeName: a.name, AttributeType: a.type })),
+  );
+  assert.is(Table?.GlobalSecondaryIndexes, undefined);
+});
+
+dynamo('read dedupes keys and handles more than 100 of them', async () => {
+  await ensureLedgerTable(client, 'many');
+  const ledger = createDynamoLedger({ tableName: 'many', client });
+  const scopes = Array.from({ length: 150 }, (_, i) => ({ project: `p${i % 100}`, user: '*', model: '*' }));
+  await ledger.setLimit(scopes[42], 42); // 100 distinct scopes + 1 model: two BatchGetItem pages
+  const { limits } = await ledger.read(scopes, ['m', 'm']);
+  assert.is(limits.length, 150);
+  assert.equal(limits.flatMap((l, i) => (l === 42 ? [i] : [])), [42, 142]);
+});
+
+/** Expect `op` to reject within `withinMs`. */
+async function rejectsFast(op: () => Promise<unknown>, withinMs: number) {
+  const started = Date.now();
+  let failed = false;
+  await op().catch(() => (failed = true));
+  const ms = Date.now() - started;
+  assert.ok(failed, 'expected a rejection');
+  assert.ok(ms < withinMs, `took ${ms} ms (limit ${withinMs} ms)`);
+}
+
+const everyHotCall = (ledger: Ledger) => [
+  () => ledger.read([P], ['gpt-4o']),
+  () => ledger.reserve('2026-11', [{ scope: P, amount: 1, limit: 10 }]),
+  () =>
+    ledger.settle({
+      month: '2026-11',
+      day: '2026-11-26',
+      scopes: [{ scope: P, release: 1 }],
+      delta: { requests: 1, inputTokens: 1, cachedTokens: 0, outputTokens: 1, spent: 1, cacheHits: 0, saved: 0, estimated: 0 },
+    }),
+];
+
+dynamo('an unreachable DynamoDB (closed port) rejects promptly', async () => {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((resolve) => probe.close(resolve));
+  const dead = dynamoClient(`http://127.0.0.1:${port}`, LEDGER_CLIENT_CONFIG);
+  const ledger = createDynamoLedger({ tableName: 'ledger', client: dead });
+  for (const op of everyHotCall(ledger)) await rejectsFast(op, 1_000);
+  dead.destroy();
+});
+
+dynamo('a DynamoDB that accepts connections but never answers rejects promptly', async () => {
+  const sockets = new Set<net.Socket>();
+  const silent = net.createServer((socket) => sockets.add(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const port = (silent.address() as net.AddressInfo).port;
+  const hung = dynamoClient(`http://127.0.0.1:${port}`, LEDGER_CLIENT_CONFIG);
+  const ledger = createDynamoLedger({ tableName: 'ledger', client: hung });
+  await Promise.all(everyHotCall(ledger).map((op) => rejectsFast(op, 2_000)));
+  hung.destroy();
+  for (const socket of sockets) socket.destroy();
+  await new Promise((resolve) => silent.close(resolve));
+});
+
+dynamo.after(async () => {
+  client.destroy();
+  await server.close();
+});
+dynamo.run();

@@ -1,0 +1,58 @@
+// `npm test`: runs every test/*.test.ts in its own process (uvu under tsx) and ends with the plain
+// summary line CI reads: "N passed, N failed".
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const dir = new URL('.', import.meta.url).pathname;
+const only = process.argv.slice(2);
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith('.test.ts'))
+  .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
+  .sort();
+
+interface Result { file: string; passed: number; failed: number; code: number | null; output: string }
+
+function runFile(file: string): Promise<Result> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(dir, file)], {
+      env: { ...process.env, FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('close', (code) => {
+      const total = sumOf(output, 'Total');
+      const passed = sumOf(output, 'Passed');
+      const failed = Math.max(total - passed - sumOf(output, 'Skipped'), 0) || (code === 0 ? 0 : 1);
+      resolve({ file, passed, failed, code, output });
+    });
+  });
+}
+
+/** uvu prints "Total: N" / "Passed: N" per suite run; a file may run several suites. */
+function sumOf(output: string, label: string): number {
+  let n = 0;
+  for (const m of output.matchAll(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'gm'))) n += Number(m[1]);
+  return n;
+}
+
+let passed = 0;
+let failed = 0;
+const started = Date.now();
+const queue = [...files];
+const workers = Array.from({ length: Number(process.env.TEST_JOBS ?? 2) }, async () => {
+  for (let file = queue.shift(); file; file = queue.shift()) {
+    const r = await runFile(file);
+    passed += r.passed;
+    failed += r.failed;
+    const ok = r.failed === 0 && r.code === 0;
+    console.log(`${ok ? 'ok  ' : 'FAIL'} ${file}  (${r.passed} passed, ${r.failed} failed)`);
+    if (!ok || process.env.TEST_VERBOSE) console.log(r.output.replace(/^/gm, '    '));
+  }
+});
+await Promise.all(workers);
+console.log(`\n${files.length} test files in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 ? 1 : 0);
