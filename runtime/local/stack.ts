@@ -1,7 +1,7 @@
 // The local stack: both stages' proxies and admin functions on one node:http server, the same
 // handler code as on Lambda, with SigV4 checked here the way a function URL with AWS_IAM does.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { rename, writeFile } from 'node:fs/promises';
+import { rename, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createAdmin, type AdminHandler } from '../core/admin.ts';
@@ -67,14 +67,21 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
   const creds = await loadOrCreateCredentials(home);
   let users = creds.users;
   let lookup = lookupByAccessKey(users);
-  let lastReload = 0;
-  // `openai-wrapi local users add` edits the file while we run: re-read it for unknown keys.
-  const findUser = async (accessKeyId: string): Promise<LocalUser | undefined> => {
-    const found = lookup(accessKeyId);
-    if (found || Date.now() - lastReload < 1000) return found;
-    lastReload = Date.now();
+  let loadedAt = 0;
+  let reloading: Promise<void> | undefined;
+  // `openai-wrapi local users add` edits the file while we run: re-read it when a key is unknown
+  // and the file changed since we last read it (one reload at a time, shared by waiting requests).
+  const reload = async () => {
+    const mtime = (await stat(creds.file).catch(() => undefined))?.mtimeMs ?? 0;
+    if (mtime === loadedAt) return;
     users = (await loadOrCreateCredentials(home)).users;
     lookup = lookupByAccessKey(users);
+    loadedAt = mtime;
+  };
+  const findUser = async (accessKeyId: string): Promise<LocalUser | undefined> => {
+    if (lookup(accessKeyId)) return lookup(accessKeyId);
+    reloading ??= reload().finally(() => (reloading = undefined));
+    await reloading;
     return lookup(accessKeyId);
   };
   const verify = createVerifier({ lookup: (id) => lookup(id), region });

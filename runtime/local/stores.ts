@@ -16,6 +16,10 @@ export async function openLocalLedger(env: Env, home: string, stage: string): Pr
       ...LEDGER_CLIENT_CONFIG,
       endpoint,
       region: env.AWS_REGION ?? 'us-east-1',
+      // dynalite and DynamoDB Local accept any key; a real endpoint uses the normal AWS chain.
+      ...(/^https?:\/\/(127\.|localhost)/.test(endpoint) && !env.AWS_ACCESS_KEY_ID
+        ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
+        : {}),
     });
     const tableName = `${env.OPENAI_WRAPI_TABLE_PREFIX ?? 'openai-wrapi'}-${stage}`;
     await ensureLedgerTable(client, tableName);
