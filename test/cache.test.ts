@@ -25,8 +25,8 @@ function bigTranscript(bytes = 3_000_000): Uint8Array {
   let seed = 42;
   let s = "";
   while (s.length < bytes) {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    s += `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" ${words[seed % words.length]}"}}]}\n\n`;
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; // LCG, 32-bit
+    s += `data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" ${words[(seed >>> 16) % words.length]}"}}]}\n\n`;
   }
   return new TextEncoder().encode(s);
 }
@@ -176,6 +176,15 @@ mc("hung server (SIGSTOP): gets resolve after the timeout, then skip it", async 
     await cache.close?.();
     await server.stop();
   }
+});
+
+mc("two servers, one dead: its keys miss, the live one's still hit", async ({ server }) => {
+  const cache = createMemcachedCache({ servers: `${server.servers},127.0.0.1:1` });
+  const keys = Array.from({ length: 20 }, (_, i) => key(`two${i}`));
+  for (const k of keys) await cache.set(k, response(new Uint8Array([1])), 60);
+  const hits = (await Promise.all(keys.map((k) => cache.get(k)))).filter(Boolean).length;
+  assert.ok(hits > 0 && hits < keys.length, `${hits} hits of ${keys.length}`);
+  await cache.close?.();
 });
 
 mc("a server that was never there: miss, no throw; flush rejects", async () => {

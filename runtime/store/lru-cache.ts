@@ -5,7 +5,7 @@ import type { CachedResponse, ResponseCache } from "../core/ports.ts";
 export interface LruCacheOptions {
   /** Total budget, counted in body (+ header) bytes. Default 64 MiB. */
   maxBytes?: number;
-  /** Larger items are not stored (not an error). Default 8 MiB, never more than maxBytes. */
+  /** Larger items are not stored (not an error). Default maxBytes / 8, at most 8 MiB. */
   maxItemBytes?: number;
 }
 
@@ -16,7 +16,8 @@ export function createLruCache(opts: LruCacheOptions = {}): ResponseCache {
   const lru = new LRUCache<string, CachedResponse>({
     maxSize: maxBytes,
     // lru-cache silently refuses (and drops any older value of the key) above maxEntrySize.
-    maxEntrySize: Math.min(opts.maxItemBytes ?? 8 * MiB, maxBytes),
+    // One item never evicts more than an eighth of the cache unless asked to.
+    maxEntrySize: Math.min(opts.maxItemBytes ?? Math.min(maxBytes / 8, 8 * MiB), maxBytes),
     // Bodies dominate; headers are counted too so that empty bodies still have a (positive) size.
     sizeCalculation: (v) => v.body.byteLength + v.headers.reduce((n, [k, h]) => n + k.length + h.length, 1),
   });

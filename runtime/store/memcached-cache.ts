@@ -119,8 +119,7 @@ function toKey(prefix: string, key: string): string {
  * (ttl 1 can expire at once). One second more guarantees a hit for the whole TTL. ttl <= 0: never.
  */
 function expiration(ttlSeconds: number): number {
-  if (!(ttlSeconds > 0)) return 0;
-  if (!Number.isFinite(ttlSeconds)) return 0;
+  if (!(ttlSeconds > 0 && Number.isFinite(ttlSeconds))) return 0;
   const relative = Math.ceil(ttlSeconds) + 1;
   return relative <= MAX_RELATIVE_TTL ? relative : Math.floor(Date.now() / 1000) + relative;
 }

@@ -1,0 +1,153 @@
+// The admin functions through the Lambda Invoke API of the local stack, called with the AWS SDK's
+// own Lambda client and credentials from the stack's credentials file, as the SDK and CLI will.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { readFile } from 'node:fs/promises';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { fromIni } from '@aws-sdk/credential-providers';
+import { startTestStack, settled, type TestStack } from './helpers/stack.ts';
+
+let t: TestStack;
+const run = promisify(execFile);
+
+test.before(async () => {
+  t = await startTestStack();
+});
+test.after(() => t.close());
+
+function lambdaAs(profile: string) {
+  return new LambdaClient({
+    endpoint: t.stack.url,
+    region: 'us-east-1',
+    credentials: fromIni({ profile, filepath: `${t.home}/credentials`, configFilepath: '/nonexistent', ignoreCache: true }),
+    maxAttempts: 1,
+  });
+}
+
+async function invoke(profile: string, payload: unknown, fn = 'openai-admin-dev') {
+  const out = await lambdaAs(profile).send(new InvokeCommand({ FunctionName: fn, Payload: JSON.stringify(payload) }));
+  return JSON.parse(Buffer.from(out.Payload!).toString());
+}
+
+test('outputs.json names each stage like the Pulumi stacks do, plus the local endpoint', async () => {
+  const outputs = JSON.parse(await readFile(t.stack.outputsFile, 'utf8'));
+  for (const stage of ['dev', 'prod']) {
+    assert.is(outputs[stage].proxyUrl, `${t.stack.url}/${stage}/`);
+    assert.is(outputs[stage].adminFunctionName, `openai-admin-${stage}`);
+    assert.is(outputs[stage].region, 'us-east-1');
+    assert.is(outputs[stage].lambdaEndpoint, t.stack.url);
+  }
+});
+
+test('an admin sets, lists and removes limits through Invoke; stages are separate', async () => {
+  const set = await invoke('default', { action: 'setLimit', project: 'alpha', user: 'bob', model: 'gpt-4o', limit: 12.5 });
+  assert.equal(set.limit, { project: 'alpha', user: 'bob', model: 'gpt-4o', limit: 12.5 });
+  await invoke('default', { action: 'setLimit', project: 'alpha', limit: 100 });
+  const listed = await invoke('default', { action: 'listLimits', project: 'alpha' });
+  assert.is(listed.limits.length, 2);
+  assert.ok(listed.limits.some((l: any) => l.user === '*' && l.model === '*' && l.limit === 100));
+  const prod = await invoke('default', { action: 'listLimits' }, 'openai-admin-prod');
+  assert.is(prod.limits.length, 0, 'prod has its own ledger');
+  const removed = await invoke('default', { action: 'removeLimit', project: 'alpha', user: 'bob', model: 'gpt-4o' });
+  assert.ok(removed.ok);
+  const again = await invoke('default', { action: 'removeLimit', project: 'alpha', user: 'bob', model: 'gpt-4o' });
+  assert.is(again.ok, false);
+  assert.is(again.error.code, 'limit_not_found');
+});
+
+test('bad admin input: clear errors, nothing changed', async () => {
+  const before = await invoke('default', { action: 'listLimits' });
+  const cases: [unknown, string][] = [
+    [{ action: 'setLimit', project: 'x', limit: -1 }, 'invalid_amount'],
+    [{ action: 'setLimit', project: 'x', limit: 'lots' }, 'invalid_amount'],
+    [{ action: 'setLimit', limit: 5 }, 'invalid_name'],
+    [{ action: 'setLimit', project: 'a#b', limit: 5 }, 'invalid_name'],
+    [{ action: 'usage', month: '2026-13' }, 'invalid_month'],
+    [{ action: 'usage', by: 'colour' }, 'invalid_group'],
+    [{ action: 'setPrice', model: 'm', input: 1 }, 'invalid_amount'],
+    [{ action: 'explode' }, 'unknown_action'],
+  ];
+  for (const [payload, code] of cases) {
+    const r = await invoke('default', payload);
+    assert.is(r.ok, false, JSON.stringify(payload));
+    assert.is(r.error.code, code, JSON.stringify(payload));
+    assert.is(typeof r.error.message, 'string');
+  }
+  assert.equal(await invoke('default', { action: 'listLimits' }), before);
+});
+
+test('a non-admin user is refused by the Invoke API; an unknown function is not found', async () => {
+  await t.user('plain');
+  const err = await invoke('plain', { action: 'listLimits' }).catch((e) => e);
+  assert.is(err.name, 'AccessDeniedException');
+  assert.match(err.message, /not an admin/);
+  const missing = await invoke('default', { action: 'listLimits' }, 'openai-admin-staging').catch((e) => e);
+  assert.is(missing.name, 'ResourceNotFoundException');
+});
+
+test('usage report: rows, groups and totals by user, project and model; daily rows', async () => {
+  await invoke('default', { action: 'setLimit', project: 'p1', limit: 5 });
+  await invoke('default', { action: 'setLimit', project: 'p2', limit: 5 });
+  await t.user('ann');
+  await t.user('ben');
+  const calls = [
+    t.client({ user: 'ann', project: 'p1', caching: false }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'a' }] }),
+    t.client({ user: 'ann', project: 'p2', caching: false }).chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'b' }] }),
+    t.client({ user: 'ben', project: 'p1', caching: false }).chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'c' }] }),
+  ];
+  await Promise.all(calls);
+  await settled(t, async () => (await invoke('default', { action: 'usage' })).totals.requests === 3);
+  const byUser = await invoke('default', { action: 'usage', by: 'user', daily: true });
+  assert.is(byUser.rows.length, 3);
+  assert.equal(byUser.groups.map((g: any) => g.key).sort(), ['ann', 'ben']);
+  const byModel = await invoke('default', { action: 'usage', by: 'model' });
+  const total = byModel.groups.reduce((s: number, g: any) => s + g.spend, 0);
+  assert.ok(Math.abs(total - byModel.totals.spend) < 1e-9);
+  assert.is(byUser.days.length, 3);
+  assert.is(byUser.days[0].day, new Date().toISOString().slice(0, 10));
+  const empty = await invoke('default', { action: 'usage', month: '2020-01' });
+  assert.is(empty.rows.length, 0);
+  assert.is(empty.totals.spend, 0);
+});
+
+test('price overrides: set, listed as override, removed', async () => {
+  const set = await invoke('default', { action: 'setPrice', model: 'gpt-4o', input: 1, output: 2, cachedInput: 0.5 });
+  assert.is(set.price.source, 'override');
+  const one = await invoke('default', { action: 'listPrices', model: 'gpt-4o-2024-08-06' });
+  assert.is(one.prices[0].source, 'table', 'the dated id has its own table price, more specific than the family override');
+  const fam = await invoke('default', { action: 'listPrices', model: 'gpt-4o' });
+  assert.equal([fam.prices[0].input, fam.prices[0].source], [1, 'override']);
+  const all = await invoke('default', { action: 'listPrices' });
+  assert.ok(all.prices.length > 100);
+  assert.is(all.table.asOf, '2026-11-17');
+  assert.ok((await invoke('default', { action: 'removePrice', model: 'gpt-4o' })).ok);
+  const back = await invoke('default', { action: 'listPrices', model: 'gpt-4o' });
+  assert.equal([back.prices[0].input, back.prices[0].source], [2.5, 'table']);
+});
+
+test('openai-wrapi local users add: a new user can call at once, as admin only with --admin', async () => {
+  const cli = ['--import', 'tsx', 'sdk/cli.ts'];
+  const { stdout } = await run(process.execPath, [...cli, 'local', 'users', 'add', 'carol', '--home', t.home, '--json']);
+  const added = JSON.parse(stdout);
+  assert.is(added.name, 'carol');
+  assert.is(added.admin, false);
+  await invoke('default', { action: 'setLimit', project: 'cli', limit: 1 });
+  const c = new (await import('openai')).default({
+    apiKey: 'x', baseURL: `${t.stack.url}/dev/v1`, maxRetries: 0,
+    fetch: (await import('../sdk/sign.ts')).signedFetch({
+      credentials: fromIni({ profile: 'carol', filepath: `${t.home}/credentials`, configFilepath: '/nonexistent', ignoreCache: true }),
+      region: 'us-east-1',
+    }),
+    defaultHeaders: { 'openai-proxy-project': 'cli' },
+  });
+  assert.ok((await c.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).id);
+  const dup = await run(process.execPath, [...cli, 'local', 'users', 'add', 'carol', '--home', t.home]).catch((e) => e);
+  assert.is(dup.code, 1);
+  assert.match(dup.stderr, /already/);
+  await run(process.execPath, [...cli, 'local', 'users', 'add', 'dora', '--admin', '--home', t.home]);
+  assert.ok((await invoke('dora', { action: 'listLimits' })).ok);
+});
+
+test.run();
