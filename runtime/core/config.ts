@@ -1,4 +1,4 @@
-// Typed configuration from an environment map. The core never reads process.env itself: the
+// Typed configuration from an environment map. The core never reads the process environment: the
 // composition roots (Lambda, local stack) pass theirs in.
 import type { Nano } from './ports.ts';
 import { usdToNano } from './pricing.ts';

@@ -1,0 +1,59 @@
+// One-way dependencies (DESIGN.md "Layout"): the core knows nothing of Lambda, node:http, AWS or
+// the SDK; adapters never import each other; the SDK reaches the runtime only to launch it.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+
+const root = resolve(new URL('..', import.meta.url).pathname);
+
+function files(dir: string): string[] {
+  return readdirSync(join(root, dir)).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(join(root, path)).isDirectory() ? files(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+function imports(file: string): string[] {
+  const text = readFileSync(join(root, file), 'utf8');
+  const found = [...text.matchAll(/(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)];
+  return found.map((m) => m[1] ?? m[2]);
+}
+
+const target = (file: string, spec: string) => (spec.startsWith('.') ? relative(root, resolve(root, file, '..', spec)) : spec);
+
+test('runtime/core imports only runtime/core and runtime/data, and never reads process.env', () => {
+  for (const file of files('runtime/core')) {
+    for (const spec of imports(file)) {
+      const to = target(file, spec);
+      assert.ok(to.startsWith('runtime/core/') || to.startsWith('runtime/data/'), `${file} imports ${spec}`);
+    }
+    assert.not.match(readFileSync(join(root, file), 'utf8'), /process\.env/, `${file} reads process.env`);
+  }
+});
+
+test('stores implement core ports without reaching into adapters', () => {
+  for (const file of files('runtime/store')) {
+    for (const spec of imports(file)) {
+      const to = target(file, spec);
+      assert.not.ok(/^runtime\/(lambda|local)\//.test(to), `${file} imports ${spec}`);
+    }
+  }
+});
+
+test('the Lambda adapter never imports the local stack, and the local stack never imports Lambda code', () => {
+  for (const file of files('runtime/lambda')) for (const spec of imports(file)) assert.not.ok(target(file, spec).startsWith('runtime/local/'), `${file} → ${spec}`);
+  for (const file of files('runtime/local')) for (const spec of imports(file)) assert.not.ok(target(file, spec).startsWith('runtime/lambda/'), `${file} → ${spec}`);
+});
+
+test('sdk/ reaches runtime/ only for the wire protocol and to launch or administer the local stack', () => {
+  for (const file of files('sdk')) {
+    for (const spec of imports(file)) {
+      const to = target(file, spec);
+      if (!to.startsWith('runtime/')) continue;
+      assert.ok(to === 'runtime/core/protocol.ts' || to.startsWith('runtime/local/'), `${file} imports ${spec}`);
+    }
+  }
+});
+
+test.run();

@@ -1,0 +1,174 @@
+// The pure core: prices, cost arithmetic, stream metering at any chunk boundary, request reading,
+// identities, cache keys and configuration.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import { costOf, modelCandidates, resolvePrice } from '../runtime/core/pricing.ts';
+import { StreamMeter } from '../runtime/core/stream-meter.ts';
+import { requestFacts, withUsageRequested, parseJsonBody } from '../runtime/core/request-facts.ts';
+import { matchRoute } from '../runtime/core/routes.ts';
+import { callerFromArn } from '../runtime/core/caller.ts';
+import { cacheKey, canonicalJson } from '../runtime/core/cache-key.ts';
+import { ConfigError, readProxyConfig } from '../runtime/core/config.ts';
+import { callScopes, holdsFor, effectiveLimits, monthOf, worstCaseCost } from '../runtime/core/limits.ts';
+import { WrapiError } from '../runtime/core/errors.ts';
+
+const ref = (name: string) => readFileSync(new URL(`../../shared/reference/${name}`, import.meta.url), 'utf8');
+
+test('model resolution: exact, then undated family, fine-tunes by base model', () => {
+  assert.equal(modelCandidates('gpt-4o-2024-08-06'), ['gpt-4o-2024-08-06', 'gpt-4o']);
+  assert.equal(modelCandidates('gpt-4-0613'), ['gpt-4-0613', 'gpt-4']);
+  assert.equal(modelCandidates('ft:gpt-4o-mini-2024-07-18:acme::abc123'), [
+    'ft:gpt-4o-mini-2024-07-18:acme::abc123', 'ft:gpt-4o-mini-2024-07-18', 'ft:gpt-4o-mini',
+  ]);
+  assert.is(resolvePrice('gpt-4o-2031-01-01')!.input, 2.5);
+  assert.is(resolvePrice('no-such-model'), undefined);
+  const override = { model: 'gpt-4o', input: 9, cachedInput: null, output: 9, updatedAt: '2026-11-01T00:00:00.000Z' };
+  const p = resolvePrice('gpt-4o-2031-01-01', [undefined, override])!;
+  assert.is(p.input, 9);
+  assert.is(p.version, 'override@2026-11-01T00:00:00.000Z');
+});
+
+test('cost: cached tokens inside input, reasoning inside output, never counted twice', () => {
+  const p = resolvePrice('gpt-4o-mini')!; // 0.15 / 0.075 / 0.60
+  assert.is(costOf(p, { input: 1000, cached: 0, output: 0 }), 150_000);
+  assert.is(costOf(p, { input: 1000, cached: 400, output: 0 }), 600 * 150 + 400 * 75);
+  assert.is(costOf(p, { input: 0, cached: 0, output: 1000 }), 600_000);
+  const noCache = resolvePrice('gpt-3.5-turbo-instruct')!; // no cached price: cached bills as input
+  assert.is(costOf(noCache, { input: 100, cached: 50, output: 0 }), 100 * 1500);
+});
+
+test('cost: above a long-context threshold the whole request is repriced', () => {
+  const p = resolvePrice('gpt-5.4')!;
+  assert.ok(p.longContext, 'table has long-context rates for gpt-5.4');
+  const lc = p.longContext!;
+  const under = costOf(p, { input: lc.thresholdInputTokens, cached: 0, output: 10 });
+  const over = costOf(p, { input: lc.thresholdInputTokens + 1, cached: 0, output: 10 });
+  assert.is(under, Math.round(lc.thresholdInputTokens * p.input * 1000 + 10 * p.output * 1000));
+  assert.is(over, Math.round((lc.thresholdInputTokens + 1) * lc.input * 1000 + 10 * lc.output * 1000));
+});
+
+function meterAll(kind: 'chat' | 'responses', strip: boolean, text: string, splitEvery: number) {
+  const meter = new StreamMeter(kind, strip);
+  const bytes = new TextEncoder().encode(text);
+  let out = '';
+  const dec = new TextDecoder();
+  for (let i = 0; i < bytes.length; i += splitEvery) {
+    const chunk = meter.push(bytes.subarray(i, i + splitEvery));
+    if (chunk) out += dec.decode(chunk);
+  }
+  const rest = meter.flush();
+  if (rest) out += dec.decode(rest);
+  return { out, outcome: meter.outcome };
+}
+
+test('stream meter: same result at every chunk boundary (1 byte, 7 bytes, whole)', () => {
+  const sse = ref('openai-chat-stream-include-usage.sse');
+  const whole = meterAll('chat', false, sse, sse.length);
+  assert.is(whole.out, sse, 'passes through untouched when the client asked for usage');
+  assert.ok(whole.outcome.usage && whole.outcome.usage.input > 0);
+  assert.ok(whole.outcome.complete);
+  for (const n of [1, 7, 64]) {
+    const split = meterAll('chat', false, sse, n);
+    assert.is(split.out, sse);
+    assert.equal(split.outcome, whole.outcome);
+  }
+});
+
+test('stream meter: strips the usage chunk and usage:null when the client did not ask', () => {
+  const withUsage = ref('openai-chat-stream-include-usage.sse');
+  const { out, outcome } = meterAll('chat', true, withUsage, 5);
+  assert.not.match(out, /"usage"/);
+  assert.match(out, /data: \[DONE\]/);
+  assert.ok(outcome.usage, 'the meter still read it');
+  const events = out.split('\n\n').filter(Boolean);
+  const original = withUsage.split('\n\n').filter(Boolean);
+  assert.is(events.length, original.length - 1, 'exactly one event removed');
+});
+
+test('stream meter: CRLF framing, Responses usage from response.completed, text collected', () => {
+  const sse = ref('openai-responses-stream.sse');
+  const { outcome } = meterAll('responses', false, sse.replace(/\n/g, '\r\n'), 3);
+  assert.ok(outcome.complete);
+  const final = JSON.parse(ref('openai-responses.json'));
+  assert.is(outcome.usage!.input, final.usage.input_tokens);
+  assert.is(outcome.usage!.output, final.usage.output_tokens);
+  assert.ok(outcome.outputText.length > 0);
+});
+
+test('stream meter: a cut-off stream has no usage and is not complete', () => {
+  const sse = ref('openai-chat-stream-no-usage.sse');
+  const cut = sse.slice(0, Math.floor(sse.length / 2));
+  const { outcome } = meterAll('chat', true, cut, 10);
+  assert.is(outcome.usage, undefined);
+  assert.not.ok(outcome.complete);
+  assert.ok(outcome.outputText.length > 0);
+});
+
+test('request facts: model, stream, caps, prompt text; usage injection only where needed', () => {
+  const chat = matchRoute('POST', '/v1/chat/completions')!;
+  const body = parseJsonBody(new TextEncoder().encode(JSON.stringify({
+    model: 'gpt-4o', stream: true, max_completion_tokens: 50,
+    messages: [{ role: 'user', content: [{ type: 'text', text: 'look' }, { type: 'image_url', image_url: { url: 'data:' } }] }],
+  })));
+  const facts = requestFacts(chat, body);
+  assert.equal([facts.model, facts.stream, facts.maxOutputTokens, facts.promptText, facts.attachments], ['gpt-4o', true, 50, 'look', 1]);
+  assert.equal((withUsageRequested(chat, body, facts).stream_options as any), { include_usage: true });
+  const responses = matchRoute('POST', '/responses')!;
+  assert.is(withUsageRequested(responses, body, requestFacts(responses, body)), body);
+  assert.throws(() => parseJsonBody(new TextEncoder().encode('[1]')), (e: WrapiError) => e.status === 400);
+  assert.throws(() => requestFacts(chat, { messages: [] }), (e: WrapiError) => e.param === 'model');
+});
+
+test('routes: allow-list with and without /v1; everything else refused', () => {
+  assert.is(matchRoute('POST', '/v1/embeddings')!.kind, 'embeddings');
+  assert.is(matchRoute('POST', '/embeddings/')!.kind, 'embeddings');
+  assert.is(matchRoute('GET', '/v1/models/gpt-4o')!.kind, 'models');
+  assert.is(matchRoute('GET', '/v1/chat/completions'), undefined);
+  assert.is(matchRoute('POST', '/v1/files'), undefined);
+  assert.is(matchRoute('DELETE', '/v1/models/x'), undefined);
+});
+
+test('callers from verified ARNs', () => {
+  assert.equal(callerFromArn('arn:aws:iam::123456789012:user/alice')?.user, 'alice');
+  assert.equal(callerFromArn('arn:aws:iam::123456789012:user/team/bob')?.user, 'bob');
+  assert.equal(callerFromArn('arn:aws:sts::123456789012:assumed-role/DataSci/carol@example.com')?.user, 'DataSci/carol@example.com');
+  assert.equal(callerFromArn('arn:aws:iam::123456789012:root')?.user, 'root');
+  assert.is(callerFromArn('not-an-arn'), undefined);
+  const event = JSON.parse(ref('lambda-function-url-event-iam-assumed-role.json'));
+  assert.ok(callerFromArn(event.requestContext.authorizer.iam.userArn));
+});
+
+test('cache keys: key order does not matter; stage, project and body do', async () => {
+  assert.is(canonicalJson({ b: 1, a: [{ d: 2, c: 3 }] }), '{"a":[{"c":3,"d":2}],"b":1}');
+  const base = { stage: 'dev', project: 'p', method: 'POST', path: '/chat/completions', body: { model: 'm', x: 1 } };
+  const k = await cacheKey(base);
+  assert.is(k, await cacheKey({ ...base, body: { x: 1, model: 'm' } }));
+  assert.is.not(k, await cacheKey({ ...base, stage: 'prod' }));
+  assert.is.not(k, await cacheKey({ ...base, project: 'q' }));
+  assert.is.not(k, await cacheKey({ ...base, body: { model: 'm', x: 2 } }));
+});
+
+test('limits: scopes, defaults, holds and month keys', () => {
+  const scopes = callScopes('p', 'u', 'm');
+  assert.is(scopes.length, 4);
+  assert.equal(effectiveLimits([undefined, 5, undefined, undefined], 7), [7, 5, undefined, undefined]);
+  const holds = holdsFor(scopes, [10, undefined, 3, undefined], 2);
+  assert.equal(holds.map((h) => [h.scope.user, h.scope.model, h.limit]), [['*', '*', 10], ['u', '*', 3]]);
+  assert.is(monthOf(Date.UTC(2026, 0, 31, 23, 59, 59)), '2026-01');
+  assert.is(monthOf(Date.UTC(2026, 1, 1, 0, 0, 0)), '2026-02');
+  assert.is(worstCaseCost(resolvePrice('gpt-4o-mini')!, 100, 10), 100 * 150 + 10 * 600);
+});
+
+test('configuration: per-stage keys win; every bad value reported at once', () => {
+  const c = readProxyConfig({ OPENAI_API_KEY: 'sk-shared', OPENAI_API_KEY_PROD: 'sk-prod' }, 'prod');
+  assert.is(c.apiKey, 'sk-prod');
+  assert.is(readProxyConfig({ OPENAI_API_KEY: 'sk-shared' }, 'dev').apiKey, 'sk-shared');
+  assert.is(c.defaultProjectLimit, undefined);
+  assert.throws(
+    () => readProxyConfig({ OPENAI_WRAPI_TIMEOUT_MS: 'soon', OPENAI_WRAPI_CACHE_TTL: '-1' }, 'dev'),
+    (e: ConfigError) => e.problems.length === 2,
+  );
+});
+
+test.run();
