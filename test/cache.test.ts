@@ -135,7 +135,8 @@ mc("an item the server refuses (over its -I) is ignored and does not trip the br
   await cache.close?.();
 });
 
-mc("killed mid-test: quick misses, then back after the cool-down once restarted", async ({ server }) => {
+mc("killed mid-test: quick misses, then back after the cool-down once restarted", async () => {
+  const server = await startMemcached();
   const coolDownMs = 300;
   const cache = createMemcachedCache({ servers: server.servers, coolDownMs });
   const value = response(new Uint8Array([1, 2, 3]));
@@ -170,7 +171,7 @@ mc("hung server (SIGSTOP): gets resolve after the timeout, then skip it", async 
     assert.is(first, undefined);
     assert.is(second, undefined);
     assert.ok(firstMs < 500, `first get took ${firstMs} ms`);
-    assert.ok(secondMs < 5, `get in cool-down took ${secondMs} ms`);
+    assert.ok(secondMs < 25, `get in cool-down took ${secondMs} ms`);
   } finally {
     process.kill(server.pid, "SIGCONT");
     await cache.close?.();

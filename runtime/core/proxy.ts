@@ -17,6 +17,7 @@ import * as P from './protocol.ts';
 import { parseJsonBody, requestFacts, withUsageRequested, type RequestFacts } from './request-facts.ts';
 import { matchRoute, type Route } from './routes.ts';
 import { StreamMeter } from './stream-meter.ts';
+import { meteredStream } from './metered-stream.ts';
 import { usageOfBody } from './usage.ts';
 
 /** The verified caller. On Lambda from the function URL's IAM authorizer; locally from SigV4. */
@@ -47,8 +48,6 @@ export interface ProxyDeps {
 export type ProxyHandler = (req: Request, ctx: CallContext) => Promise<Response>;
 
 const PROJECT_PATTERN = /^[^#\s][^#]{0,127}$/;
-/** Upper bound on a stream transcript kept for the cache; longer streams are not cached. */
-const MAX_TRANSCRIPT_BYTES = 4 * 1024 * 1024;
 
 export function createProxy(deps: ProxyDeps): ProxyHandler {
   const { config, ledger, cache, log } = deps;
@@ -259,98 +258,6 @@ function setBudgetHeaders(headers: Headers, bill: Bill, cost: number | undefined
   headers.set(P.HEADER_BUDGET_REMAINING, nanoToUsd(Math.max(0, tightest.remaining)).toFixed(6));
   headers.set(P.HEADER_BUDGET_LIMIT, nanoToUsd(limit).toFixed(6));
   headers.set(P.HEADER_BUDGET_SCOPE, `project=${encodeURIComponent(scope.project)} user=${encodeURIComponent(scope.user)} model=${encodeURIComponent(scope.model)}`);
-}
-
-type StreamEnd = 'complete' | 'broken' | 'cancelled';
-
-/**
- * Passes SSE bytes through as they arrive (pull-driven, so a slow client slows the upstream read
- * instead of filling memory) and calls `onEnd` exactly once with how the stream ended.
- */
-function meteredStream(
-  source: ReadableStream<Uint8Array>,
-  meter: StreamMeter,
-  route: Route,
-  abort: AbortController,
-  onEnd: (end: StreamEnd, transcript: Uint8Array | undefined) => void,
-  keepTranscript: boolean,
-): ReadableStream<Uint8Array> {
-  const reader = source.getReader();
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  let ended = false;
-  const keep = (bytes: Uint8Array) => {
-    if (!keepTranscript || size > MAX_TRANSCRIPT_BYTES) return;
-    parts.push(bytes);
-    size += bytes.byteLength;
-  };
-  const end = (how: StreamEnd) => {
-    if (ended) return;
-    ended = true;
-    onEnd(how, keepTranscript && size <= MAX_TRANSCRIPT_BYTES ? concat(parts, size) : undefined);
-  };
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        try {
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) {
-              const rest = meter.flush();
-              if (rest) {
-                keep(rest);
-                controller.enqueue(rest);
-              }
-              controller.close();
-              end('complete');
-              return;
-            }
-            const out = meter.push(value);
-            if (out) {
-              keep(out);
-              controller.enqueue(out);
-              return;
-            }
-          }
-        } catch (err) {
-          controller.enqueue(streamError(route, err));
-          controller.close();
-          end('broken');
-        }
-      },
-      cancel() {
-        abort.abort();
-        reader.cancel().catch(() => undefined);
-        end('cancelled');
-      },
-    },
-    { highWaterMark: 0 },
-  );
-}
-
-const encoder = new TextEncoder();
-
-/** How a stream that broke off upstream ends for the client: an error event its parser raises. */
-function streamError(route: Route, err: unknown): Uint8Array {
-  const timedOut = err instanceof Error && err.name === 'TimeoutError';
-  const message = timedOut
-    ? 'The upstream OpenAI API did not finish the stream in time.'
-    : 'The upstream OpenAI API stream was interrupted.';
-  const code = timedOut ? 'upstream_timeout' : 'upstream_stream_interrupted';
-  if (route.kind === 'responses') {
-    return encoder.encode(`event: error\ndata: ${JSON.stringify({ type: 'error', code, message, param: null })}\n\n`);
-  }
-  return encoder.encode(`data: ${JSON.stringify({ error: { message, type: 'server_error', param: null, code } })}\n\n`);
-}
-
-function concat(parts: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.byteLength;
-  }
-  return out;
 }
 
 /** Headers a cache hit replays: the upstream's, not our per-call ones (set afresh on a hit). */
