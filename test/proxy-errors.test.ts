@@ -211,4 +211,27 @@ test('DynamoDB unreachable: 503 and nothing forwarded; fail-open forwards', asyn
   }
 });
 
+test('a ledger hiccup at settlement is retried: the call is still recorded', async () => {
+  let failures = 1;
+  const s = await startTestStack({
+    stack: {
+      // The ledgers are plain objects of functions, so a spread keeps every other method.
+      wrapLedger: (ledger) => ({
+        ...ledger,
+        settle: (x) => (failures-- > 0 ? Promise.reject(new Error('ProvisionedThroughputExceeded')) : ledger.settle(x)),
+      }),
+    },
+  });
+  try {
+    await s.admin({ action: 'setLimit', project: 'flaky', limit: 1 });
+    const r = await s.client({ project: 'flaky', caching: false }).chat.completions.create({ model: 'gpt-4o-mini', messages: say('hi') });
+    await settled(s, async () => (await s.admin({ action: 'usage' })).totals.requests === 1, 3000);
+    const row = (await s.admin({ action: 'usage' })).rows[0];
+    assert.is(row.inputTokens, r.usage!.prompt_tokens);
+    assert.is(failures, -1, 'the first settle failed and the second landed');
+  } finally {
+    await s.close();
+  }
+});
+
 test.run();

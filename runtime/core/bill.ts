@@ -8,6 +8,8 @@ export type CountTokens = (text: string) => number;
 
 /** Tokens for one image or file in a prompt when estimating (OpenAI's high-detail tile scale). */
 const ATTACHMENT_TOKENS = 765;
+/** Settlement tries: 0, 100 and 400 ms apart, all within the time a Lambda may still run. */
+const SETTLE_ATTEMPTS = 3;
 /** Chat adds a few tokens of framing per message; a small fixed allowance keeps estimates honest. */
 const FRAMING_TOKENS = 8;
 
@@ -87,17 +89,28 @@ export class Bill {
   private async write(delta: UsageDelta): Promise<void> {
     const { ledger, scopes, holds, reservation, month, now, price, log } = this.init;
     const held = (scope: Scope) => (reservation ? holds.find((h) => h.scope === scope)?.amount ?? 0 : 0);
-    try {
-      await ledger.settle({
-        month,
-        day: dayOf(now()),
-        scopes: scopes.map((scope) => ({ scope, release: held(scope) })),
-        delta,
-        priceVersion: price.version,
-      });
-    } catch (err) {
-      // Nothing to tell the client any more; the line lets an operator reconcile by hand.
-      log.error('settle failed', { ...this.init.tags, spent: delta.spent, error: errorName(err) });
+    const settlement = {
+      month,
+      day: dayOf(now()),
+      scopes: scopes.map((scope) => ({ scope, release: held(scope) })),
+      delta,
+      priceVersion: price.version,
+    };
+    // The call reached OpenAI, so its cost must land. A retry after a partial failure may count a
+    // row twice: over-counting is the safe direction for a budget.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await ledger.settle(settlement);
+        return;
+      } catch (err) {
+        if (attempt < SETTLE_ATTEMPTS) {
+          await new Promise((r) => setTimeout(r, 100 * 4 ** (attempt - 1)));
+          continue;
+        }
+        // Nothing to tell the client any more; the line lets an operator reconcile by hand.
+        log.error('settle failed', { ...this.init.tags, spent: delta.spent, error: errorName(err) });
+        return;
+      }
     }
   }
 }
