@@ -13,7 +13,7 @@ import { ConfigError, readProxyConfig } from '../runtime/core/config.ts';
 import { callScopes, holdsFor, effectiveLimits, monthOf, worstCaseCost } from '../runtime/core/limits.ts';
 import { WrapiError } from '../runtime/core/errors.ts';
 
-const ref = (name: string) => readFileSync(new URL(`../../shared/reference/${name}`, import.meta.url), 'utf8');
+const ref = (name: string) => readFileSync(new URL(`./fixtures/reference/${name}`, import.meta.url), 'utf8');
 
 test('model resolution: exact, then undated family, fine-tunes by base model', () => {
   assert.equal(modelCandidates('gpt-4o-2024-08-06'), ['gpt-4o-2024-08-06', 'gpt-4o']);

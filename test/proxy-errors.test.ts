@@ -22,7 +22,7 @@ async function usageRows() {
   return (await t.admin({ action: 'usage' })).rows as any[];
 }
 
-async function post(path: string, body: string | Uint8Array, opts: { user?: string; headers?: Record<string, string> } = {}) {
+async function post(path: string, body: string, opts: { user?: string; headers?: Record<string, string> } = {}) {
   const res = await t.fetchAs(opts.user)(`${t.stack.url}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'openai-proxy-project': PROJECT, ...opts.headers },

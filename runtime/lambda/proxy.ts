@@ -3,8 +3,8 @@
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
-import { forbidden, toErrorResponse } from '../core/errors.ts';
-import { createProxy, type ProxyHandler } from '../core/proxy.ts';
+import { badRequest, forbidden, toErrorResponse } from '../core/errors.ts';
+import { createProxy, type Caller, type ProxyHandler } from '../core/proxy.ts';
 import { callerOf, toRequest, type FunctionUrlEvent } from './function-url.ts';
 import { lambdaStores, lambdaLogger } from './stores.ts';
 import { readProxyConfig } from '../core/config.ts';
@@ -20,6 +20,24 @@ async function build(): Promise<ProxyHandler> {
   return createProxy({ config, ledger, cache, upstream: fetch, countTokens, log: lambdaLogger });
 }
 
+async function serve(event: FunctionUrlEvent, caller: Caller, pending: Promise<unknown>[]): Promise<Response> {
+  let ready: ProxyHandler;
+  try {
+    ready = await (proxy ??= build());
+  } catch (err) {
+    proxy = undefined; // let the next invocation retry a failed cold start
+    lambdaLogger.error('cold start failed', { error: err instanceof Error ? err.name : 'unknown' });
+    return toErrorResponse(err);
+  }
+  let req: Request;
+  try {
+    req = toRequest(event);
+  } catch {
+    return toErrorResponse(badRequest('The request could not be read.'));
+  }
+  return ready(req, { caller, waitUntil: (p) => pending.push(p) });
+}
+
 export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (event, responseStream) => {
   const pending: Promise<unknown>[] = [];
   let res: Response;
@@ -28,19 +46,16 @@ export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (even
     // Only reachable if the URL were deployed without AWS_IAM auth: never serve anonymous callers.
     res = toErrorResponse(forbidden('The proxy only serves callers verified by AWS IAM (SigV4).', 'unsigned_request'));
   } else {
-    try {
-      proxy ??= build();
-      res = await (await proxy)(toRequest(event), { caller, waitUntil: (p) => pending.push(p) });
-    } catch (err) {
-      proxy = undefined; // let the next invocation retry a failed cold start
-      lambdaLogger.error('cold start failed', { error: err instanceof Error ? err.name : 'unknown' });
-      res = toErrorResponse(err);
-    }
+    res = await serve(event, caller, pending);
   }
   const out = awslambda.HttpResponseStream.from(responseStream, {
     statusCode: res.status,
     headers: Object.fromEntries(res.headers),
   });
+  // The runtime sends that prelude on the first write() only, never on end(): without this, an empty
+  // body (null, or a stream with no bytes) would reach the client as a 200 without our headers.
+  // https://github.com/aws/aws-lambda-nodejs-runtime-interface-client/issues/97
+  out.write(new Uint8Array(0));
   try {
     if (res.body) await pipeline(Readable.fromWeb(res.body as NodeReadableStream<Uint8Array>), out);
     else out.end();

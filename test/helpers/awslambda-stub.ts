@@ -56,7 +56,7 @@ export class HttpResponseStream {
 }
 
 function streamifyResponse<H extends (...args: never[]) => unknown>(handler: H, options?: { highWaterMark?: number }): H {
-  const marked = handler as H & Record<symbol, unknown>;
+  const marked = handler as unknown as Record<symbol, unknown>;
   marked[HANDLER_STREAMING] = STREAM_RESPONSE;
   if (typeof options?.highWaterMark === 'number') marked[HANDLER_HIGHWATERMARK] = Math.trunc(options.highWaterMark);
   return handler;
@@ -102,6 +102,7 @@ class Transport extends Writable {
   disconnected = false;
   error?: Error;
   private size = 0;
+  private start?: number;
 
   constructor(
     private readonly started: number,
@@ -123,8 +124,8 @@ class Transport extends Writable {
 
   /** Body bytes so far: everything after the prelude's 8 NUL delimiter (no prelude: everything). */
   bodySize(): number {
-    const start = bodyStart(Buffer.concat(this.raw.map((c) => c.bytes)), this.contentType);
-    return start === undefined ? 0 : this.size - start;
+    this.start ??= bodyStart(Buffer.concat(this.raw.map((c) => c.bytes)), this.contentType);
+    return this.start === undefined ? 0 : this.size - this.start;
   }
 }
 
