@@ -88,7 +88,9 @@ function streamError(route: Route, err: unknown): Uint8Array {
   return encoder.encode(`data: ${JSON.stringify({ error: { message, type: 'server_error', param: null, code } })}\n\n`);
 }
 
-function concat(parts: Uint8Array[], size: number): Uint8Array {
+/** Joins byte chunks whose total length is known. */
+export function concat(parts: Uint8Array[], size: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
   const out = new Uint8Array(size);
   let offset = 0;
   for (const p of parts) {

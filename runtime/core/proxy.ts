@@ -17,7 +17,7 @@ import * as P from './protocol.ts';
 import { parseJsonBody, requestFacts, withUsageRequested, type RequestFacts } from './request-facts.ts';
 import { matchRoute, type Route } from './routes.ts';
 import { StreamMeter } from './stream-meter.ts';
-import { meteredStream } from './metered-stream.ts';
+import { concat, meteredStream } from './metered-stream.ts';
 import { usageOfBody } from './usage.ts';
 
 /** The verified caller. On Lambda from the function URL's IAM authorizer; locally from SigV4. */
@@ -241,14 +241,7 @@ async function readBody(req: Request, max: number): Promise<Uint8Array> {
     if (size > max) throw tooBig();
     chunks.push(chunk);
   }
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
+  return concat(chunks, size);
 }
 
 function setBudgetHeaders(headers: Headers, bill: Bill, cost: number | undefined): void {
