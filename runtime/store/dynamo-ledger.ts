@@ -17,6 +17,7 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import type { Hold, Ledger, Nano, Scope } from '../core/ports.ts';
+import { LEDGER_TABLE } from './ledger-table.ts';
 import { COUNTERS, detailScope, sortDaily, sortLimits, sortUsage } from './ledger-common.ts';
 import {
   LIMIT_PK,
@@ -40,15 +41,7 @@ import {
   type Item,
 } from './dynamo-codec.ts';
 
-/** The table the Pulumi program creates: exactly the keys this code uses, no indexes. */
-export const LEDGER_TABLE = {
-  hashKey: 'pk',
-  rangeKey: 'sk',
-  attributes: [
-    { name: 'pk', type: 'S' },
-    { name: 'sk', type: 'S' },
-  ],
-} as const;
+export { LEDGER_TABLE } from './ledger-table.ts';
 
 /**
  * Client settings for the Lambdas (merge with region): a dead or hanging DynamoDB must turn into a

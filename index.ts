@@ -1,0 +1,617 @@
+// openai-wrapi on AWS: one Pulumi program, one stack per stage (dev, prod). Per stack it deploys the
+// metering proxy (a streaming Lambda behind a function URL with AWS_IAM auth), the admin function,
+// the DynamoDB ledger, the stage's OpenAI key in Secrets Manager, optionally memcached on ElastiCache
+// (and then the VPC it needs), and two IAM policies to attach to users and to admins.
+//
+// Stacks differ only by their config values (Pulumi.<stack>.yaml); nothing here looks at the stack
+// name. The Lambda code is bundled from runtime/lambda/*.ts by esbuild during the program run.
+//
+// Sections: config · lambda code · ledger · network · cache · secret · IAM for the functions ·
+// functions · policies for people · outputs. Every named export of this module is a stack output.
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as aws from '@pulumi/aws';
+import * as pulumi from '@pulumi/pulumi';
+import * as esbuild from 'esbuild';
+// Values shared with the runtime, so names and table layout cannot drift apart. Both modules are
+// plain data with no imports.
+import { adminFunctionName as adminFunctionNameOf } from './runtime/core/protocol.ts';
+import { LEDGER_TABLE } from './runtime/store/ledger-table.ts';
+
+// ------------------------------------------------------------------------------------------ config
+
+/** CloudWatch Logs accepts only these retention periods (days). */
+const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+interface Settings {
+  /** `dev`, `prod`, …: names the functions (`openai-proxy-<stage>`, `openai-admin-<stage>`) and the table. */
+  stage: string;
+  numAzs: number;
+  useElastiCache: boolean;
+  cacheNodeType: string;
+  proxyTimeoutSeconds: number;
+  proxyMemoryMb: number;
+  logRetentionDays: number;
+  /** USD per month for projects without a limit of their own; undefined = such projects are refused. */
+  defaultProjectLimitUsd?: number;
+  failOpen: boolean;
+  tableDeletionProtection: boolean;
+  /** OpenAI-compatible base URL including `/v1`; undefined = https://api.openai.com/v1. */
+  upstreamUrl?: string;
+  openaiApiKey: pulumi.Output<string>;
+  openaiOrgId?: pulumi.Output<string>;
+}
+
+/** Reads and checks the stack's config once; every problem is reported at once. */
+function readSettings(): Settings {
+  const config = new pulumi.Config();
+  const problems: string[] = [];
+  const integer = (key: string, fallback: number, min: number, max: number): number => {
+    const value = config.getNumber(key) ?? fallback;
+    if (!Number.isInteger(value) || value < min || value > max) problems.push(`${key} must be an integer from ${min} to ${max} (got ${value})`);
+    return value;
+  };
+
+  const settings: Settings = {
+    // Lowercase words joined by single dashes, at most 20 characters: valid in every name it ends up in
+    // (ElastiCache ids forbid `--` and a trailing dash; IAM role names stop at 64 characters).
+    stage: config.require('stage', { pattern: /^(?=.{1,20}$)[a-z][a-z0-9]*(-[a-z0-9]+)*$/ }),
+    numAzs: integer('numAzs', 3, 1, 6),
+    useElastiCache: config.getBoolean('useElastiCache') ?? true,
+    cacheNodeType: config.get('cacheNodeType', { pattern: /^cache\.[a-z0-9]+\.[a-z0-9]+$/ }) ?? 'cache.t4g.micro',
+    // Lambda allows up to 900 s; long reasoning calls and big streams take minutes.
+    proxyTimeoutSeconds: integer('proxyTimeoutSeconds', 600, 30, 900),
+    proxyMemoryMb: integer('proxyMemoryMb', 512, 128, 10_240),
+    logRetentionDays: integer('logRetentionDays', 30, 1, 3653),
+    defaultProjectLimitUsd: config.getNumber('defaultProjectLimitUsd', { min: 0 }),
+    failOpen: config.getBoolean('failOpen') ?? false,
+    tableDeletionProtection: config.getBoolean('tableDeletionProtection') ?? true,
+    upstreamUrl: config.get('upstreamUrl'),
+    openaiApiKey: config.requireSecret('openaiApiKey'),
+    openaiOrgId: config.getSecret('openaiOrgId'),
+  };
+  if (!LOG_RETENTION_DAYS.includes(settings.logRetentionDays)) {
+    problems.push(`logRetentionDays must be one of ${LOG_RETENTION_DAYS.join(', ')} (got ${settings.logRetentionDays})`);
+  }
+  if (settings.upstreamUrl !== undefined) {
+    // The stage's key travels with every call: https on the standard port only (the functions'
+    // security group lets nothing else out to the internet).
+    const url = URL.canParse(settings.upstreamUrl) ? new URL(settings.upstreamUrl) : undefined;
+    if (url?.protocol !== 'https:' || url.port !== '') problems.push(`upstreamUrl must be an https:// URL on port 443 (got "${settings.upstreamUrl}")`);
+  }
+  for (const key of ['openaiApiKey', 'openaiOrgId']) {
+    if (!setAsSecret(key)) problems.push(`${key} is stored in plain text: set it with \`pulumi config set --secret ${key} …\``);
+  }
+  if (problems.length) throw new pulumi.RunError(`Invalid stack configuration:\n  - ${problems.join('\n  - ')}`);
+  return settings;
+}
+
+/**
+ * False when `key` is set but not with `--secret` (it then sits in plain text in Pulumi.<stack>.yaml,
+ * likely in git). @pulumi/pulumi keeps this lookup internal (`runtime.isConfigSecret`); where it is
+ * missing the check is skipped rather than guessed.
+ */
+function setAsSecret(key: string): boolean {
+  const fullKey = `${pulumi.getProject()}:${key}`;
+  if (pulumi.runtime.getConfig(fullKey) === undefined) return true;
+  const isConfigSecret = (pulumi.runtime as { isConfigSecret?: (k: string) => boolean }).isConfigSecret;
+  return isConfigSecret?.(fullKey) ?? true;
+}
+
+const settings = readSettings();
+const { stage } = settings;
+const prefix = `openai-wrapi-${stage}`;
+const tags = { project: 'openai-wrapi', stage };
+const named = (name: string) => ({ ...tags, Name: name });
+
+const PROXY_NAME = `openai-proxy-${stage}`;
+const ADMIN_NAME = adminFunctionNameOf(stage);
+const MEMCACHED_PORT = 11211;
+
+const [{ region }, { accountId }, { partition }] = await Promise.all([aws.getRegion(), aws.getCallerIdentity(), aws.getPartition()]);
+
+interface Statement {
+  Sid: string;
+  Effect: 'Allow';
+  Principal?: '*' | { Service: string };
+  Action: string | string[];
+  Resource?: pulumi.Input<string> | pulumi.Input<string>[];
+  Condition?: Record<string, Record<string, string>>;
+}
+const policyDocument = (statements: Statement[]) => pulumi.jsonStringify({ Version: '2012-10-17', Statement: statements });
+
+// ------------------------------------------------------------------------------------- lambda code
+
+const ROOT = dirname(fileURLToPath(import.meta.url));
+
+/** esbuild entry points, relative to the project root. */
+const LAMBDA_ENTRY_POINTS = { proxy: 'runtime/lambda/proxy.ts', admin: 'runtime/lambda/admin.ts' } as const;
+type LambdaName = keyof typeof LAMBDA_ENTRY_POINTS;
+
+/**
+ * An ES module has no `require`, but CommonJS code bundled into it (parts of the AWS SDK, memjs) calls
+ * `require('node:…')` at run time, and esbuild's stand-in then throws "Dynamic require of … is not
+ * supported". This banner gives the bundle a real one.
+ */
+const CREATE_REQUIRE_BANNER =
+  "import { createRequire as __wrapiCreateRequire } from 'node:module'; const require = __wrapiCreateRequire(import.meta.url);";
+
+/**
+ * Bundles each Lambda entry point into one self-contained ES module (`<name>.mjs`), the AWS SDK
+ * included: the SDK we test is the SDK we run, not whichever one the managed runtime carries.
+ *
+ * Deterministic: paths are relative to the project root and nothing depends on time or machine, so
+ * an unchanged runtime gives identical bytes, an unchanged archive hash and no diff in `pulumi
+ * preview`. Any esbuild error or warning stops the program: code that did not build cleanly is never
+ * deployed.
+ */
+async function bundleLambdaCode(): Promise<Record<LambdaName, string>> {
+  let result: esbuild.BuildResult<{ write: false }>;
+  try {
+    result = await esbuild.build({
+      absWorkingDir: ROOT,
+      entryPoints: LAMBDA_ENTRY_POINTS,
+      outdir: 'lambda-bundle', // names the outputs only: nothing is written
+      write: false,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node22', // the nodejs22.x runtime below
+      outExtension: { '.js': '.mjs' },
+      mainFields: ['module', 'main'], // prefer ESM builds: better tree shaking of the AWS SDK
+      banner: { js: CREATE_REQUIRE_BANNER },
+      minify: true,
+      keepNames: true, // error and class names survive minification (the runtime logs them)
+      legalComments: 'none',
+      logLevel: 'silent', // reported below, once, as the program's error
+    });
+  } catch (error) {
+    throw new pulumi.RunError(`esbuild could not bundle the Lambda code:\n${(error as Error).message}`);
+  }
+  if (result.warnings.length) {
+    const text = await esbuild.formatMessages(result.warnings, { kind: 'warning' });
+    throw new pulumi.RunError(`esbuild warned while bundling the Lambda code (fix it rather than deploy it):\n${text.join('\n')}`);
+  }
+  const code = {} as Record<LambdaName, string>;
+  for (const name of Object.keys(LAMBDA_ENTRY_POINTS) as LambdaName[]) {
+    const file = result.outputFiles.find((f) => f.path.endsWith(`/${name}.mjs`));
+    if (!file) throw new pulumi.RunError(`esbuild produced no ${name}.mjs`);
+    code[name] = file.text;
+  }
+  return code;
+}
+
+/** The inline deployment package of one function: its bundle as `<name>.mjs`, handler `<name>.handler`. */
+const lambdaArchive = (name: LambdaName, code: string) =>
+  new pulumi.asset.AssetArchive({ [`${name}.mjs`]: new pulumi.asset.StringAsset(code) });
+
+const lambdaCode = await bundleLambdaCode();
+
+// ------------------------------------------------------------------------------------------ ledger
+
+// Limits, usage, reservations and price overrides in one on-demand table, with exactly the keys the
+// runtime uses (LEDGER_TABLE: pk/sk strings, no indexes).
+const table = new aws.dynamodb.Table(
+  `${prefix}-ledger`,
+  {
+    name: prefix,
+    billingMode: 'PAY_PER_REQUEST',
+    hashKey: LEDGER_TABLE.hashKey,
+    rangeKey: LEDGER_TABLE.rangeKey,
+    attributes: LEDGER_TABLE.attributes.map(({ name, type }) => ({ name, type })),
+    pointInTimeRecovery: { enabled: true },
+    // The AWS-managed KMS key (aws/dynamodb) rather than the default AWS-owned one: key use shows in
+    // CloudTrail. DynamoDB uses it on the caller's behalf, so the functions need no kms:* permission.
+    serverSideEncryption: { enabled: true },
+    deletionProtectionEnabled: settings.tableDeletionProtection,
+    tags,
+  },
+  // The same setting makes `pulumi destroy` refuse up front rather than half way through.
+  { protect: settings.tableDeletionProtection },
+);
+
+/** What each function does to the ledger (runtime/store/dynamo-ledger.ts), and nothing more. */
+const PROXY_TABLE_ACTIONS = [
+  'dynamodb:BatchGetItem', // limits and price overrides, one round trip
+  'dynamodb:UpdateItem', // reserve and settle (atomic ADDs under conditions)
+  'dynamodb:GetItem', // the committed amount after a refusal
+  'dynamodb:DeleteItem', // drop a row that only existed for an undone reservation
+];
+const ADMIN_TABLE_ACTIONS = [
+  'dynamodb:Query', // usage reports, list limits and prices
+  'dynamodb:PutItem', // set a limit or a price
+  'dynamodb:DeleteItem', // remove a limit or a price
+];
+
+// ----------------------------------------------------------------------------------------- network
+//
+// The network exists only for the cache: ElastiCache lives in a VPC, so the functions must join it,
+// and from its private subnets they reach OpenAI and Secrets Manager through a NAT gateway, DynamoDB
+// through a (free) gateway endpoint. Without ElastiCache: no VPC, no NAT gateways, no Elastic IPs;
+// the functions run in Lambda's own network, which reaches all of these directly.
+//
+// Built from @pulumi/aws resources rather than awsx.ec2.Vpc: the layout is a handful of resources per
+// AZ, each one visible in `pulumi preview` and asserted in the unit tests (awsx's Vpc is a remote
+// component, one opaque resource under test mocks), and no extra provider plugin is needed.
+
+interface Network {
+  privateSubnets: aws.ec2.Subnet[];
+  /** Attached to both functions; the only source the cache accepts. */
+  functionsSecurityGroup: aws.ec2.SecurityGroup;
+  cacheSecurityGroup: aws.ec2.SecurityGroup;
+}
+
+const VPC_CIDR = '10.0.0.0/16';
+/** Private subnets get a /20 each (function ENIs, cache nodes), public ones a /24 (a NAT gateway). */
+const privateCidr = (az: number) => `10.0.${az * 16}.0/20`;
+const publicCidr = (az: number) => `10.0.${128 + az}.0/24`;
+
+async function createNetwork(numAzs: number): Promise<Network> {
+  const { names: zones } = await aws.getAvailabilityZones({
+    state: 'available',
+    // Regular AZs only: Local and Wavelength Zones have neither NAT gateways nor ElastiCache.
+    filters: [{ name: 'opt-in-status', values: ['opt-in-not-required'] }],
+  });
+  if (zones.length < numAzs) throw new pulumi.RunError(`numAzs is ${numAzs} but ${region} has ${zones.length} availability zones`);
+
+  const vpc = new aws.ec2.Vpc(`${prefix}-vpc`, {
+    cidrBlock: VPC_CIDR,
+    enableDnsSupport: true,
+    enableDnsHostnames: true,
+    tags: named(`${prefix}-vpc`),
+  });
+  const internetGateway = new aws.ec2.InternetGateway(`${prefix}-igw`, { vpcId: vpc.id, tags: named(`${prefix}-igw`) });
+  const publicRouteTable = new aws.ec2.RouteTable(`${prefix}-public`, { vpcId: vpc.id, tags: named(`${prefix}-public`) });
+  new aws.ec2.Route(`${prefix}-public-internet`, {
+    routeTableId: publicRouteTable.id,
+    destinationCidrBlock: '0.0.0.0/0',
+    gatewayId: internetGateway.id,
+  });
+
+  const privateSubnets: aws.ec2.Subnet[] = [];
+  const privateRouteTables: aws.ec2.RouteTable[] = [];
+  for (let i = 0; i < numAzs; i++) {
+    const az = `${i + 1}`;
+    const publicSubnet = new aws.ec2.Subnet(`${prefix}-public-${az}`, {
+      vpcId: vpc.id,
+      availabilityZone: zones[i],
+      cidrBlock: publicCidr(i),
+      mapPublicIpOnLaunch: false, // only the NAT gateway lives here, with its own Elastic IP
+      tags: named(`${prefix}-public-${az}`),
+    });
+    new aws.ec2.RouteTableAssociation(`${prefix}-public-${az}`, { subnetId: publicSubnet.id, routeTableId: publicRouteTable.id });
+
+    // A NAT gateway per AZ: losing one AZ does not cut the others off from OpenAI, and no traffic
+    // crosses AZs on its way out. They are the stack's main fixed cost (README, Deploy).
+    const eip = new aws.ec2.Eip(`${prefix}-nat-${az}`, { domain: 'vpc', tags: named(`${prefix}-nat-${az}`) });
+    const nat = new aws.ec2.NatGateway(
+      `${prefix}-nat-${az}`,
+      { allocationId: eip.id, subnetId: publicSubnet.id, tags: named(`${prefix}-nat-${az}`) },
+      { dependsOn: [internetGateway] },
+    );
+
+    const privateSubnet = new aws.ec2.Subnet(`${prefix}-private-${az}`, {
+      vpcId: vpc.id,
+      availabilityZone: zones[i],
+      cidrBlock: privateCidr(i),
+      mapPublicIpOnLaunch: false,
+      tags: named(`${prefix}-private-${az}`),
+    });
+    const privateRouteTable = new aws.ec2.RouteTable(`${prefix}-private-${az}`, { vpcId: vpc.id, tags: named(`${prefix}-private-${az}`) });
+    new aws.ec2.Route(`${prefix}-private-${az}-nat`, {
+      routeTableId: privateRouteTable.id,
+      destinationCidrBlock: '0.0.0.0/0',
+      natGatewayId: nat.id,
+    });
+    new aws.ec2.RouteTableAssociation(`${prefix}-private-${az}`, { subnetId: privateSubnet.id, routeTableId: privateRouteTable.id });
+    privateSubnets.push(privateSubnet);
+    privateRouteTables.push(privateRouteTable);
+  }
+
+  // Every request touches DynamoDB: keep that traffic off the NAT gateways (no per-GB charge, one hop
+  // less). The endpoint admits only this stack's table.
+  new aws.ec2.VpcEndpoint(`${prefix}-dynamodb`, {
+    vpcId: vpc.id,
+    serviceName: `com.amazonaws.${region}.dynamodb`,
+    vpcEndpointType: 'Gateway',
+    routeTableIds: privateRouteTables.map((t) => t.id),
+    policy: policyDocument([
+      {
+        Sid: 'ThisStacksLedgerOnly',
+        Effect: 'Allow',
+        Principal: '*',
+        Action: [...new Set([...PROXY_TABLE_ACTIONS, ...ADMIN_TABLE_ACTIONS])].sort(),
+        Resource: table.arn,
+      },
+    ]),
+    tags: named(`${prefix}-dynamodb`),
+  });
+
+  // Rules are separate resources: the two groups refer to each other.
+  const functionsSecurityGroup = new aws.ec2.SecurityGroup(`${prefix}-functions`, {
+    vpcId: vpc.id,
+    description: 'openai-wrapi functions: nothing in; out to HTTPS and to the cache',
+    tags: named(`${prefix}-functions`),
+  });
+  const cacheSecurityGroup = new aws.ec2.SecurityGroup(`${prefix}-cache`, {
+    vpcId: vpc.id,
+    description: 'openai-wrapi memcached: in from the functions only',
+    tags: named(`${prefix}-cache`),
+  });
+  new aws.vpc.SecurityGroupEgressRule(`${prefix}-functions-https`, {
+    securityGroupId: functionsSecurityGroup.id,
+    description: 'OpenAI, Secrets Manager and DynamoDB over HTTPS',
+    ipProtocol: 'tcp',
+    fromPort: 443,
+    toPort: 443,
+    cidrIpv4: '0.0.0.0/0',
+  });
+  new aws.vpc.SecurityGroupEgressRule(`${prefix}-functions-memcached`, {
+    securityGroupId: functionsSecurityGroup.id,
+    description: 'memcached',
+    ipProtocol: 'tcp',
+    fromPort: MEMCACHED_PORT,
+    toPort: MEMCACHED_PORT,
+    referencedSecurityGroupId: cacheSecurityGroup.id,
+  });
+  new aws.vpc.SecurityGroupIngressRule(`${prefix}-cache-from-functions`, {
+    securityGroupId: cacheSecurityGroup.id,
+    description: 'memcached from the openai-wrapi functions',
+    ipProtocol: 'tcp',
+    fromPort: MEMCACHED_PORT,
+    toPort: MEMCACHED_PORT,
+    referencedSecurityGroupId: functionsSecurityGroup.id,
+  });
+
+  return { privateSubnets, functionsSecurityGroup, cacheSecurityGroup };
+}
+
+const network = settings.useElastiCache ? await createNetwork(settings.numAzs) : undefined;
+
+// ------------------------------------------------------------------------------------------- cache
+
+// Memcached because the runtime speaks memcached (memjs). One node, because it is a cache: losing it
+// means misses, not errors (the runtime gives up on it within ~50 ms and carries on). memjs has no
+// TLS, so the cache relies on the private subnets and its security group.
+const cache = network
+  ? new aws.elasticache.Cluster(`${prefix}-cache`, {
+      clusterId: `${prefix}-cache`,
+      engine: 'memcached',
+      nodeType: settings.cacheNodeType,
+      numCacheNodes: 1,
+      port: MEMCACHED_PORT,
+      subnetGroupName: new aws.elasticache.SubnetGroup(`${prefix}-cache`, {
+        description: 'openai-wrapi memcached: the private subnets',
+        subnetIds: network.privateSubnets.map((s) => s.id),
+        tags,
+      }).name,
+      securityGroupIds: [network.cacheSecurityGroup.id],
+      applyImmediately: true, // a cache may restart at any time: no need to wait for the maintenance window
+      tags,
+    })
+  : undefined;
+/** `host:port,…` of the cache nodes, as the runtime's OPENAI_WRAPI_MEMCACHED wants it. */
+const memcachedServers = cache?.cacheNodes.apply((nodes) => nodes.map((n) => `${n.address}:${n.port}`).join(','));
+
+// ------------------------------------------------------------------------------------------ secret
+
+// The stage's OpenAI credentials from `pulumi config set --secret`: secret in the Pulumi state,
+// encrypted in Secrets Manager, read by the proxy once per cold start (runtime/lambda/secrets.ts).
+// Never a Lambda environment variable, which anyone allowed to read the function's configuration sees.
+const openaiSecret = new aws.secretsmanager.Secret(`${prefix}-openai`, {
+  description: `OpenAI API key and organization id of the openai-wrapi ${stage} stage`,
+  tags,
+});
+new aws.secretsmanager.SecretVersion(`${prefix}-openai`, {
+  secretId: openaiSecret.id,
+  secretString: pulumi.secret(
+    pulumi.jsonStringify({
+      openaiApiKey: settings.openaiApiKey,
+      ...(settings.openaiOrgId ? { openaiOrgId: settings.openaiOrgId } : {}),
+    }),
+  ),
+});
+
+// ---------------------------------------------------------------------------- IAM for the functions
+
+type FunctionRole = 'proxy' | 'admin';
+
+/** Created before its function, so Lambda does not create it itself (with no retention) on the first log line. */
+const logGroupFor = (role: FunctionRole, functionName: string) =>
+  new aws.cloudwatch.LogGroup(`${prefix}-${role}-logs`, {
+    name: `/aws/lambda/${functionName}`,
+    retentionInDays: settings.logRetentionDays,
+    tags,
+  });
+const proxyLogs = logGroupFor('proxy', PROXY_NAME);
+const adminLogs = logGroupFor('admin', ADMIN_NAME);
+
+/**
+ * Lambda creates and deletes the functions' network interfaces with their execution role. The two
+ * Describe actions support no resource-level permissions (they need "*"); the others are limited to
+ * this account's network interfaces in this region, our private subnets and our security group.
+ * https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html#configuration-vpc-permissions
+ */
+function vpcAccessStatements(net: Network): Statement[] {
+  const networkInterfaces = `arn:${partition}:ec2:${region}:${accountId}:network-interface/*`;
+  return [
+    {
+      Sid: 'DescribeNetworkInterfaces',
+      Effect: 'Allow',
+      Action: ['ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets'],
+      Resource: '*',
+    },
+    {
+      Sid: 'CreateNetworkInterfacesInPrivateSubnets',
+      Effect: 'Allow',
+      Action: 'ec2:CreateNetworkInterface',
+      Resource: [networkInterfaces, ...net.privateSubnets.map((s) => s.arn), net.functionsSecurityGroup.arn],
+    },
+    {
+      Sid: 'ManageNetworkInterfaces',
+      Effect: 'Allow',
+      Action: ['ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses'],
+      Resource: networkInterfaces,
+    },
+  ];
+}
+
+/** An execution role with one inline policy: its own log group, `statements`, and VPC access when in the VPC. */
+function executionRole(kind: FunctionRole, functionName: string, logGroup: aws.cloudwatch.LogGroup, statements: Statement[]) {
+  const role = new aws.iam.Role(`${prefix}-${kind}-role`, {
+    description: `Execution role of ${functionName}`,
+    assumeRolePolicy: policyDocument([
+      { Sid: 'LambdaAssumesRole', Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+    ]),
+    tags,
+  });
+  const policy = new aws.iam.RolePolicy(`${prefix}-${kind}-policy`, {
+    role: role.id,
+    policy: policyDocument([
+      {
+        Sid: 'WriteOwnLogs',
+        Effect: 'Allow',
+        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        Resource: pulumi.interpolate`${logGroup.arn}:*`,
+      },
+      ...statements,
+      ...(network ? vpcAccessStatements(network) : []),
+    ]),
+  });
+  return { role, policy };
+}
+
+const proxyRole = executionRole('proxy', PROXY_NAME, proxyLogs, [
+  { Sid: 'LedgerReadWrite', Effect: 'Allow', Action: PROXY_TABLE_ACTIONS, Resource: table.arn },
+  { Sid: 'ReadOpenAICredentials', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: openaiSecret.arn },
+]);
+// The admin flushes the cache over the network (the functions' security group): no IAM for that.
+const adminRole = executionRole('admin', ADMIN_NAME, adminLogs, [
+  { Sid: 'LedgerAdmin', Effect: 'Allow', Action: ADMIN_TABLE_ACTIONS, Resource: table.arn },
+]);
+
+// --------------------------------------------------------------------------------------- functions
+
+/** What both functions share. arm64 (Graviton) is ~20% cheaper per GB-second; the bundles are plain JS. */
+const functionDefaults = {
+  runtime: aws.lambda.Runtime.NodeJS22dX,
+  architectures: ['arm64'],
+  vpcConfig: network && {
+    subnetIds: network.privateSubnets.map((s) => s.id),
+    securityGroupIds: [network.functionsSecurityGroup.id],
+  },
+  tags,
+};
+
+/** The runtime's settings (runtime/core/config.ts, runtime/lambda/stores.ts): names and knobs, never secrets. */
+const commonEnvironment: Record<string, pulumi.Input<string>> = {
+  OPENAI_WRAPI_STAGE: stage,
+  OPENAI_WRAPI_TABLE: table.name,
+  ...(memcachedServers ? { OPENAI_WRAPI_MEMCACHED: memcachedServers } : {}),
+};
+
+const proxy = new aws.lambda.Function(
+  `${prefix}-proxy`,
+  {
+    ...functionDefaults,
+    name: PROXY_NAME,
+    description: `openai-wrapi ${stage}: metering proxy to OpenAI (streaming function URL)`,
+    role: proxyRole.role.arn,
+    code: lambdaArchive('proxy', lambdaCode.proxy),
+    handler: 'proxy.handler',
+    timeout: settings.proxyTimeoutSeconds,
+    memorySize: settings.proxyMemoryMb,
+    loggingConfig: { logFormat: 'Text', logGroup: proxyLogs.name },
+    environment: {
+      variables: {
+        ...commonEnvironment,
+        OPENAI_WRAPI_SECRET_ARN: openaiSecret.arn,
+        // Give up on the upstream 10 s before Lambda stops the function, so that the proxy still
+        // settles the call (an estimate for a cut stream) instead of being killed half way.
+        OPENAI_WRAPI_TIMEOUT_MS: String((settings.proxyTimeoutSeconds - 10) * 1000),
+        OPENAI_WRAPI_FAIL_OPEN: settings.failOpen ? '1' : '0',
+        ...(settings.defaultProjectLimitUsd !== undefined
+          ? { OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT: String(settings.defaultProjectLimitUsd) }
+          : {}),
+        ...(settings.upstreamUrl ? { OPENAI_WRAPI_UPSTREAM_URL: settings.upstreamUrl } : {}),
+      },
+    },
+  },
+  // Lambda checks at creation that the role may create network interfaces: the policy comes first.
+  { dependsOn: [proxyRole.policy] },
+);
+
+// AWS_IAM: AWS verifies each caller's SigV4 signature and hands the proxy the verified identity
+// (requestContext.authorizer.iam), which it bills. RESPONSE_STREAM: tokens reach the caller as OpenAI
+// produces them. https://docs.aws.amazon.com/lambda/latest/dg/configuration-response-streaming.html
+const proxyFunctionUrl = new aws.lambda.FunctionUrl(`${prefix}-proxy-url`, {
+  functionName: proxy.name,
+  authorizationType: 'AWS_IAM',
+  invokeMode: 'RESPONSE_STREAM',
+});
+
+const admin = new aws.lambda.Function(
+  `${prefix}-admin`,
+  {
+    ...functionDefaults,
+    name: ADMIN_NAME,
+    description: `openai-wrapi ${stage}: limits, prices, usage reports, cache flush (invoked, no URL)`,
+    role: adminRole.role.arn,
+    code: lambdaArchive('admin', lambdaCode.admin),
+    handler: 'admin.handler',
+    timeout: 60, // a month's usage report is a few paged Queries
+    memorySize: 256,
+    loggingConfig: { logFormat: 'Text', logGroup: adminLogs.name },
+    environment: { variables: commonEnvironment },
+  },
+  { dependsOn: [adminRole.policy] },
+);
+
+// ------------------------------------------------------------------------------ policies for people
+//
+// Callers in the same account need only these identity policies; the functions carry no resource
+// policy (so no other account can call them). https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html
+
+const userPolicy = new aws.iam.Policy(`${prefix}-users`, {
+  description: `openai-wrapi ${stage}: call OpenAI through the metering proxy (attach to users and roles)`,
+  policy: policyDocument([
+    {
+      Sid: 'InvokeProxyUrl',
+      Effect: 'Allow',
+      Action: 'lambda:InvokeFunctionUrl',
+      Resource: proxy.arn,
+      Condition: { StringEquals: { 'lambda:FunctionUrlAuthType': 'AWS_IAM' } },
+    },
+    // Since October 2025 new function URLs also require lambda:InvokeFunction. Through the URL only: a
+    // direct Invoke would let the caller write requestContext.authorizer.iam itself, and spend as anyone.
+    {
+      Sid: 'InvokeProxyThroughUrlOnly',
+      Effect: 'Allow',
+      Action: 'lambda:InvokeFunction',
+      Resource: proxy.arn,
+      Condition: { Bool: { 'lambda:InvokedViaFunctionUrl': 'true' } },
+    },
+  ]),
+  tags,
+});
+
+const adminPolicy = new aws.iam.Policy(`${prefix}-admins`, {
+  description: `openai-wrapi ${stage}: set limits and prices, read usage, flush the cache (attach to admins)`,
+  policy: policyDocument([{ Sid: 'InvokeAdminFunction', Effect: 'Allow', Action: 'lambda:InvokeFunction', Resource: admin.arn }]),
+  tags,
+});
+
+// ----------------------------------------------------------------------------------------- outputs
+//
+// `pulumi stack output --json > dev.json` is what the SDK reads, and the local stack writes the same
+// names to outputs.json. None is secret, so that file holds no "[secret]" placeholders.
+
+export { region };
+export const proxyUrl = proxyFunctionUrl.functionUrl;
+export const proxyFunctionName = proxy.name;
+export const adminFunctionName = admin.name;
+export const tableName = table.name;
+/** The memcached configuration endpoint (`host:port`), or null without ElastiCache. */
+export const cacheEndpoint = cache ? cache.configurationEndpoint : null;
+export const userPolicyArn = userPolicy.arn;
+export const adminPolicyArn = adminPolicy.arn;

@@ -1,0 +1,185 @@
+// Runs the Pulumi program (index.ts) under Pulumi's unit-test mocks: no CLI, no cloud. Each run sets
+// its own stack config and imports a fresh instance of the program (a new query string is a new
+// module URL; @pulumi/* stay shared, so the mocks apply), then returns every resource it registered
+// with its inputs, and its stack outputs with their secretness.
+// https://www.pulumi.com/docs/iac/guides/testing/unit/
+import * as pulumi from '@pulumi/pulumi';
+
+export const PROJECT = 'openai-wrapi';
+export const ACCOUNT = '123456789012';
+export const REGION = 'eu-west-2';
+export const ZONES = ['eu-west-2a', 'eu-west-2b', 'eu-west-2c'];
+
+/** The secrets a stack is configured with in tests: they must never appear outside the secret. */
+export const OPENAI_API_KEY = 'sk-test-5ecret-key-0123456789';
+export const OPENAI_ORG_ID = 'org-test-5ecret-org';
+
+/** A minimal valid dev stack, as `pulumi config set [--secret]` would leave it. */
+export const BASE_CONFIG: Record<string, string> = {
+  stage: 'dev',
+  openaiApiKey: OPENAI_API_KEY,
+  openaiOrgId: OPENAI_ORG_ID,
+};
+export const SECRET_KEYS = ['openaiApiKey', 'openaiOrgId'];
+
+export interface Registered {
+  type: string;
+  name: string;
+  id: string;
+  /**
+   * What the program passed, as the engine receives it: a secret value stays wrapped in Pulumi's secret
+   * marker (see isSecretValue), so tests can tell what would be encrypted in the state.
+   */
+  inputs: Record<string, any>;
+  /** What the mock "cloud" answered: inputs plus computed attributes (arn, urls, …). */
+  state: Record<string, any>;
+}
+
+export interface StackOutput {
+  value: unknown;
+  secret: boolean;
+}
+
+export interface ProgramRun {
+  resources: Registered[];
+  outputs: Record<string, StackOutput>;
+  ofType(type: string): Registered[];
+  /** The single resource of `type` (whose logical name ends with `suffix`, if given); throws otherwise. */
+  one(type: string, suffix?: string): Registered;
+  byId(id: string): Registered | undefined;
+}
+
+export interface RunOptions {
+  /** Config keys set with --secret (default: SECRET_KEYS). */
+  secretKeys?: string[];
+  /** The program to run (default: this repository's index.ts). */
+  program?: URL;
+}
+
+const DEFAULT_PROGRAM = new URL('../../index.ts', import.meta.url);
+let runs = 0;
+
+/** Runs the program with `config` (keys without the project prefix) on top of nothing else. */
+export async function runProgram(config: Record<string, string | number | boolean>, opts: RunOptions = {}): Promise<ProgramRun> {
+  const resources: Registered[] = [];
+  const full = Object.fromEntries(Object.entries(config).map(([k, v]) => [k.includes(':') ? k : `${PROJECT}:${k}`, String(v)]));
+  const secretKeys = (opts.secretKeys ?? SECRET_KEYS).map((k) => `${PROJECT}:${k}`);
+  pulumi.runtime.setAllConfig(full, secretKeys);
+  await pulumi.runtime.setMocks(
+    {
+      newResource(args) {
+        const id = `${args.type.split(':').pop()!.toLowerCase()}-${args.name}`; // unique per type and name
+        const state = { ...args.inputs, ...computed(args.type, args.name, id, args.inputs) };
+        resources.push({ type: args.type, name: args.name, id, inputs: args.inputs, state });
+        return { id, state };
+      },
+      call(args) {
+        return invoke(args.token);
+      },
+    },
+    PROJECT,
+    'dev',
+    false,
+  );
+
+  const program = new URL(opts.program ?? DEFAULT_PROGRAM);
+  program.searchParams.set('run', String(++runs));
+  const module = (await import(program.href)) as Record<string, unknown>;
+  const outputs: Record<string, StackOutput> = {};
+  for (const [name, exported] of Object.entries(module)) {
+    if (pulumi.Output.isInstance(exported)) {
+      outputs[name] = { value: await valueOf(exported), secret: await pulumi.isSecret(exported) };
+    } else {
+      outputs[name] = { value: exported, secret: false };
+    }
+  }
+  // Registrations whose inputs wait on other resources finish after the exports resolve.
+  await pulumi.runtime.disconnect();
+
+  return {
+    resources,
+    outputs,
+    ofType: (type) => resources.filter((r) => r.type === type),
+    one(type, suffix) {
+      const found = resources.filter((r) => r.type === type && (suffix === undefined || r.name.endsWith(suffix)));
+      if (found.length !== 1) throw new Error(`expected one ${type}${suffix ? ` named *${suffix}` : ''}, found ${found.length}`);
+      return found[0];
+    },
+    byId: (id) => resources.find((r) => r.id === id),
+  };
+}
+
+/** Pulumi's wire marker for a secret value: `{ [SECRET_SIG]: SECRET_VALUE_SIG, value }`. */
+const SECRET_SIG = '4dabf18193072939515e22adb298388d';
+const SECRET_VALUE_SIG = '1b47061264138c4ac30d75fd1eb44270';
+
+export function isSecretValue(x: unknown): x is { value: unknown } {
+  return typeof x === 'object' && x !== null && (x as Record<string, unknown>)[SECRET_SIG] === SECRET_VALUE_SIG;
+}
+
+/** True when a secret marker appears anywhere inside `x`. */
+export function containsSecret(x: unknown): boolean {
+  if (isSecretValue(x)) return true;
+  if (Array.isArray(x)) return x.some(containsSecret);
+  return typeof x === 'object' && x !== null && Object.values(x).some(containsSecret);
+}
+
+const valueOf = <T>(output: pulumi.Output<T>) => new Promise<T>((resolve) => output.apply(resolve));
+
+/** Attributes AWS would compute, in the shapes the provider returns. */
+function computed(type: string, name: string, id: string, inputs: Record<string, any>): Record<string, unknown> {
+  const arn = (service: string, resource: string, region = REGION) => `arn:aws:${service}:${region}:${ACCOUNT}:${resource}`;
+  const physical = inputs.name ?? `${name}-1a2b3c4`; // Pulumi's auto-naming adds a random suffix
+  switch (type) {
+    case 'aws:lambda/function:Function':
+      return { arn: arn('lambda', `function:${physical}`), name: physical };
+    case 'aws:lambda/functionUrl:FunctionUrl':
+      return { functionUrl: `https://${id}.lambda-url.${REGION}.on.aws/`, urlId: id };
+    case 'aws:dynamodb/table:Table':
+      return { arn: arn('dynamodb', `table/${physical}`), name: physical };
+    case 'aws:secretsmanager/secret:Secret':
+      return { arn: arn('secretsmanager', `secret:${physical}-AbCdEf`), name: physical };
+    case 'aws:cloudwatch/logGroup:LogGroup':
+      return { arn: arn('logs', `log-group:${physical}`), name: physical };
+    case 'aws:iam/role:Role':
+      return { arn: arn('iam', `role/${physical}`, ''), name: physical };
+    case 'aws:iam/policy:Policy':
+      return { arn: arn('iam', `policy/${physical}`, ''), name: physical };
+    case 'aws:ec2/subnet:Subnet':
+      return { arn: arn('ec2', `subnet/${id}`) };
+    case 'aws:ec2/securityGroup:SecurityGroup':
+      return { arn: arn('ec2', `security-group/${id}`) };
+    case 'aws:elasticache/subnetGroup:SubnetGroup':
+      return { name: physical };
+    case 'aws:elasticache/cluster:Cluster':
+      return {
+        arn: arn('elasticache', `cluster:${inputs.clusterId}`),
+        clusterAddress: `${inputs.clusterId}.abc123.cfg.euw2.cache.amazonaws.com`,
+        configurationEndpoint: `${inputs.clusterId}.abc123.cfg.euw2.cache.amazonaws.com:11211`,
+        cacheNodes: Array.from({ length: inputs.numCacheNodes ?? 1 }, (_, i) => ({
+          id: `000${i + 1}`,
+          address: `${inputs.clusterId}.abc123.000${i + 1}.euw2.cache.amazonaws.com`,
+          port: inputs.port ?? 11211,
+          availabilityZone: ZONES[0],
+        })),
+      };
+    default:
+      return {};
+  }
+}
+
+/** The data sources the program reads. */
+function invoke(token: string): Record<string, unknown> {
+  switch (token) {
+    case 'aws:index/getRegion:getRegion':
+      return { region: REGION, name: REGION, id: REGION, description: 'Europe (London)', endpoint: `ec2.${REGION}.amazonaws.com` };
+    case 'aws:index/getCallerIdentity:getCallerIdentity':
+      return { accountId: ACCOUNT, arn: `arn:aws:iam::${ACCOUNT}:user/deployer`, userId: 'AIDAEXAMPLE', id: ACCOUNT };
+    case 'aws:index/getPartition:getPartition':
+      return { partition: 'aws', dnsSuffix: 'amazonaws.com', reverseDnsPrefix: 'com.amazonaws', id: 'aws' };
+    case 'aws:index/getAvailabilityZones:getAvailabilityZones':
+      return { names: ZONES, zoneIds: ZONES.map((_, i) => `euw2-az${i + 1}`), groupNames: [REGION], id: REGION };
+    default:
+      throw new Error(`the program invoked ${token}, which the mocks do not answer`);
+  }
+}

@@ -1,0 +1,318 @@
+// The bytes that would be deployed are the bytes tested: the Pulumi program runs under mocks, the
+// inline archives it hands to aws.lambda.Function are taken from its resource inputs, written to disk
+// and imported as Lambda would import them. The bundled handlers then serve function-URL events with
+// the environment the program gives them, against dynalite, the fake OpenAI upstream and a fake
+// Secrets Manager (the key reaches the proxy only through GetSecretValue, as on AWS).
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, appendFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { invokeStreaming, type StreamingResult } from './helpers/awslambda-stub.ts';
+import { startDynalite, type DynaliteServer } from './helpers/dynalite.ts';
+import { BASE_CONFIG, REGION, runProgram, type ProgramRun } from './helpers/pulumi-program.ts';
+import { startFakeOpenAI, type FakeOpenAI } from './fixtures/fake-openai.ts';
+import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
+import type { FunctionUrlEvent } from '../runtime/lambda/function-url.ts';
+
+const ROOT = new URL('..', import.meta.url);
+const FUNCTION = 'aws:lambda/function:Function';
+const IAM_EVENT: FunctionUrlEvent = JSON.parse(
+  readFileSync(new URL('../../shared/reference/lambda-function-url-event-iam.json', import.meta.url), 'utf8'),
+);
+
+type Files = Record<string, string>;
+interface Deployed {
+  run: ProgramRun;
+  /** Per function (`proxy`, `admin`): its archive's files and the function's inputs. */
+  functions: Record<'proxy' | 'admin', { files: Files; hash: string; handler: string; env: Record<string, string> }>;
+}
+
+/** The inline archive of a function as the program built it: file name → text. */
+async function archiveFiles(code: any): Promise<Files> {
+  const assets: Record<string, { text: Promise<string> | string }> = await code.assets;
+  const files: Files = {};
+  for (const [name, asset] of Object.entries(assets)) files[name] = await asset.text;
+  return files;
+}
+
+/** Content hash of an archive: names and bytes in name order (what Pulumi's archive hash depends on). */
+function archiveHash(files: Files): string {
+  const hash = createHash('sha256');
+  for (const name of Object.keys(files).sort()) hash.update(`${name}\0${files[name].length}\0`).update(files[name]);
+  return hash.digest('hex');
+}
+
+async function deploy(config: Record<string, string | number | boolean>): Promise<Deployed> {
+  const run = await runProgram(config);
+  const functions = {} as Deployed['functions'];
+  for (const name of ['proxy', 'admin'] as const) {
+    const fn = run.one(FUNCTION, `-${name}`);
+    const files = await archiveFiles(fn.inputs.code);
+    functions[name] = { files, hash: archiveHash(files), handler: fn.inputs.handler, env: fn.inputs.environment.variables };
+  }
+  return { run, functions };
+}
+
+// ------------------------------------------------------------------------------------------- build
+
+const build = suite('the inline archives');
+let first: Deployed;
+let second: Deployed;
+
+build.before(async () => {
+  first = await deploy({ ...BASE_CONFIG, useElastiCache: false });
+  // Another program run, another stack shape: the code must not change.
+  second = await deploy({ ...BASE_CONFIG, numAzs: 3, proxyMemoryMb: 1024 });
+});
+
+build('each archive holds one ES module bundle, named after the function\'s handler', () => {
+  for (const name of ['proxy', 'admin'] as const) {
+    const { files, handler } = first.functions[name];
+    assert.equal(Object.keys(files), [`${name}.mjs`]);
+    assert.is(handler, `${name}.handler`);
+    assert.ok(files[`${name}.mjs`].startsWith("import { createRequire as __wrapiCreateRequire } from 'node:module';"), 'the createRequire banner comes first');
+  }
+});
+
+build('two program runs produce the same archives, byte for byte (no diff on an unchanged runtime)', () => {
+  for (const name of ['proxy', 'admin'] as const) {
+    assert.is(second.functions[name].hash, first.functions[name].hash, name);
+    assert.ok(second.functions[name].files[`${name}.mjs`] === first.functions[name].files[`${name}.mjs`], name);
+  }
+  assert.is.not(first.functions.proxy.hash, first.functions.admin.hash);
+});
+
+build('the bundles carry no trace of the machine that built them', () => {
+  const root = new URL(ROOT).pathname.replace(/\/$/, '');
+  for (const name of ['proxy', 'admin'] as const) {
+    const code = first.functions[name].files[`${name}.mjs`];
+    assert.not.ok(code.includes(root), `${name}.mjs contains ${root}`);
+  }
+});
+
+build.run();
+
+// --------------------------------------------------------------------------------- build failures
+
+const failures = suite('build failures stop the program');
+let copy: string;
+
+/** A copy of the project (sources only, node_modules linked) whose runtime we may break. */
+failures.before(() => {
+  copy = mkdtempSync(join(tmpdir(), 'openai-wrapi-infra-'));
+  for (const entry of ['index.ts', 'package.json', 'runtime']) cpSync(new URL(entry, ROOT), join(copy, entry), { recursive: true });
+  symlinkSync(new URL('node_modules', ROOT).pathname, join(copy, 'node_modules'), 'dir');
+});
+failures.after(() => rmSync(copy, { recursive: true, force: true }));
+
+const programIn = (dir: string) => pathToFileURL(join(dir, 'index.ts'));
+/** The message `run` fails with. */
+async function rejection(run: Promise<unknown>): Promise<string> {
+  try {
+    await run;
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error('the program should have failed');
+}
+
+failures('the unbroken copy runs (the failures below are the breakage, not the copy)', async () => {
+  const run = await runProgram({ ...BASE_CONFIG, useElastiCache: false }, { program: programIn(copy) });
+  assert.is(run.ofType(FUNCTION).length, 2);
+});
+
+failures('a syntax error in the runtime fails the program with esbuild\'s message', async () => {
+  const file = join(copy, 'runtime/lambda/admin.ts');
+  const original = readFileSync(file, 'utf8');
+  try {
+    appendFileSync(file, '\nexport const broken = ;\n');
+    const message = await rejection(runProgram({ ...BASE_CONFIG, useElastiCache: false }, { program: programIn(copy) }));
+    assert.match(message, 'esbuild could not bundle the Lambda code');
+    assert.match(message, 'runtime/lambda/admin.ts');
+  } finally {
+    writeFileSync(file, original);
+  }
+});
+
+failures('an esbuild warning fails the program too', async () => {
+  const file = join(copy, 'runtime/lambda/admin.ts');
+  const original = readFileSync(file, 'utf8');
+  try {
+    appendFileSync(file, '\nif (Number(process.env.X) == NaN) console.log("never");\n');
+    const message = await rejection(runProgram({ ...BASE_CONFIG, useElastiCache: false }, { program: programIn(copy) }));
+    assert.match(message, 'esbuild warned while bundling the Lambda code');
+    assert.match(message, 'NaN');
+  } finally {
+    writeFileSync(file, original);
+  }
+});
+
+failures.run();
+
+// ---------------------------------------------------------------------------------- the handlers
+
+/** GetSecretValue over the AWS JSON 1.1 protocol, for the one secret the program created. */
+interface FakeSecretsManager {
+  endpoint: string;
+  calls: { target: string; secretId: string; signed: boolean }[];
+  close(): Promise<void>;
+}
+
+async function startFakeSecretsManager(secretArn: string, secret: Record<string, string>): Promise<FakeSecretsManager> {
+  const calls: FakeSecretsManager['calls'] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      const target = String(req.headers['x-amz-target']);
+      const { SecretId } = JSON.parse(body || '{}');
+      calls.push({ target, secretId: SecretId, signed: String(req.headers.authorization).startsWith('AWS4-HMAC-SHA256 ') });
+      res.setHeader('content-type', 'application/x-amz-json-1.1');
+      if (target !== 'secretsmanager.GetSecretValue' || SecretId !== secretArn) {
+        res.statusCode = 400;
+        res.end(JSON.stringify({ __type: 'ResourceNotFoundException', message: "Secrets Manager can't find the specified secret." }));
+        return;
+      }
+      res.end(
+        JSON.stringify({
+          ARN: secretArn,
+          Name: secretArn.split(':').pop(),
+          SecretString: JSON.stringify(secret),
+          VersionId: 'a1b2c3d4-5678-90ab-cdef-EXAMPLE11111',
+          VersionStages: ['AWSCURRENT'],
+          CreatedDate: 1_764_000_000,
+        }),
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    calls,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+type StreamingHandler = (event: FunctionUrlEvent, stream: import('node:stream').Writable, context: unknown) => Promise<void>;
+const handlers = suite('the deployed handlers');
+let dir: string;
+let dynamo: DynaliteServer;
+let fake: FakeOpenAI;
+let secrets: FakeSecretsManager;
+let proxy: StreamingHandler;
+let admin: (event: unknown) => Promise<any>;
+const savedEnv = { ...process.env };
+
+/** The reference function-URL event (AWS_IAM, user alice) with a new body. */
+function event(body: Record<string, unknown>, project = 'research'): FunctionUrlEvent {
+  const e = structuredClone(IAM_EVENT);
+  e.body = JSON.stringify(body);
+  e.headers!['content-length'] = String(Buffer.byteLength(e.body));
+  e.headers!['openai-proxy-project'] = project;
+  return e;
+}
+
+handlers.before(async () => {
+  // The SDK warns on Node < 22 (Lambda runs 22): quiet here, once per bundled copy otherwise.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  const deployed = first ?? (await deploy({ ...BASE_CONFIG, useElastiCache: false }));
+  dir = mkdtempSync(join(tmpdir(), 'openai-wrapi-lambda-'));
+  for (const name of ['proxy', 'admin'] as const) {
+    for (const [file, text] of Object.entries(deployed.functions[name].files)) writeFileSync(join(dir, file), text);
+  }
+  const env = { ...deployed.functions.admin.env, ...deployed.functions.proxy.env };
+  dynamo = await startDynalite();
+  fake = await startFakeOpenAI();
+  secrets = await startFakeSecretsManager(env.OPENAI_WRAPI_SECRET_ARN, { openaiApiKey: fake.apiKey, openaiOrgId: 'org-from-secrets-manager' });
+  await ensureLedgerTable(dynamo.client(), env.OPENAI_WRAPI_TABLE);
+
+  // The function's environment as the program set it, plus what Lambda adds (region, role
+  // credentials) and the local stand-ins for AWS and OpenAI. The key exists only in the fake secret.
+  for (const name of Object.keys(process.env)) if (/^(OPENAI_|AWS_)/.test(name)) delete process.env[name];
+  Object.assign(process.env, env, {
+    AWS_REGION: REGION,
+    AWS_ACCESS_KEY_ID: 'ASIAEXAMPLEEXAMPLE',
+    AWS_SECRET_ACCESS_KEY: 'role-secret',
+    AWS_SESSION_TOKEN: 'role-session-token',
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint,
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    OPENAI_WRAPI_DYNAMODB_ENDPOINT: dynamo.endpoint,
+    OPENAI_WRAPI_UPSTREAM_URL: fake.url,
+  });
+  // The Lambda runtime's globals must exist before the bundle loads (it calls streamifyResponse).
+  await import('./helpers/awslambda-stub.ts');
+  proxy = (await import(pathToFileURL(join(dir, 'proxy.mjs')).href)).handler;
+  admin = (await import(pathToFileURL(join(dir, 'admin.mjs')).href)).handler;
+});
+
+handlers.after(async () => {
+  await Promise.all([fake?.close(), dynamo?.close(), secrets?.close()]);
+  rmSync(dir, { recursive: true, force: true });
+  process.env = savedEnv;
+});
+
+const json = (r: StreamingResult) => JSON.parse(r.body);
+
+handlers('the bundled admin handler sets a limit in the ledger', async () => {
+  const set = await admin({ action: 'setLimit', project: 'research', limit: 5 });
+  assert.ok(set.ok, JSON.stringify(set));
+  const listed = await admin({ action: 'listLimits', project: 'research' });
+  assert.ok(listed.ok, JSON.stringify(listed));
+  assert.equal(listed.limits.map((l: { project: string; limit: number }) => [l.project, l.limit]), [['research', 5]]);
+});
+
+handlers('the bundled proxy answers a function-URL call with the key it read from Secrets Manager', async () => {
+  const before = fake.requests.length;
+  const r = await invokeStreaming(proxy, event({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Bundle test one. fake:words=4' }] }));
+  assert.is(r.statusCode, 200, r.body);
+  assert.is(json(r).object, 'chat.completion');
+  const upstream = fake.requests.slice(before);
+  assert.is(upstream.length, 1);
+  assert.is(upstream[0].headers.authorization, `Bearer ${fake.apiKey}`);
+  assert.is(upstream[0].headers['openai-organization'], 'org-from-secrets-manager');
+  assert.equal(secrets.calls, [{ target: 'secretsmanager.GetSecretValue', secretId: process.env.OPENAI_WRAPI_SECRET_ARN, signed: true }]);
+  for (const [name, value] of Object.entries(r.headers)) assert.not.ok(value.includes(fake.apiKey), `${name} leaks the key`);
+});
+
+handlers('the bundled proxy streams server-sent events as they come; the secret is read once per cold start', async () => {
+  const r = await invokeStreaming(
+    proxy,
+    event({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Bundle test two. fake:words=6 fake:slow=25' }] }),
+  );
+  assert.is(r.statusCode, 200, r.body);
+  assert.match(r.headers['content-type'], 'text/event-stream');
+  assert.ok(r.chunks.length >= 6, `only ${r.chunks.length} writes`);
+  const spread = r.chunks.at(-1)!.at - r.chunks[0].at;
+  assert.ok(spread >= 100, `the frames arrived within ${spread} ms: buffered, not streamed`);
+  const frames = r.body.split('\n\n').filter((f) => f.startsWith('data: '));
+  assert.is(frames.at(-1), 'data: [DONE]');
+  assert.is(secrets.calls.length, 1);
+});
+
+handlers('the bundled admin reports what the bundled proxy recorded, for the verified IAM user (alice)', async () => {
+  let rows: any[] = [];
+  for (let i = 0; i < 50 && rows.length === 0; i++) {
+    const report = await admin({ action: 'usage' });
+    assert.ok(report.ok, JSON.stringify(report));
+    rows = report.rows.filter((r: any) => r.project === 'research' && r.user === 'alice' && r.model !== '*');
+    if (rows.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const total = rows.reduce((n, r) => n + r.requests, 0);
+  assert.is(total, 2, JSON.stringify(rows));
+  assert.ok(rows.every((r) => r.spend > 0));
+});
+
+handlers('a project without a limit is refused by the bundled proxy, before any upstream call', async () => {
+  const before = fake.requests.length;
+  const r = await invokeStreaming(proxy, event({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Bundle test three.' }] }, 'unlimited'));
+  assert.ok(r.statusCode >= 400 && r.statusCode < 500, `status ${r.statusCode}`);
+  assert.type(json(r).error?.message, 'string');
+  assert.is(fake.requests.length, before);
+});
+
+handlers.run();
