@@ -4,7 +4,7 @@ import { dayOf } from './limits.ts';
 import type { Hold, Ledger, Logger, Nano, ReserveResult, Scope, UsageDelta } from './ports.ts';
 import { costOf, type Price, type TokenUsage } from './pricing.ts';
 
-export type CountTokens = (text: string) => number;
+export type CountTokens = (text: string) => Promise<number>;
 
 /** Tokens for one image or file in a prompt when estimating (OpenAI's high-detail tile scale). */
 const ATTACHMENT_TOKENS = 765;
@@ -35,14 +35,19 @@ export interface Settled {
 
 export class Bill {
   private settled?: Settled;
+  private settling?: Promise<Settled>;
 
   constructor(private readonly init: BillInit) {}
 
   /** Settle from the usage block; without one, from a local token count of what was exchanged. */
   settle(usage: TokenUsage | undefined, outputText: string | undefined, status: number): Promise<Settled> {
-    if (this.settled) return Promise.resolve(this.settled);
+    this.settling ??= this.finish(usage, outputText, status);
+    return this.settling;
+  }
+
+  private async finish(usage: TokenUsage | undefined, outputText: string | undefined, status: number): Promise<Settled> {
     const estimated = !usage && outputText !== undefined;
-    const tokens = usage ?? (estimated ? this.estimate(outputText!) : { input: 0, cached: 0, output: 0 });
+    const tokens = usage ?? (estimated ? await this.estimate(outputText!) : { input: 0, cached: 0, output: 0 });
     const cost = costOf(this.init.price, tokens);
     this.settled = { cost, estimated };
     const delta: UsageDelta = {
@@ -56,7 +61,8 @@ export class Bill {
       estimated: estimated ? 1 : 0,
     };
     this.init.log.info('call', { ...this.init.tags, status, cost, estimated, cache: 'miss' });
-    return this.write(delta).then(() => this.settled!);
+    await this.write(delta);
+    return this.settled;
   }
 
   /** What the call cost so far, for response headers. */
@@ -77,12 +83,12 @@ export class Bill {
     return best;
   }
 
-  private estimate(outputText: string): TokenUsage {
+  private async estimate(outputText: string): Promise<TokenUsage> {
     const { prompt, countTokens } = this.init;
     return {
-      input: countTokens(prompt.text) + prompt.attachments * ATTACHMENT_TOKENS + FRAMING_TOKENS,
+      input: (await countTokens(prompt.text)) + prompt.attachments * ATTACHMENT_TOKENS + FRAMING_TOKENS,
       cached: 0,
-      output: countTokens(outputText),
+      output: await countTokens(outputText),
     };
   }
 

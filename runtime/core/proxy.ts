@@ -172,8 +172,10 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       }
     }
     // A success without a usage block is still billed, by estimate; errors cost nothing at OpenAI.
-    ctx.waitUntil(bill.settle(usage, res.ok && !usage ? new TextDecoder().decode(payload) : undefined, res.status));
-    const cost = bill.cost ?? 0;
+    const settling = bill.settle(usage, res.ok && !usage ? new TextDecoder().decode(payload) : undefined, res.status);
+    ctx.waitUntil(settling);
+    // With a usage block the cost is known at once; an estimate needs the tokenizer first.
+    const cost = bill.cost ?? (await settling).cost;
     headers.set(P.HEADER_COST, nanoToUsd(cost).toFixed(9));
     setBudgetHeaders(headers, bill, cost);
     if (key && res.ok) {

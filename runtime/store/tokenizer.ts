@@ -1,11 +1,13 @@
 // A real tokenizer (o200k_base, the encoding of current OpenAI models) for estimates when a
-// call's usage block never arrived. Off the hot path: only disconnects and cut-off streams use it.
-import { countTokens as count } from 'gpt-tokenizer';
+// call's usage block never arrived. Loaded on first use: building its 200k-entry table would
+// otherwise slow every cold start, and only disconnects and cut-off streams need it.
+type Count = (text: string, options: { allowedSpecial: 'all' }) => number;
 
-const ALL = { allowedSpecial: 'all' as const };
+let count: Promise<Count> | undefined;
 
-export function countTokens(text: string): number {
+export async function countTokens(text: string): Promise<number> {
   if (!text) return 0;
+  count ??= import('gpt-tokenizer').then((m) => m.countTokens as Count);
   // Prompts may contain special-token text such as "<|endoftext|>"; count it, never throw.
-  return count(text, ALL);
+  return (await count)(text, { allowedSpecial: 'all' });
 }
