@@ -10,6 +10,7 @@
  *             env BENCH_UPSTREAM    fake upstream base URL (…/v1), BENCH_UPSTREAM_KEY its key
  *             env BENCH_DYNAMODB    dynalite endpoint: use the DynamoDB ledger instead of SQLite
  *             env BENCH_LEDGER_DELAY_MS  fixed delay added before every ledger call (a network round trip)
+ *             env BENCH_ACCEPT_ENCODING  accept-encoding of the upstream calls (default: fetch's gzip)
  *
  * The stack child counts ledger calls per method (and how long they block the event loop), and on
  * request records, per proxied request, the order of ledger calls, the upstream call and the first
@@ -127,9 +128,12 @@ if (role === 'fake') {
     return wrapped as unknown as Ledger;
   };
 
+  // BENCH_ACCEPT_ENCODING=identity: ask the upstream for uncompressed answers (fetch asks for gzip).
+  const encoding = env.BENCH_ACCEPT_ENCODING && env.BENCH_ACCEPT_ENCODING !== 'gzip' ? env.BENCH_ACCEPT_ENCODING : undefined;
   const upstream = async (url: string, init: RequestInit) => {
     counts.upstream++;
     mark('upstream.call');
+    if (encoding) (init.headers as Headers).set('accept-encoding', encoding);
     const res = await fetch(url, init);
     mark('upstream.headers');
     return res;
@@ -181,7 +185,10 @@ if (role === 'fake') {
 
   serve({
     memory,
-    counts: () => ({ ...counts, inFlight }),
+    counts: () => {
+      const cpu = process.cpuUsage();
+      return { ...counts, inFlight, cpuUs: cpu.user + cpu.system };
+    },
     /** Ledger timings since the last reset: p50 of blocking and total µs per hot method. */
     timings: () =>
       Object.fromEntries(HOT.map((h) => [h, { n: syncUs[h].length, syncP50: pct(syncUs[h], 50), totalP50: pct(totalUs[h], 50) }])),
@@ -196,7 +203,7 @@ if (role === 'fake') {
       traces = [];
       als = new AsyncLocalStorage<Trace>();
       const store = als;
-      const origEmit = http.Server.prototype.emit;
+      const origEmit = http.Server.prototype.emit as (this: http.Server, event: string, ...args: unknown[]) => boolean;
       (http.Server.prototype as unknown as { emit: unknown }).emit = function (this: http.Server, event: string, ...args: unknown[]) {
         if (event !== 'request') return origEmit.call(this, event, ...args);
         const t: Trace = { t0: performance.now(), events: [], firstByte: false };

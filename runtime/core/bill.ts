@@ -61,6 +61,7 @@ export class Bill {
       estimated: estimated ? 1 : 0,
     };
     this.init.log.info('call', { ...this.init.tags, status, cost, estimated, cache: 'miss' });
+    await afterResponse();
     await this.write(delta);
     return this.settled;
   }
@@ -121,11 +122,18 @@ export class Bill {
   }
 }
 
+/**
+ * Resolves on the next timer turn. Writes wait for it so that no store write runs before the
+ * response's first byte is on its way: adapters start writing within the same turn.
+ */
+export const afterResponse = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
+
 /** Record a cache hit: no spend, the original cost counted as saved. */
 export async function recordHit(ledger: Ledger, scopes: Scope[], month: string, day: string, saved: Nano): Promise<void> {
   const delta: UsageDelta = {
     requests: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spent: 0, cacheHits: 1, saved, estimated: 0,
   };
+  await afterResponse();
   await ledger.settle({ month, day, scopes: scopes.map((scope) => ({ scope, release: 0 })), delta });
 }
 

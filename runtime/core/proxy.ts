@@ -1,6 +1,6 @@
 // The request path (DESIGN.md "Request path"): route → cache → limits and reservation → forward
 // (streamed without buffering) → settle after the response is complete.
-import { Bill, errorName, recordHit, type CountTokens } from './bill.ts';
+import { afterResponse, Bill, errorName, recordHit, type CountTokens } from './bill.ts';
 import { cacheKey } from './cache-key.ts';
 import type { ProxyConfig } from './config.ts';
 import {
@@ -220,6 +220,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
 
   async function cacheSet(key: string, value: CachedResponse): Promise<void> {
     try {
+      await afterResponse();
       await cache.set(key, value, config.cacheTtlSeconds);
     } catch {
       // A cache that cannot store is only a missed saving.
