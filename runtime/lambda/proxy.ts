@@ -8,6 +8,7 @@ import { createProxy, type Caller, type ProxyHandler } from '../core/proxy.ts';
 import { callerOf, toRequest, type FunctionUrlEvent } from './function-url.ts';
 import { lambdaStores, lambdaLogger } from './stores.ts';
 import { readProxyConfig } from '../core/config.ts';
+import { createHttpUpstream } from '../store/http-upstream.ts';
 import { countTokens } from '../store/tokenizer.ts';
 import { loadSecrets } from './secrets.ts';
 
@@ -17,7 +18,7 @@ async function build(): Promise<ProxyHandler> {
   const env = { ...process.env, ...(await loadSecrets(process.env)) };
   const config = readProxyConfig(env, env.OPENAI_WRAPI_STAGE ?? 'dev');
   const { ledger, cache } = lambdaStores(env);
-  return createProxy({ config, ledger, cache, upstream: fetch, countTokens, log: lambdaLogger });
+  return createProxy({ config, ledger, cache, upstream: createHttpUpstream(), countTokens, log: lambdaLogger });
 }
 
 async function serve(event: FunctionUrlEvent, caller: Caller, pending: Promise<unknown>[]): Promise<Response> {

@@ -10,6 +10,7 @@ import { createPolicyReader } from '../core/policy.ts';
 import type { Ledger, Logger, ResponseCache, Upstream } from '../core/ports.ts';
 import { adminFunctionName, STAGES } from '../core/protocol.ts';
 import { createProxy, type ProxyHandler } from '../core/proxy.ts';
+import { createHttpUpstream } from '../store/http-upstream.ts';
 import { countTokens } from '../store/tokenizer.ts';
 import { loadOrCreateCredentials, lookupByAccessKey, userArn, type LocalUser } from './credentials.ts';
 import { BodyTooLarge, flatHeaders, readNodeBody, sendJson, writeResponse } from './node-http.ts';
@@ -62,7 +63,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
   const host = opts.host ?? '127.0.0.1';
   const region = opts.region ?? env.OPENAI_WRAPI_REGION ?? 'us-east-1';
   const log = opts.log ?? quietLogger;
-  const upstream: Upstream = opts.upstream ?? ((url, init) => fetch(url, init));
+  const upstream: Upstream = opts.upstream ?? createHttpUpstream();
 
   const creds = await loadOrCreateCredentials(home);
   let users = creds.users;
