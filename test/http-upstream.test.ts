@@ -56,6 +56,14 @@ test('a timeout rejects with TimeoutError, before and during the body', async ()
   assert.is(during.name, 'TimeoutError');
 });
 
+test('a connection cut mid-stream errors the body', async () => {
+  const res = await upstream(`${fake.url}/chat/completions`, {
+    method: 'POST', headers: headers(), body: chat('fake:words=20 fake:break=3', { stream: true }),
+  });
+  const err = await res.text().catch((e) => e);
+  assert.instance(err, Error);
+});
+
 test('connection refused rejects', async () => {
   const err = await upstream('http://127.0.0.1:1/v1/models', { method: 'GET', headers: {} }).catch((e) => e);
   assert.match(String(err.code), /ECONNREFUSED/);

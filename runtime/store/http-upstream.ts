@@ -5,7 +5,6 @@ import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Upstream } from '../core/ports.ts';
 
 export function createHttpUpstream(opts: { maxSockets?: number } = {}): Upstream {
@@ -47,7 +46,7 @@ export function createHttpUpstream(opts: { maxSockets?: number } = {}): Upstream
         const empty = status === 204 || status === 304 || init.method === 'HEAD';
         const bytes = decoded(res, responseHeaders);
         resolve(
-          new Response(empty ? null : (Readable.toWeb(bytes) as WebReadableStream<Uint8Array> as ReadableStream<Uint8Array>), {
+          new Response(empty ? null : toWebStream(bytes), {
             status,
             statusText: res.statusMessage,
             headers: responseHeaders,
@@ -71,4 +70,40 @@ function decoded(res: http.IncomingMessage, headers: Headers): Readable {
   headers.delete('content-length');
   res.on('error', (err) => decoder.destroy(err));
   return res.pipe(decoder);
+}
+
+/**
+ * A web stream over a node Readable, chunk for chunk, pausing the socket while the consumer lags.
+ * Leaner than Readable.toWeb, whose extra buffering showed up in the stream first-byte figures.
+ */
+function toWebStream(source: Readable): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        let open = true;
+        const finish = (err?: unknown) => {
+          if (!open) return;
+          open = false;
+          if (err) controller.error(err);
+          else controller.close();
+        };
+        source.on('data', (chunk: Buffer) => {
+          if (!open) return;
+          controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+          if ((controller.desiredSize ?? 0) <= 0) source.pause();
+        });
+        source.once('end', () => finish());
+        source.once('error', (err) => finish(err));
+        // A connection cut mid-body may close without an error: that is not a complete answer.
+        source.once('close', () => finish(new Error('The upstream connection closed before the response ended.')));
+      },
+      pull() {
+        source.resume();
+      },
+      cancel(reason) {
+        source.destroy(reason instanceof Error ? reason : undefined);
+      },
+    },
+    { highWaterMark: 1 },
+  );
 }
