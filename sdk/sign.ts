@@ -1,63 +1,138 @@
-// A `fetch` that signs every request with SigV4 (service `lambda`), as function URLs with AWS_IAM
-// auth require. Pass it to any client that accepts a custom fetch.
-import { Sha256 } from '@aws-crypto/sha256-js';
+// SigV4 (service `lambda`), as function URLs with AWS_IAM auth require: the signing step shared by
+// the OpenAI client hook, the register patch and the exported fetch, plus `signedFetch`, a fetch
+// that signs whatever it sends.
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { credentialsProvider, NodeSha256, type AwsCredentials, type CredentialsProvider } from './credentials.ts';
 
 export interface SignedFetchOptions {
   /** Static credentials or a provider (e.g. the AWS SDK's default chain). */
-  credentials: AwsCredentialIdentity | AwsCredentialIdentityProvider;
+  credentials: AwsCredentials | CredentialsProvider;
   region: string;
   /** The fetch that sends the signed request. Default: global fetch. */
   fetch?: typeof fetch;
 }
 
-/** Headers that must not be signed or sent: the openai client's bearer token means nothing here. */
-const DROPPED = ['authorization', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256', 'host', 'content-length'];
+export interface RequestToSign {
+  method: string;
+  url: string;
+  headers: Headers;
+  body?: unknown;
+}
 
+export interface SignedParts {
+  /** The headers to send (without `host`, which fetch sets from the URL). */
+  headers: Headers;
+  /** The body exactly as signed: send this, not the original (streams and forms are read once). */
+  body?: string | Uint8Array;
+}
+
+/**
+ * Headers never signed: a stale signature, what fetch sets itself, and the openai client's bearer
+ * token, which means nothing to the proxy and must not travel.
+ */
+const UNSIGNED = ['authorization', 'x-amz-date', 'x-amz-security-token', 'x-amz-content-sha256', 'host', 'content-length'];
+
+export function createSigner(credentials: AwsCredentials | CredentialsProvider, region: string): SignatureV4 {
+  return new SignatureV4({ credentials: credentialsProvider({ credentials }), region, service: 'lambda', sha256: NodeSha256 });
+}
+
+/** Signs one request. Call it again for every attempt: a signature carries its time. */
+export async function signRequest(signer: SignatureV4, req: RequestToSign): Promise<SignedParts> {
+  const url = new URL(req.url);
+  const headers = new Headers(req.headers);
+  for (const name of UNSIGNED) headers.delete(name);
+  const body = await replayableBody(req.body, headers);
+  const query = queryOf(url.search);
+  const signed = await signer.sign({
+    method: req.method.toUpperCase(),
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: url.port ? Number(url.port) : undefined,
+    path: url.pathname,
+    query,
+    headers: { ...Object.fromEntries(headers), host: url.host },
+    body,
+  });
+  const out = new Headers(signed.headers as Record<string, string>);
+  out.delete('host');
+  return { headers: out, body };
+}
+
+/** A fetch that signs every request it sends with SigV4 (service `lambda`). */
 export function signedFetch(opts: SignedFetchOptions): typeof fetch {
-  const signer = new SignatureV4({ credentials: opts.credentials, region: opts.region, service: 'lambda', sha256: Sha256 });
-  const send = opts.fetch ?? fetch;
+  const signer = createSigner(opts.credentials, opts.region);
+  const send = opts.fetch ?? ((input, init) => fetch(input, init));
   return async (input, init) => {
     const request = input instanceof Request ? input : undefined;
     const url = new URL(request ? request.url : String(input));
-    const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
-    const headers = new Headers(init?.headers ?? request?.headers);
-    for (const name of DROPPED) headers.delete(name);
-    const body = await replayableBody(init?.body ?? (request && method !== 'GET' ? await request.arrayBuffer() : undefined));
-    const query: Record<string, string> = {};
-    url.searchParams.forEach((value, key) => (query[key] = value));
-    const signed = await signer.sign({
-      method,
-      protocol: url.protocol,
-      hostname: url.hostname,
-      port: url.port ? Number(url.port) : undefined,
-      path: url.pathname,
-      query,
-      headers: { ...Object.fromEntries(headers), host: url.host },
-      body,
-    });
-    const out = new Headers(signed.headers as Record<string, string>);
-    out.delete('host');
     // Send the query exactly as signed (spaces as %20, not the `+` that URLSearchParams writes).
-    url.search = Object.keys(query).length
-      ? '?' + Object.entries(query).map(([k, v]) => `${encodeRfc3986(k)}=${encodeRfc3986(v)}`).join('&')
-      : '';
-    return send(url.toString(), { ...init, method, headers: out, body: body as BodyInit | undefined });
+    url.search = canonicalSearch(url);
+    const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
+    const raw = init?.body ?? (request && method !== 'GET' && method !== 'HEAD' ? request.body : undefined);
+    const signed = await signRequest(signer, { method, url: url.href, headers: new Headers(init?.headers ?? request?.headers), body: raw });
+    const { duplex: _duplex, ...rest } = (init ?? {}) as RequestInit & { duplex?: string };
+    return send(url.toString(), {
+      ...rest,
+      method,
+      headers: signed.headers,
+      body: signed.body as BodyInit | undefined,
+      signal: init?.signal ?? request?.signal,
+    });
   };
 }
 
-/** A signature covers the body, so it must be bytes we can hash and then send: no streams. */
-async function replayableBody(body: BodyInit | null | undefined): Promise<string | Uint8Array | undefined> {
+/** The query as AWS reads it: `+` is a plus, not a space. */
+function queryOf(search: string): Record<string, string | string[]> {
+  const query: Record<string, string | string[]> = {};
+  for (const part of search.replace(/^\?/, '').split('&')) {
+    if (!part) continue;
+    const eq = part.indexOf('=');
+    const key = decode(eq < 0 ? part : part.slice(0, eq));
+    const value = eq < 0 ? '' : decode(part.slice(eq + 1));
+    const seen = query[key];
+    query[key] = seen === undefined ? value : [...(Array.isArray(seen) ? seen : [seen]), value];
+  }
+  return query;
+}
+
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+export function canonicalSearch(url: URL): string {
+  const pairs: string[] = [];
+  url.searchParams.forEach((v, k) => pairs.push(`${encodeRfc3986(k)}=${encodeRfc3986(v)}`));
+  return pairs.length ? `?${pairs.join('&')}` : '';
+}
+
+/**
+ * A signature covers the body, so it must be bytes we can hash and then send. Forms, blobs and
+ * streams are serialised once here; a form's content type carries the boundary of these bytes.
+ */
+async function replayableBody(body: unknown, headers: Headers): Promise<string | Uint8Array | undefined> {
   if (body === undefined || body === null) return undefined;
   if (typeof body === 'string') return body;
   if (body instanceof Uint8Array) return body;
   if (body instanceof ArrayBuffer) return new Uint8Array(body);
   if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-  if (body instanceof URLSearchParams) return body.toString();
-  if (body instanceof Blob) return new Uint8Array(await body.arrayBuffer());
-  // FormData and streams: let the platform serialise them once, then sign those bytes.
-  return new Uint8Array(await new Response(body as BodyInit).arrayBuffer());
+  if (isAsyncIterable(body) && !(body instanceof ReadableStream)) {
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of body) chunks.push(typeof chunk === 'string' ? new TextEncoder().encode(chunk) : chunk);
+    return new Uint8Array(Buffer.concat(chunks));
+  }
+  const res = new Response(body as BodyInit);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  const type = res.headers.get('content-type');
+  if (type && (body instanceof FormData || !headers.has('content-type'))) headers.set('content-type', type);
+  return bytes;
 }
 
-const encodeRfc3986 = (s: string) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+const isAsyncIterable = (v: unknown): v is AsyncIterable<Uint8Array | string> =>
+  typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
+
+const encodeRfc3986 = (s: string) =>
+  encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);

@@ -1,0 +1,215 @@
+// The admin API: limits, usage, prices and the cache of a stage, through its admin function
+// (`openai-admin-<stage>`) with @aws-sdk/client-lambda — on AWS, or at the local stack's Lambda
+// endpoint when the outputs name one. Refusals are typed errors carrying the server's message.
+import type { LambdaClient } from '@aws-sdk/client-lambda';
+import type { AdminRequest, LimitDto, PriceDto, UsageDto } from '../runtime/core/protocol.ts';
+import { credentialsProvider, type CredentialOptions } from './credentials.ts';
+import { WrapiAccessDeniedError, WrapiAdminError, WrapiConfigError, WrapiConnectionError } from './errors.ts';
+import { checkProject, getSettings } from './settings.ts';
+import { resolveTarget, type StageTarget } from './target.ts';
+
+export type { LimitDto, PriceDto, UsageDto };
+
+/** Where and as whom to call the admin function. */
+export interface AdminOptions extends CredentialOptions {
+  /** The stage. Default: `setStaging`, else `OPENAI_DEFAULT_STAGING`, else `dev`. */
+  staging?: string;
+  proxyUrl?: string;
+  region?: string;
+  /** Lambda API endpoint (default: the outputs' `lambdaEndpoint`, else AWS's). */
+  lambdaEndpoint?: string;
+}
+
+/** A limit with this month's spend. USD. */
+export interface LimitStatus extends LimitDto {
+  spend: number;
+  /** Spent plus reserved by calls in flight. */
+  committed: number;
+}
+
+export interface LimitsReport {
+  stage: string;
+  month: string;
+  limits: LimitStatus[];
+}
+
+export type UsageTotals = Omit<UsageDto, 'month' | 'day' | 'project' | 'user' | 'model' | 'priceVersion'>;
+
+export interface UsageReport {
+  stage: string;
+  month: string;
+  by: 'user' | 'project' | 'model';
+  /** One row per project, user and model. */
+  rows: UsageDto[];
+  /** Rows summed by `by`, biggest spend first. */
+  groups: (UsageTotals & { key: string })[];
+  totals: UsageTotals;
+  /** Per day, when asked for with `daily`. */
+  days?: UsageDto[];
+}
+
+export interface PricesReport {
+  stage: string;
+  /** The shipped price table: its date, source and unit. */
+  table?: { asOf: string; source: string; unit: string };
+  prices: PriceDto[];
+}
+
+export interface LimitScope {
+  /** Default: the current project (`setProject`). */
+  project?: string;
+  /** Optional: limit one user within the project. */
+  user?: string;
+  /** Optional: limit one model within the project (or user). */
+  model?: string;
+}
+
+/**
+ * Sets a monthly limit in USD: per project, or per project and user and/or model — the original's
+ * `set_limits(limit, staging, project, user, model)`.
+ *
+ * @example await setLimits({ limit: 10, staging: 'dev', project: 'my-project', user: 'me', model: 'gpt-4o' });
+ */
+export async function setLimits(options: LimitScope & AdminOptions & { limit: number }): Promise<LimitDto> {
+  const out = await invokeAdmin({ action: 'setLimit', ...scope(options), limit: options.limit }, options);
+  return out.limit as LimitDto;
+}
+
+/** Removes a limit (the scope must match exactly). Throws `WrapiAdminError` (`limit_not_found`) if none. */
+export async function removeLimit(options: LimitScope & AdminOptions): Promise<void> {
+  await invokeAdmin({ action: 'removeLimit', ...scope(options) }, options);
+}
+
+/** The limits of a stage (optionally of one project) with this month's spend. */
+export async function getLimits(options: AdminOptions & { project?: string } = {}): Promise<LimitsReport> {
+  const out = await invokeAdmin({ action: 'listLimits', ...(options.project ? { project: options.project } : {}) }, options);
+  return { stage: out.stage, month: out.month as string, limits: out.limits as LimitStatus[] };
+}
+
+/** Usage of a month (default: this one, UTC) by user, project or model, with cache hits and savings. */
+export async function getUsage(
+  options: AdminOptions & { month?: string; by?: 'user' | 'project' | 'model'; daily?: boolean } = {},
+): Promise<UsageReport> {
+  const { month, by, daily } = options;
+  const out = await invokeAdmin({ action: 'usage', ...(month ? { month } : {}), ...(by ? { by } : {}), ...(daily ? { daily } : {}) }, options);
+  return out as unknown as UsageReport;
+}
+
+/** Sets (overrides) a model's price in USD per 1M tokens, effective without a redeploy. */
+export async function setPrice(
+  options: AdminOptions & { model: string; input: number; output: number; cachedInput?: number | null },
+): Promise<PriceDto> {
+  const { model, input, output, cachedInput } = options;
+  const out = await invokeAdmin({ action: 'setPrice', model, input, output, ...(cachedInput != null ? { cachedInput } : {}) }, options);
+  return out.price as PriceDto;
+}
+
+/** Removes a price override; the shipped table's price (if any) applies again. */
+export async function removePrice(options: AdminOptions & { model: string }): Promise<void> {
+  await invokeAdmin({ action: 'removePrice', model: options.model }, options);
+}
+
+/** All prices of a stage (table and overrides), or the one that applies to `model`. */
+export async function getPrices(options: AdminOptions & { model?: string } = {}): Promise<PricesReport> {
+  const out = await invokeAdmin({ action: 'listPrices', ...(options.model ? { model: options.model } : {}) }, options);
+  return { stage: out.stage, ...(out.table ? { table: out.table as PricesReport['table'] } : {}), prices: out.prices as PriceDto[] };
+}
+
+/** Empties the stage's response cache. */
+export async function flushCache(options: AdminOptions = {}): Promise<void> {
+  await invokeAdmin({ action: 'flushCache' }, options);
+}
+
+function scope(options: LimitScope): { project: string; user?: string; model?: string } {
+  return {
+    project: checkProject(options.project ?? getSettings().project, 'project'),
+    ...(options.user ? { user: options.user } : {}),
+    ...(options.model ? { model: options.model } : {}),
+  };
+}
+
+/** The stage an admin call goes to, and how it is reached. */
+export function adminTarget(options: AdminOptions = {}): StageTarget {
+  const target = resolveTarget(options.staging ?? getSettings().staging, options);
+  return options.lambdaEndpoint ? { ...target, lambdaEndpoint: options.lambdaEndpoint } : target;
+}
+
+const clients = new Map<string, LambdaClient>();
+
+async function lambdaFor(target: StageTarget, options: CredentialOptions): Promise<LambdaClient> {
+  const key = `${target.region}\u0000${target.lambdaEndpoint ?? ''}\u0000${options.profile ?? process.env.AWS_PROFILE ?? ''}`;
+  const cached = options.credentials ? undefined : clients.get(key);
+  if (cached) return cached;
+  const { LambdaClient } = await import('@aws-sdk/client-lambda');
+  const client = new LambdaClient({
+    region: target.region,
+    ...(target.lambdaEndpoint ? { endpoint: target.lambdaEndpoint } : {}),
+    credentials: credentialsProvider(options),
+    maxAttempts: 2,
+  });
+  if (!options.credentials) clients.set(key, client);
+  return client;
+}
+
+/**
+ * Sends one request to a stage's admin function and returns its answer. Throws
+ * `WrapiAdminError` (refused), `WrapiAccessDeniedError` (not an admin), `WrapiConnectionError`
+ * (unreachable) or `WrapiConfigError` (stage or credentials not configured).
+ */
+export async function invokeAdmin(request: AdminRequest, options: AdminOptions = {}): Promise<{ ok: true; stage: string } & Record<string, unknown>> {
+  const target = adminTarget(options);
+  const lambda = await lambdaFor(target, options);
+  const { InvokeCommand } = await import('@aws-sdk/client-lambda');
+  let out;
+  try {
+    out = await lambda.send(new InvokeCommand({ FunctionName: target.adminFunctionName, Payload: JSON.stringify(request) }));
+  } catch (err) {
+    throw translate(err, target);
+  }
+  const text = out.Payload ? Buffer.from(out.Payload).toString('utf8') : '';
+  let result: Record<string, unknown>;
+  try {
+    result = JSON.parse(text);
+  } catch {
+    throw new WrapiAdminError(`The admin function of stage ${target.stage} answered with something that is not JSON.`, { stage: target.stage, code: 'bad_answer', type: 'server_error' });
+  }
+  if (out.FunctionError) {
+    const message = typeof result.errorMessage === 'string' ? result.errorMessage : out.FunctionError;
+    throw new WrapiAdminError(`The admin function of stage ${target.stage} failed: ${message}`, { stage: target.stage, code: 'function_error', type: 'server_error' });
+  }
+  if (result.ok !== true) {
+    const error = (result.error ?? {}) as { message?: string; type?: string; code?: string | null; param?: string | null };
+    throw new WrapiAdminError(error.message ?? `The admin function of stage ${target.stage} refused the request.`, {
+      stage: target.stage, code: error.code, type: error.type, param: error.param,
+    });
+  }
+  return result as { ok: true; stage: string } & Record<string, unknown>;
+}
+
+function translate(err: unknown, target: StageTarget): Error {
+  if (err instanceof WrapiConfigError) return err;
+  const e = err as { name?: string; message?: string; code?: string; $metadata?: { httpStatusCode?: number } };
+  const where = `${target.adminFunctionName}${target.lambdaEndpoint ? ` at ${target.lambdaEndpoint}` : ` in ${target.region}`}`;
+  const status = e.$metadata?.httpStatusCode;
+  const name = e.name ?? '';
+  if (name === 'AccessDeniedException' || name === 'AccessDeniedError' || status === 403 || /UnrecognizedClient|InvalidSignature/.test(name)) {
+    return new WrapiAccessDeniedError(
+      `Not allowed to invoke ${where} (stage ${target.stage}): ${e.message}. Admins need lambda:InvokeFunction on it ` +
+        '(the stack\'s admin policy; on the local stack: openai-wrapi local users add NAME --admin).',
+      { stage: target.stage, code: 'access_denied', type: 'permission_denied', cause: err },
+    );
+  }
+  if (name === 'ResourceNotFoundException') {
+    return new WrapiAdminError(`There is no admin function ${where}: is stage "${target.stage}" deployed?`, {
+      stage: target.stage, code: 'function_not_found', type: 'not_found', cause: err,
+    });
+  }
+  const code = e.code ?? (err as { cause?: { code?: string } }).cause?.code;
+  if (code && /^(ECONNREFUSED|ENOTFOUND|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|EAI_AGAIN)$/.test(code)) {
+    return new WrapiConnectionError(
+      `Could not reach the admin function ${where} (${code})${target.lambdaEndpoint ? ': is the local stack running (openai-wrapi local)?' : '.'}`,
+      { cause: err },
+    );
+  }
+  return new WrapiAdminError(`Calling ${where} failed: ${e.message ?? String(err)}`, { stage: target.stage, code: name || 'invoke_failed', type: 'server_error', cause: err });
+}

@@ -1,0 +1,90 @@
+// `npm run build`: the SDK package in dist/ — ESM (.mjs) and CommonJS (.cjs) builds of the SDK and
+// of `register`, the CLI (ESM, with the local stack as a lazily loaded chunk), and type declarations
+// for both module systems. Dependencies stay external: the install brings them.
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { build, type BuildOptions } from 'esbuild';
+
+const root = new URL('..', import.meta.url).pathname;
+const dist = join(root, 'dist');
+
+/** Installed with the SDK (dependencies, peer) or only for the local stack (optional peers). */
+const external = [
+  'openai', '@aws-sdk/*', '@smithy/*',
+  'better-sqlite3', 'lru-cache', 'gpt-tokenizer', 'memjs',
+];
+
+const common: BuildOptions = {
+  absWorkingDir: root,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  external,
+  logLevel: 'warning',
+  legalComments: 'none',
+};
+
+// CommonJS has no import.meta: the code's few uses get the file URL of the bundle instead.
+const cjs: BuildOptions = {
+  ...common,
+  format: 'cjs',
+  outExtension: { '.js': '.cjs' },
+  define: { 'import.meta.url': '__wrapi_import_meta_url' },
+  banner: { js: "const __wrapi_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+};
+
+export async function buildPackage(): Promise<void> {
+  await rm(dist, { recursive: true, force: true });
+  await build({
+    ...common,
+    entryPoints: { index: 'sdk/index.ts', register: 'sdk/register.ts', cli: 'sdk/cli.ts' },
+    format: 'esm',
+    splitting: true,
+    outdir: dist,
+    outExtension: { '.js': '.mjs' },
+    chunkNames: 'chunks/[name]-[hash]',
+  });
+  await build({
+    ...cjs,
+    entryPoints: { index: 'sdk/index.ts' },
+    outdir: dist,
+    // Like `openai`'s CommonJS entry: `const OpenAI = require('openai-wrapi'); new OpenAI()` works.
+    // (`export * from 'openai'` also copied that function's own `prototype`, `name` and `length`.)
+    footer: {
+      js: [
+        'module.exports = ((exp) => {',
+        '  const descriptors = Object.getOwnPropertyDescriptors(exp);',
+        "  for (const k of ['prototype', 'name', 'length', 'arguments', 'caller']) delete descriptors[k];",
+        '  return Object.defineProperties(function OpenAI(...args) { return new exp.default(...args); }, descriptors);',
+        '})(module.exports);',
+      ].join('\n'),
+    },
+  });
+  await build({ ...cjs, entryPoints: { register: 'sdk/register.ts' }, outdir: dist });
+
+  const cli = join(dist, 'cli.mjs');
+  await writeFile(cli, `#!/usr/bin/env node\n${await readFile(cli, 'utf8')}`);
+  await chmod(cli, 0o755);
+
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'sdk/tsconfig.build.json')], { stdio: 'inherit' });
+  await fixDeclarations(join(dist, 'types'));
+}
+
+/** Declarations name `.js` files; each gets a `.d.cts` twin naming `.cjs` for `require` users. */
+async function fixDeclarations(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !entry.name.endsWith('.d.ts')) continue;
+    const file = join(entry.parentPath, entry.name);
+    const text = (await readFile(file, 'utf8')).replace(/((?:from|import)\s*\(?\s*['"]\.{1,2}\/[^'"]+)\.ts(['"])/g, '$1.js$2');
+    await writeFile(file, text);
+    const cts = text.replace(/((?:from|import)\s*\(?\s*['"]\.{1,2}\/[^'"]+)\.js(['"])/g, '$1.cjs$2');
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file.replace(/\.d\.ts$/, '.d.cts'), cts);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await buildPackage();
+  console.error(`built ${dist}`);
+}

@@ -1,0 +1,265 @@
+// The commands of the `openai-wrapi` CLI: what each one does and prints. Parsing, help and exit
+// codes are in cli.ts.
+import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
+import * as admin from './admin.ts';
+import { count, formatTable, percent, price, usd } from './cli-format.ts';
+import { WrapiError } from './errors.ts';
+import { resolveTarget } from './target.ts';
+
+export type OptionSpec = { type: 'string' | 'boolean'; short?: string; help: string; arg?: string };
+export type Values = Record<string, string | boolean | undefined>;
+
+export interface Ctx {
+  values: Values;
+  args: string[];
+  stage: string;
+  json: boolean;
+}
+
+export interface Command {
+  path: string;
+  args?: string[];
+  summary: string;
+  options?: Record<string, OptionSpec>;
+  run(ctx: Ctx): Promise<number | void>;
+}
+
+/** Bad usage: exit code 2. */
+export class UsageError extends Error {}
+
+export const GLOBAL: Record<string, OptionSpec> = {
+  stage: { type: 'string', arg: 'STAGE', help: 'the stage (default $OPENAI_DEFAULT_STAGING or dev)' },
+  json: { type: 'boolean', help: 'machine-readable output (JSON on stdout; errors as JSON on stderr)' },
+  help: { type: 'boolean', short: 'h', help: 'show help' },
+};
+
+const SCOPE: Record<string, OptionSpec> = {
+  project: { type: 'string', arg: 'NAME', help: 'the project (required)' },
+  user: { type: 'string', arg: 'NAME', help: 'only this user (default: any)' },
+  model: { type: 'string', arg: 'MODEL', help: 'only this model (default: any)' },
+};
+
+const HOME: OptionSpec = { type: 'string', arg: 'DIR', help: 'the local stack\'s data folder (default $OPENAI_WRAPI_HOME or .openai-wrapi)' };
+
+export const COMMANDS: Command[] = [
+  {
+    path: 'limits set',
+    summary: 'set a monthly USD limit for a project, or a user and/or model within it',
+    options: { ...SCOPE, limit: { type: 'string', arg: 'USD', help: 'USD per calendar month (required)' } },
+    async run({ values, stage, json }) {
+      const limit = amount(values.limit, 'limit');
+      const set = await admin.setLimits({ staging: stage, ...scopeOf(values), limit });
+      print(json, set, () => `Limit of ${describe(set)} in stage ${stage}: ${usd(set.limit)} per month.`);
+    },
+  },
+  {
+    path: 'limits rm',
+    summary: 'remove a limit (same --project/--user/--model as when it was set)',
+    options: SCOPE,
+    async run({ values, stage, json }) {
+      const scope = scopeOf(values);
+      await admin.removeLimit({ staging: stage, ...scope });
+      print(json, { removed: { user: '*', model: '*', ...scope } }, () => `Removed the limit of ${describe(scope)} in stage ${stage}.`);
+    },
+  },
+  {
+    path: 'limits ls',
+    summary: 'list limits with this month\'s spend',
+    options: { project: { type: 'string', arg: 'NAME', help: 'only this project' } },
+    async run({ values, stage, json }) {
+      const report = await admin.getLimits({ staging: stage, project: str(values.project) });
+      print(json, report, () => {
+        if (!report.limits.length) return `No limits in stage ${stage}${values.project ? ` for project "${values.project}"` : ''}.`;
+        const rows = report.limits.map((l) => [l.project, l.user, l.model, usd(l.limit), usd(l.spend), usd(l.committed), percent(l.committed, l.limit)]);
+        return `Limits in stage ${stage}, ${report.month}:\n` +
+          formatTable(['PROJECT', 'USER', 'MODEL', 'LIMIT', 'SPENT', 'COMMITTED', 'USED'], rows, ['left', 'left', 'left', 'right', 'right', 'right', 'right']);
+      });
+    },
+  },
+  {
+    path: 'usage',
+    summary: 'usage and spend of a month, grouped by user, project or model',
+    options: {
+      month: { type: 'string', arg: 'YYYY-MM', help: 'the month (default: this one, UTC)' },
+      by: { type: 'string', arg: 'user|project|model', help: 'how to group (default: user)' },
+      daily: { type: 'boolean', help: 'also list spend per day' },
+    },
+    async run({ values, stage, json }) {
+      const month = str(values.month);
+      if (month !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(month)) throw new UsageError(`--month must look like 2026-11 (got "${month}")`);
+      const by = str(values.by) ?? 'user';
+      if (by !== 'user' && by !== 'project' && by !== 'model') throw new UsageError(`--by must be user, project or model (got "${by}")`);
+      const report = await admin.getUsage({ staging: stage, month, by, daily: values.daily === true });
+      print(json, report, () => usageText(report));
+    },
+  },
+  {
+    path: 'prices set',
+    summary: 'set a model\'s price (USD per 1M tokens), overriding the shipped table',
+    options: {
+      model: { type: 'string', arg: 'MODEL', help: 'the model id or family, e.g. gpt-4o (required)' },
+      input: { type: 'string', arg: 'USD', help: 'per 1M input tokens (required)' },
+      output: { type: 'string', arg: 'USD', help: 'per 1M output tokens (required)' },
+      'cached-input': { type: 'string', arg: 'USD', help: 'per 1M cached input tokens (default: the input price)' },
+    },
+    async run({ values, stage, json }) {
+      const model = required(values, 'model');
+      const cached = values['cached-input'];
+      const set = await admin.setPrice({
+        staging: stage, model, input: amount(values.input, 'input'), output: amount(values.output, 'output'),
+        ...(cached !== undefined ? { cachedInput: amount(cached, 'cached-input') } : {}),
+      });
+      print(json, set, () =>
+        `Price of ${set.model} in stage ${stage}: input $${price(set.input)}, cached input ${set.cachedInput == null ? '(as input)' : `$${price(set.cachedInput)}`}, output $${price(set.output)} per 1M tokens.`,
+      );
+    },
+  },
+  {
+    path: 'prices rm',
+    summary: 'remove a price override (the shipped price applies again)',
+    options: { model: { type: 'string', arg: 'MODEL', help: 'the model (required)' } },
+    async run({ values, stage, json }) {
+      const model = required(values, 'model');
+      await admin.removePrice({ staging: stage, model });
+      print(json, { removed: model }, () => `Removed the price override of ${model} in stage ${stage}.`);
+    },
+  },
+  {
+    path: 'prices ls',
+    summary: 'list prices (shipped table and overrides), or the one that applies to a model',
+    options: { model: { type: 'string', arg: 'MODEL', help: 'only the price that applies to this model' } },
+    async run({ values, stage, json }) {
+      const report = await admin.getPrices({ staging: stage, model: str(values.model) });
+      print(json, report, () => {
+        const rows = report.prices.map((p) => [p.model, price(p.input), price(p.cachedInput), price(p.output), p.source ?? '']);
+        const asOf = report.table ? `; table of ${report.table.asOf}` : '';
+        return `Prices in stage ${stage} (USD per 1M tokens${asOf}):\n` +
+          formatTable(['MODEL', 'INPUT', 'CACHED', 'OUTPUT', 'SOURCE'], rows, ['left', 'right', 'right', 'right', 'left']);
+      });
+    },
+  },
+  {
+    path: 'cache flush',
+    summary: 'empty the stage\'s response cache',
+    async run({ stage, json }) {
+      await admin.flushCache({ staging: stage });
+      print(json, { flushed: true, stage }, () => `Flushed the response cache of stage ${stage}.`);
+    },
+  },
+  {
+    path: 'outputs',
+    summary: 'show what the SDK uses for the stage: proxy URL, region, admin function, and where they came from',
+    async run({ stage, json }) {
+      const target = resolveTarget(stage);
+      print(json, target, () =>
+        formatTable(['OUTPUT', 'VALUE'], Object.entries(target).map(([k, v]) => [k, String(v)])),
+      );
+    },
+  },
+  {
+    path: 'url',
+    summary: 'print the stage\'s proxy URL',
+    async run({ stage, json }) {
+      const target = resolveTarget(stage);
+      print(json, { stage, proxyUrl: target.proxyUrl, baseURL: target.baseURL }, () => target.proxyUrl);
+    },
+  },
+  {
+    path: 'local',
+    summary: 'start the local stack (same as npm start), until Ctrl-C',
+    options: { home: HOME, port: { type: 'string', arg: 'PORT', help: 'port on 127.0.0.1 (default $PORT or 8787)' } },
+    async run({ values }) {
+      if (values.port !== undefined && !/^\d{1,5}$/.test(String(values.port))) throw new UsageError(`--port must be a port number (got "${values.port}")`);
+      const missing = ['better-sqlite3', 'lru-cache', 'gpt-tokenizer'].filter((name) => !resolvable(name));
+      if (missing.length) {
+        throw new WrapiError(
+          `The local stack needs packages an SDK install leaves out: npm install ${missing.map((m) => LOCAL_DEPS[m]).join(' ')}`,
+        );
+      }
+      process.env.OPENAI_WRAPI_HOME = resolve(str(values.home) ?? process.env.OPENAI_WRAPI_HOME ?? '.openai-wrapi');
+      if (values.port !== undefined) process.env.PORT = String(values.port);
+      await import('../runtime/local/main.ts');
+      return -1; // runs until stopped
+    },
+  },
+  {
+    path: 'local users add',
+    args: ['NAME'],
+    summary: 'add a user (an access key) to the local stack\'s credentials file',
+    options: { admin: { type: 'boolean', help: 'may call the admin functions' }, home: HOME },
+    async run({ values, args, json }) {
+      const home = resolve(str(values.home) ?? process.env.OPENAI_WRAPI_HOME ?? '.openai-wrapi');
+      const { addUser } = await import('../runtime/local/credentials.ts');
+      const user = await addUser(home, args[0], values.admin === true);
+      print(json, { name: user.name, accessKeyId: user.accessKeyId, admin: user.admin, credentialsFile: `${home}/credentials` }, () =>
+        `Added ${user.admin ? 'admin ' : ''}user "${user.name}" (access key ${user.accessKeyId}) to ${home}/credentials.\n` +
+        `Use it with: AWS_SHARED_CREDENTIALS_FILE=${home}/credentials AWS_PROFILE=${user.name}`,
+      );
+    },
+  },
+  {
+    path: 'dashboard',
+    summary: 'the web dashboard (not available yet)',
+    async run() {
+      throw new WrapiError('The dashboard is not available yet. Meanwhile: openai-wrapi usage, openai-wrapi limits ls.');
+    },
+  },
+];
+
+const LOCAL_DEPS: Record<string, string> = { 'better-sqlite3': 'better-sqlite3@12', 'lru-cache': 'lru-cache@11', 'gpt-tokenizer': 'gpt-tokenizer@4' };
+
+function resolvable(name: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function usageText(r: admin.UsageReport): string {
+  const title = `Usage in stage ${r.stage}, ${r.month}, by ${r.by}:`;
+  if (!r.rows.length) return `${title} no calls.`;
+  const money = (g: admin.UsageTotals) => [count(g.requests), count(g.inputTokens), count(g.cachedTokens), count(g.outputTokens), usd(g.spend), count(g.cacheHits), usd(g.saved)];
+  const rows = [...r.groups.map((g) => [g.key, ...money(g)]), ['TOTAL', ...money(r.totals)]];
+  const head = [r.by.toUpperCase(), 'REQUESTS', 'INPUT', 'CACHED', 'OUTPUT', 'SPEND', 'CACHE HITS', 'SAVED'];
+  let text = `${title}\n${formatTable(head, rows, ['left', ...Array(7).fill('right')])}`;
+  const estimated = r.totals.estimated;
+  if (estimated) text += `\n(${estimated} call${estimated === 1 ? '' : 's'} billed by estimate: the client left or the stream broke before usage came)`;
+  if (r.days?.length) {
+    const days = r.days.map((d) => [d.day ?? '', d.project, d.user, d.model, count(d.requests), usd(d.spend)]);
+    text += `\n\nPer day:\n${formatTable(['DAY', 'PROJECT', 'USER', 'MODEL', 'REQUESTS', 'SPEND'], days, ['left', 'left', 'left', 'left', 'right', 'right'])}`;
+  }
+  return text;
+}
+
+function print(json: boolean, data: unknown, text: () => string): void {
+  console.log(json ? JSON.stringify(data, null, 2) : text());
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+function required(values: Values, name: string): string {
+  const v = str(values[name]);
+  if (v === undefined || v === '') throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+function amount(value: unknown, name: string): number {
+  if (value === undefined) throw new UsageError(`--${name} is required`);
+  const n = Number(value);
+  if (typeof value !== 'string' || value.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new UsageError(`--${name} must be a number of USD, e.g. 10 or 2.5 (got "${String(value)}")`);
+  }
+  return n;
+}
+
+function scopeOf(values: Values): { project: string; user?: string; model?: string } {
+  return { project: required(values, 'project'), ...(str(values.user) ? { user: str(values.user) } : {}), ...(str(values.model) ? { model: str(values.model) } : {}) };
+}
+
+function describe(s: { project: string; user?: string; model?: string }): string {
+  return [`project "${s.project}"`, s.user && s.user !== '*' ? `user "${s.user}"` : '', s.model && s.model !== '*' ? `model "${s.model}"` : '']
+    .filter(Boolean).join(', ');
+}

@@ -1,0 +1,230 @@
+// Every `openai-wrapi` command as a subprocess against the local stack: output, --json, --help,
+// exit codes (0 ok, 1 refused or failed, 2 bad usage) and one-line errors on stderr.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { settled } from './helpers/stack.ts';
+import { childEnv, chat, startSdkStack, type SdkStack } from './helpers/sdk.ts';
+
+let t: SdkStack;
+let scratch: string;
+const root = new URL('..', import.meta.url).pathname;
+
+test.before(async () => {
+  t = await startSdkStack([['ann', false], ['bob', false]]);
+  scratch = await mkdtemp(join(tmpdir(), 'wrapi-cli-'));
+});
+test.after(async () => {
+  await t.close();
+  await rm(scratch, { recursive: true, force: true });
+});
+
+interface Run { code: number; stdout: string; stderr: string }
+
+function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', 'sdk/cli.ts', ...args], { cwd: root, env: childEnv({ ...t.env, ...env }) }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function ok(args: string[], env?: Record<string, string | undefined>): Promise<string> {
+  const r = await cli(args, env);
+  assert.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Fails with exit `code` and exactly one line on stderr. */
+async function fails(code: number, args: string[], pattern: RegExp, env?: Record<string, string | undefined>): Promise<string> {
+  const r = await cli(args, env);
+  assert.is(r.code, code, `${args.join(' ')} → ${r.code}: ${r.stderr}`);
+  const lines = r.stderr.trim().split('\n');
+  assert.is(lines.length, 1, `one line on stderr: ${r.stderr}`);
+  assert.match(lines[0], /^openai-wrapi: /);
+  assert.match(lines[0], pattern);
+  return lines[0];
+}
+
+const COMMANDS = ['limits set', 'limits rm', 'limits ls', 'usage', 'prices set', 'prices rm', 'prices ls', 'cache flush', 'outputs', 'url', 'local', 'local users add', 'dashboard'];
+
+test('--help everywhere, exit 0', async () => {
+  const top = await ok(['--help']);
+  for (const c of COMMANDS) assert.ok(top.includes(`  ${c}`), `overview lists ${c}`);
+  await Promise.all(COMMANDS.map(async (c) => {
+    const text = await ok([...c.split(' '), '--help']);
+    assert.match(text, new RegExp(`^Usage: openai-wrapi ${c}`));
+    assert.match(text, /--stage STAGE/);
+    assert.match(text, /--json/);
+  }));
+  for (const group of ['limits', 'prices', 'cache']) assert.match(await ok([group, '--help']), new RegExp(`${group} \\w+ +`));
+  assert.match(await ok(['limits', 'set', '-h']), /--limit USD/);
+  assert.match(await ok(['--version']), /^\d+\.\d+\.\d+/);
+});
+
+test('bad usage: exit 2 with one line saying what is wrong', async () => {
+  await Promise.all([
+    fails(2, [], /no command given/),
+    fails(2, ['frobnicate'], /unknown command "frobnicate"/),
+    fails(2, ['limits'], /limits needs a subcommand: set, rm, ls/),
+    fails(2, ['limits', 'explode'], /unknown command "limits explode"/),
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', '5', '--bogus'], /unknown option '--bogus'/),
+    fails(2, ['limits', 'set', '--limit', '5'], /--project is required/),
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', 'lots'], /--limit must be a number of USD/),
+    fails(2, ['limits', 'set', '--project', 'p'], /--limit is required/),
+    fails(2, ['usage', '--month', '2026-13'], /--month must look like 2026-11/),
+    fails(2, ['usage', '--by', 'colour'], /--by must be user, project or model/),
+    fails(2, ['prices', 'set', '--model', 'm', '--input', '1'], /--output is required/),
+    fails(2, ['cache', 'flush', 'now'], /cache flush takes no arguments/),
+    fails(2, ['local', 'users', 'add'], /local users add takes NAME/),
+    fails(2, ['url', '--stage', 'no/stage'], /--stage must be a stage name/),
+  ]);
+});
+
+test('limits set, ls and rm, per stage, as text and --json', async () => {
+  assert.match(await ok(['limits', 'set', '--project', 'alpha', '--limit', '12.5']), /Limit of project "alpha" in stage dev: \$12\.50 per month\./);
+  const set = JSON.parse(await ok(['limits', 'set', '--project', 'alpha', '--user', 'ann', '--model', 'gpt-4o', '--limit', '2', '--json']));
+  assert.equal(set, { project: 'alpha', user: 'ann', model: 'gpt-4o', limit: 2 });
+  await ok(['limits', 'set', '--project', 'alpha', '--limit', '99', '--stage', 'prod']);
+
+  const table = await ok(['limits', 'ls']);
+  assert.match(table, /^Limits in stage dev, \d{4}-\d{2}:\nPROJECT +USER +MODEL +LIMIT +SPENT +COMMITTED +USED\n/);
+  assert.match(table, /alpha +ann +gpt-4o +\$2\.00 +\$0\.00 +\$0\.00 +0%/);
+  assert.match(table, /alpha +\* +\* +\$12\.50/);
+  assert.not.match(table, /\$99\.00/, 'prod limits stay in prod');
+  const prod = JSON.parse(await ok(['limits', 'ls', '--stage', 'prod', '--json']));
+  assert.equal(prod.limits.map((l: any) => l.limit), [99]);
+  assert.is(prod.stage, 'prod');
+
+  assert.match(await ok(['limits', 'rm', '--project', 'alpha', '--user', 'ann', '--model', 'gpt-4o']), /Removed the limit of project "alpha", user "ann", model "gpt-4o" in stage dev\./);
+  await fails(1, ['limits', 'rm', '--project', 'alpha', '--user', 'ann', '--model', 'gpt-4o'], /There is no limit for project "alpha" user "ann" model "gpt-4o" in stage dev/);
+  assert.match(await ok(['limits', 'ls', '--project', 'nothing-here']), /No limits in stage dev for project "nothing-here"\./);
+});
+
+test('usage: an aligned table by user, project or model; --month, --daily, --json', async () => {
+  for (const project of ['u1', 'u2']) await t.admin({ action: 'setLimit', project, limit: 5 });
+  await Promise.all([
+    t.client({ user: 'ann', project: 'u1', caching: false }).chat.completions.create(chat('a fake:words=5')),
+    t.client({ user: 'ann', project: 'u2', caching: false }).chat.completions.create({ ...chat('b'), model: 'gpt-4o' }),
+    t.client({ user: 'bob', project: 'u1', caching: false }).chat.completions.create(chat('c fake:words=50')),
+  ]);
+  await settled(t, async () => (await t.admin({ action: 'usage' })).totals.requests === 3);
+
+  const byUser = await ok(['usage']);
+  const lines = byUser.trim().split('\n');
+  assert.match(lines[0], /^Usage in stage dev, \d{4}-\d{2}, by user:$/);
+  assert.match(lines[1], /^USER +REQUESTS +INPUT +CACHED +OUTPUT +SPEND +CACHE HITS +SAVED$/);
+  const table = lines.slice(1);
+  assert.ok(table.every((l) => l.length === table[0].length), `aligned:\n${byUser}`);
+  assert.match(table.at(-1)!, /^TOTAL +3 /);
+  assert.ok(table.some((l) => /^ann +2 /.test(l)) && table.some((l) => /^bob +1 /.test(l)));
+
+  const byModel = JSON.parse(await ok(['usage', '--by', 'model', '--json']));
+  assert.equal(byModel.groups.map((g: any) => g.key).sort(), ['gpt-4o', 'gpt-4o-mini']);
+  assert.is(byModel.totals.requests, 3);
+  assert.match(await ok(['usage', '--by', 'project']), /\nu1 +2 /);
+  assert.match(await ok(['usage', '--month', '2020-01']), /^Usage in stage dev, 2020-01, by user: no calls\.$/m);
+  assert.match(await ok(['usage', '--daily']), /Per day:\nDAY +PROJECT +USER +MODEL +REQUESTS +SPEND\n/);
+});
+
+test('prices set, ls and rm', async () => {
+  assert.match(
+    await ok(['prices', 'set', '--model', 'my-model', '--input', '1.5', '--output', '6', '--cached-input', '0.75']),
+    /Price of my-model in stage dev: input \$1\.5, cached input \$0\.75, output \$6 per 1M tokens\./,
+  );
+  assert.match(await ok(['prices', 'ls', '--model', 'my-model']), /my-model +1\.5 +0\.75 +6 +override/);
+  const all = JSON.parse(await ok(['prices', 'ls', '--json']));
+  assert.ok(all.prices.length > 100);
+  assert.ok(all.table.asOf);
+  assert.match(await ok(['prices', 'ls']), /^Prices in stage dev \(USD per 1M tokens; table of \d{4}-\d{2}-\d{2}\):\nMODEL +INPUT +CACHED +OUTPUT +SOURCE\n/);
+  assert.match(await ok(['prices', 'rm', '--model', 'my-model']), /Removed the price override of my-model in stage dev\./);
+  await fails(1, ['prices', 'ls', '--model', 'my-model'], /Model "my-model" has no price/);
+  await fails(1, ['prices', 'set', '--model', 'a#b', '--input', '1', '--output', '1'], /"model" must be a non-empty name/);
+});
+
+test('cache flush empties the response cache', async () => {
+  await t.admin({ action: 'setLimit', project: 'cached', limit: 5 });
+  const client = t.client({ project: 'cached' });
+  const ask = () => client.chat.completions.create(chat('cache this')).withResponse();
+  await ask();
+  assert.is((await ask()).response.headers.get('openai-proxy-cache'), 'hit');
+  assert.match(await ok(['cache', 'flush']), /Flushed the response cache of stage dev\./);
+  assert.is((await ask()).response.headers.get('openai-proxy-cache'), 'miss');
+  assert.equal(JSON.parse(await ok(['cache', 'flush', '--stage', 'prod', '--json'])), { flushed: true, stage: 'prod' });
+});
+
+test('outputs and url: what the SDK would use, and an error saying what to set when nothing is found', async () => {
+  assert.is((await ok(['url'])).trim(), `${t.stack.url}/dev/`);
+  assert.is((await ok(['url', '--stage', 'prod'])).trim(), `${t.stack.url}/prod/`);
+  const outputs = JSON.parse(await ok(['outputs', '--json']));
+  assert.is(outputs.baseURL, `${t.stack.url}/dev/v1`);
+  assert.is(outputs.adminFunctionName, 'openai-admin-dev');
+  assert.is(outputs.source, t.stack.outputsFile);
+  assert.match(await ok(['outputs', '--stage', 'prod']), /proxyUrl +http:\/\/127\.0\.0\.1:\d+\/prod\/\n/);
+  const id = 'abcdefghij0123456789klmnopqrstuv';
+  assert.is((await ok(['url'], { OPENAI_WRAPI_OUTPUTS: undefined, OPENAI_API_KEY: `sk-${id}`, AWS_REGION: 'eu-west-2' })).trim(), `https://${id}.lambda-url.eu-west-2.on.aws/`);
+  await fails(1, ['url'], /No proxy URL for stage "dev"\. Set one of: .*OPENAI_WRAPI_OUTPUTS/, { OPENAI_WRAPI_OUTPUTS: undefined, OPENAI_WRAPI_HOME: scratch });
+  const json = await cli(['url', '--json'], { OPENAI_WRAPI_OUTPUTS: undefined, OPENAI_WRAPI_HOME: scratch });
+  assert.is(json.code, 1);
+  assert.is(JSON.parse(json.stderr).error.code, 'WrapiConfigError');
+});
+
+test('refusals exit 1: a user who is not an admin; a stack that is not running', async () => {
+  await fails(1, ['limits', 'ls'], /Not allowed to invoke openai-admin-dev at http:\/\/127\.0\.0\.1:\d+ \(stage dev\): .*not an admin/, { AWS_PROFILE: 'ann' });
+  const err = await cli(['limits', 'ls', '--json'], { AWS_PROFILE: 'ann' });
+  assert.is(JSON.parse(err.stderr).error.code, 'access_denied');
+  await fails(1, ['usage'], /No AWS credentials from AWS profile "ghost"/, { AWS_PROFILE: 'ghost' });
+  await fails(1, ['cache', 'flush'], /Could not reach the admin function openai-admin-dev at http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\): is the local stack running/,
+    { OPENAI_WRAPI_OUTPUTS: await fakeOutputs('http://127.0.0.1:9') });
+  await fails(1, ['dashboard'], /dashboard is not available yet/);
+});
+
+async function fakeOutputs(url: string): Promise<string> {
+  const file = join(scratch, 'dead-outputs.json');
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(file, JSON.stringify({ dev: { proxyUrl: `${url}/dev/`, adminFunctionName: 'openai-admin-dev', region: 'us-east-1', lambdaEndpoint: url } }));
+  return file;
+}
+
+test('local users add: a user (admin only with --admin); a duplicate is refused', async () => {
+  const home = join(scratch, 'home-users');
+  const added = JSON.parse(await ok(['local', 'users', 'add', 'carol', '--home', home, '--json']));
+  assert.equal([added.name, added.admin, added.credentialsFile], ['carol', false, `${home}/credentials`]);
+  assert.match(added.accessKeyId, /^AKIA[A-Z2-7]{16}$/);
+  assert.match(await ok(['local', 'users', 'add', 'dora', '--admin', '--home', home]), /Added admin user "dora" .* AWS_PROFILE=dora/s);
+  await fails(1, ['local', 'users', 'add', 'carol', '--home', home], /already exists/);
+  await fails(1, ['local', 'users', 'add', 'bad name', '--home', home], /Invalid user name/);
+});
+
+test('local: starts the local stack (port 0 = any free port) and stops on SIGTERM', async () => {
+  const home = join(scratch, 'home-local');
+  const child = spawn(process.execPath, ['--import', 'tsx', 'sdk/cli.ts', 'local', '--home', home, '--port', '0'], {
+    cwd: root,
+    env: childEnv({ ...t.env, OPENAI_WRAPI_UPSTREAM_URL: t.fake.url, OPENAI_API_KEY: t.fake.apiKey }),
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no start line: ${out}`)), 15000);
+    child.stdout.on('data', () => {
+      const m = /local stack on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+  const info = await (await fetch(`${url}/`)).json();
+  assert.is(info.name, 'openai-wrapi local stack');
+  assert.is((await ok(['url'], { OPENAI_WRAPI_OUTPUTS: undefined, OPENAI_WRAPI_HOME: home })).trim(), `${url}/dev/`);
+  const code = await new Promise<number | null>((resolve) => {
+    child.on('exit', (c) => resolve(c));
+    child.kill('SIGTERM');
+  });
+  assert.is(code, 0);
+});
+
+test.run();

@@ -1,0 +1,128 @@
+// `openai-wrapi/register`: clients that libraries build themselves (LangChain's ChatOpenAI and
+// OpenAIEmbeddings, a bare `new OpenAI()` from the ESM or the CommonJS build of `openai`) go
+// through the proxy, signed afresh on every attempt, with the module's current settings.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createRequire } from 'node:module';
+import { register, resetSettings, setProject, setStaging, unregister } from '../sdk/register.ts';
+import { WrapiConfigError } from '../sdk/errors.ts';
+import { ChatOpenAI, OpenAIEmbeddings } from '@langchain/openai';
+import { OpenAI as EsmOpenAI, APIConnectionError } from 'openai';
+import { settled } from './helpers/stack.ts';
+import { chat, startSdkStack, type SdkStack } from './helpers/sdk.ts';
+
+const CjsOpenAI = (createRequire(import.meta.url)('openai') as typeof import('openai')).OpenAI;
+
+let t: SdkStack;
+
+test.before(async () => {
+  t = await startSdkStack();
+  await register(); // the helper cleared OPENAI_API_KEY; register sets its placeholder again
+  for (const stage of ['dev', 'prod']) for (const project of ['lc', 'plain']) await t.admin({ action: 'setLimit', project, limit: 5 }, stage);
+});
+test.after(() => t.close());
+test.before.each(() => {
+  resetSettings();
+  setProject('lc');
+});
+
+const spentBy = async (project: string, stage = 'dev') =>
+  ((await t.admin({ action: 'usage', by: 'project' }, stage)).groups as any[]).find((g) => g.key === project)?.requests ?? 0;
+
+test('the ESM and the CommonJS OpenAI classes are two classes, both patched', () => {
+  assert.is.not(EsmOpenAI, CjsOpenAI);
+  for (const C of [EsmOpenAI, CjsOpenAI]) assert.ok(Object.getOwnPropertySymbols(C.prototype).some((s) => s.description === 'openai-wrapi.patched'));
+  assert.is(process.env.OPENAI_API_KEY, 'openai-wrapi-signs-requests-with-aws', 'a placeholder key, so libraries construct clients');
+});
+
+test('LangChain ChatOpenAI: invoke and stream go through the proxy, billed to the current project', async () => {
+  const model = new ChatOpenAI({ model: 'gpt-4o-mini', maxRetries: 0 });
+  const answer = await model.invoke('langchain invoke fake:words=3');
+  assert.is(answer.content, 'This answer comes.');
+  let streamed = '';
+  for await (const chunk of await model.stream('langchain stream fake:words=4')) streamed += chunk.content;
+  assert.is(streamed, 'This answer comes from.');
+  await settled(t, async () => (await spentBy('lc')) >= 2);
+  assert.ok(t.fake.requests.every((r) => r.headers.authorization === `Bearer ${t.fake.apiKey}`), 'upstream only ever sees the stage key');
+});
+
+test('LangChain OpenAIEmbeddings: documents and queries', async () => {
+  const embeddings = new OpenAIEmbeddings({ model: 'text-embedding-3-small', maxRetries: 0 });
+  const docs = await embeddings.embedDocuments(['first document', 'second document']);
+  assert.is(docs.length, 2);
+  assert.ok(docs[0].length > 0 && docs[0].every((x) => typeof x === 'number'));
+  assert.ok((await embeddings.embedQuery('a query')).length > 0);
+});
+
+test('settings apply to library clients at each request, even ones built earlier', async () => {
+  const model = new ChatOpenAI({ model: 'gpt-4o-mini', maxRetries: 0, cache: false });
+  setStaging('prod');
+  await model.invoke('to prod');
+  await settled(t, async () => (await spentBy('lc', 'prod')) === 1);
+  setProject('plain');
+  await model.invoke('to prod as plain');
+  await settled(t, async () => (await spentBy('plain', 'prod')) === 1);
+});
+
+test('a bare new OpenAI() of either module format is routed, and every retry is signed afresh', async () => {
+  for (const C of [EsmOpenAI, CjsOpenAI]) {
+    const sent: Headers[] = [];
+    const client = new C({
+      maxRetries: 2,
+      fetch: (url, init) => {
+        sent.push(new Headers(init?.headers));
+        assert.ok(String(url).startsWith(`${t.stack.url}/dev/v1/`), String(url));
+        return fetch(url, init);
+      },
+    });
+    const out = await client.chat.completions.create(chat(`retry ${C === EsmOpenAI ? 'esm' : 'cjs'} fake:error=503 fake:fail_times=1 fake:retry_after_ms=10`));
+    assert.ok(out.id);
+    assert.is(sent.length, 2);
+    assert.ok(sent.every((h) => /^AWS4-HMAC-SHA256 /.test(h.get('authorization') ?? '')));
+    assert.is.not(sent[0].get('authorization'), sent[1].get('authorization'));
+    assert.is(sent[1].get('openai-proxy-project'), 'lc');
+  }
+});
+
+test('clients pointed elsewhere (Azure, a local model server) are left alone', async () => {
+  const sent: { url: string; auth: string | null }[] = [];
+  const client = new EsmOpenAI({
+    apiKey: 'sk-local',
+    baseURL: 'http://127.0.0.1:9/v1',
+    maxRetries: 0,
+    fetch: async (url, init) => {
+      sent.push({ url: String(url), auth: new Headers(init?.headers).get('authorization') });
+      return Response.json({ object: 'list', data: [] });
+    },
+  });
+  await client.models.list();
+  assert.equal(sent, [{ url: 'http://127.0.0.1:9/v1/models', auth: 'Bearer sk-local' }]);
+  const refused = await new EsmOpenAI({ apiKey: 'x', baseURL: 'http://127.0.0.1:9/v1', maxRetries: 0 }).models.list().catch((e) => e);
+  assert.instance(refused, APIConnectionError);
+});
+
+test('no proxy for the stage: the call fails with a WrapiConfigError saying what to set', async () => {
+  const outputs = process.env.OPENAI_WRAPI_OUTPUTS;
+  process.env.OPENAI_WRAPI_OUTPUTS = '/nonexistent/outputs.json';
+  try {
+    const err = await new EsmOpenAI({ maxRetries: 0 }).models.list().catch((e) => e);
+    assert.instance(err, WrapiConfigError);
+    assert.match(err.message, /OPENAI_WRAPI_OUTPUTS points at \/nonexistent\/outputs\.json, which does not exist/);
+  } finally {
+    process.env.OPENAI_WRAPI_OUTPUTS = outputs;
+  }
+});
+
+test('unregister restores plain clients; register patches again', async () => {
+  unregister();
+  const urls: string[] = [];
+  const make = () =>
+    new EsmOpenAI({ apiKey: 'sk-real', maxRetries: 0, fetch: async (url) => (urls.push(String(url)), Response.json({ object: 'list', data: [] })) });
+  await make().models.list();
+  assert.is(urls[0], 'https://api.openai.com/v1/models');
+  await register();
+  await make().models.list();
+  assert.is(urls[1], `${t.stack.url}/dev/v1/models`);
+});
+
+test.run();
