@@ -137,14 +137,14 @@ export function adminTarget(options: AdminOptions = {}): StageTarget {
 const clients = new Map<string, LambdaClient>();
 
 async function lambdaFor(target: StageTarget, options: CredentialOptions): Promise<LambdaClient> {
-  const key = `${target.region}\u0000${target.lambdaEndpoint ?? ''}\u0000${options.profile ?? process.env.AWS_PROFILE ?? ''}`;
+  const key = `${target.region}\u0000${target.lambdaEndpoint ?? ''}\u0000${options.profile ?? process.env.AWS_PROFILE ?? ''}\u0000${target.credentialsFile ?? ''}`;
   const cached = options.credentials ? undefined : clients.get(key);
   if (cached) return cached;
   const { LambdaClient } = await import('@aws-sdk/client-lambda');
   const client = new LambdaClient({
     region: target.region,
     ...(target.lambdaEndpoint ? { endpoint: target.lambdaEndpoint } : {}),
-    credentials: credentialsProvider(options),
+    credentials: credentialsProvider({ ...options, credentialsFile: target.credentialsFile }),
     maxAttempts: 2,
   });
   if (!options.credentials) clients.set(key, client);

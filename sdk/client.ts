@@ -78,7 +78,7 @@ export class OpenAI extends BaseOpenAI {
     this.target = target;
     this.#given = options;
     this.#innerFetch = inner;
-    this.#signer = signerFor(target.region, { credentials: options.credentials, profile: options.profile });
+    this.#signer = signerFor(target, { credentials: options.credentials, profile: options.profile });
     Object.defineProperty(this, WRAPI_CLIENT, { value: true });
   }
 

@@ -20,6 +20,11 @@ export interface CredentialOptions {
   credentials?: AwsCredentials | CredentialsProvider;
   /** A profile of the shared AWS files for the standard chain. Default: `AWS_PROFILE`. */
   profile?: string;
+  /**
+   * The local stack's credentials file (from its outputs). When set, and no credentials are
+   * given, keys come from this file (profile as above, else `default`), not the AWS chain.
+   */
+  credentialsFile?: string;
 }
 
 const KEY = Symbol.for('openai-wrapi.credential-providers');
@@ -37,16 +42,23 @@ export function credentialsProvider(opts: CredentialOptions = {}): CredentialsPr
   }
   if (given) return explain(given, 'the credentials option');
   const profile = opts.profile ?? process.env.AWS_PROFILE ?? '';
-  let chain = chains.get(profile);
+  const file = opts.credentialsFile;
+  const key = `${profile}\u0000${file ?? ''}`;
+  let chain = chains.get(key);
   if (!chain) {
     let loaded: Promise<CredentialsProvider> | undefined;
     const load = () =>
-      (loaded ??= import('@aws-sdk/credential-provider-node').then(({ defaultProvider }) =>
-        defaultProvider(profile ? { profile } : {}),
-      ));
+      (loaded ??= file
+        ? import('@aws-sdk/credential-provider-ini').then(({ fromIni }) =>
+            fromIni({ profile: profile || 'default', filepath: file, ignoreCache: true }),
+          )
+        : import('@aws-sdk/credential-provider-node').then(({ defaultProvider }) => defaultProvider(profile ? { profile } : {})));
+    const what = file
+      ? `AWS profile "${profile || 'default'}" in the local stack's ${file} (add users with: openai-wrapi local users add NAME)`
+      : profile ? `AWS profile "${profile}"` : 'the standard AWS credential chain';
     // The chain memoizes and refreshes expiring credentials itself.
-    chain = explain(async () => (await load())(), profile ? `AWS profile "${profile}"` : 'the standard AWS credential chain');
-    chains.set(profile, chain);
+    chain = explain(async () => (await load())(), what);
+    chains.set(key, chain);
   }
   return chain;
 }

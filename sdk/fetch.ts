@@ -53,7 +53,7 @@ export function createFetch(options: FetchOptions = {}): typeof fetch {
       body: init?.body ?? (request && method !== 'GET' && method !== 'HEAD' ? request.body : undefined),
       signal: init?.signal ?? request?.signal,
     };
-    await prepareProxyRequest(signerFor(target.region, options), out, url.href, {
+    await prepareProxyRequest(signerFor(target, options), out, url.href, {
       project: options.project ?? settings.project,
       caching: options.caching ?? settings.caching,
     });

@@ -74,7 +74,7 @@ export function patchOpenAIClass(OpenAIClass: { prototype: object; name?: string
     const target = rerouted.has(this) ? routeOf(context.url) : undefined;
     if (!target) return;
     const { project, caching } = getSettings();
-    await prepareProxyRequest(sharedSigner(target.region), request, context.url, { project, caching });
+    await prepareProxyRequest(sharedSigner(target), request, context.url, { project, caching });
   };
 
   if (typeof fetchWithTimeout === 'function') {

@@ -5,6 +5,7 @@ import type { SignatureV4 } from '@smithy/signature-v4';
 import { HEADER_CACHING, HEADER_PROJECT } from '../runtime/core/protocol.ts';
 import { credentialsProvider, type CredentialOptions } from './credentials.ts';
 import { createSigner, signRequest } from './sign.ts';
+import type { StageTarget } from './target.ts';
 
 export interface CallSettings {
   project: string;
@@ -43,19 +44,22 @@ const KEY = Symbol.for('openai-wrapi.signers');
 const signers: Map<string, SignatureV4> = ((globalThis as Record<symbol, unknown>)[KEY] as Map<string, SignatureV4>) ??
   ((globalThis as Record<symbol, unknown>)[KEY] = new Map<string, SignatureV4>());
 
-/** A signer for a region with the standard chain (or a profile), shared by the whole process. */
-export function sharedSigner(region: string, profile = process.env.AWS_PROFILE ?? ''): SignatureV4 {
-  const key = `${region}\u0000${profile}`;
+/**
+ * A signer for a stage with the standard chain (or a profile; for the local stack, its own
+ * credentials file), shared by the whole process.
+ */
+export function sharedSigner(target: StageTarget, profile = process.env.AWS_PROFILE ?? ''): SignatureV4 {
+  const key = `${target.region}\u0000${profile}\u0000${target.credentialsFile ?? ''}`;
   let signer = signers.get(key);
   if (!signer) {
-    signer = createSigner(credentialsProvider(profile ? { profile } : {}), region);
+    signer = createSigner(credentialsProvider({ ...(profile ? { profile } : {}), credentialsFile: target.credentialsFile }), target.region);
     signers.set(key, signer);
   }
   return signer;
 }
 
 /** A signer for explicit credential options, else the shared one. */
-export function signerFor(region: string, opts: CredentialOptions): SignatureV4 {
-  if (opts.credentials) return createSigner(credentialsProvider({ credentials: opts.credentials }), region);
-  return sharedSigner(region, opts.profile);
+export function signerFor(target: StageTarget, opts: CredentialOptions): SignatureV4 {
+  if (opts.credentials) return createSigner(credentialsProvider({ credentials: opts.credentials }), target.region);
+  return sharedSigner(target, opts.profile);
 }

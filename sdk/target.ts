@@ -27,6 +27,8 @@ export interface StageTarget {
   adminFunctionName: string;
   /** The Lambda API endpoint to invoke it at, when not AWS's own (the local stack). */
   lambdaEndpoint?: string;
+  /** The local stack's credentials file: its users are the only keys it accepts. */
+  credentialsFile?: string;
   /** Where this came from, for messages and `openai-wrapi outputs`. */
   source: string;
 }
@@ -161,6 +163,7 @@ function fromOutputs(stage: string, path: string, via: string, opts: TargetOptio
     lambdaEndpoint: opts.lambdaEndpoint ?? lambdaEndpoint,
   }, env);
   if (typeof outputs.adminFunctionName === 'string') target.adminFunctionName = outputs.adminFunctionName;
+  if (typeof outputs.credentialsFile === 'string') target.credentialsFile = outputs.credentialsFile;
   return target;
 }
 

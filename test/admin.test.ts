@@ -110,6 +110,11 @@ test('usage report: rows, groups and totals by user, project and model; daily ro
   const empty = await invoke('default', { action: 'usage', month: '2020-01' });
   assert.is(empty.rows.length, 0);
   assert.is(empty.totals.spend, 0);
+
+  const thisMonth = new Date().toISOString().slice(0, 7);
+  assert.equal(await invoke('default', { action: 'months' }), { ok: true, stage: 'dev', current: thisMonth, months: [thisMonth] });
+  const prod = await invoke('default', { action: 'months' }, 'openai-admin-prod');
+  assert.equal([prod.current, prod.months], [thisMonth, []], 'prod has no usage yet');
 });
 
 test('price overrides: set, listed as override, removed', async () => {

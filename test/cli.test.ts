@@ -227,4 +227,11 @@ test('local: starts the local stack (port 0 = any free port) and stops on SIGTER
   assert.is(code, 0);
 });
 
+test('with nothing but the local stack running, commands sign with its own credentials file', async () => {
+  const bare = { OPENAI_WRAPI_OUTPUTS: undefined, AWS_SHARED_CREDENTIALS_FILE: undefined, AWS_PROFILE: undefined, OPENAI_WRAPI_HOME: t.home };
+  assert.match(await ok(['limits', 'ls'], bare), /Limits in stage dev/);
+  await fails(1, ['limits', 'ls'], /not an admin/, { ...bare, AWS_PROFILE: 'ann' });
+  await fails(1, ['limits', 'ls'], /AWS profile "ghost" in the local stack's .*credentials/, { ...bare, AWS_PROFILE: 'ghost' });
+});
+
 test.run();

@@ -22,7 +22,7 @@ import type { FunctionUrlEvent } from '../runtime/lambda/function-url.ts';
 const ROOT = new URL('..', import.meta.url);
 const FUNCTION = 'aws:lambda/function:Function';
 const IAM_EVENT: FunctionUrlEvent = JSON.parse(
-  readFileSync(new URL('../../shared/reference/lambda-function-url-event-iam.json', import.meta.url), 'utf8'),
+  readFileSync(new URL('./fixtures/reference/lambda-function-url-event-iam.json', import.meta.url), 'utf8'),
 );
 
 type Files = Record<string, string>;

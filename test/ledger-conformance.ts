@@ -247,6 +247,21 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     assert.equal(await ledger.usage('2026-10'), []);
   });
 
+  test('months lists the months with settled calls or cache hits, newest first, each once', async () => {
+    assert.equal(await ledger.months(), []);
+    // A reservation alone (a call in flight, or one refused later) is not usage.
+    await ledger.reserve('2026-09', [{ scope: scope('p'), amount: 5, limit: 100 }]);
+    assert.equal(await ledger.months(), []);
+    await ledger.settle(settlement(scopesOf('p', ALICE, 'o1'), call({ spent: 5 })));
+    await ledger.settle(settlement(scopesOf('p', BOB, 'o1'), call({ spent: 1 })));
+    await ledger.settle(settlement(scopesOf('p', ALICE, 'o1'), call({ spent: 9 }), { month: '2026-12', day: '2026-12-01' }));
+    await ledger.settle(
+      settlement(scopesOf('q', BOB, 'o1'), { ...ZERO, cacheHits: 1, saved: 4 }, { month: '2025-01', day: '2025-01-31' }),
+    );
+    await ledger.settle(settlement(scopesOf('p', BOB, 'o1'), call({ spent: 2 }), { month: '2026-12', day: '2026-12-02' }));
+    assert.equal(await ledger.months(), ['2026-12', M, '2025-01']);
+  });
+
   test('large values round-trip exactly', async () => {
     const big = 9e12;
     const max = Number.MAX_SAFE_INTEGER;

@@ -74,6 +74,39 @@ dynamo('read dedupes keys and handles more than 100 of them', async () => {
   assert.equal(limits.flatMap((l, i) => (l === 42 ? [i] : [])), [42, 142]);
 });
 
+dynamo('a month is marked once per instance, in the settlement\'s round trip, and listed without a Scan', async () => {
+  await ensureLedgerTable(client, 'marks');
+  const sent: string[] = [];
+  const counting = new Proxy(client, {
+    get: (target, prop) =>
+      prop === 'send'
+        ? (command: { constructor: { name: string } }) => (sent.push(command.constructor.name), target.send(command as never))
+        : Reflect.get(target, prop),
+  });
+  const ledger = createDynamoLedger({ tableName: 'marks', client: counting });
+  const detail = { project: 'p', user: 'u', model: 'm' };
+  const delta = { requests: 1, inputTokens: 1, cachedTokens: 0, outputTokens: 1, spent: 1, cacheHits: 0, saved: 0, estimated: 0 };
+  const settlement = (day: string) => ({
+    month: day.slice(0, 7),
+    day,
+    scopes: [{ scope: P, release: 0 }, { scope: detail, release: 0 }],
+    delta,
+  });
+  const settle = (day: string) => ledger.settle(settlement(day));
+  await settle('2026-11-26');
+  assert.is(sent.length, 4, 'two usage rows, the day row and the month mark');
+  await settle('2026-11-27');
+  assert.is(sent.length, 7, 'no second mark for the same month');
+  await settle('2026-12-01');
+  assert.is(sent.length, 11);
+  assert.ok(sent.every((name) => name === 'UpdateItemCommand'));
+  // Another instance (a cold start) marks again: idempotent, and the list holds each month once.
+  await createDynamoLedger({ tableName: 'marks', client }).settle(settlement('2026-11-28'));
+  sent.length = 0;
+  assert.equal(await ledger.months(), ['2026-12', '2026-11']);
+  assert.equal(sent, ['QueryCommand']);
+});
+
 /** Expect `op` to reject within `withinMs`. */
 async function rejectsFast(op: () => Promise<unknown>, withinMs: number) {
   const started = Date.now();

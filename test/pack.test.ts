@@ -52,7 +52,7 @@ test('the tarball holds the built SDK, register, CLI and types, and nothing of t
     assert.ok(!f.endsWith('.ts') || /\.d\.c?ts$/.test(f), `no TypeScript sources: ${f}`);
   }
   const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
-  assert.equal(Object.keys(pkg.dependencies).sort(), ['@aws-sdk/client-lambda', '@aws-sdk/credential-provider-node', '@smithy/signature-v4']);
+  assert.equal(Object.keys(pkg.dependencies).sort(), ['@aws-sdk/client-lambda', '@aws-sdk/credential-provider-ini', '@aws-sdk/credential-provider-node', '@smithy/signature-v4']);
   assert.is(pkg.peerDependencies.openai, '>=6 <8');
   for (const heavy of ['better-sqlite3', 'gpt-tokenizer', 'lru-cache', 'memjs', '@aws-sdk/client-dynamodb']) {
     assert.ok(pkg.peerDependenciesMeta[heavy].optional, `${heavy} is an optional peer, for the local stack only`);

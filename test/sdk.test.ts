@@ -168,7 +168,7 @@ test('missing AWS credentials: a WrapiConfigError that says what to set, not a c
   const client = new OpenAI({ project: 'sdk', maxRetries: 0, profile: 'nobody' });
   const err = await client.chat.completions.create(chat('x')).catch((e) => e);
   assert.instance(err, WrapiConfigError);
-  assert.match(err.message, /^No AWS credentials from AWS profile "nobody" \(/);
+  assert.match(err.message, /^No AWS credentials from AWS profile "nobody" in the local stack.s .*credentials/);
   assert.is(err.message.match(/No AWS credentials/g).length, 1);
   assert.match(err.message, /AWS_PROFILE/);
   assert.match(err.message, /AWS_SHARED_CREDENTIALS_FILE/);

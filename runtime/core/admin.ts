@@ -77,6 +77,10 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
         ...(days ? { days: days.map((d) => toDto(d, month)) } : {}),
       };
     },
+    async months() {
+      // `current` too: reports default to the current month in UTC, whatever the caller's clock says.
+      return { current: monthOf(now()), months: await ledger.months() };
+    },
     async setPrice(req) {
       const model = name(req.model, 'model');
       const price = {

@@ -102,6 +102,8 @@ export interface Ledger {
   usage(month: string): Promise<UsageRow[]>;
   /** Detail rows per day of a month. */
   daily(month: string): Promise<DailyRow[]>;
+  /** The months (`YYYY-MM`) in which a call or a cache hit was settled, newest first. */
+  months(): Promise<string[]>;
   setLimit(scope: Scope, limit: Nano): Promise<void>;
   /** False when there was no such limit. */
   removeLimit(scope: Scope): Promise<boolean>;

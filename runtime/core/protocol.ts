@@ -74,6 +74,8 @@ export type AdminRequest =
   | { action: 'removeLimit'; project: string; user?: string; model?: string }
   | { action: 'listLimits'; project?: string }
   | { action: 'usage'; month?: string; by?: 'user' | 'project' | 'model'; daily?: boolean }
+  /** The months with usage (newest first) and the current month (UTC). */
+  | { action: 'months' }
   | { action: 'setPrice'; model: string; input: number; cachedInput?: number | null; output: number }
   | { action: 'removePrice'; model: string }
   | { action: 'listPrices'; model?: string }

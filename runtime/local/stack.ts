@@ -211,7 +211,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
   });
   const url = `http://${host}:${(server.address() as AddressInfo).port}`;
   const outputsFile = join(home, 'outputs.json');
-  await writeOutputs(outputsFile, url, region, stages);
+  await writeOutputs(outputsFile, url, region, creds.file, stages);
 
   return {
     url,
@@ -241,7 +241,13 @@ function openAiError(message: string, type: string, code: string) {
 }
 
 /** The same output names the Pulumi stacks export, per stage, plus the local endpoint. */
-async function writeOutputs(file: string, url: string, region: string, stages: Record<string, StageRuntime>): Promise<void> {
+async function writeOutputs(
+  file: string,
+  url: string,
+  region: string,
+  credentialsFile: string,
+  stages: Record<string, StageRuntime>,
+): Promise<void> {
   const outputs: Record<string, unknown> = {};
   for (const s of Object.values(stages)) {
     outputs[s.stage] = {
@@ -252,6 +258,8 @@ async function writeOutputs(file: string, url: string, region: string, stages: R
       tableName: `openai-wrapi-${s.stage}`,
       cacheEndpoint: null,
       lambdaEndpoint: url,
+      // The only keys this stack accepts: the SDK and CLI sign with them when they target it.
+      credentialsFile,
       local: true,
     };
   }

@@ -3,7 +3,9 @@
 //   daily   pk `D#2026-11`   sk `2026-11-26#project#user#model`    counters
 //   limits  pk `LIMIT`       sk `project#user#model`               limit
 //   prices  pk `PRICE`       sk `model`                            input, cachedInput?, output, updatedAt
-// A month's usage and a month's days are each one partition, so reports are one paginated Query.
+//   months  pk `MONTHS`      sk `2026-11`                          firstDay (a month with settled usage)
+// A month's usage and a month's days are each one partition, so reports are one paginated Query;
+// the months with usage are one small partition too, so listing them needs no Scan.
 // Project and model never contain '#'; the user (an IAM ARN) is whatever lies between them.
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { DailyRow, LimitRow, PriceOverride, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
@@ -20,11 +22,13 @@ export const USAGE_PREFIX = 'U#';
 export const dailyPk = (month: string) => `D#${month}`;
 export const LIMIT_PK = 'LIMIT';
 export const PRICE_PK = 'PRICE';
+export const MONTHS_PK = 'MONTHS';
 
 export const usageKey = (month: string, scope: Scope) => key(usagePk(month), USAGE_PREFIX + scopePart(scope));
 export const dailyKey = (day: string, scope: Scope) => key(dailyPk(monthOf(day)), `${day}#${scopePart(scope)}`);
 export const limitKey = (scope: Scope) => key(LIMIT_PK, scopePart(scope));
 export const priceKey = (model: string) => key(PRICE_PK, model);
+export const monthKey = (month: string) => key(MONTHS_PK, month);
 
 export const keyId = (k: Item) => `${k.pk?.S}\u0000${k.sk?.S}`;
 
@@ -50,6 +54,15 @@ export function toUsage(item: Item): UsageRow {
 export function toDaily(item: Item): DailyRow {
   const [day, ...rest] = item.sk.S!.split('#');
   return { day, ...parseScope(rest), ...counters(item) };
+}
+
+/** Marks a month as having usage: idempotent (SET if_not_exists), so retries and races are harmless. */
+export function monthMark(day: string) {
+  return {
+    UpdateExpression: 'SET #f = if_not_exists(#f, :day)',
+    ExpressionAttributeNames: { '#f': 'firstDay' },
+    ExpressionAttributeValues: { ':day': { S: day } },
+  };
 }
 
 export const toLimit = (item: Item): LimitRow => ({ scope: parseScope(item.sk.S!.split('#')), limit: readNum(item, 'limit') });

@@ -21,6 +21,7 @@ import { LEDGER_TABLE } from './ledger-table.ts';
 import { COUNTERS, detailScope, sortDaily, sortLimits, sortUsage } from './ledger-common.ts';
 import {
   LIMIT_PK,
+  MONTHS_PK,
   PRICE_PK,
   USAGE_PREFIX,
   addExpression,
@@ -29,6 +30,8 @@ import {
   keyId,
   limitItem,
   limitKey,
+  monthKey,
+  monthMark,
   num,
   priceItem,
   priceKey,
@@ -62,6 +65,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function createDynamoLedger(opts: { tableName: string; client: DynamoDBClient }): Ledger {
   const { tableName: TableName, client } = opts;
+  /** Months this instance has marked: the mark costs one write per month and instance, not one per call. */
+  const marked = new Set<string>();
 
   async function queryAll(input: Omit<QueryCommandInput, 'TableName'>): Promise<Item[]> {
     const items: Item[] = [];
@@ -200,7 +205,14 @@ export function createDynamoLedger(opts: { tableName: string; client: DynamoDBCl
         updates.push(addExpression(counts));
         keys.push(dailyKey(s.day, detail));
       }
+      // Rides along in the same parallel round trip; if it fails, the settlement is retried with it.
+      const mark = !marked.has(s.month);
+      if (mark) {
+        updates.push(monthMark(s.day));
+        keys.push(monthKey(s.month));
+      }
       await Promise.all(updates.map((u, i) => client.send(new UpdateItemCommand({ TableName, Key: keys[i], ...u }))));
+      if (mark) marked.add(s.month);
     },
 
     async usage(month) {
@@ -208,6 +220,9 @@ export function createDynamoLedger(opts: { tableName: string; client: DynamoDBCl
     },
     async daily(month) {
       return sortDaily((await queryPartition(dailyPk(month))).map(toDaily));
+    },
+    async months() {
+      return (await queryPartition(MONTHS_PK)).map((item) => item.sk.S!).sort().reverse();
     },
 
     async setLimit(scope, limit) {

@@ -81,6 +81,10 @@ export function openSqliteLedger(file: string): Ledger {
   const listUsage = db.prepare<[string], UsageRecord>('SELECT * FROM usage WHERE month = ?');
   // Days of a month sort between `YYYY-MM-` and `YYYY-MM.` ('.' follows '-'): an index range scan.
   const listDaily = db.prepare<[string, string], DailyRow>('SELECT * FROM daily WHERE day > ? AND day < ?');
+  // Reservations alone create rows too; a month "has usage" once something was settled in it.
+  const listMonths = db.prepare<[], { month: string }>(
+    'SELECT DISTINCT month FROM usage WHERE requests > 0 OR cacheHits > 0 ORDER BY month DESC',
+  );
   const putLimit = db.prepare<Scope & { nano: Nano }>(
     'INSERT INTO limits (project, user, model, nano) VALUES (@project, @user, @model, @nano) ON CONFLICT DO UPDATE SET nano = excluded.nano',
   );
@@ -144,6 +148,9 @@ export function openSqliteLedger(file: string): Ledger {
     },
     async daily(month) {
       return sortDaily(listDaily.all(`${month}-`, `${month}.`));
+    },
+    async months() {
+      return listMonths.all().map((r) => r.month);
     },
     async setLimit(scope, limit) {
       putLimit.run({ ...scopeParams(scope), nano: limit });
