@@ -234,4 +234,31 @@ test('a ledger hiccup at settlement is retried: the call is still recorded', asy
   }
 });
 
+test('a non-streamed answer cut off upstream: 502 to the client, the prompt billed by estimate', async () => {
+  const cutOff = async () =>
+    new Response(
+      new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode('{"id":"chatcmpl-1","choices":['));
+          c.error(new Error('socket hang up'));
+        },
+      }),
+      { status: 200, headers: { 'content-type': 'application/json' } },
+    );
+  const s = await startTestStack({ stack: { upstream: cutOff } });
+  try {
+    await s.admin({ action: 'setLimit', project: 'cut', limit: 1 });
+    const err = await s.client({ project: 'cut', caching: false }).chat.completions
+      .create({ model: 'gpt-4o-mini', messages: say('a prompt that was sent') }).catch((e) => e);
+    assert.is(err.status, 502);
+    assert.is(err.code, 'upstream_interrupted');
+    await settled(s, async () => (await s.admin({ action: 'usage' })).rows.length === 1);
+    const row = (await s.admin({ action: 'usage' })).rows[0];
+    assert.is(row.estimated, 1);
+    assert.ok(row.inputTokens > 0);
+  } finally {
+    await s.close();
+  }
+});
+
 test.run();

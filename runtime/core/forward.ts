@@ -1,5 +1,5 @@
 // The hop to OpenAI: which headers go up and come back, the key, and the timeout.
-import { badGateway } from './errors.ts';
+import { badGateway, WrapiError } from './errors.ts';
 import type { ProxyConfig } from './config.ts';
 import type { Upstream } from './ports.ts';
 
@@ -62,6 +62,13 @@ export function gatewayError(err: unknown) {
   return isTimeout(err)
     ? badGateway('The upstream OpenAI API did not answer in time.', 504)
     : badGateway('The proxy could not reach the upstream OpenAI API.');
+}
+
+/** An answer that started and then broke off (or timed out) before it was complete. */
+export function interruptedError(err: unknown) {
+  return isTimeout(err)
+    ? badGateway('The upstream OpenAI API did not finish its answer in time.', 504)
+    : new WrapiError(502, 'The upstream OpenAI API answer broke off before it was complete.', 'server_error', 'upstream_interrupted');
 }
 
 /** A failure after which OpenAI may have received (and billed) the request. */

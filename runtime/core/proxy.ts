@@ -6,7 +6,7 @@ import type { ProxyConfig } from './config.ts';
 import {
   WrapiError, badRequest, forbidden, notFound, overBudget, toErrorResponse, tooLarge, unavailable,
 } from './errors.ts';
-import { clientResponseHeaders, forward, gatewayError, mayHaveReached, timeoutMs } from './forward.ts';
+import { clientResponseHeaders, forward, gatewayError, interruptedError, mayHaveReached, timeoutMs } from './forward.ts';
 import {
   callScopes, dayOf, effectiveLimits, holdsFor, monthOf, noLimitMessage, overBudgetMessage, worstCaseCost,
 } from './limits.ts';
@@ -162,7 +162,14 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       return new Response(body, { status: res.status, headers });
     }
 
-    const payload = new Uint8Array(await res.arrayBuffer().catch(() => new ArrayBuffer(0)));
+    let payload: Uint8Array;
+    try {
+      payload = new Uint8Array(await res.arrayBuffer());
+    } catch (err) {
+      // The answer broke off: OpenAI did the work, so bill the prompt by estimate.
+      ctx.waitUntil(bill.settle(undefined, '', res.status));
+      throw interruptedError(err);
+    }
     let usage;
     if (res.ok) {
       try {
