@@ -1,10 +1,12 @@
 // `npm run build`: the SDK package in dist/ — ESM (.mjs) and CommonJS (.cjs) builds of the SDK and
-// of `register`, the CLI (ESM, with the local stack as a lazily loaded chunk), and type declarations
-// for both module systems. Dependencies stay external: the install brings them.
+// of `register`, the CLI (ESM, with the local stack and the dashboard server as lazily loaded chunks),
+// the dashboard page prebuilt in dist/dashboard/, and type declarations for both module systems.
+// Dependencies stay external: the install brings them.
 import { execFileSync } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { build, type BuildOptions } from 'esbuild';
+import { ASSET_FILES, buildDashboardAssets } from './dashboard/assets.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 const dist = join(root, 'dist');
@@ -13,6 +15,8 @@ const dist = join(root, 'dist');
 const external = [
   'openai', '@aws-sdk/*', '@smithy/*',
   'better-sqlite3', 'lru-cache', 'gpt-tokenizer', 'memjs',
+  // Only the repository builds the dashboard page on the fly; the package reads dist/dashboard/.
+  'esbuild',
 ];
 
 const common: BuildOptions = {
@@ -44,7 +48,12 @@ export async function buildPackage(): Promise<void> {
     outdir: dist,
     outExtension: { '.js': '.mjs' },
     chunkNames: 'chunks/[name]-[hash]',
+    define: { WRAPI_DASHBOARD_PREBUILT: 'true' },
   });
+  // The page and the chart library it bundles: static files, so an SDK install needs neither.
+  const page = await buildDashboardAssets();
+  await mkdir(join(dist, 'dashboard'));
+  for (const name of ASSET_FILES) await writeFile(join(dist, 'dashboard', name), page[name]);
   await build({
     ...cjs,
     entryPoints: { index: 'sdk/index.ts' },

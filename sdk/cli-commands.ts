@@ -200,12 +200,36 @@ export const COMMANDS: Command[] = [
   },
   {
     path: 'dashboard',
-    summary: 'the web dashboard (not available yet)',
-    async run() {
-      throw new WrapiError('The dashboard is not available yet. Meanwhile: openai-wrapi usage, openai-wrapi limits ls.');
+    summary: 'serve the web dashboard (usage, limits, savings) on 127.0.0.1, until Ctrl-C',
+    options: {
+      port: { type: 'string', arg: 'PORT', help: 'port on 127.0.0.1 (default 8788, or any free one if taken; 0: any)' },
+      open: { type: 'boolean', help: 'also open it in the default browser' },
+    },
+    async run({ values, stage, json }) {
+      if (values.port !== undefined && !/^\d{1,5}$/.test(String(values.port))) throw new UsageError(`--port must be a port number (got "${values.port}")`);
+      const { startDashboardServer } = await import('./dashboard/server.ts');
+      const server = await startDashboardServer({ stage, ...(values.port !== undefined ? { port: Number(values.port) } : {}) });
+      print(json, { url: server.url, stage }, () =>
+        `openai-wrapi dashboard on ${server.url}\n` +
+        `  It reads each stage through its admin function with your AWS credentials; the page itself holds none.\n` +
+        '  The link carries a secret token for this run: keep it to yourself. Ctrl-C to stop.',
+      );
+      if (values.open) openInBrowser(server.url);
+      const stop = () => void server.close().then(() => process.exit(0));
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      return -1; // serves until stopped
     },
   },
 ];
+
+/** Best effort: a machine without a desktop still has the link printed above. */
+function openInBrowser(url: string): void {
+  const [cmd, ...args] = process.platform === 'darwin' ? ['open', url] : process.platform === 'win32' ? ['cmd', '/c', 'start', '""', url] : ['xdg-open', url];
+  import('node:child_process')
+    .then(({ spawn }) => spawn(cmd, args, { stdio: 'ignore', detached: true }).on('error', () => undefined).unref())
+    .catch(() => undefined);
+}
 
 const LOCAL_DEPS: Record<string, string> = { 'better-sqlite3': 'better-sqlite3@12', 'lru-cache': 'lru-cache@11', 'gpt-tokenizer': 'gpt-tokenizer@4' };
 

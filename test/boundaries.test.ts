@@ -56,4 +56,31 @@ test('sdk/ reaches runtime/ only for the wire protocol and to launch or administ
   }
 });
 
+test('runtime/ reaches sdk/ only where the local stack mounts the dashboard, which stays free of the SDK', () => {
+  for (const file of files('runtime')) {
+    for (const spec of imports(file)) {
+      const to = target(file, spec);
+      if (!to.startsWith('sdk/')) continue;
+      assert.ok(file.startsWith('runtime/local/') && to === 'sdk/dashboard/serve.ts', `${file} imports ${spec}`);
+    }
+  }
+  const allowed = ['runtime/core/protocol.ts', 'sdk/dashboard/assets.ts'];
+  for (const file of ['sdk/dashboard/serve.ts', 'sdk/dashboard/assets.ts']) {
+    for (const spec of imports(file)) {
+      const to = target(file, spec);
+      assert.ok(to.startsWith('node:') || to === 'esbuild' || allowed.includes(to), `${file} imports ${spec}`);
+    }
+  }
+});
+
+test('the dashboard page runs in the browser: no Node built-ins, only its own files and the chart library', () => {
+  for (const file of files('sdk/dashboard/page')) {
+    for (const spec of imports(file)) {
+      const to = target(file, spec);
+      const ok = to.startsWith('sdk/dashboard/page/') || to === '@observablehq/plot' || to === 'sdk/cli-format.ts' || to === 'runtime/core/protocol.ts';
+      assert.ok(ok, `${file} imports ${spec}`);
+    }
+  }
+});
+
 test.run();

@@ -482,7 +482,7 @@ runs('outputs: the eight names, nothing else, none secret, pointing at the right
 runs('the local stack writes the same output names (runtime/local/stack.ts)', () => {
   const source = readFileSync(new URL('../runtime/local/stack.ts', import.meta.url), 'utf8');
   const block = source.slice(source.indexOf('outputs[s.stage] = {'), source.indexOf('};', source.indexOf('outputs[s.stage] = {')));
-  const localNames = [...block.matchAll(/^\s+(\w+)[:,]/gm)].map((m) => m[1]).filter((n) => !['lambdaEndpoint', 'local'].includes(n));
+  const localNames = [...block.matchAll(/^\s+(\w+)[:,]/gm)].map((m) => m[1]).filter((n) => !['lambdaEndpoint', 'credentialsFile', 'local'].includes(n));
   assert.ok(localNames.length >= 6, `found ${localNames}`);
   for (const name of localNames) assert.ok(OUTPUTS.includes(name), `the local stack writes ${name}, the program does not`);
 });

@@ -43,6 +43,7 @@ test('the tarball holds the built SDK, register, CLI and types, and nothing of t
   for (const f of [
     'package.json', 'README.md', 'dist/index.mjs', 'dist/index.cjs', 'dist/register.mjs', 'dist/register.cjs', 'dist/cli.mjs',
     'dist/types/sdk/index.d.ts', 'dist/types/sdk/index.d.cts', 'dist/types/sdk/register.d.ts', 'dist/types/sdk/register.d.cts',
+    'dist/dashboard/index.html', 'dist/dashboard/app.js', 'dist/dashboard/app.css',
   ]) {
     assert.ok(files.includes(f), `packs ${f}`);
   }
@@ -101,6 +102,34 @@ test('a fresh SDK-only install: small, and usable from ESM, CommonJS and the CLI
   const bin = join(fresh, 'node_modules/.bin/openai-wrapi');
   const limits = JSON.parse((await run(bin, ['limits', 'ls', '--project', 'pack-esm', '--json'], { env: childEnv(t.env) })).stdout);
   assert.equal(limits.limits.map((l: { project: string }) => l.project), ['pack-esm']);
+  // The dashboard's page comes prebuilt in the package (no esbuild, no chart library installed).
+  for (const dep of ['esbuild', '@observablehq', 'playwright-core']) assert.not.ok(installed.includes(dep), dep);
+  const dash = spawn(bin, ['dashboard', '--port', '0', '--json'], { env: childEnv(t.env) });
+  try {
+    const link = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      dash.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('}')) resolve(JSON.parse(out).url);
+      });
+      dash.on('exit', (code) => reject(new Error(`dashboard exited ${code}`)));
+    });
+    const login = await fetch(link, { redirect: 'manual' });
+    assert.is(login.status, 303);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0];
+    const page = await fetch(new URL(login.headers.get('location')!, link));
+    assert.is(page.status, 200);
+    assert.match(await page.text(), /<script type="module" src="app.js">/);
+    const script = await fetch(new URL('app.js', link));
+    assert.is(script.status, 200);
+    assert.ok(Number(script.headers.get('content-length')) > 50_000, 'the page and the chart library, bundled');
+    const months = await fetch(new URL('api/admin', link), {
+      method: 'POST', headers: { 'content-type': 'application/json', cookie }, body: JSON.stringify({ stage: 'dev', request: { action: 'months' } }),
+    });
+    assert.is((await months.json()).ok, true);
+  } finally {
+    if (dash.exitCode === null) await new Promise((resolve) => (dash.once('exit', resolve), dash.kill('SIGTERM')));
+  }
   const local = await run(bin, ['local'], { cwd: fresh, env: childEnv(t.env) }).catch((e) => e);
   assert.is(local.code, 1);
   assert.match(local.stderr, /The local stack needs packages an SDK install leaves out: npm install better-sqlite3@12 lru-cache@11 gpt-tokenizer@4/);

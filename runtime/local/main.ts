@@ -18,6 +18,7 @@ try {
   console.log(`  data:        ${stack.home}`);
   console.log(`  credentials: ${stack.credentialsFile} (profile "default" is an admin)`);
   console.log(`  outputs:     ${stack.outputsFile}`);
+  console.log(`  dashboard:   ${stack.dashboardUrl}  (the link carries a secret token; it changes at every start)`);
   for (const s of Object.values(stack.stages)) {
     console.log(`  ${s.stage}: proxy ${stack.url}/${s.stage}/  upstream ${s.config.upstreamUrl}  (${s.stores})`);
   }

@@ -1,9 +1,11 @@
 // The local stack: both stages' proxies and admin functions on one node:http server, the same
 // handler code as on Lambda, with SigV4 checked here the way a function URL with AWS_IAM does.
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { rename, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { createDashboard, DASHBOARD_PATH, type DashboardAnswer, type DashboardRequest } from '../../sdk/dashboard/serve.ts';
 import { createAdmin, type AdminHandler } from '../core/admin.ts';
 import { DEFAULT_UPSTREAM_URL, readProxyConfig, type ProxyConfig } from '../core/config.ts';
 import { createPolicyReader } from '../core/policy.ts';
@@ -50,6 +52,8 @@ export interface LocalStack {
   outputsFile: string;
   credentialsFile: string;
   stages: Record<string, StageRuntime>;
+  /** The dashboard's link, with the secret token that opens it (new at every start). */
+  dashboardUrl: string;
   /** Human-readable problems that do not stop the stack (e.g. no OpenAI key). */
   warnings: string[];
   close(): Promise<void>;
@@ -157,6 +161,39 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     await writeResponse(response, res);
   }
 
+  /** Why `user` may not invoke a stage's admin function (undefined for admins): the one rule for both doors. */
+  const denial = (user: LocalUser, stage: string): string | undefined =>
+    user.admin
+      ? undefined
+      : `User ${userArn(user.name)} is not authorized to perform: lambda:InvokeFunction on ${adminFunctionName(stage)} (not an admin of the local stack)`;
+
+  // The dashboard reads as the stack's first admin (normally `default`), whose keys sit in the same
+  // credentials file as every other user's: whoever has the link printed at start may read usage.
+  const dashboardToken = randomBytes(24).toString('base64url');
+  const dashboardAdmin = () => users.find((u) => u.admin && u.name === 'default') ?? users.find((u) => u.admin);
+  const dashboard = createDashboard({
+    stages: Object.keys(stages),
+    stage: Object.keys(stages)[0],
+    token: dashboardToken,
+    hosts: [host],
+    identity: () => {
+      const admin = dashboardAdmin();
+      return admin ? `local admin "${admin.name}"` : 'no admin (none in the credentials file)';
+    },
+    async invoke(stageName: string, request: DashboardRequest): Promise<DashboardAnswer> {
+      const admin = dashboardAdmin();
+      if (!admin) {
+        const message = `No user in ${creds.file} is an admin. Add one: openai-wrapi local users add NAME --admin`;
+        return { ok: false, error: { kind: 'not_admin', message } };
+      }
+      const denied = denial(admin, stageName);
+      if (denied) return { ok: false, error: { kind: 'not_admin', message: denied } };
+      const result = await stages[stageName].admin(request);
+      if (!result.ok) return { ok: false, error: { kind: 'refused', message: result.error.message, code: result.error.code } };
+      return result;
+    },
+  });
+
   /** The Lambda Invoke API, enough of it for @aws-sdk/client-lambda to call the admin functions. */
   async function handleInvoke(req: IncomingMessage, res: ServerResponse, functionName: string): Promise<void> {
     const awsError = (status: number, type: string, message: string) =>
@@ -171,17 +208,15 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     if (typeof user === 'string') return awsError(403, 'InvalidSignatureException', user);
     const stage = Object.values(stages).find((s) => adminFunctionName(s.stage) === functionName.split(':').pop());
     if (!stage) return awsError(404, 'ResourceNotFoundException', `Function not found: ${functionName}`);
-    if (!user.admin) {
-      return awsError(403, 'AccessDeniedException', `User ${userArn(user.name)} is not authorized to perform: lambda:InvokeFunction on ${functionName} (not an admin of the local stack)`);
-    }
+    const denied = denial(user, stage.stage);
+    if (denied) return awsError(403, 'AccessDeniedException', denied);
     let payload: unknown;
     try {
       payload = body.length ? JSON.parse(Buffer.from(body).toString('utf8')) : {};
     } catch {
       return awsError(400, 'InvalidRequestContentException', 'Could not parse request body into json');
     }
-    const result = await stage.admin(payload);
-    sendJson(res, 200, result, { 'x-amz-executed-version': '$LATEST' });
+    sendJson(res, 200, await stage.admin(payload), { 'x-amz-executed-version': '$LATEST' });
   }
 
   const server: Server = createServer(async (req, res) => {
@@ -190,10 +225,11 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
       const [, first, ...rest] = url.pathname.split('/');
       const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(url.pathname);
       if (invoke && req.method === 'POST') return await handleInvoke(req, res, decodeURIComponent(invoke[1]));
+      if (first === 'dashboard' && (await dashboard(req, res))) return;
       const stage = stages[first];
       if (stage) return await handleProxy(stage, req, res, `/${rest.join('/')}${url.search}`);
       if (url.pathname === '/' && req.method === 'GET') {
-        return sendJson(res, 200, { name: 'openai-wrapi local stack', stages: Object.keys(stages), outputs: outputsFile });
+        return sendJson(res, 200, { name: 'openai-wrapi local stack', stages: Object.keys(stages), outputs: outputsFile, dashboard: DASHBOARD_PATH });
       }
       sendJson(res, 404, openAiError(`Nothing here: use /<stage>/v1/... with a stage of ${Object.keys(stages).join(', ')}.`, 'invalid_request_error', 'unknown_url'));
     } catch (err) {
@@ -215,6 +251,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
 
   return {
     url,
+    dashboardUrl: `${url}${DASHBOARD_PATH}?token=${dashboardToken}`,
     home,
     outputsFile,
     credentialsFile: creds.file,

@@ -1,9 +1,22 @@
 // What the dashboard shows, computed from the admin function's answers: pure functions, shared by
 // the page and its tests (which check the page against the same admin report).
-import { count, usd } from '../../cli-format.ts';
+import { count } from '../../cli-format.ts';
 import type { UsageDto } from '../../../runtime/core/protocol.ts';
 
-export { count, usd };
+export { count };
+
+/**
+ * USD for the page: cents from $1 up; below, three significant digits ($0.0125, $0.00024), since a
+ * month of a small team's calls is often well under a dollar and cents would hide the differences.
+ */
+export function money(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  const abs = Math.abs(n);
+  if (abs === 0) return '$0.00';
+  if (abs >= 1) return `${n < 0 ? '-' : ''}$${abs.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  const digits = Math.min(9, Math.max(2, 2 - Math.floor(Math.log10(abs))));
+  return `${n < 0 ? '-' : ''}$${abs.toFixed(digits).replace(/(\.\d\d\d*?)0+$/, '$1')}`;
+}
 
 export type Dimension = 'user' | 'project' | 'model';
 export const DIMENSIONS: Dimension[] = ['user', 'project', 'model'];

@@ -1,0 +1,188 @@
+// The page's blocks as DOM: totals, the usage table, the limits, the daily figures and the notices
+// that replace them when there is nothing to show or something went wrong.
+import { code, h } from './dom.ts';
+import {
+  count,
+  levelOf,
+  monthLabel,
+  projectsNearLimits,
+  scopeLabel,
+  money,
+  usedPercent,
+  type DayTotal,
+  type Dimension,
+  type LimitsReport,
+  type Totals,
+  type UsageReport,
+} from './model.ts';
+
+const NAMES: Record<Dimension, string> = { user: 'User', project: 'Project', model: 'Model' };
+export const dimensionName = (d: Dimension) => NAMES[d];
+
+/** A number cell: the figure as text, the exact value in `data-value` (the tests read both). */
+const num = (col: string, value: number, text: string) => h('td', { 'data-col': col, 'data-value': value }, text);
+
+export function totalsView(report: UsageReport, limits: LimitsReport | undefined): HTMLElement {
+  const t = report.totals;
+  const near = limits ? projectsNearLimits(limits.limits) : [];
+  const card = (id: string, label: string, value: string, raw: number | string, sub: string, level?: string) =>
+    h(
+      'div',
+      { class: `card${level ? ` ${level}` : ''}`, 'data-total': id },
+      h('dt', {}, label),
+      h('dd', {}, h('span', { class: 'big', 'data-value': raw }, value), h('span', { class: 'sub' }, sub)),
+    );
+  const limited = limits ? new Set(limits.limits.map((l) => l.project)).size : 0;
+  return h(
+    'dl',
+    { class: 'totals' },
+    card('spend', `Spent in ${monthLabel(report.month)}`, money(t.spend), t.spend,
+      `${count(t.requests)} request${t.requests === 1 ? '' : 's'}${t.estimated ? ` · ${count(t.estimated)} estimated` : ''}`),
+    card('saved', 'Saved by the cache', money(t.saved), t.saved, `${count(t.cacheHits)} cache hit${t.cacheHits === 1 ? '' : 's'}`),
+    card('tokens', 'Tokens', count(t.inputTokens + t.outputTokens), t.inputTokens + t.outputTokens,
+      `${count(t.inputTokens)} in (${count(t.cachedTokens)} cached) · ${count(t.outputTokens)} out`),
+    card(
+      'near',
+      limits && limits.month !== report.month ? `Near their limits (${monthLabel(limits.month)})` : 'Projects near their limits',
+      String(near.length),
+      near.length,
+      !limits
+        ? 'limits unavailable'
+        : near.length
+          ? near.slice(0, 3).map((p) => `${p.project} ${p.percent}%`).join(', ') + (near.length > 3 ? ', …' : '')
+          : `none of ${count(limited)} project${limited === 1 ? '' : 's'} with a limit`,
+      near.some((p) => p.percent >= 100) ? 'over' : near.length ? 'near' : undefined,
+    ),
+  );
+}
+
+export type SortColumn = 'key' | keyof Totals;
+export interface Sort {
+  col: SortColumn;
+  dir: 'ascending' | 'descending';
+}
+
+const COLUMNS: { id: keyof Totals; label: string; format: (n: number) => string }[] = [
+  { id: 'requests', label: 'Requests', format: count },
+  { id: 'inputTokens', label: 'Input tokens', format: count },
+  { id: 'cachedTokens', label: 'Cached tokens', format: count },
+  { id: 'outputTokens', label: 'Output tokens', format: count },
+  { id: 'spend', label: 'Spend', format: money },
+  { id: 'cacheHits', label: 'Cache hits', format: count },
+  { id: 'saved', label: 'Saved', format: money },
+  { id: 'estimated', label: 'Estimated', format: (n) => (n ? `≈ ${count(n)}` : '—') },
+];
+
+export const ESTIMATED_NOTE =
+  'Estimated: billed by a local token count because OpenAI\'s usage never came (the client left or the stream broke).';
+
+/** The groups of the report as a table whose column headers sort it (click, Enter or Space). */
+export function groupsTable(report: UsageReport, sort: Sort, onSort: (col: SortColumn) => void): HTMLTableElement {
+  const factor = sort.dir === 'ascending' ? 1 : -1;
+  const rows = [...report.groups].sort((a, b) =>
+    sort.col === 'key' ? factor * a.key.localeCompare(b.key) : factor * (a[sort.col] - b[sort.col]) || a.key.localeCompare(b.key),
+  );
+  const header = (col: SortColumn, label: string) =>
+    h(
+      'th',
+      { scope: 'col', 'aria-sort': sort.col === col ? sort.dir : null, class: col === 'key' ? 'text' : null },
+      h('button', { type: 'button', 'data-sort': col, onclick: () => onSort(col) }, label,
+        h('span', { class: 'arrow', 'aria-hidden': 'true' }, sort.col === col ? (sort.dir === 'ascending' ? '▲' : '▼') : '↕')),
+    );
+  return h(
+    'table',
+    { id: 'groups-table', class: 'data' },
+    h('caption', {}, `Usage in stage ${report.stage}, ${monthLabel(report.month)}, by ${report.by}. Select a column heading to sort.`),
+    h('thead', {}, h('tr', {}, header('key', dimensionName(report.by)), ...COLUMNS.map((c) => header(c.id, c.label)))),
+    h(
+      'tbody',
+      {},
+      ...rows.map((g) =>
+        h(
+          'tr',
+          { 'data-key': g.key, class: g.estimated ? 'estimated' : null },
+          h('th', { scope: 'row', class: 'text', title: g.key }, g.key,
+            g.estimated ? h('span', { class: 'flag', title: ESTIMATED_NOTE }, 'estimated') : null),
+          ...COLUMNS.map((c) => num(c.id, g[c.id], c.format(g[c.id]))),
+        ),
+      ),
+    ),
+    h(
+      'tfoot',
+      {},
+      h('tr', { 'data-key': '*total*' }, h('th', { scope: 'row', class: 'text' }, 'Total'),
+        ...COLUMNS.map((c) => num(c.id, report.totals[c.id], c.format(report.totals[c.id])))),
+    ),
+  );
+}
+
+/** Each limit with this month's spend against it, as a bar that turns amber at 80% and red at 100%. */
+export function limitsView(limits: LimitsReport, shownMonth: string): HTMLElement {
+  const stage = limits.stage;
+  if (!limits.limits.length) {
+    return h('div', { class: 'empty', 'data-empty': 'limits' },
+      h('p', {}, h('strong', {}, `No limits in stage ${stage}.`), ' Calls of a project without a limit are refused (unless the stack sets a default limit).'),
+      h('p', {}, 'Set one: ', code(`openai-wrapi limits set --stage ${stage} --project NAME --limit 10`)));
+  }
+  const rows = [...limits.limits].sort((a, b) => usedPercent(b.spend, b.limit) - usedPercent(a.spend, a.limit) || scopeLabel(a).localeCompare(scopeLabel(b)));
+  const caption = `Monthly limits in stage ${stage} with the spend of ${monthLabel(limits.month)}` +
+    (shownMonth !== limits.month ? ' (limits count the current month)' : '') + '. Bars turn amber at 80% and red at 100%.';
+  const table = h(
+    'table',
+    { id: 'limits-table', class: 'data limits' },
+    h('caption', {}, caption),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col', class: 'text' }, 'Scope'), h('th', { scope: 'col' }, 'Spend of limit'),
+      h('th', { scope: 'col', class: 'text used' }, 'Used'))),
+    h(
+      'tbody',
+      {},
+      ...rows.map((l) => {
+        const level = levelOf(l.spend, l.limit);
+        const percent = usedPercent(l.spend, l.limit);
+        const fill = h('span', { class: `fill ${level}` });
+        fill.style.width = `${Math.min(100, percent)}%`;
+        const inFlight = l.committed - l.spend > 1e-9;
+        return h(
+          'tr',
+          { 'data-scope': `${l.project}#${l.user}#${l.model}`, 'data-level': level },
+          h('th', { scope: 'row', class: 'text' }, scopeLabel(l)),
+          h('td', { 'data-col': 'spend', 'data-value': l.spend, 'data-limit': l.limit },
+            h('span', { class: 'spent' }, money(l.spend)), ' ', h('span', { class: 'of' }, `of ${money(l.limit)}`)),
+          h('td', { class: 'text used', 'data-col': 'used', 'data-value': percent },
+            h('span', { class: 'meter', 'aria-hidden': 'true' }, fill),
+            h('span', { class: 'pct' }, `${percent}%`, level === 'near' ? ' · near the limit' : level === 'over' ? ' · at or over the limit' : ''),
+            inFlight ? h('span', { class: 'sub' }, ` (+${money(l.committed - l.spend)} held by calls in flight)`) : null),
+        );
+      }),
+    ),
+  );
+  return h('div', {}, h('p', { class: 'hint', 'aria-hidden': 'true' }, caption), table);
+}
+
+/** The daily figures behind the line chart, for keyboard and screen-reader users. */
+export function daysTable(days: DayTotal[]): HTMLTableElement {
+  const used = days.filter((d) => d.requests || d.cacheHits);
+  return h(
+    'table',
+    { id: 'days-table', class: 'data' },
+    h('caption', {}, used.length ? 'Days with calls' : 'No calls on any day'),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col', class: 'text' }, 'Day'), h('th', { scope: 'col' }, 'Requests'),
+      h('th', { scope: 'col' }, 'Spend'), h('th', { scope: 'col' }, 'Cache hits'), h('th', { scope: 'col' }, 'Saved'))),
+    h('tbody', {}, ...used.map((d) =>
+      h('tr', { 'data-day': d.day }, h('th', { scope: 'row', class: 'text' }, d.day), num('requests', d.requests, count(d.requests)),
+        num('spend', d.spend, money(d.spend)), num('cacheHits', d.cacheHits, count(d.cacheHits)), num('saved', d.saved, money(d.saved))))),
+  );
+}
+
+export function noUsageView(stage: string, month: string, current: string): HTMLElement {
+  const past = month !== current;
+  return h(
+    'div',
+    { class: 'empty', 'data-empty': 'usage' },
+    h('p', {}, h('strong', {}, past ? `No calls in stage ${stage} in ${monthLabel(month)}.` : `No calls in stage ${stage} in ${monthLabel(month)} yet.`)),
+    past
+      ? h('p', {}, 'Pick another month above: the list offers the months that have usage.')
+      : h('p', {}, 'Calls made through the proxy (with the openai-wrapi SDK, or any client that signs for the stage) show up here once they finish. ' +
+          'A project needs a limit before its calls are allowed: ', code(`openai-wrapi limits set --stage ${stage} --project NAME --limit 10`), '.'),
+  );
+}
