@@ -2,13 +2,15 @@
 // (`openai-admin-<stage>`) with @aws-sdk/client-lambda — on AWS, or at the local stack's Lambda
 // endpoint when the outputs name one. Refusals are typed errors carrying the server's message.
 import type { LambdaClient } from '@aws-sdk/client-lambda';
-import type { AdminRequest, LimitDto, PriceDto, UsageDto } from '../runtime/core/protocol.ts';
+import type {
+  AdminRequest, LimitDto, LimitStatus, LimitsReport, PriceDto, UsageDto, UsageReport, UsageTotals,
+} from '../runtime/core/protocol.ts';
 import { credentialsProvider, type CredentialOptions } from './credentials.ts';
 import { WrapiAccessDeniedError, WrapiAdminError, WrapiConfigError, WrapiConnectionError } from './errors.ts';
 import { checkProject, getSettings } from './settings.ts';
 import { resolveTarget, type StageTarget } from './target.ts';
 
-export type { LimitDto, PriceDto, UsageDto };
+export type { LimitDto, LimitStatus, LimitsReport, PriceDto, UsageDto, UsageReport, UsageTotals };
 
 /** Where and as whom to call the admin function. */
 export interface AdminOptions extends CredentialOptions {
@@ -18,34 +20,6 @@ export interface AdminOptions extends CredentialOptions {
   region?: string;
   /** Lambda API endpoint (default: the outputs' `lambdaEndpoint`, else AWS's). */
   lambdaEndpoint?: string;
-}
-
-/** A limit with this month's spend. USD. */
-export interface LimitStatus extends LimitDto {
-  spend: number;
-  /** Spent plus reserved by calls in flight. */
-  committed: number;
-}
-
-export interface LimitsReport {
-  stage: string;
-  month: string;
-  limits: LimitStatus[];
-}
-
-export type UsageTotals = Omit<UsageDto, 'month' | 'day' | 'project' | 'user' | 'model' | 'priceVersion'>;
-
-export interface UsageReport {
-  stage: string;
-  month: string;
-  by: 'user' | 'project' | 'model';
-  /** One row per project, user and model. */
-  rows: UsageDto[];
-  /** Rows summed by `by`, biggest spend first. */
-  groups: (UsageTotals & { key: string })[];
-  totals: UsageTotals;
-  /** Per day, when asked for with `daily`. */
-  days?: UsageDto[];
 }
 
 export interface PricesReport {

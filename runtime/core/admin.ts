@@ -4,7 +4,7 @@ import { badRequest, WrapiError } from './errors.ts';
 import { isDetail, monthOf } from './limits.ts';
 import type { DailyRow, Ledger, ResponseCache, Scope, UsageRow } from './ports.ts';
 import { nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo } from './pricing.ts';
-import { ANY, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type UsageDto } from './protocol.ts';
+import { ANY, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type UsageDto, type UsageTotals } from './protocol.ts';
 
 export interface AdminDeps {
   stage: string;
@@ -189,12 +189,11 @@ function toDto(r: (UsageRow | DailyRow) & Partial<UsageRow & DailyRow>, month: s
   };
 }
 
-type Totals = Omit<UsageDto, 'month' | 'day' | 'project' | 'user' | 'model' | 'priceVersion'>;
 
-function sum(rows: UsageDto[]): Totals {
-  const t: Totals = { requests: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spend: 0, cacheHits: 0, saved: 0, estimated: 0 };
+function sum(rows: UsageDto[]): UsageTotals {
+  const t: UsageTotals = { requests: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spend: 0, cacheHits: 0, saved: 0, estimated: 0 };
   for (const r of rows) {
-    for (const k of Object.keys(t) as (keyof Totals)[]) t[k] += r[k];
+    for (const k of Object.keys(t) as (keyof UsageTotals)[]) t[k] += r[k];
   }
   // Sums of float USD drift in the last digits; money is exact in nano-USD, so round to it.
   t.spend = Math.round(t.spend * 1e9) / 1e9;
@@ -202,7 +201,7 @@ function sum(rows: UsageDto[]): Totals {
   return t;
 }
 
-function group(rows: UsageDto[], by: 'user' | 'project' | 'model'): ({ key: string } & Totals)[] {
+function group(rows: UsageDto[], by: 'user' | 'project' | 'model'): ({ key: string } & UsageTotals)[] {
   const groups = new Map<string, UsageDto[]>();
   for (const r of rows) groups.set(r[by], [...(groups.get(r[by]) ?? []), r]);
   return [...groups].map(([k, rs]) => ({ key: k, ...sum(rs) })).sort((a, b) => b.spend - a.spend);

@@ -58,6 +58,39 @@ export interface UsageDto {
   priceVersion?: string;
 }
 
+/** The counters of a usage row, summed. */
+export type UsageTotals = Omit<UsageDto, 'month' | 'day' | 'project' | 'user' | 'model' | 'priceVersion'>;
+
+export type UsageGroupBy = 'user' | 'project' | 'model';
+
+/** The admin `usage` answer. */
+export interface UsageReport {
+  stage: string;
+  month: string;
+  by: UsageGroupBy;
+  /** One row per project, user and model. */
+  rows: UsageDto[];
+  /** Rows summed by `by`, biggest spend first. */
+  groups: (UsageTotals & { key: string })[];
+  totals: UsageTotals;
+  /** Per day, when asked for with `daily`. */
+  days?: UsageDto[];
+}
+
+/** A limit with this month's spend. USD. */
+export interface LimitStatus extends LimitDto {
+  spend: number;
+  /** Spent plus reserved by calls in flight. */
+  committed: number;
+}
+
+/** The admin `listLimits` answer. */
+export interface LimitsReport {
+  stage: string;
+  month: string;
+  limits: LimitStatus[];
+}
+
 /** Price of a model in USD per 1M tokens. */
 export interface PriceDto {
   model: string;

@@ -1,7 +1,9 @@
 // What the dashboard shows, computed from the admin function's answers: pure functions, shared by
 // the page and its tests (which check the page against the same admin report).
 import { count } from '../../cli-format.ts';
-import type { UsageDto } from '../../../runtime/core/protocol.ts';
+import type {
+  LimitStatus, LimitsReport, UsageDto, UsageGroupBy, UsageReport, UsageTotals,
+} from '../../../runtime/core/protocol.ts';
 
 export { count };
 
@@ -18,44 +20,10 @@ export function money(n: number): string {
   return `${n < 0 ? '-' : ''}$${abs.toFixed(digits).replace(/(\.\d\d\d*?)0+$/, '$1')}`;
 }
 
-export type Dimension = 'user' | 'project' | 'model';
+export type Dimension = UsageGroupBy;
 export const DIMENSIONS: Dimension[] = ['user', 'project', 'model'];
-
-export interface Totals {
-  requests: number;
-  inputTokens: number;
-  cachedTokens: number;
-  outputTokens: number;
-  spend: number;
-  cacheHits: number;
-  saved: number;
-  estimated: number;
-}
-
-export interface UsageReport {
-  stage: string;
-  month: string;
-  by: Dimension;
-  rows: UsageDto[];
-  groups: (Totals & { key: string })[];
-  totals: Totals;
-  days?: UsageDto[];
-}
-
-export interface LimitStatus {
-  project: string;
-  user: string;
-  model: string;
-  limit: number;
-  spend: number;
-  committed: number;
-}
-
-export interface LimitsReport {
-  stage: string;
-  month: string;
-  limits: LimitStatus[];
-}
+export type Totals = UsageTotals;
+export type { LimitStatus, LimitsReport, UsageReport };
 
 /** The dimension a grouping stacks its bars by: models within users and projects, projects within models. */
 export const stackOf = (by: Dimension): Dimension => (by === 'model' ? 'project' : 'model');
