@@ -31,6 +31,11 @@ export interface CallContext {
   caller: Caller;
   /** Work that must finish before the platform may freeze or stop (settlement, cache writes). */
   waitUntil(promise: Promise<unknown>): void;
+  /**
+   * The request body, when the adapter already holds it (it had to, to check the signature):
+   * saves streaming it through the Request again. Otherwise the core reads `req.body`.
+   */
+  body?: Uint8Array;
 }
 
 export interface ProxyDeps {
@@ -74,7 +79,8 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     if (!config.apiKey && config.upstreamUrl.startsWith('https://api.openai.com')) {
       throw unavailable(`Stage ${config.stage} has no OpenAI API key configured (set OPENAI_API_KEY).`, 'missing_api_key');
     }
-    const bytes = await readBody(req, config.maxBodyBytes);
+    const bytes = ctx.body ?? (await readBody(req, config.maxBodyBytes));
+    if (bytes.byteLength > config.maxBodyBytes) throw tooLarge(`The request body is larger than the proxy's limit of ${config.maxBodyBytes} bytes.`);
     if (!route.priced) return forwardUnmetered(route, req, url, bytes);
 
     const body = parseJsonBody(bytes);

@@ -18,19 +18,20 @@ export interface FunctionUrlEvent {
   };
 }
 
+/** The request without its body, which `bodyOf` gives as bytes (the core takes it that way). */
 export function toRequest(event: FunctionUrlEvent): Request {
   const headers = new Headers();
   for (const [name, value] of Object.entries(event.headers ?? {})) headers.set(name, value);
   const host = event.requestContext.domainName ?? headers.get('host') ?? 'localhost';
   const query = event.rawQueryString ? `?${event.rawQueryString}` : '';
+  return new Request(`https://${host}${event.rawPath}${query}`, { method: event.requestContext.http.method, headers });
+}
+
+/** The body bytes: a string, base64 when `isBase64Encoded`, absent when there is none. */
+export function bodyOf(event: FunctionUrlEvent): Uint8Array | undefined {
   const method = event.requestContext.http.method;
-  const body =
-    event.body === undefined || method === 'GET' || method === 'HEAD'
-      ? undefined
-      : event.isBase64Encoded
-        ? Buffer.from(event.body, 'base64')
-        : event.body;
-  return new Request(`https://${host}${event.rawPath}${query}`, { method, headers, body });
+  if (event.body === undefined || method === 'GET' || method === 'HEAD') return undefined;
+  return event.isBase64Encoded ? Buffer.from(event.body, 'base64') : Buffer.from(event.body, 'utf8');
 }
 
 /** Only the authorizer block counts: AWS put it there after verifying the SigV4 signature. */

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { badRequest, forbidden, toErrorResponse } from '../core/errors.ts';
 import { createProxy, type Caller, type ProxyHandler } from '../core/proxy.ts';
-import { callerOf, toRequest, type FunctionUrlEvent } from './function-url.ts';
+import { bodyOf, callerOf, toRequest, type FunctionUrlEvent } from './function-url.ts';
 import { lambdaStores, lambdaLogger } from './stores.ts';
 import { readProxyConfig } from '../core/config.ts';
 import { createHttpUpstream } from '../store/http-upstream.ts';
@@ -31,12 +31,14 @@ async function serve(event: FunctionUrlEvent, caller: Caller, pending: Promise<u
     return toErrorResponse(err);
   }
   let req: Request;
+  let body: Uint8Array | undefined;
   try {
     req = toRequest(event);
+    body = bodyOf(event);
   } catch {
     return toErrorResponse(badRequest('The request could not be read.'));
   }
-  return ready(req, { caller, waitUntil: (p) => pending.push(p) });
+  return ready(req, { caller, body, waitUntil: (p) => pending.push(p) });
 }
 
 export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (event, responseStream) => {

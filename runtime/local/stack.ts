@@ -152,12 +152,13 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
       if (!HOP_HEADERS.has(name)) headers.set(name, value);
     }
     const method = req.method ?? 'GET';
-    const request = new Request(`http://${host}${path}`, {
-      method,
-      headers,
-      body: method === 'GET' || method === 'HEAD' ? undefined : (body as BodyInit),
+    // The body was read (and signed over) already: hand it to the core as bytes, not a stream.
+    const request = new Request(`http://${host}${path}`, { method, headers });
+    const response = await stage.proxy(request, {
+      caller: { user: user.name, arn: userArn(user.name) },
+      waitUntil: track,
+      body: method === 'GET' || method === 'HEAD' ? undefined : body,
     });
-    const response = await stage.proxy(request, { caller: { user: user.name, arn: userArn(user.name) }, waitUntil: track });
     await writeResponse(response, res);
   }
 
