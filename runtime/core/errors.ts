@@ -35,8 +35,9 @@ export const notFound = (message: string, code = 'unknown_url') =>
 export const forbidden = (message: string, code: string) =>
   new WrapiError(403, message, 'permission_denied', code, null, NO_RETRY);
 
-export const tooLarge = (message: string) =>
-  new WrapiError(413, message, 'invalid_request_error', 'request_too_large');
+/** A body over the limit: function URLs take at most 6 MB, and so does the local stack. */
+export const tooLarge = (maxBytes: number) =>
+  new WrapiError(413, `The request body is larger than the proxy's limit of ${maxBytes} bytes.`, 'invalid_request_error', 'request_too_large');
 
 export const overBudget = (message: string) =>
   new WrapiError(429, message, 'insufficient_quota', 'budget_exceeded', null, NO_RETRY);

@@ -80,7 +80,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       throw unavailable(`Stage ${config.stage} has no OpenAI API key configured (set OPENAI_API_KEY).`, 'missing_api_key');
     }
     const bytes = ctx.body ?? (await readBody(req, config.maxBodyBytes));
-    if (bytes.byteLength > config.maxBodyBytes) throw tooLarge(`The request body is larger than the proxy's limit of ${config.maxBodyBytes} bytes.`);
+    if (bytes.byteLength > config.maxBodyBytes) throw tooLarge(config.maxBodyBytes);
     if (!route.priced) return forwardUnmetered(route, req, url, bytes);
 
     const body = parseJsonBody(bytes);
@@ -247,14 +247,13 @@ function promptEstimate(facts: RequestFacts): number {
 }
 
 async function readBody(req: Request, max: number): Promise<Uint8Array> {
-  const tooBig = () => tooLarge(`The request body is larger than the proxy's limit of ${max} bytes.`);
-  if (Number(req.headers.get('content-length') ?? 0) > max) throw tooBig();
+  if (Number(req.headers.get('content-length') ?? 0) > max) throw tooLarge(max);
   if (!req.body) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of req.body as unknown as AsyncIterable<Uint8Array>) {
     size += chunk.byteLength;
-    if (size > max) throw tooBig();
+    if (size > max) throw tooLarge(max);
     chunks.push(chunk);
   }
   return concat(chunks, size);

@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createDashboard, DASHBOARD_PATH, type DashboardAnswer, type DashboardRequest } from '../../sdk/dashboard/serve.ts';
 import { createAdmin, type AdminHandler } from '../core/admin.ts';
+import { forbidden, notFound, tooLarge, WrapiError } from '../core/errors.ts';
 import { DEFAULT_UPSTREAM_URL, readProxyConfig, type ProxyConfig } from '../core/config.ts';
 import { createPolicyReader } from '../core/policy.ts';
 import type { Ledger, Logger, ResponseCache, Upstream } from '../core/ports.ts';
@@ -139,13 +140,13 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
       body = await readNodeBody(req, stage.config.maxBodyBytes);
     } catch (err) {
       if (err instanceof BodyTooLarge) {
-        return sendJson(res, 413, openAiError(`The request body is larger than the proxy's limit of ${stage.config.maxBodyBytes} bytes.`, 'invalid_request_error', 'request_too_large'), { connection: 'close' });
+        return sendError(res, tooLarge(stage.config.maxBodyBytes), { connection: 'close' });
       }
       throw err;
     }
     const user = await authenticate(req, body);
     if (typeof user === 'string') {
-      return sendJson(res, 403, openAiError(user, 'permission_denied', 'invalid_signature'), { 'x-should-retry': 'false' });
+      return sendError(res, forbidden(user, 'invalid_signature'));
     }
     const headers = new Headers();
     for (const [name, value] of Object.entries(flatHeaders(req))) {
@@ -232,10 +233,10 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
       if (url.pathname === '/' && req.method === 'GET') {
         return sendJson(res, 200, { name: 'openai-wrapi local stack', stages: Object.keys(stages), outputs: outputsFile, dashboard: DASHBOARD_PATH });
       }
-      sendJson(res, 404, openAiError(`Nothing here: use /<stage>/v1/... with a stage of ${Object.keys(stages).join(', ')}.`, 'invalid_request_error', 'unknown_url'));
+      sendError(res, notFound(`Nothing here: use /<stage>/v1/... with a stage of ${Object.keys(stages).join(', ')}.`));
     } catch (err) {
       log.error('local stack error', { error: err instanceof Error ? err.name : 'unknown' });
-      if (!res.headersSent) sendJson(res, 500, openAiError('The local stack failed to handle this request.', 'server_error', 'proxy_error'));
+      if (!res.headersSent) sendError(res, new WrapiError(500, 'The local stack failed to handle this request.', 'server_error', 'proxy_error'));
       else res.destroy();
     }
   });
@@ -274,8 +275,9 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
 
 const HOP_HEADERS = new Set(['host', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'expect', 'upgrade']);
 
-function openAiError(message: string, type: string, code: string) {
-  return { error: { message, type, param: null, code } };
+/** Refusals of the local stack itself, in the same OpenAI envelope the core uses. */
+function sendError(res: ServerResponse, err: WrapiError, headers: Record<string, string> = {}): void {
+  sendJson(res, err.status, err.body(), { ...err.headers, ...headers });
 }
 
 /** The same output names the Pulumi stacks export, per stage, plus the local endpoint. */
