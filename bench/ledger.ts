@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { settlementOf } from '../runtime/core/bill.ts';
 import type { Ledger, Scope } from '../runtime/core/ports.ts';
 import { createDynamoLedger, ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
@@ -16,7 +17,7 @@ const scopes: Scope[] = [
   { project: 'p', user, model: '*' },
   { project: 'p', user, model: 'gpt-4o' },
 ];
-const delta = { requests: 1, inputTokens: 900, cachedTokens: 100, outputTokens: 300, spent: 5_000, cacheHits: 0, saved: 0, estimated: 0 };
+const delta = { requests: 1, errors: 0, inputTokens: 900, cachedTokens: 100, outputTokens: 300, spent: 5_000, cacheHits: 0, saved: 0, estimated: 0 };
 
 async function time(op: () => Promise<unknown>): Promise<number> {
   const start = process.hrtime.bigint();
@@ -32,10 +33,12 @@ async function bench(name: string, ledger: Ledger, rounds: number) {
   for (let i = 0; i < rounds + 20; i++) {
     const keep = i >= 20; // the first rounds warm up JIT, prepared statements and sockets
     const read = await time(() => ledger.read(scopes, ['gpt-4o']));
-    const reserve = await time(() => ledger.reserve('2026-11', scopes.map((scope) => ({ scope, amount: 9_000, limit: 1e15 }))));
-    const settle = await time(() =>
-      ledger.settle({ month: '2026-11', day: '2026-11-26', scopes: scopes.map((scope) => ({ scope, release: 9_000 })), delta, priceVersion: 'v1' }),
-    );
+    const reservation = {
+      callId: `bench-${i}`, month: '2026-11', day: '2026-11-26', expiresAt: Date.now() + 60_000,
+      holds: scopes.map((scope) => ({ scope, amount: 9_000, limit: 1e15 })),
+    };
+    const reserve = await time(() => ledger.reserve(reservation));
+    const settle = await time(() => ledger.settle(settlementOf(reservation, delta, 'v1')));
     if (keep) {
       samples.read.push(read);
       samples.reserve.push(reserve);

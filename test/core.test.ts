@@ -10,7 +10,7 @@ import { matchRoute } from '../runtime/core/routes.ts';
 import { callerFromArn } from '../runtime/core/caller.ts';
 import { cacheKey, canonicalJson } from '../runtime/core/cache-key.ts';
 import { ConfigError, readProxyConfig } from '../runtime/core/config.ts';
-import { callScopes, holdsFor, effectiveLimits, monthOf, worstCaseCost } from '../runtime/core/limits.ts';
+import { callScopes, holdsFor, effectiveLimits, monthOf } from '../runtime/core/limits.ts';
 import { WrapiError } from '../runtime/core/errors.ts';
 
 const ref = (name: string) => readFileSync(new URL(`./fixtures/reference/${name}`, import.meta.url), 'utf8');
@@ -112,7 +112,9 @@ test('request facts: model, stream, caps, prompt text; usage injection only wher
     messages: [{ role: 'user', content: [{ type: 'text', text: 'look' }, { type: 'image_url', image_url: { url: 'data:' } }] }],
   })));
   const facts = requestFacts(chat, body);
-  assert.equal([facts.model, facts.stream, facts.maxOutputTokens, facts.promptText, facts.attachments], ['gpt-4o', true, 50, 'look', 1]);
+  assert.equal([facts.model, facts.stream, facts.maxOutputTokens, facts.images, facts.opaqueInput, facts.choices], ['gpt-4o', true, 50, 1, false, 1]);
+  // Every string sent counts (keys too); binary payloads do not.
+  assert.ok(facts.inputText.includes('look') && facts.inputText.includes('content') && !facts.inputText.includes('data:'));
   assert.equal((withUsageRequested(chat, body, facts).stream_options as any), { include_usage: true });
   const responses = matchRoute('POST', '/responses')!;
   assert.is(withUsageRequested(responses, body, requestFacts(responses, body)), body);
@@ -154,10 +156,12 @@ test('limits: scopes, defaults, holds and month keys', () => {
   assert.is(scopes.length, 4);
   assert.equal(effectiveLimits([undefined, 5, undefined, undefined], 7), [7, 5, undefined, undefined]);
   const holds = holdsFor(scopes, [10, undefined, 3, undefined], 2);
-  assert.equal(holds.map((h) => [h.scope.user, h.scope.model, h.limit]), [['*', '*', 10], ['u', '*', 3]]);
+  assert.equal(holds.map((h) => [h.scope.user, h.scope.model, h.limit, h.amount]), [
+    ['*', '*', 10, 2], ['*', 'm', undefined, 2], ['u', '*', 3, 2], ['u', 'm', undefined, 2],
+  ]);
+  assert.equal(callScopes('p', 'u', 'gpt-4o-2024-08-06').map((s) => s.model), ['*', 'gpt-4o', '*', 'gpt-4o']);
   assert.is(monthOf(Date.UTC(2026, 0, 31, 23, 59, 59)), '2026-01');
   assert.is(monthOf(Date.UTC(2026, 1, 1, 0, 0, 0)), '2026-02');
-  assert.is(worstCaseCost(resolvePrice('gpt-4o-mini')!, 100, 10), 100 * 150 + 10 * 600);
 });
 
 test('configuration: per-stage keys win; every bad value reported at once', () => {

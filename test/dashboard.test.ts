@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import { settlementOf } from '../runtime/core/bill.ts';
 import { callScopes } from '../runtime/core/limits.ts';
 import {
   count, levelOf, money, monthLabel, projectsNearLimits, roundUsd, stackOf, stackParts, type LimitsReport, type UsageReport,
@@ -53,12 +54,15 @@ test.before(async () => {
   }, 5000);
 
   // Last month's figures: written through the ledger port (the proxy's clock is the real one).
-  await t.stack.stages.dev.ledger.settle({
-    month: past,
-    day: `${past}-15`,
-    scopes: callScopes('research', 'ann', 'gpt-4o-mini').map((scope) => ({ scope, release: 0 })),
-    delta: { requests: 3, inputTokens: 300, cachedTokens: 100, outputTokens: 900, spent: 4_200_000, cacheHits: 2, saved: 1_000_000, estimated: 0 },
-  });
+  const ledger = t.stack.stages.dev.ledger;
+  const lastMonth = {
+    callId: 'last-month', month: past, day: `${past}-15`, expiresAt: Date.now() + 60_000,
+    holds: callScopes('research', 'ann', 'gpt-4o-mini').map((scope) => ({ scope, amount: 0 })),
+  };
+  await ledger.reserve(lastMonth);
+  await ledger.settle(settlementOf(lastMonth, {
+    requests: 3, errors: 0, inputTokens: 300, cachedTokens: 100, outputTokens: 900, spent: 4_200_000, cacheHits: 2, saved: 1_000_000, estimated: 0,
+  }));
 
   // Limits in each colour band: bob's chatbot spend over his own limit, research's gpt-4o near its.
   const byScope = async (by: 'user' | 'model', project: string) =>

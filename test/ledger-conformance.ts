@@ -1,7 +1,8 @@
 // One behaviour for every Ledger implementation: each test gets a fresh, empty ledger from `open`.
 import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Ledger, PriceOverride, Scope, Settlement, UsageDelta } from '../runtime/core/ports.ts';
+import { chargeExpired, settlementOf } from '../runtime/core/bill.ts';
+import type { Hold, Ledger, PriceOverride, Reservation, Scope, UsageDelta } from '../runtime/core/ports.ts';
 
 export interface OpenedLedger {
   ledger: Ledger;
@@ -11,6 +12,7 @@ export interface OpenedLedger {
 const M = '2026-11';
 const ALICE = 'arn:aws:iam::123456789012:user/alice@example.com';
 const BOB = 'arn:aws:sts::123456789012:assumed-role/dev/bob';
+const FAR = Date.parse('2027-01-01T00:00:00Z');
 const scope = (project: string, user = '*', model = '*'): Scope => ({ project, user, model });
 /** The four scopes a call by `user` on `model` counts into: project, project+model, user, detail. */
 const scopesOf = (project: string, user: string, model: string) => [
@@ -21,12 +23,15 @@ const scopesOf = (project: string, user: string, model: string) => [
 ];
 
 const ZERO: UsageDelta = {
-  requests: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spent: 0, cacheHits: 0, saved: 0, estimated: 0,
+  requests: 0, errors: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spent: 0, cacheHits: 0, saved: 0, estimated: 0,
 };
 const call = (d: Partial<UsageDelta>): UsageDelta => ({ ...ZERO, requests: 1, ...d });
 
-function settlement(scopes: Scope[], delta: UsageDelta, extra: Partial<Settlement> = {}): Settlement {
-  return { month: M, day: `${M}-26`, scopes: scopes.map((s) => ({ scope: s, release: 0 })), delta, ...extra };
+let seq = 0;
+/** A reservation of a fresh call: `amount` held on each scope, limited where `limit` is given. */
+function reservation(scopes: Scope[], amount = 0, limit?: number, extra: Partial<Reservation> = {}): Reservation {
+  const holds: Hold[] = scopes.map((s) => (limit === undefined ? { scope: s, amount } : { scope: s, amount, limit }));
+  return { callId: `call-${++seq}`, month: M, day: `${M}-26`, expiresAt: FAR, holds, ...extra };
 }
 
 async function rowOf(ledger: Ledger, s: Scope, month = M) {
@@ -52,6 +57,15 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     opened = undefined;
   });
 
+  /** A whole call: reserve (unlimited holds) and settle. */
+  async function spend(scopes: Scope[], delta: UsageDelta, extra: Partial<Reservation> & { priceVersion?: string } = {}) {
+    const { priceVersion, ...rest } = extra;
+    const r = reservation(scopes, 0, undefined, rest);
+    assert.ok((await ledger.reserve(r)).ok);
+    await ledger.settle(settlementOf(r, delta, priceVersion));
+    return r;
+  }
+
   test('an empty ledger reads empty', async () => {
     assert.equal(await ledger.read([], []), { limits: [], prices: [] });
     assert.equal(await ledger.read([scope('p'), scope('p', ALICE, 'gpt-4o')], ['gpt-4o']), {
@@ -62,7 +76,8 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     assert.equal(await ledger.daily(M), []);
     assert.equal(await ledger.listLimits(), []);
     assert.equal(await ledger.listPrices(), []);
-    assert.equal(await ledger.reserve(M, []), { ok: true, committed: [] });
+    assert.equal(await ledger.reserve(reservation([])), { ok: true, committed: [] });
+    assert.equal(await ledger.expired(M, FAR * 2), []);
   });
 
   test('limits: set (upsert), read aligned with duplicates, list, remove', async () => {
@@ -105,39 +120,42 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
   });
 
   test('reserve under the limit returns committed totals', async () => {
-    const holds = [
-      { scope: scope('p'), amount: 300, limit: 10_000 },
-      { scope: scope('p', ALICE, 'gpt-4o'), amount: 300, limit: 1_000 },
-    ];
-    assert.equal(await ledger.reserve(M, holds), { ok: true, committed: [300, 300] });
-    assert.equal(await ledger.reserve(M, holds), { ok: true, committed: [600, 600] });
+    const holds = (id: string) => reservation([scope('p'), scope('p', ALICE, 'gpt-4o')], 300, undefined, { callId: id });
+    const limited = (id: string): Reservation => {
+      const r = holds(id);
+      return { ...r, holds: [{ ...r.holds[0], limit: 10_000 }, { ...r.holds[1], limit: 1_000 }] };
+    };
+    assert.equal(await ledger.reserve(limited('a')), { ok: true, committed: [300, 300] });
+    assert.equal(await ledger.reserve(limited('b')), { ok: true, committed: [600, 600] });
     assert.is(await committedOf(ledger, scope('p')), 600);
   });
 
   test('reserving exactly up to the limit succeeds; one nano more refuses', async () => {
-    const hold = (amount: number) => [{ scope: scope('p'), amount, limit: 100 }];
-    assert.equal(await ledger.reserve(M, hold(60)), { ok: true, committed: [60] });
-    assert.equal(await ledger.reserve(M, hold(40)), { ok: true, committed: [100] });
-    assert.equal(await ledger.reserve(M, hold(1)), { ok: false, index: 0, committed: 100 });
+    const hold = (amount: number) => reservation([scope('p')], amount, 100);
+    assert.equal(await ledger.reserve(hold(60)), { ok: true, committed: [60] });
+    assert.equal(await ledger.reserve(hold(40)), { ok: true, committed: [100] });
+    assert.equal(await ledger.reserve(hold(1)), { ok: false, index: 0, committed: 100 });
     assert.is(await committedOf(ledger, scope('p')), 100);
     // A fresh scope: more than the limit refuses even with nothing committed.
-    assert.equal(await ledger.reserve(M, [{ scope: scope('q'), amount: 101, limit: 100 }]), {
-      ok: false,
-      index: 0,
-      committed: 0,
-    });
+    assert.equal(await ledger.reserve(reservation([scope('q')], 101, 100)), { ok: false, index: 0, committed: 0 });
+  });
+
+  test('unlimited holds count in committed and never refuse', async () => {
+    assert.equal(await ledger.reserve(reservation([scope('p'), scope('p', ALICE)], 5e12)), { ok: true, committed: [5e12, 5e12] });
+    assert.equal(await ledger.reserve(reservation([scope('p')], 5e12)), { ok: true, committed: [1e13] });
   });
 
   test('a refusal undoes the holds already taken and names the lowest refusing hold', async () => {
-    await ledger.reserve(M, [{ scope: scope('p', BOB), amount: 90, limit: 100 }]);
-    await ledger.reserve(M, [{ scope: scope('p', '*', 'o1'), amount: 95, limit: 100 }]);
-    const result = await ledger.reserve(M, [
+    await ledger.reserve(reservation([scope('p', BOB)], 90, 100));
+    await ledger.reserve(reservation([scope('p', '*', 'o1')], 95, 100));
+    const r = reservation([], 20);
+    r.holds = [
       { scope: scope('p'), amount: 20, limit: 1_000 },
       { scope: scope('p', BOB), amount: 20, limit: 100 },
       { scope: scope('p', '*', 'o1'), amount: 20, limit: 100 },
-      { scope: scope('p', BOB, 'o1'), amount: 20, limit: 1_000 },
-    ]);
-    assert.equal(result, { ok: false, index: 1, committed: 90 });
+      { scope: scope('p', BOB, 'o1'), amount: 20 },
+    ];
+    assert.equal(await ledger.reserve(r), { ok: false, index: 1, committed: 90 });
     assert.is(await committedOf(ledger, scope('p')), 0);
     assert.is(await committedOf(ledger, scope('p', BOB)), 90);
     assert.is(await committedOf(ledger, scope('p', '*', 'o1')), 95);
@@ -146,16 +164,78 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     assert.equal((await ledger.usage(M)).map((r) => [r.user, r.model]), [['*', 'o1'], [BOB, '*']]);
   });
 
-  test('settle releases reservations: spent exact, committed = spent once all released', async () => {
+  test('reserve is idempotent: a retry after a lost reply holds once, and a refusal stays one', async () => {
+    const r = reservation(scopesOf('p', ALICE, 'o1'), 40, 100);
+    assert.equal(await ledger.reserve(r), { ok: true, committed: [40, 40, 40, 40] });
+    assert.equal(await ledger.reserve(r), { ok: true, committed: [40, 40, 40, 40] });
+    assert.is(await committedOf(ledger, scope('p')), 40);
+    const big = reservation([scope('p')], 70, 100);
+    assert.equal(await ledger.reserve(big), { ok: false, index: 0, committed: 40 });
+    assert.equal(await ledger.reserve(big), { ok: false, index: 0, committed: 40 });
+    assert.is(await committedOf(ledger, scope('p')), 40);
+  });
+
+  test('settle is idempotent: a duplicate or a retry applies once, an unknown call not at all', async () => {
     const scopes = scopesOf('p', ALICE, 'gpt-4o');
-    const reserve = () => ledger.reserve(M, scopes.map((s) => ({ scope: s, amount: 500, limit: 10_000 })));
-    await reserve();
-    await reserve();
+    const r = reservation(scopes, 500, 10_000);
+    await ledger.reserve(r);
+    const s = settlementOf(r, call({ spent: 321, inputTokens: 9 }));
+    await ledger.settle(s);
+    await ledger.settle(s);
+    await ledger.settle(settlementOf(reservation(scopes, 500), call({ spent: 1_000 })));
+    for (const sc of scopes) {
+      const row = await rowOf(ledger, sc);
+      assert.equal([row?.requests, row?.spent, row?.committed, row?.inputTokens], [1, 321, 321, 9], JSON.stringify(sc));
+    }
+    assert.equal((await ledger.daily(M)).map((d) => [d.requests, d.spent]), [[1, 321]]);
+  });
+
+  test('release gives the holds back once; after a settlement it changes nothing', async () => {
+    const scopes = scopesOf('p', ALICE, 'o1');
+    const kept = reservation(scopes, 30, 100);
+    await ledger.reserve(kept);
+    const r = reservation(scopes, 50, 100);
+    await ledger.reserve(r);
+    await ledger.release(r);
+    await ledger.release(r);
+    assert.is(await committedOf(ledger, scope('p')), 30);
+    await ledger.settle(settlementOf(kept, call({ spent: 10 })));
+    await ledger.release(kept);
+    assert.equal([(await rowOf(ledger, scope('p')))?.spent, await committedOf(ledger, scope('p'))], [10, 10]);
+  });
+
+  test('holds past their deadline are listed and charged in full once; a late settlement is ignored', async () => {
+    const scopes = scopesOf('p', ALICE, 'o1');
+    const stale = reservation(scopes, 70, 1_000, { expiresAt: 1_000, day: `${M}-03` });
+    const live = reservation(scopes, 20, 1_000, { expiresAt: FAR });
+    await ledger.reserve(stale);
+    await ledger.reserve(live);
+    const expired = await ledger.expired(M, 2_000);
+    assert.equal(
+      expired.map((e) => [e.callId, e.amount, e.day, e.scope.project, e.scope.user, e.scope.model]).sort(),
+      scopes.map((s) => [stale.callId, 70, `${M}-03`, s.project, s.user, s.model]).sort(),
+    );
+    assert.is(await chargeExpired(ledger, M, 2_000), 4);
+    assert.is(await chargeExpired(ledger, M, 2_000), 0);
+    await ledger.settle(settlementOf(stale, call({ spent: 1 })));
+    for (const s of scopes) {
+      const row = await rowOf(ledger, s);
+      assert.equal([row?.requests, row?.spent, row?.estimated, row?.committed], [1, 70, 1, 90], JSON.stringify(s));
+    }
+    assert.equal((await ledger.daily(M)).map((d) => [d.day, d.spent, d.estimated]), [[`${M}-03`, 70, 1]]);
+  });
+
+  test('settle releases reservations: spent exact, committed = spent once all settled', async () => {
+    const scopes = scopesOf('p', ALICE, 'gpt-4o');
+    const first = reservation(scopes, 500, 10_000);
+    const second = reservation(scopes, 500, 10_000);
+    await ledger.reserve(first);
+    await ledger.reserve(second);
     assert.is(await committedOf(ledger, scope('p')), 1_000);
-    await ledger.settle({ ...settlement(scopes, call({ spent: 321 })), scopes: scopes.map((s) => ({ scope: s, release: 500 })) });
+    await ledger.settle(settlementOf(first, call({ spent: 321 })));
     assert.is(await committedOf(ledger, scope('p')), 821);
-    await ledger.settle({ ...settlement(scopes, call({ spent: 7 })), scopes: scopes.map((s) => ({ scope: s, release: 500 })) });
-    await ledger.settle(settlement(scopes, call({ spent: 2 })));
+    await ledger.settle(settlementOf(second, call({ spent: 7 })));
+    await spend(scopes, call({ spent: 2 }));
     for (const s of scopes) {
       const row = await rowOf(ledger, s);
       assert.is(row?.spent, 330, `spent of ${JSON.stringify(s)}`);
@@ -163,15 +243,17 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     }
   });
 
-  test('settle counts aggregates, detail rows and the detail scope per day', async () => {
+  test('settle counts aggregates, detail rows and the detail scope per day; hits and errors too', async () => {
     const a = call({ inputTokens: 1_000, cachedTokens: 200, outputTokens: 50, spent: 3_000 });
     const hit = { ...ZERO, cacheHits: 1, saved: 3_000 };
     const est = call({ inputTokens: 10, outputTokens: 5, spent: 40, estimated: 1 });
-    await ledger.settle(settlement(scopesOf('p', ALICE, 'gpt-4o'), a));
-    await ledger.settle(settlement(scopesOf('p', ALICE, 'gpt-4o'), hit, { day: `${M}-27` }));
-    await ledger.settle(settlement(scopesOf('p', BOB, 'gpt-4o'), est, { day: `${M}-27` }));
+    const err = { ...ZERO, errors: 1 };
+    await spend(scopesOf('p', ALICE, 'gpt-4o'), a);
+    await ledger.recordHit(M, `${M}-27`, scope('p', ALICE, 'gpt-4o'), 3_000);
+    await spend(scopesOf('p', BOB, 'gpt-4o'), est, { day: `${M}-27` });
+    await spend(scopesOf('p', BOB, 'gpt-4o'), err, { day: `${M}-27` });
     // Aggregates only (no detail scope): no daily row.
-    await ledger.settle(settlement([scope('q')], call({ spent: 1 })));
+    await spend([scope('q')], call({ spent: 1 }));
 
     const usage = await ledger.usage(M);
     const counters = (s: Scope) => {
@@ -184,37 +266,36 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     const sum = (...ds: UsageDelta[]) =>
       Object.fromEntries(Object.keys(ZERO).map((k) => [k, ds.reduce((n, d) => n + d[k as keyof UsageDelta], 0)]));
     assert.is(usage.length, 7);
-    assert.equal(counters(scope('p')), sum(a, hit, est));
-    assert.equal(counters(scope('p', '*', 'gpt-4o')), sum(a, hit, est));
-    assert.equal(counters(scope('p', ALICE)), sum(a, hit));
+    // Hits count on the detail row only: the aggregates are for budgets, and a hit spends nothing.
+    assert.equal(counters(scope('p')), sum(a, est, err));
+    assert.equal(counters(scope('p', '*', 'gpt-4o')), sum(a, est, err));
+    assert.equal(counters(scope('p', ALICE)), sum(a));
     assert.equal(counters(scope('p', ALICE, 'gpt-4o')), sum(a, hit));
-    assert.equal(counters(scope('p', BOB, 'gpt-4o')), sum(est));
+    assert.equal(counters(scope('p', BOB, 'gpt-4o')), sum(est, err));
     assert.equal(counters(scope('q')), sum(call({ spent: 1 })));
     for (const row of usage) for (const v of Object.values(row)) if (typeof v !== 'string') assert.type(v, 'number');
 
     assert.equal(await ledger.daily(M), [
       { day: `${M}-26`, project: 'p', user: ALICE, model: 'gpt-4o', ...a },
       { day: `${M}-27`, project: 'p', user: ALICE, model: 'gpt-4o', ...hit },
-      { day: `${M}-27`, project: 'p', user: BOB, model: 'gpt-4o', ...est },
+      { day: `${M}-27`, project: 'p', user: BOB, model: 'gpt-4o', ...sum(est, err) },
     ]);
   });
 
   test('priceVersion is stored on the rows and kept when a settlement has none', async () => {
     const scopes = scopesOf('p', ALICE, 'gpt-4o');
-    await ledger.settle(settlement(scopes, call({ spent: 1 })));
+    await spend(scopes, call({ spent: 1 }));
     assert.is((await rowOf(ledger, scope('p')))?.priceVersion, undefined);
-    await ledger.settle(settlement(scopes, call({ spent: 1 }), { priceVersion: 'v1' }));
-    await ledger.settle(settlement(scopes, call({ spent: 1 })));
+    await spend(scopes, call({ spent: 1 }), { priceVersion: 'v1' });
+    await spend(scopes, call({ spent: 1 }));
     for (const s of scopes) assert.is((await rowOf(ledger, s))?.priceVersion, 'v1');
-    await ledger.settle(settlement([scope('p')], call({ spent: 1 }), { priceVersion: 'v2@2026-11-26T10:00:00Z' }));
+    await spend([scope('p')], call({ spent: 1 }), { priceVersion: 'v2@2026-11-26T10:00:00Z' });
     assert.is((await rowOf(ledger, scope('p')))?.priceVersion, 'v2@2026-11-26T10:00:00Z');
     assert.is((await rowOf(ledger, scope('p', ALICE)))?.priceVersion, 'v1');
   });
 
   test('32 concurrent reservations never exceed the limit', async () => {
-    const results = await Promise.all(
-      Array.from({ length: 32 }, () => ledger.reserve(M, [{ scope: scope('p'), amount: 7, limit: 100 }])),
-    );
+    const results = await Promise.all(Array.from({ length: 32 }, () => ledger.reserve(reservation([scope('p')], 7, 100))));
     const taken = results.flatMap((r) => (r.ok ? r.committed : [])).sort((x, y) => x - y);
     assert.equal(taken, Array.from({ length: 14 }, (_, i) => 7 * (i + 1)));
     for (const r of results) if (!r.ok) assert.ok(r.committed + 7 > 100 && r.committed <= 100);
@@ -222,11 +303,16 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
   });
 
   test('32 concurrent two-scope reservations stay all-or-none', async () => {
-    const holds = [
-      { scope: scope('p'), amount: 7, limit: 1_000_000 },
-      { scope: scope('p', ALICE, 'o1'), amount: 7, limit: 100 },
-    ];
-    const results = await Promise.all(Array.from({ length: 32 }, () => ledger.reserve(M, holds)));
+    const results = await Promise.all(
+      Array.from({ length: 32 }, () => {
+        const r = reservation([], 7);
+        r.holds = [
+          { scope: scope('p'), amount: 7, limit: 1_000_000 },
+          { scope: scope('p', ALICE, 'o1'), amount: 7, limit: 100 },
+        ];
+        return ledger.reserve(r);
+      }),
+    );
     assert.is(results.filter((r) => r.ok).length, 14);
     for (const r of results) if (!r.ok) assert.is(r.index, 1);
     assert.is(await committedOf(ledger, scope('p')), 98);
@@ -234,12 +320,12 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
   });
 
   test('months are separate', async () => {
-    const hold = [{ scope: scope('p'), amount: 100, limit: 100 }];
-    assert.ok((await ledger.reserve(M, hold)).ok);
-    assert.equal(await ledger.reserve(M, hold), { ok: false, index: 0, committed: 100 });
-    assert.equal(await ledger.reserve('2026-12', hold), { ok: true, committed: [100] });
-    await ledger.settle(settlement(scopesOf('p', ALICE, 'o1'), call({ spent: 5 })));
-    await ledger.settle(settlement(scopesOf('p', ALICE, 'o1'), call({ spent: 9 }), { month: '2026-12', day: '2026-12-01' }));
+    const hold = (month: string) => reservation([scope('p')], 100, 100, { month });
+    assert.ok((await ledger.reserve(hold(M))).ok);
+    assert.equal(await ledger.reserve(hold(M)), { ok: false, index: 0, committed: 100 });
+    assert.equal(await ledger.reserve(hold('2026-12')), { ok: true, committed: [100] });
+    await spend(scopesOf('p', ALICE, 'o1'), call({ spent: 5 }));
+    await spend(scopesOf('p', ALICE, 'o1'), call({ spent: 9 }), { month: '2026-12', day: '2026-12-01' });
     assert.is((await rowOf(ledger, scope('p')))?.spent, 5);
     assert.is((await rowOf(ledger, scope('p'), '2026-12'))?.spent, 9);
     assert.equal((await ledger.daily(M)).map((r) => [r.day, r.spent]), [[`${M}-26`, 5]]);
@@ -247,19 +333,18 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     assert.equal(await ledger.usage('2026-10'), []);
   });
 
-  test('months lists the months with settled calls or cache hits, newest first, each once', async () => {
+  test('months lists the months with settled calls, errors or cache hits, newest first, each once', async () => {
     assert.equal(await ledger.months(), []);
     // A reservation alone (a call in flight, or one refused later) is not usage.
-    await ledger.reserve('2026-09', [{ scope: scope('p'), amount: 5, limit: 100 }]);
+    await ledger.reserve(reservation([scope('p')], 5, 100, { month: '2026-09' }));
     assert.equal(await ledger.months(), []);
-    await ledger.settle(settlement(scopesOf('p', ALICE, 'o1'), call({ spent: 5 })));
-    await ledger.settle(settlement(scopesOf('p', BOB, 'o1'), call({ spent: 1 })));
-    await ledger.settle(settlement(scopesOf('p', ALICE, 'o1'), call({ spent: 9 }), { month: '2026-12', day: '2026-12-01' }));
-    await ledger.settle(
-      settlement(scopesOf('q', BOB, 'o1'), { ...ZERO, cacheHits: 1, saved: 4 }, { month: '2025-01', day: '2025-01-31' }),
-    );
-    await ledger.settle(settlement(scopesOf('p', BOB, 'o1'), call({ spent: 2 }), { month: '2026-12', day: '2026-12-02' }));
-    assert.equal(await ledger.months(), ['2026-12', M, '2025-01']);
+    await spend(scopesOf('p', ALICE, 'o1'), call({ spent: 5 }));
+    await spend(scopesOf('p', BOB, 'o1'), call({ spent: 1 }));
+    await spend(scopesOf('p', ALICE, 'o1'), call({ spent: 9 }), { month: '2026-12', day: '2026-12-01' });
+    await ledger.recordHit('2025-01', '2025-01-31', scope('q', BOB, 'o1'), 4);
+    await spend(scopesOf('p', BOB, 'o1'), { ...ZERO, errors: 1 }, { month: '2024-05', day: '2024-05-02' });
+    await spend(scopesOf('p', BOB, 'o1'), call({ spent: 2 }), { month: '2026-12', day: '2026-12-02' });
+    assert.equal(await ledger.months(), ['2026-12', M, '2025-01', '2024-05']);
   });
 
   test('large values round-trip exactly', async () => {
@@ -267,11 +352,9 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     const max = Number.MAX_SAFE_INTEGER;
     await ledger.setLimit(scope('p'), max);
     assert.equal((await ledger.read([scope('p')], [])).limits, [max]);
-    assert.equal(await ledger.reserve(M, [{ scope: scope('p'), amount: big, limit: 2 * big }]), { ok: true, committed: [big] });
-    await ledger.settle({
-      ...settlement([scope('p')], call({ spent: big + 123, saved: big, inputTokens: 4_000_000_000 })),
-      scopes: [{ scope: scope('p'), release: big }],
-    });
+    const r = reservation([scope('p')], big, 2 * big);
+    assert.equal(await ledger.reserve(r), { ok: true, committed: [big] });
+    await ledger.settle(settlementOf(r, call({ spent: big + 123, saved: big, inputTokens: 4_000_000_000 })));
     const row = await rowOf(ledger, scope('p'));
     assert.is(row?.spent, 9_000_000_000_123);
     assert.is(row?.committed, 9_000_000_000_123);

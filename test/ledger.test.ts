@@ -7,7 +7,7 @@ import path from 'node:path';
 import { DescribeTableCommand } from '@aws-sdk/client-dynamodb';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Ledger, Scope } from '../runtime/core/ports.ts';
+import type { Ledger, Scope, Settlement, UsageDelta } from '../runtime/core/ports.ts';
 import {
   LEDGER_CLIENT_CONFIG,
   LEDGER_TABLE,
@@ -31,7 +31,8 @@ const memory = suite('sqlite ledger in memory');
 memory('opens :memory: and counts', async () => {
   const ledger = openSqliteLedger(':memory:');
   const hold = { scope: { project: 'p', user: '*', model: '*' }, amount: 5, limit: 5 };
-  assert.equal(await ledger.reserve('2026-11', [hold]), { ok: true, committed: [5] });
+  const r = { callId: 'c', month: '2026-11', day: '2026-11-26', expiresAt: 0, holds: [hold] };
+  assert.equal(await ledger.reserve(r), { ok: true, committed: [5] });
   await ledger.close!();
 });
 memory.run();
@@ -47,6 +48,9 @@ ledgerConformance('dynamodb (dynalite)', async () => {
 
 const dynamo = suite('dynamodb ledger');
 const P: Scope = { project: 'p', user: '*', model: '*' };
+const DELTA: UsageDelta = {
+  requests: 0, errors: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spent: 0, cacheHits: 0, saved: 0, estimated: 0,
+};
 
 dynamo('ensureLedgerTable creates the LEDGER_TABLE keys once and is idempotent', async () => {
   await ensureLedgerTable(client, 'ensure-me');
@@ -85,20 +89,21 @@ dynamo('a month is marked once per instance, in the settlement\'s round trip, an
   });
   const ledger = createDynamoLedger({ tableName: 'marks', client: counting });
   const detail = { project: 'p', user: 'u', model: 'm' };
-  const delta = { requests: 1, inputTokens: 1, cachedTokens: 0, outputTokens: 1, spent: 1, cacheHits: 0, saved: 0, estimated: 0 };
-  const settlement = (day: string) => ({
+  const delta = { ...DELTA, requests: 1, inputTokens: 1, outputTokens: 1, spent: 1 };
+  const settlement = (day: string): Settlement => ({
+    callId: `call-${day}`,
     month: day.slice(0, 7),
     day,
-    scopes: [{ scope: P, release: 0 }, { scope: detail, release: 0 }],
+    rows: [{ scope: P, committed: 1, daily: false }, { scope: detail, committed: 1, daily: true }],
     delta,
   });
   const settle = (day: string) => ledger.settle(settlement(day));
   await settle('2026-11-26');
-  assert.is(sent.length, 4, 'two usage rows, the day row and the month mark');
+  assert.is(sent.length, 3, 'two usage rows (the detail row carries its day) and the month mark');
   await settle('2026-11-27');
-  assert.is(sent.length, 7, 'no second mark for the same month');
+  assert.is(sent.length, 5, 'no second mark for the same month');
   await settle('2026-12-01');
-  assert.is(sent.length, 11);
+  assert.is(sent.length, 8);
   assert.ok(sent.every((name) => name === 'UpdateItemCommand'));
   // Another instance (a cold start) marks again: idempotent, and the list holds each month once.
   await createDynamoLedger({ tableName: 'marks', client }).settle(settlement('2026-11-28'));
@@ -119,13 +124,14 @@ async function rejectsFast(op: () => Promise<unknown>, withinMs: number) {
 
 const everyHotCall = (ledger: Ledger) => [
   () => ledger.read([P], ['gpt-4o']),
-  () => ledger.reserve('2026-11', [{ scope: P, amount: 1, limit: 10 }]),
+  () => ledger.reserve({ callId: 'c', month: '2026-11', day: '2026-11-26', expiresAt: 0, holds: [{ scope: P, amount: 1, limit: 10 }] }),
   () =>
     ledger.settle({
+      callId: 'c',
       month: '2026-11',
       day: '2026-11-26',
-      scopes: [{ scope: P, release: 1 }],
-      delta: { requests: 1, inputTokens: 1, cachedTokens: 0, outputTokens: 1, spent: 1, cacheHits: 0, saved: 0, estimated: 0 },
+      rows: [{ scope: P, committed: 0, daily: false }],
+      delta: { ...DELTA, requests: 1, inputTokens: 1, outputTokens: 1, spent: 1 },
     }),
 ];
 

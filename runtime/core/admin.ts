@@ -1,7 +1,8 @@
 // The admin function: limits, usage reports, price overrides and the cache, as JSON in and out.
 // On AWS only principals allowed to invoke `openai-admin-<stage>` get here; locally, admin users.
 import { badRequest, WrapiError } from './errors.ts';
-import { isDetail, monthOf } from './limits.ts';
+import { chargeExpired } from './bill.ts';
+import { isDetail, modelFamily, monthOf } from './limits.ts';
 import type { DailyRow, Ledger, ResponseCache, Scope, UsageRow } from './ports.ts';
 import { nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo } from './pricing.ts';
 import { ANY, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type UsageDto, type UsageTotals } from './protocol.ts';
@@ -45,6 +46,7 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
     async listLimits(req) {
       const project = optionalName(req.project, 'project');
       const month = monthOf(now());
+      await chargeExpired(ledger, month, now());
       const [limits, usage] = await Promise.all([ledger.listLimits(), ledger.usage(month)]);
       const committed = new Map(usage.map((r) => [key(r), r]));
       return {
@@ -66,6 +68,7 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       if (by !== 'user' && by !== 'project' && by !== 'model') {
         throw badRequest('"by" must be one of user, project, model.', 'invalid_group', 'by');
       }
+      await chargeExpired(ledger, month, now());
       const [rows, days] = await Promise.all([ledger.usage(month), req.daily ? ledger.daily(month) : undefined]);
       const detail = rows.filter(isDetail).map((r) => toDto(r, month));
       return {
@@ -147,11 +150,13 @@ function optionalName(value: unknown, field: string): string | undefined {
   return value === undefined || value === null || value === ANY ? undefined : name(value, field);
 }
 
+/** A limit's scope. Calls count under their model's family, so a limit on a snapshot is one on its family. */
 function scopeOf(req: Record<string, unknown>): Scope {
+  const model = optionalName(req.model, 'model');
   return {
     project: name(req.project, 'project'),
     user: optionalName(req.user, 'user') ?? ANY,
-    model: optionalName(req.model, 'model') ?? ANY,
+    model: model === undefined ? ANY : modelFamily(model),
   };
 }
 
@@ -178,6 +183,7 @@ function toDto(r: (UsageRow | DailyRow) & Partial<UsageRow & DailyRow>, month: s
     user: r.user,
     model: r.model,
     requests: r.requests,
+    errors: r.errors,
     inputTokens: r.inputTokens,
     cachedTokens: r.cachedTokens,
     outputTokens: r.outputTokens,
@@ -191,7 +197,7 @@ function toDto(r: (UsageRow | DailyRow) & Partial<UsageRow & DailyRow>, month: s
 
 
 function sum(rows: UsageDto[]): UsageTotals {
-  const t: UsageTotals = { requests: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spend: 0, cacheHits: 0, saved: 0, estimated: 0 };
+  const t: UsageTotals = { requests: 0, errors: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spend: 0, cacheHits: 0, saved: 0, estimated: 0 };
   for (const r of rows) {
     for (const k of Object.keys(t) as (keyof UsageTotals)[]) t[k] += r[k];
   }

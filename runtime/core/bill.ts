@@ -1,29 +1,46 @@
-// One call's account: the reservation it holds and, once, its settlement. Every call that reached
-// OpenAI is settled exactly once, with the exact cost or, when usage never came, an estimate.
-import { dayOf } from './limits.ts';
-import type { Hold, Ledger, Logger, Nano, ReserveResult, Scope, UsageDelta } from './ports.ts';
+// One call's account: the reservation it holds and, once, its settlement. Every call that may have
+// reached OpenAI is settled exactly once: at OpenAI's usage, or by a conservative estimate when the
+// usage can never be known, or as free when OpenAI answered with an error.
+import { isDetail } from './limits.ts';
+import type { ExpiredHold, Ledger, Logger, Nano, Reservation, ReserveResult, Scope, Settlement, UsageDelta } from './ports.ts';
 import { costOf, type Price, type TokenUsage } from './pricing.ts';
+import type { RequestFacts } from './request-facts.ts';
+import { IMAGE_TOKENS, FRAMING_TOKENS, type WorstCase } from './reservation.ts';
 
 export type CountTokens = (text: string) => Promise<number>;
 
-/** Tokens for one image or file in a prompt when estimating (OpenAI's high-detail tile scale). */
-const ATTACHMENT_TOKENS = 765;
+/** How a call ended, as far as money goes. */
+export type Outcome =
+  /** OpenAI's usage block arrived. */
+  | { kind: 'exact'; usage: TokenUsage }
+  /**
+   * OpenAI may have billed it but its usage will never be known: billed conservatively. `relayed`
+   * is the output text seen (a stream); undefined when nothing of the answer was seen.
+   */
+  | { kind: 'estimate'; relayed?: string }
+  /** OpenAI answered with an error, or the call never reached it: nothing billed. */
+  | { kind: 'free' };
+
 /** Settlement tries: 0, 100 and 400 ms apart, all within the time a Lambda may still run. */
 const SETTLE_ATTEMPTS = 3;
-/** Chat adds a few tokens of framing per message; a small fixed allowance keeps estimates honest. */
-const FRAMING_TOKENS = 8;
+/** Visible output is counted with a margin for what was generated but not yet relayed. */
+const RELAYED_MARGIN = 1.1;
+const RELAYED_EXTRA_TOKENS = 16;
 
 export interface BillInit {
   ledger: Ledger;
   log: Logger;
-  scopes: Scope[];
-  holds: Hold[];
-  reservation?: ReserveResult & { ok: true };
+  reservation: Reservation;
+  /** The reservation's holds are on the ledger; false when the stack failed open without them. */
+  held: boolean;
+  /** The ledger's answer to the reservation, for budget headers. */
+  reserved?: ReserveResult & { ok: true };
   price: Price;
-  month: string;
-  now: () => number;
+  worst: WorstCase;
+  /** Hidden reasoning is billed as output: estimates then take the reserved output. */
+  reasoning: boolean;
+  facts: Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput'>;
   countTokens: CountTokens;
-  prompt: { text: string; attachments: number };
   /** For the one log line per call. Never prompts or keys. */
   tags: Record<string, unknown>;
 }
@@ -39,74 +56,65 @@ export class Bill {
 
   constructor(private readonly init: BillInit) {}
 
-  /** Settle from the usage block; without one, from a local token count of what was exchanged. */
-  settle(usage: TokenUsage | undefined, outputText: string | undefined, status: number): Promise<Settled> {
-    this.settling ??= this.finish(usage, outputText, status);
+  settle(outcome: Outcome, status: number): Promise<Settled> {
+    this.settling ??= this.finish(outcome, status);
     return this.settling;
   }
 
-  private async finish(usage: TokenUsage | undefined, outputText: string | undefined, status: number): Promise<Settled> {
-    const estimated = !usage && outputText !== undefined;
-    const tokens = usage ?? (estimated ? await this.estimate(outputText!) : { input: 0, cached: 0, output: 0 });
-    const cost = costOf(this.init.price, tokens);
-    this.settled = { cost, estimated };
-    const delta: UsageDelta = {
-      requests: 1,
-      inputTokens: tokens.input,
-      cachedTokens: tokens.cached,
-      outputTokens: tokens.output,
-      spent: cost,
-      cacheHits: 0,
-      saved: 0,
-      estimated: estimated ? 1 : 0,
-    };
-    this.init.log.info('call', { ...this.init.tags, status, cost, estimated, cache: 'miss' });
-    await afterResponse();
-    await this.write(delta);
-    return this.settled;
-  }
-
-  /** What the call cost so far, for response headers. */
+  /** What the call cost, once known (for response headers). */
   get cost(): Nano | undefined {
     return this.settled?.cost;
   }
 
-  /** Remaining USD (nano) in the tightest limited scope, counting this call at `cost`. */
-  remaining(cost: Nano | undefined): { hold: Hold; remaining: Nano } | undefined {
-    const { holds, reservation } = this.init;
-    if (!reservation) return undefined;
-    let best: { hold: Hold; remaining: Nano } | undefined;
-    holds.forEach((hold, i) => {
-      const committed = reservation.committed[i] - (cost === undefined ? 0 : hold.amount - cost);
+  /** Remaining USD (nano) in the tightest limited scope, counting this call at `cost` (else at its hold). */
+  remaining(cost: Nano | undefined): { scope: Scope; limit: Nano; remaining: Nano } | undefined {
+    const { reservation, reserved } = this.init;
+    if (!reserved) return undefined;
+    let best: { scope: Scope; limit: Nano; remaining: Nano } | undefined;
+    reservation.holds.forEach((hold, index) => {
+      if (hold.limit === undefined) return;
+      const committed = reserved.committed[index] - (cost === undefined ? 0 : hold.amount - cost);
       const remaining = hold.limit - committed;
-      if (!best || remaining < best.remaining) best = { hold, remaining };
+      if (!best || remaining < best.remaining) best = { scope: hold.scope, limit: hold.limit, remaining };
     });
     return best;
   }
 
-  private async estimate(outputText: string): Promise<TokenUsage> {
-    const { prompt, countTokens } = this.init;
-    return {
-      input: (await countTokens(prompt.text)) + prompt.attachments * ATTACHMENT_TOKENS + FRAMING_TOKENS,
-      cached: 0,
-      output: await countTokens(outputText),
-    };
+  private async finish(outcome: Outcome, status: number): Promise<Settled> {
+    const tokens = outcome.kind === 'exact' ? outcome.usage : outcome.kind === 'estimate' ? await this.estimate(outcome.relayed) : undefined;
+    const cost = tokens ? costOf(this.init.price, tokens) : 0;
+    this.settled = { cost, estimated: outcome.kind === 'estimate' };
+    this.init.log.info('call', { ...this.init.tags, status, cost, outcome: outcome.kind, cache: 'miss' });
+    await afterResponse();
+    await this.write(settlementOf(this.init.reservation, deltaOf(tokens, cost, outcome.kind === 'estimate'), this.init.price.version));
+    return this.settled;
   }
 
-  private async write(delta: UsageDelta): Promise<void> {
-    const { ledger, scopes, holds, reservation, month, now, price, log } = this.init;
-    const held = (scope: Scope) => (reservation ? holds.find((h) => h.scope === scope)?.amount ?? 0 : 0);
-    const settlement = {
-      month,
-      day: dayOf(now()),
-      scopes: scopes.map((scope) => ({ scope, release: held(scope) })),
-      delta,
-      priceVersion: price.version,
-    };
-    // The call reached OpenAI, so its cost must land. A retry after a partial failure may count a
-    // row twice: over-counting is the safe direction for a budget.
+  /** Never below what OpenAI could have billed: the worst case wherever the proxy could not see. */
+  private async estimate(relayed: string | undefined): Promise<TokenUsage> {
+    const { facts, worst, countTokens, reasoning } = this.init;
+    const input = facts.opaqueInput
+      ? worst.inputTokens
+      : Math.min(
+          worst.inputTokens,
+          (await countTokens(facts.inputText)) + facts.tokenIds + facts.images * IMAGE_TOKENS + FRAMING_TOKENS,
+        );
+    const reservedOutput = worst.outputTokens * worst.choices;
+    const output =
+      relayed === undefined || reasoning
+        ? reservedOutput
+        : Math.min(reservedOutput, Math.ceil((await countTokens(relayed)) * RELAYED_MARGIN) + RELAYED_EXTRA_TOKENS);
+    return { input, cached: 0, output };
+  }
+
+  private async write(settlement: Settlement): Promise<void> {
+    const { ledger, log, reservation, held } = this.init;
+    // The call may have reached OpenAI, so its cost must land. Every write is idempotent (the call's
+    // marker), so retrying after a failure or a lost reply applies it once.
     for (let attempt = 1; ; attempt++) {
       try {
+        // Failed open without holds: take unlimited ones now, so the settlement has rows to land on.
+        if (!held) await ledger.reserve({ ...reservation, holds: reservation.holds.map(({ scope, amount }) => ({ scope, amount })) });
         await ledger.settle(settlement);
         return;
       } catch (err) {
@@ -114,12 +122,63 @@ export class Bill {
           await new Promise((r) => setTimeout(r, 100 * 4 ** (attempt - 1)));
           continue;
         }
-        // Nothing to tell the client any more; the line lets an operator reconcile by hand.
-        log.error('settle failed', { ...this.init.tags, spent: delta.spent, error: errorName(err) });
+        // The holds stay and are charged in full at their deadline; the line lets an operator see why.
+        log.error('settle failed', { ...this.init.tags, spent: settlement.delta.spent, error: errorName(err) });
         return;
       }
     }
   }
+}
+
+const ZERO: UsageDelta = {
+  requests: 0, errors: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spent: 0, cacheHits: 0, saved: 0, estimated: 0,
+};
+
+function deltaOf(tokens: TokenUsage | undefined, cost: Nano, estimated: boolean): UsageDelta {
+  if (!tokens) return { ...ZERO, errors: 1 };
+  return {
+    ...ZERO,
+    requests: 1,
+    inputTokens: tokens.input,
+    cachedTokens: tokens.cached,
+    outputTokens: tokens.output,
+    spent: cost,
+    estimated: estimated ? 1 : 0,
+  };
+}
+
+/** Every row the call holds gets the delta; committed moves from the hold to the cost. */
+export function settlementOf(reservation: Reservation, delta: UsageDelta, priceVersion?: string): Settlement {
+  const { callId, month, day, holds } = reservation;
+  return {
+    callId,
+    month,
+    day,
+    rows: holds.map((hold) => ({ scope: hold.scope, committed: delta.spent - hold.amount, daily: isDetail(hold.scope) })),
+    delta,
+    ...(priceVersion ? { priceVersion } : {}),
+  };
+}
+
+/**
+ * Holds whose call never settled by its deadline (the instance died, or the ledger stayed down
+ * through every settlement try) are charged in full, flagged estimated: the call may have reached
+ * OpenAI, and the hold is the most it could have cost. Committed does not move; the hold turns spent.
+ */
+export async function chargeExpired(ledger: Ledger, month: string, now: number): Promise<number> {
+  const expired = await ledger.expired(month, now);
+  await Promise.all(expired.map((hold) => ledger.settle(expiredSettlement(hold))));
+  return expired.length;
+}
+
+function expiredSettlement({ callId, month, day, scope, amount }: ExpiredHold): Settlement {
+  return {
+    callId,
+    month,
+    day,
+    rows: [{ scope, committed: 0, daily: isDetail(scope) }],
+    delta: { ...ZERO, requests: 1, spent: amount, estimated: 1 },
+  };
 }
 
 /**
@@ -128,15 +187,5 @@ export class Bill {
  */
 export const afterResponse = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
 
-/** Record a cache hit: no spend, the original cost counted as saved. */
-export async function recordHit(ledger: Ledger, scopes: Scope[], month: string, day: string, saved: Nano): Promise<void> {
-  const delta: UsageDelta = {
-    requests: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spent: 0, cacheHits: 1, saved, estimated: 0,
-  };
-  await afterResponse();
-  await ledger.settle({ month, day, scopes: scopes.map((scope) => ({ scope, release: 0 })), delta });
-}
-
 export const errorName = (err: unknown): string =>
   err instanceof Error ? `${err.name}${(err as { code?: string }).code ? `:${(err as { code?: string }).code}` : ''}` : 'unknown';
-

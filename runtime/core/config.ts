@@ -22,8 +22,6 @@ export interface ProxyConfig {
   cacheTtlSeconds: number;
   /** How long a warm instance may reuse limits and price overrides it read. */
   policyCacheMs: number;
-  /** Output tokens reserved when the client sets no max_tokens. */
-  defaultMaxOutputTokens: number;
 }
 
 export class ConfigError extends Error {
@@ -70,7 +68,6 @@ export function readProxyConfig(env: Env, stage: string): ProxyConfig {
     maxBodyBytes: number('OPENAI_WRAPI_MAX_BODY_BYTES', 6 * 1024 * 1024, 1),
     cacheTtlSeconds: number('OPENAI_WRAPI_CACHE_TTL', 7 * 24 * 3600, 1),
     policyCacheMs: number('OPENAI_WRAPI_POLICY_CACHE_MS', 5_000),
-    defaultMaxOutputTokens: number('OPENAI_WRAPI_MAX_OUTPUT_TOKENS', 4_096, 1),
   };
   if (problems.length) throw new ConfigError(problems);
   return config;

@@ -42,12 +42,6 @@ export function upstreamHeaders(config: ProxyConfig, client: Headers, hasBody: b
   return headers;
 }
 
-/** The client's own timeout (`X-Stainless-Timeout`, seconds), capped by the function's. */
-export function timeoutMs(config: ProxyConfig, client: Headers): number {
-  const asked = Number(client.get('x-stainless-timeout'));
-  return Number.isFinite(asked) && asked > 0 ? Math.min(asked * 1000, config.maxTimeoutMs) : config.maxTimeoutMs;
-}
-
 /** Calls the upstream. Rejects with the fetch error; see `gatewayError` and `mayHaveReached`. */
 export function forward(upstream: Upstream, config: ProxyConfig, init: ForwardInit): Promise<Response> {
   return upstream(`${config.upstreamUrl}${init.path}${init.search}`, {
@@ -71,9 +65,17 @@ export function interruptedError(err: unknown) {
     : new WrapiError(502, 'The upstream OpenAI API answer broke off before it was complete.', 'server_error', 'upstream_interrupted');
 }
 
-/** A failure after which OpenAI may have received (and billed) the request. */
+/** Failures that happen before a request can leave: nothing reached OpenAI, nothing was billed. */
+const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ERR_INVALID_URL']);
+
+/**
+ * A failure after which OpenAI may have received (and billed) the request: everything except a
+ * connection that could not be made. A reset or timeout after the request went out may follow a
+ * complete run at OpenAI.
+ */
 export function mayHaveReached(err: unknown): boolean {
-  return isTimeout(err) || (err instanceof Error && err.name === 'AbortError');
+  const code = (err as { code?: string; cause?: { code?: string } } | null)?.code ?? (err as { cause?: { code?: string } } | null)?.cause?.code;
+  return !(code && NEVER_SENT.has(code));
 }
 
 export function isTimeout(err: unknown): boolean {

@@ -2,7 +2,7 @@
 // and how refusals read.
 import { ANY } from './protocol.ts';
 import type { Hold, Nano, Scope } from './ports.ts';
-import { costOf, nanoToUsd, type Price } from './pricing.ts';
+import { modelCandidates, nanoToUsd } from './pricing.ts';
 
 /** UTC calendar month, `YYYY-MM`. */
 export const monthOf = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
@@ -10,10 +10,18 @@ export const monthOf = (ms: number): string => new Date(ms).toISOString().slice(
 export const dayOf = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 /**
+ * The model a call counts under: the undated family its id resolves to (`gpt-4o-2024-08-06` →
+ * `gpt-4o`, `ft:gpt-4o-mini-2024-07-18:org::id` → `ft:gpt-4o-mini`), so a limit on a model binds
+ * every snapshot of it.
+ */
+export const modelFamily = (model: string): string => modelCandidates(model).at(-1)!;
+
+/**
  * The four scopes a call counts into, in the order limits are checked: project, project+model,
  * user+project, user+project+model. The last one is the detail row reports group by.
  */
-export function callScopes(project: string, user: string, model: string): Scope[] {
+export function callScopes(project: string, user: string, modelId: string): Scope[] {
+  const model = modelFamily(modelId);
   return [
     { project, user: ANY, model: ANY },
     { project, user: ANY, model },
@@ -32,22 +40,9 @@ export function effectiveLimits(limits: (Nano | undefined)[], defaultProjectLimi
   return limits.map((limit, i) => (i === 0 && limit === undefined ? defaultProjectLimit : limit));
 }
 
-/** One hold per limited scope, each reserving the call's worst case. */
+/** A hold on every scope the call counts into, limited where a limit is in force. */
 export function holdsFor(scopes: Scope[], limits: (Nano | undefined)[], amount: Nano): Hold[] {
-  const holds: Hold[] = [];
-  scopes.forEach((scope, i) => {
-    const limit = limits[i];
-    if (limit !== undefined) holds.push({ scope, limit, amount });
-  });
-  return holds;
-}
-
-/**
- * The most a call can cost: its prompt estimate plus every output token it may produce, all at
- * full (uncached) rates. Settlement replaces it with the exact cost.
- */
-export function worstCaseCost(price: Price, promptTokens: number, maxOutputTokens: number): Nano {
-  return costOf(price, { input: promptTokens, cached: 0, output: maxOutputTokens });
+  return scopes.map((scope, i) => (limits[i] === undefined ? { scope, amount } : { scope, amount, limit: limits[i] }));
 }
 
 export function describeScope(s: Scope): string {
@@ -67,10 +62,19 @@ export function limitCommand(stage: string, s: Scope, usd: number | string): str
 
 export const usd = (nano: Nano): string => `$${nanoToUsd(nano).toFixed(nano < 1e7 && nano > 0 ? 6 : 2)}`;
 
-export function overBudgetMessage(stage: string, hold: Hold, committed: Nano): string {
+/** What a refused call could have asked for instead: output tokens per choice that fit, and the parameter. */
+export interface Fit {
+  tokens: number;
+  parameter: string;
+}
+
+export function overBudgetMessage(stage: string, hold: Hold, committed: Nano, fit?: Fit): string {
+  let advice = '';
+  if (fit && fit.tokens > 0) advice = `At most ${fit.tokens} output tokens would fit: set ${fit.parameter} to ${fit.tokens} or less. `;
+  else if (fit) advice = 'Even its input alone may cost more than what is left. ';
   return (
-    `Monthly limit of ${usd(hold.limit)} for ${describeScope(hold.scope)} in stage ${stage} would be exceeded: ` +
-    `${usd(committed)} is spent or reserved this month and this call may cost up to ${usd(hold.amount)}. ` +
+    `Monthly limit of ${usd(hold.limit ?? 0)} for ${describeScope(hold.scope)} in stage ${stage} would be exceeded: ` +
+    `${usd(committed)} is spent or reserved this month and this call may cost up to ${usd(hold.amount)}. ${advice}` +
     `An admin can raise the limit: ${limitCommand(stage, hold.scope, '<usd>')}`
   );
 }

@@ -6,24 +6,33 @@ import type { StreamMeter } from './stream-meter.ts';
 /** Upper bound on a stream transcript kept for the cache; longer streams are not cached. */
 const MAX_TRANSCRIPT_BYTES = 4 * 1024 * 1024;
 
-export type StreamEnd = 'complete' | 'broken' | 'cancelled';
+/** `complete`: the upstream finished; `broken`: it failed or the deadline cut it. */
+export type StreamEnd = 'complete' | 'broken';
+
+export interface MeteredStreamOptions {
+  /** Called exactly once, when the upstream stream is over. No transcript once the client has left. */
+  onEnd: (end: StreamEnd, transcript: Uint8Array | undefined) => void;
+  keepTranscript: boolean;
+  /** Keeps the platform running while a stream the client left is read to its end. */
+  waitUntil: (work: Promise<unknown>) => void;
+}
 
 /**
  * Passes SSE bytes through as they arrive (pull-driven, so a slow client slows the upstream read
- * instead of filling memory) and calls `onEnd` exactly once with how the stream ended.
+ * instead of filling memory). When the client leaves, the rest is read without sending, so the
+ * usage at the end is still learned; the upstream call's own deadline bounds that.
  */
 export function meteredStream(
   source: ReadableStream<Uint8Array>,
   meter: StreamMeter,
   route: Route,
-  abort: AbortController,
-  onEnd: (end: StreamEnd, transcript: Uint8Array | undefined) => void,
-  keepTranscript: boolean,
+  { onEnd, keepTranscript, waitUntil }: MeteredStreamOptions,
 ): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   const parts: Uint8Array[] = [];
   let size = 0;
   let ended = false;
+  let clientLeft = false;
   const keep = (bytes: Uint8Array) => {
     if (!keepTranscript || size > MAX_TRANSCRIPT_BYTES) return;
     parts.push(bytes);
@@ -32,7 +41,23 @@ export function meteredStream(
   const end = (how: StreamEnd) => {
     if (ended) return;
     ended = true;
-    onEnd(how, keepTranscript && size <= MAX_TRANSCRIPT_BYTES ? concat(parts, size) : undefined);
+    const whole = keepTranscript && !clientLeft && size <= MAX_TRANSCRIPT_BYTES;
+    onEnd(how, whole ? concat(parts, size) : undefined);
+  };
+  /** Reads what is left after the client went away: metered, not sent. */
+  const drain = async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) {
+          meter.flush();
+          return end('complete');
+        }
+        meter.push(value);
+      }
+    } catch {
+      end('broken');
+    }
   };
   return new ReadableStream<Uint8Array>(
     {
@@ -40,6 +65,8 @@ export function meteredStream(
         try {
           for (;;) {
             const { value, done } = await reader.read();
+            // The client left while this read was pending: meter the chunk, the drain reads on.
+            if (clientLeft) return void (done || meter.push(value));
             if (done) {
               const rest = meter.flush();
               if (rest) {
@@ -58,15 +85,16 @@ export function meteredStream(
             }
           }
         } catch (err) {
+          if (clientLeft) return; // the drain meets the same failure and ends the stream
           controller.enqueue(streamError(route, err));
           controller.close();
           end('broken');
         }
       },
       cancel() {
-        abort.abort();
-        reader.cancel().catch(() => undefined);
-        end('cancelled');
+        if (ended) return;
+        clientLeft = true;
+        waitUntil(drain());
       },
     },
     { highWaterMark: 0 },

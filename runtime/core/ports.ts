@@ -11,11 +11,30 @@ export interface Scope {
   model: string;
 }
 
-/** A reservation to take on one limited scope: add `amount` to its committed total if that stays <= `limit`. */
+/**
+ * One scope row a call holds budget on while it runs. Every row the call will be settled into gets a
+ * hold (so its settlement can be applied exactly once); `limit` is set on the rows a limit guards.
+ */
 export interface Hold {
   scope: Scope;
+  /** The call's worst-case cost, added to the row's committed total while the call runs. */
   amount: Nano;
-  limit: Nano;
+  /** Refuse the hold unless committed + amount <= limit. Undefined: counted, not limited. */
+  limit?: Nano;
+}
+
+/**
+ * A call's reservation. `callId` marks every row it touches, so a retried or duplicated write applies
+ * once; the marker is removed by the settlement (or the release) in the same single-row update.
+ */
+export interface Reservation {
+  callId: string;
+  /** The instant the call was admitted decides both its month and its day. */
+  month: string;
+  day: string;
+  /** After this instant (epoch ms) a hold that was never settled is charged in full (see `expired`). */
+  expiresAt: number;
+  holds: Hold[];
 }
 
 export type ReserveResult =
@@ -26,7 +45,10 @@ export type ReserveResult =
 
 /** Counters added to a usage row. */
 export interface UsageDelta {
+  /** Calls OpenAI answered (and billed). */
   requests: number;
+  /** Calls OpenAI refused or that failed before an answer: they cost nothing. */
+  errors: number;
   inputTokens: number;
   cachedTokens: number;
   outputTokens: number;
@@ -37,18 +59,35 @@ export interface UsageDelta {
   estimated: number;
 }
 
+/**
+ * A finished call, as the core computed it: which rows change and by how much. The store only
+ * applies it, row by row, each row only if it still holds the call's marker.
+ */
 export interface Settlement {
+  callId: string;
   month: string;
-  /** `YYYY-MM-DD`: the detail scope's delta is also added to this day's row. */
   day: string;
-  /**
-   * Every scope row the call counts into (detail row plus its aggregates), each with the
-   * reservation it held (0 if none). A row's committed total changes by `delta.spent - release`.
-   */
-  scopes: { scope: Scope; release: Nano }[];
+  rows: SettledRow[];
   delta: UsageDelta;
   /** Which price list priced the call (stored on the rows). */
   priceVersion?: string;
+}
+
+export interface SettledRow {
+  scope: Scope;
+  /** Change of the row's committed total: the cost minus what the call held there. */
+  committed: Nano;
+  /** Also add the delta to this scope's row for `day`. */
+  daily: boolean;
+}
+
+/** A hold whose call never settled by its deadline: the core charges it (see `Ledger.expired`). */
+export interface ExpiredHold {
+  callId: string;
+  month: string;
+  day: string;
+  scope: Scope;
+  amount: Nano;
 }
 
 export interface UsageRow extends UsageDelta {
@@ -94,15 +133,24 @@ export interface Ledger {
     scopes: Scope[],
     models: string[],
   ): Promise<{ limits: (Nano | undefined)[]; prices: (PriceOverride | undefined)[] }>;
-  /** Atomically reserve on every hold (in parallel where the store allows), all or none. */
-  reserve(month: string, holds: Hold[]): Promise<ReserveResult>;
-  /** Record a finished call (or cache hit) and release its reservations. Uses atomic adds only. */
+  /**
+   * Take every hold of the reservation, all or none; a limited hold refuses when it would pass its
+   * limit. Idempotent: holds this call already has count as taken (a retry after a lost reply).
+   */
+  reserve(reservation: Reservation): Promise<ReserveResult>;
+  /** Give back the holds of a call that never went out. Idempotent, like every write below. */
+  release(reservation: Reservation): Promise<void>;
+  /** Apply a finished call to each row that still holds its marker, removing the marker. */
   settle(settlement: Settlement): Promise<void>;
+  /** A cache hit: counted on the detail row and its day, at most once (no retry). */
+  recordHit(month: string, day: string, scope: Scope, saved: Nano): Promise<void>;
+  /** Holds of a month past their deadline (`expiresAt` before `now`). */
+  expired(month: string, now: number): Promise<ExpiredHold[]>;
   /** Every row of a month, detail rows and aggregates alike. */
   usage(month: string): Promise<UsageRow[]>;
   /** Detail rows per day of a month. */
   daily(month: string): Promise<DailyRow[]>;
-  /** The months (`YYYY-MM`) in which a call or a cache hit was settled, newest first. */
+  /** The months (`YYYY-MM`) in which a call, an error or a cache hit was settled, newest first. */
   months(): Promise<string[]>;
   setLimit(scope: Scope, limit: Nano): Promise<void>;
   /** False when there was no such limit. */

@@ -46,7 +46,10 @@ export interface UsageDto {
   project: string;
   user: string;
   model: string;
+  /** Calls OpenAI answered (and billed). */
   requests: number;
+  /** Calls that ended in an error (OpenAI's or on the way): counted apart, they cost nothing. */
+  errors: number;
   inputTokens: number;
   cachedTokens: number;
   outputTokens: number;

@@ -1,20 +1,21 @@
 // The request path (DESIGN.md "Request path"): route → cache → limits and reservation → forward
 // (streamed without buffering) → settle after the response is complete.
-import { afterResponse, Bill, errorName, recordHit, type CountTokens } from './bill.ts';
+import { afterResponse, Bill, errorName, type CountTokens, type Outcome } from './bill.ts';
 import { cacheKey } from './cache-key.ts';
 import type { ProxyConfig } from './config.ts';
 import {
   WrapiError, badRequest, forbidden, notFound, overBudget, toErrorResponse, tooLarge, unavailable,
 } from './errors.ts';
-import { clientResponseHeaders, forward, gatewayError, interruptedError, mayHaveReached, timeoutMs } from './forward.ts';
+import { clientResponseHeaders, forward, gatewayError, interruptedError, mayHaveReached } from './forward.ts';
 import {
-  callScopes, dayOf, effectiveLimits, holdsFor, monthOf, noLimitMessage, overBudgetMessage, worstCaseCost,
+  callScopes, dayOf, effectiveLimits, holdsFor, monthOf, noLimitMessage, overBudgetMessage,
 } from './limits.ts';
-import { createPolicyReader, type PolicyReader } from './policy.ts';
-import type { CachedResponse, Ledger, Logger, ResponseCache, ReserveResult, Upstream } from './ports.ts';
+import { createPolicyReader, type Policy, type PolicyReader } from './policy.ts';
+import type { CachedResponse, Ledger, Logger, Reservation, ReserveResult, ResponseCache, Scope, Upstream } from './ports.ts';
 import { modelCandidates, resolvePrice, nanoToUsd } from './pricing.ts';
 import * as P from './protocol.ts';
-import { parseJsonBody, requestFacts, withUsageRequested, type RequestFacts } from './request-facts.ts';
+import { parseJsonBody, requestFacts, withUsageRequested, type JsonObject, type RequestFacts } from './request-facts.ts';
+import { isReasoning, outputTokensThatFit, worstCase } from './reservation.ts';
 import { matchRoute, type Route } from './routes.ts';
 import { StreamMeter } from './stream-meter.ts';
 import { concat, meteredStream } from './metered-stream.ts';
@@ -48,15 +49,43 @@ export interface ProxyDeps {
   now?: () => number;
   /** Shared with the admin handler in one process, so admin writes apply at once. */
   policy?: PolicyReader;
+  /** Ids that mark a call's ledger writes; random unless a test fixes them. */
+  newCallId?: () => string;
 }
 
 export type ProxyHandler = (req: Request, ctx: CallContext) => Promise<Response>;
 
 const PROJECT_PATTERN = /^[^#\s][^#]{0,127}$/;
 
+/** A hold outlives its call's deadline by this much (settlement tries) before it may be charged as expired. */
+const SETTLE_GRACE_MS = 60_000;
+
+/** The parameter that caps output tokens, per API: what a refusal tells the caller to set. */
+const OUTPUT_CAP_PARAMETER: Partial<Record<Route['kind'], string>> = {
+  chat: 'max_completion_tokens',
+  completions: 'max_tokens',
+  responses: 'max_output_tokens',
+};
+
+/** A priced call that passed the request checks: what every later step needs to know. */
+interface Admitted {
+  route: Route;
+  url: URL;
+  req: Request;
+  project: string;
+  body: JsonObject;
+  facts: RequestFacts;
+  scopes: Scope[];
+  /** Cache key, when the call may be answered from the cache. */
+  key?: string;
+  /** Limits and price overrides, asked for while the cache is looked up. */
+  policy: Promise<Policy>;
+}
+
 export function createProxy(deps: ProxyDeps): ProxyHandler {
   const { config, ledger, cache, log } = deps;
   const now = deps.now ?? Date.now;
+  const newCallId = deps.newCallId ?? (() => crypto.randomUUID());
   const policy = deps.policy ?? createPolicyReader(ledger, config.policyCacheMs, now);
 
   return async (req, ctx) => {
@@ -69,6 +98,16 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
   };
 
   async function serve(req: Request, ctx: CallContext): Promise<Response> {
+    const call = await admit(req, ctx);
+    if (call instanceof Response) return call;
+    const hit = call.key ? await replayHit(call, call.key, ctx) : undefined;
+    if (hit) return hit;
+    const bill = await reserve(call, ctx);
+    return respond(call, bill, ctx);
+  }
+
+  /** Route, project and body checks; unpriced routes are forwarded from here. */
+  async function admit(req: Request, ctx: CallContext): Promise<Admitted | Response> {
     const url = new URL(req.url);
     const route = matchRoute(req.method, url.pathname);
     if (!route) {
@@ -90,26 +129,33 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     const key = caching
       ? await cacheKey({ stage: config.stage, project, method: req.method, path: route.path, body })
       : undefined;
-
     // The cache and the ledger are asked at the same time: a miss then costs one round trip, not two.
-    const policyRead = policy.read(scopes, modelCandidates(facts.model));
-    policyRead.catch(() => undefined);
-    const hit = key ? await cacheGet(key) : undefined;
-    if (hit) {
-      const month = monthOf(now());
-      ctx.waitUntil(
-        recordHit(ledger, scopes, month, dayOf(now()), hit.cost).catch((err) =>
-          log.error('recording a cache hit failed', { error: errorName(err) }),
-        ),
-      );
-      log.info('call', { stage: config.stage, route: route.kind, project, user: ctx.caller.user, model: facts.model, cache: 'hit' });
-      const headers = new Headers(hit.headers);
-      headers.set(P.HEADER_CACHE, 'hit');
-      headers.set(P.HEADER_COST, '0');
-      return new Response(hit.body as BodyInit, { status: hit.status, headers });
-    }
+    const read = policy.read(scopes, modelCandidates(facts.model));
+    read.catch(() => undefined);
+    return { route, url, req, project, body, facts, scopes, key, policy: read };
+  }
 
-    const read = await ledgerCall(() => policyRead);
+  /** A cached answer: replayed as it was, free, counted with the cost it saved. */
+  async function replayHit(call: Admitted, key: string, ctx: CallContext): Promise<Response | undefined> {
+    const hit = await cacheGet(key);
+    if (!hit) return undefined;
+    const at = now();
+    ctx.waitUntil(
+      afterResponse()
+        .then(() => ledger.recordHit(monthOf(at), dayOf(at), call.scopes[3], hit.cost))
+        .catch((err) => log.error('recording a cache hit failed', { error: errorName(err) })),
+    );
+    log.info('call', { ...tagsOf(call, ctx), cache: 'hit' });
+    const headers = new Headers(hit.headers);
+    headers.set(P.HEADER_CACHE, 'hit');
+    headers.set(P.HEADER_COST, '0');
+    return new Response(hit.body as BodyInit, { status: hit.status, headers });
+  }
+
+  /** Price the call, check its limits and hold its worst case on every scope it counts into. */
+  async function reserve(call: Admitted, ctx: CallContext): Promise<Bill> {
+    const { facts, route } = call;
+    const read = await ledgerCall(() => call.policy);
     const price = resolvePrice(facts.model, read?.prices);
     if (!price) {
       throw badRequest(
@@ -119,92 +165,123 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
         'model',
       );
     }
-    const month = monthOf(now());
-    let holds: ReturnType<typeof holdsFor> = [];
-    let reservation: (ReserveResult & { ok: true }) | undefined;
+    const worst = worstCase(route.kind, facts, price);
+    const limits = read ? effectiveLimits(read.limits, config.defaultProjectLimit) : [];
+    if (read && limits.every((l) => l === undefined)) throw forbidden(noLimitMessage(config.stage, call.project), 'project_not_allowed');
+    const at = now();
+    const reservation: Reservation = {
+      callId: newCallId(),
+      month: monthOf(at),
+      day: dayOf(at),
+      expiresAt: at + config.maxTimeoutMs + SETTLE_GRACE_MS,
+      holds: holdsFor(call.scopes, limits, worst.cost),
+    };
+    let reserved: (ReserveResult & { ok: true }) | undefined;
     if (read) {
-      const limits = effectiveLimits(read.limits, config.defaultProjectLimit);
-      if (limits.every((l) => l === undefined)) throw forbidden(noLimitMessage(config.stage, project), 'project_not_allowed');
-      const amount = worstCaseCost(price, promptEstimate(facts), route.kind === 'embeddings' ? 0 : facts.maxOutputTokens ?? config.defaultMaxOutputTokens);
-      holds = holdsFor(scopes, limits, amount);
-      const result = await ledgerCall(() => ledger.reserve(month, holds));
-      if (result && !result.ok) throw overBudget(overBudgetMessage(config.stage, holds[result.index], result.committed));
-      reservation = result;
-      if (!result) holds = [];
+      const result = await ledgerCall(() => reserveOnce(reservation), () => ctx.waitUntil(releaseQuietly(reservation)));
+      if (result && !result.ok) {
+        const hold = reservation.holds[result.index];
+        const parameter = OUTPUT_CAP_PARAMETER[route.kind];
+        const fit = parameter ? { parameter, tokens: outputTokensThatFit(worst, price, hold.limit! - result.committed) } : undefined;
+        throw overBudget(overBudgetMessage(config.stage, hold, result.committed, fit));
+      }
+      reserved = result;
     }
-
-    const bill = new Bill({
-      ledger, log, scopes, holds, reservation, price, month, now, countTokens: deps.countTokens,
-      prompt: { text: facts.promptText, attachments: facts.attachments },
-      tags: { stage: config.stage, route: route.kind, project, user: ctx.caller.user, model: facts.model },
+    return new Bill({
+      ledger, log, reservation, held: reserved !== undefined, reserved, price, worst,
+      reasoning: isReasoning(facts.model, facts), facts, countTokens: deps.countTokens, tags: tagsOf(call, ctx),
     });
-    const abort = new AbortController();
-    const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(timeoutMs(config, req.headers))]);
-    const upstreamBody = JSON.stringify(withUsageRequested(route, body, facts));
+  }
+
+  /** Reservations are idempotent: one failure (or lost reply) is simply asked again. */
+  async function reserveOnce(reservation: Reservation): Promise<ReserveResult> {
+    try {
+      return await ledger.reserve(reservation);
+    } catch {
+      return ledger.reserve(reservation);
+    }
+  }
+
+  async function releaseQuietly(reservation: Reservation): Promise<void> {
+    await ledger.release(reservation).catch((err) => {
+      // Left for the deadline: the holds are then charged as expired.
+      log.error('releasing a reservation failed', { error: errorName(err) });
+    });
+  }
+
+  async function respond(call: Admitted, bill: Bill, ctx: CallContext): Promise<Response> {
+    const { route, facts, req, url, body } = call;
+    // The proxy's own deadline, not the client's: a client that gives up does not stop OpenAI from
+    // finishing and billing the call, so the proxy stays to learn what it cost.
+    const deadline = AbortSignal.timeout(config.maxTimeoutMs);
     let res: Response;
     try {
       res = await forward(deps.upstream, config, {
-        method: req.method, path: route.path, search: url.search, clientHeaders: req.headers, body: upstreamBody, signal,
+        method: req.method, path: route.path, search: url.search, clientHeaders: req.headers,
+        body: JSON.stringify(withUsageRequested(route, body, facts)), signal: deadline,
       });
     } catch (err) {
-      // A timeout may have reached OpenAI and been billed: estimate the prompt rather than lose it.
-      ctx.waitUntil(bill.settle(undefined, mayHaveReached(err) ? '' : undefined, 0));
+      ctx.waitUntil(bill.settle(mayHaveReached(err) ? { kind: 'estimate' } : { kind: 'free' }, 0));
       throw gatewayError(err);
     }
-
     const headers = clientResponseHeaders(res.headers);
-    headers.set(P.HEADER_CACHE, caching ? 'miss' : 'bypass');
+    headers.set(P.HEADER_CACHE, call.key ? 'miss' : 'bypass');
     const isStream = facts.stream && res.ok && (res.headers.get('content-type') ?? '').includes('text/event-stream');
-    if (isStream && res.body) {
-      setBudgetHeaders(headers, bill, undefined);
-      const meter = new StreamMeter(route.kind, facts.stream && !facts.clientWantsUsage);
-      const body = meteredStream(res.body, meter, route, abort, (outcome, transcript) => {
-        const done = bill.settle(meter.outcome.usage, meter.outcome.outputText, res.status);
+    return isStream && res.body ? respondStreamed(call, bill, res, headers, ctx) : respondBuffered(call, bill, res, headers, ctx);
+  }
+
+  /**
+   * Passes the stream through as it arrives. If the client leaves, the rest is still read (not
+   * sent) until OpenAI's usage arrives or the deadline passes: hidden reasoning is billed either way.
+   */
+  function respondStreamed(call: Admitted, bill: Bill, res: Response, headers: Headers, ctx: CallContext): Response {
+    const { route, facts, key } = call;
+    setBudgetHeaders(headers, bill, undefined);
+    const meter = new StreamMeter(route.kind, facts.stream && !facts.clientWantsUsage);
+    const stream = meteredStream(res.body!, meter, route, {
+      keepTranscript: key !== undefined,
+      waitUntil: ctx.waitUntil,
+      onEnd: (end, transcript) => {
+        const usage = meter.outcome.usage;
+        const done = bill.settle(usage ? { kind: 'exact', usage } : { kind: 'estimate', relayed: meter.outcome.outputText }, res.status);
         ctx.waitUntil(done);
-        if (key && outcome === 'complete' && meter.outcome.complete && transcript) {
+        if (key && end === 'complete' && meter.outcome.complete && transcript) {
           ctx.waitUntil(done.then((s) => cacheSet(key, { status: res.status, headers: replayable(headers), body: transcript, cost: s.cost })));
         }
-      }, key !== undefined);
-      return new Response(body, { status: res.status, headers });
-    }
+      },
+    });
+    return new Response(stream, { status: res.status, headers });
+  }
 
+  async function respondBuffered(call: Admitted, bill: Bill, res: Response, headers: Headers, ctx: CallContext): Promise<Response> {
     let payload: Uint8Array;
     try {
       payload = new Uint8Array(await res.arrayBuffer());
     } catch (err) {
-      // The answer broke off: OpenAI did the work, so bill the prompt by estimate.
-      ctx.waitUntil(bill.settle(undefined, '', res.status));
+      // The answer broke off: OpenAI did the work, and none of it was seen.
+      ctx.waitUntil(bill.settle({ kind: 'estimate' }, res.status));
       throw interruptedError(err);
     }
-    let usage;
-    if (res.ok) {
-      try {
-        usage = usageOfBody(route.kind, JSON.parse(new TextDecoder().decode(payload)));
-      } catch {
-        usage = undefined;
-      }
-    }
-    // A success without a usage block is still billed, by estimate; errors cost nothing at OpenAI.
-    const settling = bill.settle(usage, res.ok && !usage ? new TextDecoder().decode(payload) : undefined, res.status);
+    const outcome = res.ok ? outcomeOfBody(call.route, payload) : ({ kind: 'free' } as const);
+    const settling = bill.settle(outcome, res.status);
     ctx.waitUntil(settling);
     // With a usage block the cost is known at once; an estimate needs the tokenizer first.
     const cost = bill.cost ?? (await settling).cost;
     headers.set(P.HEADER_COST, nanoToUsd(cost).toFixed(9));
     setBudgetHeaders(headers, bill, cost);
-    if (key && res.ok) {
-      ctx.waitUntil(cacheSet(key, { status: res.status, headers: replayable(headers), body: payload, cost }));
+    if (call.key && res.ok) {
+      ctx.waitUntil(cacheSet(call.key, { status: res.status, headers: replayable(headers), body: payload, cost }));
     }
     return new Response(payload as BodyInit, { status: res.status, headers });
   }
 
   /** Free, read-only endpoints (models, moderations): forwarded with the stage's key, not metered. */
   async function forwardUnmetered(route: Route, req: Request, url: URL, bytes: Uint8Array): Promise<Response> {
-    const signal = AbortSignal.timeout(timeoutMs(config, req.headers));
     let res: Response;
     try {
       res = await forward(deps.upstream, config, {
         method: req.method, path: route.path, search: url.search, clientHeaders: req.headers,
-        body: req.method === 'GET' ? undefined : bytes, signal,
+        body: req.method === 'GET' ? undefined : bytes, signal: AbortSignal.timeout(config.maxTimeoutMs),
       });
     } catch (err) {
       throw gatewayError(err);
@@ -213,12 +290,13 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
   }
 
   /** Ledger trouble: refuse with 503, or go on unmetered when the stack chose to fail open. */
-  async function ledgerCall<T>(call: () => Promise<T>): Promise<T | undefined> {
+  async function ledgerCall<T>(call: () => Promise<T>, onRefuse?: () => void): Promise<T | undefined> {
     try {
       return await call();
     } catch (err) {
       log.error('ledger unreachable', { error: errorName(err), failOpen: config.failOpen });
       if (config.failOpen) return undefined;
+      onRefuse?.();
       throw unavailable('The budget ledger is unreachable, so the call was refused. Try again shortly.', 'ledger_unavailable');
     }
   }
@@ -239,11 +317,22 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       // A cache that cannot store is only a missed saving.
     }
   }
+
+  function tagsOf(call: Admitted, ctx: CallContext): Record<string, unknown> {
+    return { stage: config.stage, route: call.route.kind, project: call.project, user: ctx.caller.user, model: call.facts.model };
+  }
 }
 
-/** Reservation basis: a generous token count from characters (no tokenizer on the hot path). */
-function promptEstimate(facts: RequestFacts): number {
-  return Math.ceil(facts.promptText.length / 2) + facts.attachments * 1_000 + 16;
+/** A complete answer: exact with its usage block; without one, still billed, by estimate. */
+function outcomeOfBody(route: Route, payload: Uint8Array): Outcome {
+  const text = new TextDecoder().decode(payload);
+  try {
+    const usage = usageOfBody(route.kind, JSON.parse(text));
+    if (usage) return { kind: 'exact', usage };
+  } catch {
+    // not JSON: estimated below
+  }
+  return { kind: 'estimate', relayed: text };
 }
 
 async function readBody(req: Request, max: number): Promise<Uint8Array> {
@@ -262,7 +351,7 @@ async function readBody(req: Request, max: number): Promise<Uint8Array> {
 function setBudgetHeaders(headers: Headers, bill: Bill, cost: number | undefined): void {
   const tightest = bill.remaining(cost);
   if (!tightest) return;
-  const { scope, limit } = tightest.hold;
+  const { scope, limit } = tightest;
   headers.set(P.HEADER_BUDGET_REMAINING, nanoToUsd(Math.max(0, tightest.remaining)).toFixed(6));
   headers.set(P.HEADER_BUDGET_LIMIT, nanoToUsd(limit).toFixed(6));
   headers.set(P.HEADER_BUDGET_SCOPE, `project=${encodeURIComponent(scope.project)} user=${encodeURIComponent(scope.user)} model=${encodeURIComponent(scope.model)}`);

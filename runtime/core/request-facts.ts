@@ -7,12 +7,26 @@ export interface RequestFacts {
   stream: boolean;
   /** The client asked for the usage chunk itself (`stream_options.include_usage`). */
   clientWantsUsage: boolean;
-  /** Output cap the client set, if any. */
+  /** Output cap per choice the client set, if any. */
   maxOutputTokens?: number;
-  /** Text of the prompt, for token estimates. Never logged. */
-  promptText: string;
-  /** Images and files in the prompt: each is estimated at a flat token count. */
-  attachments: number;
+  /** Completions OpenAI generates and bills for the call: `n`, or `best_of` for legacy completions. */
+  choices: number;
+  /**
+   * Every string the call sends (messages, instructions, tools and their schemas, tool calls and
+   * outputs, response formats), keys included: the basis of token bounds and estimates. Never logged.
+   */
+  inputText: string;
+  /** Prompt tokens sent as token ids (arrays of numbers in `input` / `prompt`). */
+  tokenIds: number;
+  /** Images in the prompt: each is bounded at a flat token count. */
+  images: number;
+  /**
+   * Input the proxy cannot measure from the body: files, audio, stored history
+   * (`previous_response_id`, `conversation`) or a stored prompt. Bounded by the model's input cap.
+   */
+  opaqueInput: boolean;
+  /** The caller asked for reasoning explicitly (`reasoning_effort`, `reasoning`). */
+  reasoning: boolean;
 }
 
 export type JsonObject = Record<string, unknown>;
@@ -41,36 +55,62 @@ export function requestFacts(route: Route, body: JsonObject): RequestFacts {
   if (model.includes('#')) throw badRequest(`Invalid model "${model}".`, 'invalid_model', 'model');
   const stream = body.stream === true && route.kind !== 'embeddings';
   const options = body.stream_options as JsonObject | undefined;
-  const texts: string[] = [];
-  let attachments = 0;
-  const collect = (value: unknown): void => {
-    if (typeof value === 'string') texts.push(value);
-    else if (Array.isArray(value)) value.forEach(collect);
-    else if (value && typeof value === 'object') {
-      const part = value as JsonObject;
-      if (typeof part.text === 'string') texts.push(part.text);
-      else if (typeof part.content === 'string' || Array.isArray(part.content)) collect(part.content);
-      else if (typeof part.input_text === 'string') texts.push(part.input_text);
-      if (part.type === 'image_url' || part.type === 'input_image' || part.type === 'input_file' || part.type === 'file') {
-        attachments++;
-      }
-    }
-  };
-  if (route.kind === 'chat') collect(body.messages);
-  else if (route.kind === 'completions') collect(body.prompt);
-  else if (route.kind === 'embeddings') collect(body.input);
-  else if (route.kind === 'responses') {
-    collect(body.instructions);
-    collect(body.input);
-  }
+  const input = walkInput(route, body);
+  const n = positiveInteger(body.n) ?? 1;
+  const bestOf = route.kind === 'completions' ? positiveInteger(body.best_of) ?? 1 : 1;
   return {
     model,
     stream,
     clientWantsUsage: options?.include_usage === true,
     maxOutputTokens: firstNumber(body.max_completion_tokens, body.max_tokens, body.max_output_tokens),
-    promptText: texts.join('\n'),
-    attachments,
+    choices: route.kind === 'chat' || route.kind === 'completions' ? Math.max(n, bestOf) : 1,
+    ...input,
+    reasoning: body.reasoning_effort != null || body.reasoning != null,
   };
+}
+
+/** Keys whose values are not tokens of the prompt (binary payloads are bounded another way). */
+const BINARY_KEYS = new Set(['image_url', 'file_data', 'file_id', 'file_url', 'input_audio']);
+const OPAQUE_PART_TYPES = new Set(['input_file', 'file', 'input_audio']);
+const IMAGE_PART_TYPES = new Set(['image_url', 'input_image']);
+
+/** One walk over the body: all text it sends, token-id arrays, images and unmeasurable parts. */
+function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput'> {
+  const texts: string[] = [];
+  let tokenIds = 0;
+  let images = 0;
+  let opaqueInput =
+    route.kind === 'responses' && (body.previous_response_id != null || body.conversation != null || body.prompt != null);
+  const walk = (value: unknown, inPrompt: boolean): void => {
+    if (typeof value === 'string') texts.push(value);
+    else if (typeof value === 'number') tokenIds += inPrompt ? 1 : 0;
+    else if (Array.isArray(value)) for (const v of value) walk(v, inPrompt);
+    else if (value && typeof value === 'object') {
+      const part = value as JsonObject;
+      if (typeof part.type === 'string') {
+        if (IMAGE_PART_TYPES.has(part.type)) images++;
+        if (OPAQUE_PART_TYPES.has(part.type)) opaqueInput = true;
+      }
+      for (const [key, v] of Object.entries(part)) {
+        if (BINARY_KEYS.has(key)) {
+          // A URL or id names an image or file counted by its part; inline data is bounded by the cap.
+          if (key !== 'image_url') opaqueInput = true;
+          continue;
+        }
+        texts.push(key);
+        walk(v, inPrompt);
+      }
+    }
+  };
+  for (const [key, value] of Object.entries(body)) {
+    if (key === 'model' || key === 'stream' || key === 'stream_options') continue;
+    walk(value, (route.kind === 'embeddings' && key === 'input') || (route.kind === 'completions' && key === 'prompt'));
+  }
+  return { inputText: texts.join('\n'), tokenIds, images, opaqueInput };
+}
+
+function positiveInteger(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 ? value : undefined;
 }
 
 function firstNumber(...values: unknown[]): number | undefined {

@@ -65,6 +65,7 @@ export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (even
   } catch {
     // The client went away mid-stream; the proxy's cancel path already settled an estimate.
   }
-  // Lambda freezes the instance once the handler returns: settle before that.
-  await Promise.allSettled(pending);
+  // Lambda freezes the instance once the handler returns: settle before that. Work may add work (a
+  // stream the client left is read to its end, then settled), so wait until none is left.
+  while (pending.length > 0) await Promise.allSettled(pending.splice(0));
 });

@@ -1,15 +1,16 @@
 // Key layout and item <-> row conversion of the DynamoDB ledger table (one table, pk + sk strings):
-//   usage   pk `M#2026-11`   sk `U#project#user#model`             counters, committed, priceVersion
-//   daily   pk `D#2026-11`   sk `2026-11-26#project#user#model`    counters
+//   usage   pk `M#2026-11`   sk `U#project#user#model`             counters, committed, priceVersion,
+//                                                                  h_<callId> {a, x, d} per call in flight,
+//                                                                  and on detail rows d<DD>_<counter> per day
 //   limits  pk `LIMIT`       sk `project#user#model`               limit
 //   prices  pk `PRICE`       sk `model`                            input, cachedInput?, output, updatedAt
 //   months  pk `MONTHS`      sk `2026-11`                          firstDay (a month with settled usage)
-// A month's usage and a month's days are each one partition, so reports are one paginated Query;
+// A month's usage, days included, is one partition, so reports are one paginated Query;
 // the months with usage are one small partition too, so listing them needs no Scan.
 // Project and model never contain '#'; the user (an IAM ARN) is whatever lies between them.
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { DailyRow, LimitRow, PriceOverride, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
-import { COUNTERS, monthOf } from './ledger-common.ts';
+import { COUNTERS } from './ledger-common.ts';
 
 export type Item = Record<string, AttributeValue>;
 export type Key = { pk: { S: string }; sk: { S: string } };
@@ -19,13 +20,11 @@ const scopePart = ({ project, user, model }: Scope) => `${project}#${user}#${mod
 
 export const usagePk = (month: string) => `M#${month}`;
 export const USAGE_PREFIX = 'U#';
-export const dailyPk = (month: string) => `D#${month}`;
 export const LIMIT_PK = 'LIMIT';
 export const PRICE_PK = 'PRICE';
 export const MONTHS_PK = 'MONTHS';
 
 export const usageKey = (month: string, scope: Scope) => key(usagePk(month), USAGE_PREFIX + scopePart(scope));
-export const dailyKey = (day: string, scope: Scope) => key(dailyPk(monthOf(day)), `${day}#${scopePart(scope)}`);
 export const limitKey = (scope: Scope) => key(LIMIT_PK, scopePart(scope));
 export const priceKey = (model: string) => key(PRICE_PK, model);
 export const monthKey = (month: string) => key(MONTHS_PK, month);
@@ -51,9 +50,41 @@ export function toUsage(item: Item): UsageRow {
   return row;
 }
 
-export function toDaily(item: Item): DailyRow {
-  const [day, ...rest] = item.sk.S!.split('#');
-  return { day, ...parseScope(rest), ...counters(item) };
+/** The in-flight marker of one call on a row: its amount, deadline (epoch ms) and day. */
+export const holdName = (callId: string) => `${HOLD_PREFIX}${callId}`;
+const HOLD_PREFIX = 'h_';
+export const holdValue = (amount: number, expiresAt: number, day: string): AttributeValue => ({
+  M: { a: num(amount), x: num(expiresAt), d: { S: day } },
+});
+
+/** Every marker on a usage item. */
+export function holdsOf(item: Item): { callId: string; amount: number; expiresAt: number; day: string }[] {
+  return Object.entries(item)
+    .filter(([name, value]) => name.startsWith(HOLD_PREFIX) && value.M)
+    .map(([name, value]) => ({
+      callId: name.slice(HOLD_PREFIX.length),
+      amount: Number(value.M!.a?.N ?? 0),
+      expiresAt: Number(value.M!.x?.N ?? 0),
+      day: value.M!.d?.S ?? '',
+    }));
+}
+
+/** A detail row's counter for one day of its month: `d26_spent`. */
+export const dailyName = (day: string, counter: string) => `d${day.slice(8, 10)}_${counter}`;
+const DAILY_NAME = /^d(\d\d)_(\w+)$/;
+
+/** The per-day counters kept on a detail usage item, one row per day that has any. */
+export function toDaily(item: Item): DailyRow[] {
+  const month = item.pk.S!.slice(2);
+  const scope = parseScope(item.sk.S!.slice(USAGE_PREFIX.length).split('#'));
+  const days = new Map<string, Item>();
+  for (const [name, value] of Object.entries(item)) {
+    const m = DAILY_NAME.exec(name);
+    if (!m) continue;
+    const day = `${month}-${m[1]}`;
+    days.set(day, { ...days.get(day), [m[2]]: value });
+  }
+  return [...days].map(([day, counts]) => ({ day, ...scope, ...counters(counts) }));
 }
 
 /** Marks a month as having usage: idempotent (SET if_not_exists), so retries and races are harmless. */
@@ -88,7 +119,7 @@ export function priceItem(p: PriceOverride): Item {
  * An UpdateItem that ADDs each given counter (creating the item if missing) and optionally SETs
  * priceVersion. Attribute names go through placeholders: several are DynamoDB reserved words.
  */
-export function addExpression(adds: Record<string, number>, priceVersion?: string) {
+export function addExpression(adds: Record<string, number>, opts: { priceVersion?: string; removeHold?: string } = {}) {
   const names: Record<string, string> = {};
   const values: Item = {};
   const terms = Object.entries(adds).map(([name, value], i) => {
@@ -97,10 +128,14 @@ export function addExpression(adds: Record<string, number>, priceVersion?: strin
     return `#a${i} :a${i}`;
   });
   let expression = `ADD ${terms.join(', ')}`;
-  if (priceVersion !== undefined) {
+  if (opts.priceVersion !== undefined) {
     names['#pv'] = 'priceVersion';
-    values[':pv'] = { S: priceVersion };
+    values[':pv'] = { S: opts.priceVersion };
     expression += ' SET #pv = :pv';
+  }
+  if (opts.removeHold !== undefined) {
+    names['#h'] = opts.removeHold;
+    expression += ' REMOVE #h';
   }
   return { UpdateExpression: expression, ExpressionAttributeNames: names, ExpressionAttributeValues: values };
 }

@@ -1,7 +1,8 @@
 // The ledger on DynamoDB: one on-demand table (layout in dynamo-codec.ts). Every write is a single-item
 // UpdateItem/PutItem/DeleteItem with atomic ADDs and conditions, never read-modify-write. No
 // TransactWriteItems: it doubles the cost and latency of the hot path and dynalite (our test server)
-// lacks it; reserve() gets all-or-none by undoing the holds already taken instead.
+// lacks it; reserve() gets all-or-none by undoing the holds already taken instead, and each call's
+// marker on a row (set with its hold, removed with its settlement) makes every write apply once.
 import {
   BatchGetItemCommand,
   CreateTableCommand,
@@ -16,17 +17,19 @@ import {
   type DynamoDBClientConfig,
   type QueryCommandInput,
 } from '@aws-sdk/client-dynamodb';
-import type { Hold, Ledger, Nano, Scope } from '../core/ports.ts';
+import type { ExpiredHold, Hold, Ledger, Nano, Reservation, Scope } from '../core/ports.ts';
 import { LEDGER_TABLE } from './ledger-table.ts';
-import { COUNTERS, detailScope, sortDaily, sortLimits, sortUsage } from './ledger-common.ts';
+import { COUNTERS, isListed, sortDaily, sortLimits, sortUsage } from './ledger-common.ts';
 import {
   LIMIT_PK,
   MONTHS_PK,
   PRICE_PK,
   USAGE_PREFIX,
   addExpression,
-  dailyKey,
-  dailyPk,
+  dailyName,
+  holdName,
+  holdsOf,
+  holdValue,
   keyId,
   limitItem,
   limitKey,
@@ -49,12 +52,11 @@ export { LEDGER_TABLE } from './ledger-table.ts';
 /**
  * Client settings for the Lambdas (merge with region): a dead or hanging DynamoDB must turn into a
  * fast error (the core answers 503) rather than hold the request for the SDK's default minutes.
- * One retry only: ADD updates are not idempotent, so a retry after a timeout whose request did
- * land counts twice (a reservation would then stay held until the month ends).
+ * Retries are safe: every usage write carries the call's marker and applies at most once.
  */
 export const LEDGER_CLIENT_CONFIG = {
-  maxAttempts: 2,
-  requestHandler: { connectionTimeout: 250, requestTimeout: 600, throwOnRequestTimeout: true },
+  maxAttempts: 3,
+  requestHandler: { connectionTimeout: 250, requestTimeout: 400, throwOnRequestTimeout: true },
 } satisfies DynamoDBClientConfig;
 
 const BATCH_GET_MAX = 100;
@@ -106,24 +108,63 @@ export function createDynamoLedger(opts: { tableName: string; client: DynamoDBCl
     return found;
   }
 
-  /**
-   * Give a hold back. A row that only existed for this hold is deleted again (conditionally, so a
-   * concurrent hold or settlement keeps it): usage() then lists the same rows as SQLite's rollback.
-   */
-  async function undo(month: string, { scope, amount }: Hold): Promise<void> {
-    const Key = usageKey(month, scope);
+  /** The row's committed total and whether `callId` holds it, read strongly consistent. */
+  async function rowState(month: string, scope: Scope, callId: string): Promise<{ committed: Nano; held: boolean }> {
     const out = await client.send(
-      new UpdateItemCommand({ TableName, Key, ...addExpression({ committed: -amount }), ReturnValues: 'ALL_NEW' }),
+      new GetItemCommand({
+        TableName,
+        Key: usageKey(month, scope),
+        ConsistentRead: true,
+        ProjectionExpression: '#c, #h',
+        ExpressionAttributeNames: { '#c': 'committed', '#h': holdName(callId) },
+      }),
     );
-    if (out.Attributes?.committed?.N !== '0' || out.Attributes.requests !== undefined) return;
+    return { committed: Number(out.Item?.committed?.N ?? 0), held: out.Item?.[holdName(callId)] !== undefined };
+  }
+
+  /**
+   * committed += amount and the call's marker, only if the marker is not there yet and, on a limited
+   * row, committed + amount <= limit (a missing row counts as 0). A refused condition is told apart
+   * by reading the row: the marker present means an earlier attempt landed and its reply was lost.
+   */
+  async function take(r: Reservation, { scope, amount, limit }: Hold): Promise<{ committed: Nano } | { refused: Nano }> {
+    let condition = 'attribute_not_exists(#h)';
+    const values: Item = { ':amount': num(amount), ':hold': holdValue(amount, r.expiresAt, r.day) };
+    if (limit !== undefined) {
+      const max = limit - amount;
+      // Conditions have no arithmetic, so the caller-side subtraction; a missing row passes only if 0 fits.
+      condition += max >= 0 ? ' AND (attribute_not_exists(#c) OR #c <= :max)' : ' AND #c <= :max';
+      values[':max'] = num(max);
+    }
+    try {
+      const out = await client.send(
+        new UpdateItemCommand({
+          TableName,
+          Key: usageKey(r.month, scope),
+          UpdateExpression: 'ADD #c :amount SET #h = :hold',
+          ConditionExpression: condition,
+          ExpressionAttributeNames: { '#c': 'committed', '#h': holdName(r.callId) },
+          ExpressionAttributeValues: values,
+          ReturnValues: 'UPDATED_NEW',
+        }),
+      );
+      return { committed: Number(out.Attributes?.committed?.N ?? 0) };
+    } catch (error) {
+      if (!isRefusal(error)) throw error;
+      const state = await rowState(r.month, scope, r.callId);
+      return state.held ? { committed: state.committed } : { refused: state.committed };
+    }
+  }
+
+  /** Give one hold back: committed -= amount and the marker removed, once. */
+  async function untake(r: Reservation, { scope, amount }: Hold): Promise<void> {
     await client
       .send(
-        new DeleteItemCommand({
+        new UpdateItemCommand({
           TableName,
-          Key,
-          ConditionExpression: '#c = :zero AND attribute_not_exists(#r)',
-          ExpressionAttributeNames: { '#c': 'committed', '#r': 'requests' },
-          ExpressionAttributeValues: { ':zero': num(0) },
+          Key: usageKey(r.month, scope),
+          ...addExpression({ committed: -amount }, { removeHold: holdName(r.callId) }),
+          ConditionExpression: 'attribute_exists(#h)',
         }),
       )
       .catch((error) => {
@@ -131,35 +172,12 @@ export function createDynamoLedger(opts: { tableName: string; client: DynamoDBCl
       });
   }
 
-  /** committed += amount only if committed + amount <= limit (a missing row counts as 0). */
-  async function take(month: string, { scope, amount, limit }: Hold): Promise<Nano> {
-    const max = limit - amount;
-    const out = await client.send(
-      new UpdateItemCommand({
-        TableName,
-        Key: usageKey(month, scope),
-        UpdateExpression: 'ADD #c :amount',
-        // Conditions have no arithmetic, so the caller-side subtraction; a missing row passes only if 0 fits.
-        ConditionExpression: max >= 0 ? 'attribute_not_exists(#c) OR #c <= :max' : '#c <= :max',
-        ExpressionAttributeNames: { '#c': 'committed' },
-        ExpressionAttributeValues: { ':amount': num(amount), ':max': num(max) },
-        ReturnValues: 'UPDATED_NEW',
-      }),
-    );
-    return Number(out.Attributes?.committed?.N ?? 0);
-  }
-
-  async function committedOf(month: string, scope: Scope): Promise<Nano> {
-    const out = await client.send(
-      new GetItemCommand({
-        TableName,
-        Key: usageKey(month, scope),
-        ConsistentRead: true,
-        ProjectionExpression: '#c',
-        ExpressionAttributeNames: { '#c': 'committed' },
-      }),
-    );
-    return Number(out.Item?.committed?.N ?? 0);
+  /** Marks the month as having usage: once per instance and month, with the first write of it. */
+  function markMonth(month: string, day: string): Promise<unknown> | undefined {
+    if (marked.has(month)) return undefined;
+    return client
+      .send(new UpdateItemCommand({ TableName, Key: monthKey(month), ...monthMark(day) }))
+      .then(() => marked.add(month));
   }
 
   return {
@@ -178,48 +196,74 @@ export function createDynamoLedger(opts: { tableName: string; client: DynamoDBCl
       };
     },
 
-    async reserve(month, holds) {
+    async reserve(r) {
       // All holds at once (one round trip); then give back the ones taken if any hold refused.
-      const results = await Promise.allSettled(holds.map((hold) => take(month, hold)));
-      const failure = results.find((r) => r.status === 'rejected' && !isRefusal(r.reason));
-      const refused = results.findIndex((r) => r.status === 'rejected');
-      if (refused < 0) return { ok: true, committed: results.map((r) => (r as PromiseFulfilledResult<Nano>).value) };
+      const results = await Promise.allSettled(r.holds.map((hold) => take(r, hold)));
+      const failure = results.find((x) => x.status === 'rejected');
+      if (failure) throw (failure as PromiseRejectedResult).reason; // the core retries, then releases
+      const taken = results.map((x) => (x as PromiseFulfilledResult<{ committed: Nano } | { refused: Nano }>).value);
+      const index = taken.findIndex((t) => 'refused' in t);
+      if (index < 0) return { ok: true, committed: taken.map((t) => (t as { committed: Nano }).committed) };
+      await Promise.all(r.holds.map((hold, i) => ('committed' in taken[i] ? untake(r, hold) : null)));
+      return { ok: false, index, committed: (taken[index] as { refused: Nano }).refused };
+    },
 
-      const undone = Promise.all(holds.map((hold, i) => (results[i].status === 'fulfilled' ? undo(month, hold) : null)));
-      if (failure) {
-        await undone;
-        throw (failure as PromiseRejectedResult).reason;
-      }
-      const [, committed] = await Promise.all([undone, committedOf(month, holds[refused].scope)]);
-      return { ok: false, index: refused, committed };
+    async release(r) {
+      await Promise.all(r.holds.map((hold) => untake(r, hold)));
     },
 
     async settle(s) {
       const counts = Object.fromEntries(COUNTERS.map((c) => [c, s.delta[c]]));
-      const updates = s.scopes.map(({ scope, release }) =>
-        addExpression({ ...counts, committed: s.delta.spent - release }, s.priceVersion),
+      const daily = Object.fromEntries(COUNTERS.map((c) => [dailyName(s.day, c), s.delta[c]]));
+      const writes: Promise<unknown>[] = s.rows.map((row) =>
+        client
+          .send(
+            new UpdateItemCommand({
+              TableName,
+              Key: usageKey(s.month, row.scope),
+              ...addExpression(
+                { ...counts, ...(row.daily ? daily : {}), committed: row.committed },
+                { priceVersion: s.priceVersion, removeHold: holdName(s.callId) },
+              ),
+              // Without the marker the row was settled (or charged as expired) already.
+              ConditionExpression: 'attribute_exists(#h)',
+            }),
+          )
+          .catch((error) => {
+            if (!isRefusal(error)) throw error;
+          }),
       );
-      const keys = s.scopes.map(({ scope }) => usageKey(s.month, scope));
-      const detail = detailScope(s.scopes);
-      if (detail) {
-        updates.push(addExpression(counts));
-        keys.push(dailyKey(s.day, detail));
+      const mark = markMonth(s.month, s.day);
+      if (mark) writes.push(mark);
+      await Promise.all(writes);
+    },
+
+    async recordHit(month, day, scope, saved) {
+      const counts = { cacheHits: 1, saved, [dailyName(day, 'cacheHits')]: 1, [dailyName(day, 'saved')]: saved };
+      await Promise.all([
+        client.send(new UpdateItemCommand({ TableName, Key: usageKey(month, scope), ...addExpression(counts) })),
+        markMonth(month, day),
+      ]);
+    },
+
+    async expired(month, now) {
+      const expired: ExpiredHold[] = [];
+      for (const item of await queryPartition(usagePk(month), USAGE_PREFIX)) {
+        const { month: m, project, user, model } = toUsage(item);
+        for (const hold of holdsOf(item)) {
+          if (hold.expiresAt < now) {
+            expired.push({ callId: hold.callId, month: m, day: hold.day, amount: hold.amount, scope: { project, user, model } });
+          }
+        }
       }
-      // Rides along in the same parallel round trip; if it fails, the settlement is retried with it.
-      const mark = !marked.has(s.month);
-      if (mark) {
-        updates.push(monthMark(s.day));
-        keys.push(monthKey(s.month));
-      }
-      await Promise.all(updates.map((u, i) => client.send(new UpdateItemCommand({ TableName, Key: keys[i], ...u }))));
-      if (mark) marked.add(s.month);
+      return expired;
     },
 
     async usage(month) {
-      return sortUsage((await queryPartition(usagePk(month), USAGE_PREFIX)).map(toUsage));
+      return sortUsage((await queryPartition(usagePk(month), USAGE_PREFIX)).map(toUsage).filter(isListed));
     },
     async daily(month) {
-      return sortDaily((await queryPartition(dailyPk(month))).map(toDaily));
+      return sortDaily((await queryPartition(usagePk(month), USAGE_PREFIX)).flatMap(toDaily));
     },
     async months() {
       return (await queryPartition(MONTHS_PK)).map((item) => item.sk.S!).sort().reverse();

@@ -5,6 +5,7 @@ import { ANY } from '../core/protocol.ts';
 /** The counters of a usage row, in a fixed order (column and attribute names derive from these). */
 export const COUNTERS = [
   'requests',
+  'errors',
   'inputTokens',
   'cachedTokens',
   'outputTokens',
@@ -14,10 +15,15 @@ export const COUNTERS = [
   'estimated',
 ] as const satisfies readonly (keyof UsageDelta)[];
 
-/** The one scope a settlement also counts per day: the one naming both a user and a model. */
-export function detailScope(scopes: readonly { scope: Scope }[]): Scope | undefined {
-  return scopes.find(({ scope }) => scope.user !== ANY && scope.model !== ANY)?.scope;
-}
+/** The detail scope (a user and a model): the one row a call also counts per day. */
+export const isDetailScope = (scope: Scope): boolean => scope.user !== ANY && scope.model !== ANY;
+
+/**
+ * A usage row is listed once something was counted on it or budget is held there. Rows that only
+ * ever held a reservation that was given back are not usage: both stores hide them alike.
+ */
+export const isListed = (row: UsageDelta & { committed: number }): boolean =>
+  row.requests > 0 || row.errors > 0 || row.cacheHits > 0 || row.committed !== 0;
 
 function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;

@@ -3,17 +3,18 @@
 import Database from 'better-sqlite3';
 import type {
   DailyRow,
-  Hold,
+  ExpiredHold,
   Ledger,
   LimitRow,
   Nano,
   PriceOverride,
+  Reservation,
   ReserveResult,
   Scope,
   Settlement,
   UsageRow,
 } from '../core/ports.ts';
-import { COUNTERS, detailScope, sortDaily, sortLimits, sortUsage } from './ledger-common.ts';
+import { COUNTERS, isListed, sortDaily, sortLimits, sortUsage } from './ledger-common.ts';
 
 const COUNTER_COLUMNS = COUNTERS.map((c) => `${c} INTEGER NOT NULL DEFAULT 0`).join(', ');
 
@@ -28,6 +29,12 @@ CREATE TABLE IF NOT EXISTS daily (
   ${COUNTER_COLUMNS},
   PRIMARY KEY (day, project, user, model)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holds (
+  callId TEXT NOT NULL, month TEXT NOT NULL, project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL,
+  amount INTEGER NOT NULL, expiresAt INTEGER NOT NULL, day TEXT NOT NULL,
+  PRIMARY KEY (callId, month, project, user, model)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS holds_by_deadline ON holds (month, expiresAt);
 CREATE TABLE IF NOT EXISTS limits (
   project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL, nano INTEGER NOT NULL,
   PRIMARY KEY (project, user, model)
@@ -42,8 +49,20 @@ const ADDS = COUNTERS.map((c) => `${c} = ${c} + excluded.${c}`).join(', ');
 const NAMED = COUNTERS.map((c) => `@${c}`).join(', ');
 
 type Counted = Record<(typeof COUNTERS)[number], number>;
+type HoldKey = Scope & { callId: string; month: string };
+const ZERO_COUNTS = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Counted;
 type UsageRecord = Omit<UsageRow, 'priceVersion'> & { priceVersion: string | null };
 type PriceRecord = Omit<PriceOverride, 'cachedInput'> & { cachedInput: number | null };
+
+/** Files written before a counter existed get its column (every counter defaults to 0). */
+function migrate(db: Database.Database): void {
+  for (const table of ['usage', 'daily']) {
+    const columns = new Set(db.prepare<[], { name: string }>(`SELECT name FROM pragma_table_info('${table}')`).all().map((c) => c.name));
+    for (const counter of COUNTERS) {
+      if (!columns.has(counter)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${counter} INTEGER NOT NULL DEFAULT 0`);
+    }
+  }
+}
 
 /** Thrown out of the reserve transaction so better-sqlite3 rolls back the holds already taken. */
 class Refused {
@@ -58,6 +77,7 @@ export function openSqliteLedger(file: string): Ledger {
   // The CLI or a second process may read the same file while the local stack writes.
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
+  migrate(db);
 
   const getLimit = db.prepare<Scope, { nano: Nano }>(`SELECT nano FROM limits WHERE ${SCOPE_WHERE}`);
   const getPrice = db.prepare<[string], PriceRecord>('SELECT * FROM prices WHERE model = ?');
@@ -78,12 +98,22 @@ export function openSqliteLedger(file: string): Ledger {
     `INSERT INTO daily (day, project, user, model, ${COUNTERS.join(', ')})
      VALUES (@day, @project, @user, @model, ${NAMED}) ON CONFLICT DO UPDATE SET ${ADDS}`,
   );
+  const HOLD_KEY = `callId = @callId AND month = @month AND ${SCOPE_WHERE}`;
+  const getHold = db.prepare<HoldKey, { amount: Nano }>(`SELECT amount FROM holds WHERE ${HOLD_KEY}`);
+  const putHold = db.prepare<HoldKey & { amount: Nano; expiresAt: number; day: string }>(
+    `INSERT INTO holds (callId, month, project, user, model, amount, expiresAt, day)
+     VALUES (@callId, @month, @project, @user, @model, @amount, @expiresAt, @day)`,
+  );
+  const takeHold = db.prepare<HoldKey, { amount: Nano }>(`DELETE FROM holds WHERE ${HOLD_KEY} RETURNING amount`);
+  const expiredHolds = db.prepare<[string, number], ExpiredHold & Scope>(
+    'SELECT callId, month, day, project, user, model, amount FROM holds WHERE month = ? AND expiresAt < ?',
+  );
   const listUsage = db.prepare<[string], UsageRecord>('SELECT * FROM usage WHERE month = ?');
   // Days of a month sort between `YYYY-MM-` and `YYYY-MM.` ('.' follows '-'): an index range scan.
   const listDaily = db.prepare<[string, string], DailyRow>('SELECT * FROM daily WHERE day > ? AND day < ?');
   // Reservations alone create rows too; a month "has usage" once something was settled in it.
   const listMonths = db.prepare<[], { month: string }>(
-    'SELECT DISTINCT month FROM usage WHERE requests > 0 OR cacheHits > 0 ORDER BY month DESC',
+    'SELECT DISTINCT month FROM usage WHERE requests > 0 OR errors > 0 OR cacheHits > 0 ORDER BY month DESC',
   );
   const putLimit = db.prepare<Scope & { nano: Nano }>(
     'INSERT INTO limits (project, user, model, nano) VALUES (@project, @user, @model, @nano) ON CONFLICT DO UPDATE SET nano = excluded.nano',
@@ -100,26 +130,46 @@ export function openSqliteLedger(file: string): Ledger {
 
   const scopeParams = ({ project, user, model }: Scope): Scope => ({ project, user, model });
 
-  const reserveAll = db.transaction((month: string, holds: Hold[]): ReserveResult => {
+  const holdKey = (callId: string, month: string, scope: Scope): HoldKey => ({ callId, month, ...scopeParams(scope) });
+
+  const reserveAll = db.transaction((r: Reservation): ReserveResult => {
     const committed: Nano[] = [];
-    holds.forEach((hold, index) => {
-      const key = { month, ...scopeParams(hold.scope) };
+    r.holds.forEach((hold, index) => {
+      const key = { month: r.month, ...scopeParams(hold.scope) };
       const before = getCommitted.get(key)?.committed ?? 0;
-      if (before + hold.amount > hold.limit) throw new Refused({ ok: false, index, committed: before });
+      // This call holds the row already: its reservation landed before and the reply was lost.
+      if (getHold.get(holdKey(r.callId, r.month, hold.scope))) return committed.push(before);
+      if (hold.limit !== undefined && before + hold.amount > hold.limit) {
+        throw new Refused({ ok: false, index, committed: before });
+      }
+      putHold.run({ ...holdKey(r.callId, r.month, hold.scope), amount: hold.amount, expiresAt: r.expiresAt, day: r.day });
       committed.push(addCommitted.get({ ...key, amount: hold.amount })!.committed);
     });
     return { ok: true, committed };
   });
 
+  const releaseAll = db.transaction((r: Reservation) => {
+    for (const hold of r.holds) {
+      const taken = takeHold.get(holdKey(r.callId, r.month, hold.scope));
+      if (taken) addCommitted.get({ month: r.month, ...scopeParams(hold.scope), amount: -taken.amount });
+    }
+  });
+
   const settleAll = db.transaction((s: Settlement) => {
     const counts = Object.fromEntries(COUNTERS.map((c) => [c, s.delta[c]])) as Counted;
     const priceVersion = s.priceVersion ?? null;
-    for (const { scope, release } of s.scopes) {
-      const committed = s.delta.spent - release;
-      addUsage.run({ month: s.month, ...scopeParams(scope), ...counts, committed, priceVersion });
+    for (const row of s.rows) {
+      // No marker: this row was settled (or charged as expired) already.
+      if (!takeHold.get(holdKey(s.callId, s.month, row.scope))) continue;
+      addUsage.run({ month: s.month, ...scopeParams(row.scope), ...counts, committed: row.committed, priceVersion });
+      if (row.daily) addDaily.run({ day: s.day, ...scopeParams(row.scope), ...counts });
     }
-    const detail = detailScope(s.scopes);
-    if (detail) addDaily.run({ day: s.day, ...scopeParams(detail), ...counts });
+  });
+
+  const hitAll = db.transaction((month: string, day: string, scope: Scope, saved: Nano) => {
+    const counts = { ...ZERO_COUNTS, cacheHits: 1, saved };
+    addUsage.run({ month, ...scopeParams(scope), ...counts, committed: 0, priceVersion: null });
+    addDaily.run({ day, ...scopeParams(scope), ...counts });
   });
 
   return {
@@ -132,19 +182,30 @@ export function openSqliteLedger(file: string): Ledger {
         }),
       };
     },
-    async reserve(month, holds) {
+    async reserve(reservation) {
       try {
-        return reserveAll(month, holds);
+        return reserveAll(reservation);
       } catch (error) {
         if (error instanceof Refused) return error.result;
         throw error;
       }
     },
+    async release(reservation) {
+      releaseAll(reservation);
+    },
     async settle(settlement) {
       settleAll(settlement);
     },
+    async recordHit(month, day, scope, saved) {
+      hitAll(month, day, scope, saved);
+    },
+    async expired(month, now) {
+      return expiredHolds.all(month, now).map(({ callId, month, day, amount, ...scope }) => ({
+        callId, month, day, amount, scope: scopeParams(scope),
+      }));
+    },
     async usage(month) {
-      return sortUsage(listUsage.all(month).map(toUsage));
+      return sortUsage(listUsage.all(month).map(toUsage).filter(isListed));
     },
     async daily(month) {
       return sortDaily(listDaily.all(`${month}-`, `${month}.`));

@@ -1,0 +1,91 @@
+// The most a call can cost, decided before it goes out: everything OpenAI could bill for it, at full
+// (uncached) rates. Its holds reserve this much on every limited scope; settlement replaces it with
+// the exact cost.
+import caps from '../data/model-limits.json' with { type: 'json' };
+import type { Nano } from './ports.ts';
+import { costOf, modelCandidates, type Price } from './pricing.ts';
+import type { RequestFacts } from './request-facts.ts';
+import type { RouteKind } from './routes.ts';
+
+/** An image's tokens at most (OpenAI's largest tile or patch budgets stay below this). */
+export const IMAGE_TOKENS = 6_000;
+/** Per-call framing OpenAI adds around messages and tools, generously. */
+export const FRAMING_TOKENS = 64;
+/** Caps assumed for a model the table does not know (an admin-priced id): the largest it lists. */
+const UNKNOWN_OUTPUT_CAP = 128_000;
+const UNKNOWN_INPUT_CAP = 1_050_000;
+
+interface Caps {
+  maxOutput?: number;
+  maxInput?: number;
+}
+const CAPS = caps.models as Record<string, { max_output_tokens: number | null; max_input_tokens: number | null }>;
+
+/** The model's own output and input caps: the exact id, else what it resolves to. */
+export function modelCaps(model: string): Caps {
+  for (const id of modelCandidates(model)) {
+    const entry = CAPS[id];
+    if (entry) return { maxOutput: entry.max_output_tokens ?? undefined, maxInput: entry.max_input_tokens ?? undefined };
+  }
+  return {};
+}
+
+export interface WorstCase {
+  inputTokens: number;
+  /** Output tokens per choice. */
+  outputTokens: number;
+  choices: number;
+  cost: Nano;
+}
+
+export function worstCase(kind: RouteKind, facts: RequestFacts, price: Price): WorstCase {
+  const { maxOutput, maxInput } = modelCaps(facts.model);
+  const inputCap = maxInput ?? UNKNOWN_INPUT_CAP;
+  // Byte-level BPE never makes more tokens than the text has UTF-8 bytes.
+  const measured = utf8Length(facts.inputText) + facts.tokenIds + facts.images * IMAGE_TOKENS + FRAMING_TOKENS;
+  const inputTokens = facts.opaqueInput ? inputCap : Math.min(measured, inputCap);
+  let outputTokens = 0;
+  if (kind !== 'embeddings') {
+    const cap = maxOutput ?? UNKNOWN_OUTPUT_CAP;
+    outputTokens = facts.maxOutputTokens === undefined ? cap : Math.min(facts.maxOutputTokens, cap);
+  }
+  const cost = costOf(price, { input: inputTokens, cached: 0, output: outputTokens * facts.choices });
+  return { inputTokens, outputTokens, choices: facts.choices, cost };
+}
+
+/**
+ * How many output tokens per choice would fit in `remaining` budget (0 when the input alone may not):
+ * what a refusal tells the caller to set, instead of the proxy rewriting the request.
+ */
+export function outputTokensThatFit(worst: WorstCase, price: Price, remaining: Nano): number {
+  const input = costOf(price, { input: worst.inputTokens, cached: 0, output: 0 });
+  const perToken = costOf(price, { input: worst.inputTokens, cached: 0, output: 1_000_000 }) - input;
+  if (perToken <= 0) return worst.outputTokens;
+  const fit = Math.floor(((remaining - input) * 1_000_000) / (perToken * worst.choices));
+  return Math.max(0, Math.min(fit, worst.outputTokens));
+}
+
+/**
+ * Models that think before they answer: their hidden reasoning is billed as output, so an answer
+ * whose usage never arrives is estimated at its reserved output, not at the visible text.
+ * Over-inclusive on purpose: a wrong "yes" over-bills an estimate, a wrong "no" under-bills it.
+ */
+export function isReasoning(model: string, facts: Pick<RequestFacts, 'reasoning'>): boolean {
+  const family = modelCandidates(model).at(-1)!.replace(/^ft:/, '');
+  return facts.reasoning || /^(o\d|gpt-5|gpt-6|gpt-7|codex|computer-use)/.test(family);
+}
+
+/** UTF-8 length without encoding the text (bodies may be megabytes). */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
