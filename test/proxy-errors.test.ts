@@ -103,7 +103,7 @@ test('a spoofed openai-proxy-user header is ignored: spend goes to the signer', 
   assert.is(t.fake.requests.at(-1)!.headers['openai-proxy-user'], undefined, 'not forwarded either');
 });
 
-test('upstream 429 passes through with retry-after; nothing spent, reservation released', async () => {
+test('upstream 429 passes through with retry-after; nothing spent, counted as errors, reservation released', async () => {
   await t.user('rl');
   const c = t.client({ user: 'rl', project: PROJECT, caching: false });
   const err = await c.chat.completions.create({ model: 'gpt-4o-mini', messages: say('fake:error=429') }).catch((e) => e);
@@ -112,9 +112,10 @@ test('upstream 429 passes through with retry-after; nothing spent, reservation r
   assert.match(err.headers.get('x-request-id') ?? '', /^req_/);
   const e500 = await c.chat.completions.create({ model: 'gpt-4o-mini', messages: say('fake:error=500') }).catch((e) => e);
   assert.instance(e500, OpenAI.InternalServerError);
-  await settled(t, async () => (await usageRows()).find((r) => r.user === 'rl')?.requests === 2);
+  await settled(t, async () => (await usageRows()).find((r) => r.user === 'rl')?.errors === 2);
   const row = (await usageRows()).find((r) => r.user === 'rl');
   assert.is(row.spend, 0);
+  assert.is(row.requests, 0, 'errors are not requests OpenAI answered');
   const limit = (await t.admin({ action: 'listLimits', project: PROJECT })).limits[0];
   assert.ok(Math.abs(limit.committed - limit.spend) < 1e-12, 'no reservation left behind');
 });
@@ -137,7 +138,7 @@ test('a stream that breaks upstream: the client gets an error, the call is bille
   assert.ok(row.spend > 0);
 });
 
-test('a client that disconnects mid-stream: upstream aborted, estimate recorded', async () => {
+test('a client that disconnects mid-stream: the rest is read without sending, and the exact usage recorded', async () => {
   await t.user('quitter');
   const c = t.client({ user: 'quitter', project: PROJECT, caching: false });
   const abortedBefore = t.fake.aborted;
@@ -150,13 +151,14 @@ test('a client that disconnects mid-stream: upstream aborted, estimate recorded'
   await (async () => {
     for await (const _ of stream) if (++chunks === 5) ac.abort();
   })().catch(() => undefined);
-  await settled(t, async () => t.fake.aborted > abortedBefore && (await usageRows()).some((r) => r.user === 'quitter'));
+  await settled(t, async () => (await usageRows()).some((r) => r.user === 'quitter'), 10_000);
   const row = (await usageRows()).find((r) => r.user === 'quitter');
-  assert.is(row.estimated, 1);
-  assert.ok(row.outputTokens >= 3 && row.outputTokens < 100, `${row.outputTokens}`);
+  assert.is(t.fake.aborted, abortedBefore, 'the upstream call was not cut');
+  assert.is(row.estimated, 0);
+  assert.is(row.outputTokens, 201, 'every word OpenAI generated, not the 5 chunks the client saw');
 });
 
-test('upstream too slow for the proxy timeout: 504, and the prompt is billed by estimate', async () => {
+test('upstream too slow for the proxy timeout: 504, billed by a conservative estimate (the reserved output)', async () => {
   const s = await startTestStack({ env: { OPENAI_WRAPI_TIMEOUT_MS: '300' } });
   try {
     await s.admin({ action: 'setLimit', project: 'slow', limit: 1 });
@@ -167,7 +169,8 @@ test('upstream too slow for the proxy timeout: 504, and the prompt is billed by 
     await settled(s, async () => (await s.admin({ action: 'usage' })).rows.length === 1);
     const row = (await s.admin({ action: 'usage' })).rows[0];
     assert.is(row.estimated, 1);
-    assert.ok(row.inputTokens > 0 && row.outputTokens === 0);
+    // OpenAI may have finished the call: the most it could have produced is billed (gpt-4o-mini's cap).
+    assert.ok(row.inputTokens > 0 && row.outputTokens === 16_384, JSON.stringify(row));
   } finally {
     await s.close();
   }

@@ -132,7 +132,7 @@ test('budget headers tell the caller what is left in the tightest scope', async 
 });
 
 test('a stack default limit lets unlimited projects in', async () => {
-  const d = await startTestStack({ env: { OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT: '0.000001' } });
+  const d = await startTestStack({ env: { OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT: '0.00001' } });
   try {
     const c = d.client({ project: 'anything', caching: false });
     const ok = await c.embeddings.create({ model: 'text-embedding-3-small', input: 'a' });

@@ -70,7 +70,8 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       }
       await chargeExpired(ledger, month, now());
       const [rows, days] = await Promise.all([ledger.usage(month), req.daily ? ledger.daily(month) : undefined]);
-      const detail = rows.filter(isDetail).map((r) => toDto(r, month));
+      // Rows of calls still in flight hold budget but have nothing to report yet.
+      const detail = rows.filter((r) => isDetail(r) && (r.requests || r.errors || r.cacheHits)).map((r) => toDto(r, month));
       return {
         month,
         by,
