@@ -35,6 +35,8 @@ export interface LocalStackOptions {
   log?: Logger;
   /** Wrap each stage's ledger (the bench counts round trips this way). */
   wrapLedger?: (ledger: Ledger, stage: string) => Ledger;
+  /** The clock that decides months and days (tests move it across a month's end). */
+  now?: () => number;
 }
 
 export interface StageRuntime {
@@ -99,9 +101,10 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     const opened = await openLocalLedger(env, home, stage);
     const ledger = opts.wrapLedger ? opts.wrapLedger(opened.ledger, stage) : opened.ledger;
     const { cache, describe } = await openLocalCache(env, stage, log);
-    const policy = createPolicyReader(ledger, config.policyCacheMs, Date.now);
-    const proxy = createProxy({ config, ledger, cache, upstream, countTokens, log, policy });
-    const admin = createAdmin({ stage, ledger, cache, onChange: () => policy.clear() });
+    const now = opts.now ?? Date.now;
+    const policy = createPolicyReader(ledger, config.policyCacheMs, now);
+    const proxy = createProxy({ config, ledger, cache, upstream, countTokens, log, policy, now });
+    const admin = createAdmin({ stage, ledger, cache, now, onChange: () => policy.clear() });
     stages[stage] = { stage, config, ledger, cache, proxy, admin, stores: `${opened.describe}; cache: ${describe}` };
     if (!config.apiKey && config.upstreamUrl === DEFAULT_UPSTREAM_URL) {
       warnings.push(
