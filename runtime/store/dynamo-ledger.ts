@@ -204,7 +204,11 @@ export function createDynamoLedger(opts: { tableName: string; client: DynamoDBCl
       const taken = results.map((x) => (x as PromiseFulfilledResult<{ committed: Nano } | { refused: Nano }>).value);
       const index = taken.findIndex((t) => 'refused' in t);
       if (index < 0) return { ok: true, committed: taken.map((t) => (t as { committed: Nano }).committed) };
-      await Promise.all(r.holds.map((hold, i) => ('committed' in taken[i] ? untake(r, hold) : null)));
+      // Answer only once every undo is done: a retry started while one is still on its way would count
+      // that row's hold as taken (the marker is still there), and the late undo would then remove it.
+      const undone = await Promise.allSettled(r.holds.map((hold, i) => ('committed' in taken[i] ? untake(r, hold) : null)));
+      const undoFailure = undone.find((x) => x.status === 'rejected');
+      if (undoFailure) throw (undoFailure as PromiseRejectedResult).reason; // the core retries, then releases
       return { ok: false, index, committed: (taken[index] as { refused: Nano }).refused };
     },
 
