@@ -245,12 +245,13 @@ function resolvable(name: string): boolean {
 function usageText(r: admin.UsageReport): string {
   const title = `Usage in stage ${r.stage}, ${r.month}, by ${r.by}:`;
   if (!r.rows.length) return `${title} no calls.`;
-  const money = (g: admin.UsageTotals) => [count(g.requests), count(g.inputTokens), count(g.cachedTokens), count(g.outputTokens), usd(g.spend), count(g.cacheHits), usd(g.saved)];
+  const money = (g: admin.UsageTotals) => [count(g.requests), count(g.errors), count(g.inputTokens), count(g.cachedTokens), count(g.outputTokens), usd(g.spend), count(g.cacheHits), usd(g.saved)];
   const rows = [...r.groups.map((g) => [g.key, ...money(g)]), ['TOTAL', ...money(r.totals)]];
-  const head = [r.by.toUpperCase(), 'REQUESTS', 'INPUT', 'CACHED', 'OUTPUT', 'SPEND', 'CACHE HITS', 'SAVED'];
-  let text = `${title}\n${formatTable(head, rows, ['left', ...Array(7).fill('right')])}`;
+  const head = [r.by.toUpperCase(), 'REQUESTS', 'ERRORS', 'INPUT', 'CACHED', 'OUTPUT', 'SPEND', 'CACHE HITS', 'SAVED'];
+  let text = `${title}\n${formatTable(head, rows, ['left', ...Array(8).fill('right')])}`;
   const estimated = r.totals.estimated;
-  if (estimated) text += `\n(${estimated} call${estimated === 1 ? '' : 's'} billed by estimate: the client left or the stream broke before usage came)`;
+  if (estimated) text += `\n(${estimated} call${estimated === 1 ? '' : 's'} billed by a conservative estimate: OpenAI's usage could never be known)`;
+  if (r.totals.errors) text += `\n(errors: calls OpenAI answered with an error or that failed on the way; they cost nothing)`;
   if (r.days?.length) {
     const days = r.days.map((d) => [d.day ?? '', d.project, d.user, d.model, count(d.requests), usd(d.spend)]);
     text += `\n\nPer day:\n${formatTable(['DAY', 'PROJECT', 'USER', 'MODEL', 'REQUESTS', 'SPEND'], days, ['left', 'left', 'left', 'left', 'right', 'right'])}`;

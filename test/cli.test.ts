@@ -111,17 +111,22 @@ test('usage: an aligned table by user, project or model; --month, --daily, --jso
     t.client({ user: 'ann', project: 'u1', caching: false }).chat.completions.create(chat('a fake:words=5')),
     t.client({ user: 'ann', project: 'u2', caching: false }).chat.completions.create({ ...chat('b'), model: 'gpt-4o' }),
     t.client({ user: 'bob', project: 'u1', caching: false }).chat.completions.create(chat('c fake:words=50')),
+    t.client({ user: 'bob', project: 'u1', caching: false }).chat.completions.create(chat('d fake:error=500')).catch(() => null),
   ]);
-  await settled(t, async () => (await t.admin({ action: 'usage' })).totals.requests === 3);
+  await settled(t, async () => {
+    const { totals } = await t.admin({ action: 'usage' });
+    return totals.requests === 3 && totals.errors === 1;
+  });
 
   const byUser = await ok(['usage']);
   const lines = byUser.trim().split('\n');
   assert.match(lines[0], /^Usage in stage dev, \d{4}-\d{2}, by user:$/);
-  assert.match(lines[1], /^USER +REQUESTS +INPUT +CACHED +OUTPUT +SPEND +CACHE HITS +SAVED$/);
-  const table = lines.slice(1);
+  assert.match(lines[1], /^USER +REQUESTS +ERRORS +INPUT +CACHED +OUTPUT +SPEND +CACHE HITS +SAVED$/);
+  const table = lines.slice(1).filter((l) => !l.startsWith('('));
   assert.ok(table.every((l) => l.length === table[0].length), `aligned:\n${byUser}`);
-  assert.match(table.at(-1)!, /^TOTAL +3 /);
-  assert.ok(table.some((l) => /^ann +2 /.test(l)) && table.some((l) => /^bob +1 /.test(l)));
+  assert.match(table.at(-1)!, /^TOTAL +3 +1 /);
+  assert.ok(table.some((l) => /^ann +2 +0 /.test(l)) && table.some((l) => /^bob +1 +1 /.test(l)), byUser);
+  assert.match(byUser, /\(errors: calls OpenAI answered with an error/);
 
   const byModel = JSON.parse(await ok(['usage', '--by', 'model', '--json']));
   assert.equal(byModel.groups.map((g: any) => g.key).sort(), ['gpt-4o', 'gpt-4o-mini']);

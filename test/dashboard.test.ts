@@ -48,9 +48,11 @@ test.before(async () => {
     ...chat('fake:words=50 fake:break=3'), stream: true,
   });
   await (async () => { for await (const _ of broken); })().catch(() => undefined);
+  // OpenAI answers with an error: free, and counted apart as an error.
+  await t.client({ user: 'bob', project: 'chatbot', caching: false }).chat.completions.create(chat('fake:error=500')).catch(() => null);
   await settled(t, async () => {
     const { totals } = await t.admin({ action: 'usage' });
-    return totals.requests === 4 && totals.cacheHits === 1 && totals.estimated === 1;
+    return totals.requests === 4 && totals.cacheHits === 1 && totals.estimated === 1 && totals.errors === 1;
   }, 5000);
 
   // Last month's figures: written through the ledger port (the proxy's clock is the real one).
@@ -91,7 +93,7 @@ async function open(url = t.stack.dashboardUrl, viewport = LAPTOP): Promise<{ pa
 const usage = (by: string, m = month): Promise<UsageReport> => t.admin({ action: 'usage', by, month: m, daily: true });
 
 const FORMATS: Record<string, (n: number) => string> = {
-  requests: count, inputTokens: count, cachedTokens: count, outputTokens: count, cacheHits: count,
+  requests: count, errors: (n) => (n ? count(n) : '—'), inputTokens: count, cachedTokens: count, outputTokens: count, cacheHits: count,
   spend: money, saved: money, estimated: (n) => (n ? `≈ ${count(n)}` : '—'),
 };
 

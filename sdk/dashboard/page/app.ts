@@ -192,7 +192,7 @@ function renderCharts(): void {
     const summary = `Bar chart of spend by ${report.by} in ${monthLabel(report.month)}, each bar split by ${stack}: ` +
       report.groups.map((g) => `${g.key} ${money(g.spend)}`).join(', ') + '.';
     caption.textContent = summary;
-    const { svg, legend } = barChart(stackParts(report.rows, report.by), order, {
+    const { svg, legend } = barChart(stackParts(report.rows, report.by).filter((p) => p.spend > 0), order, {
       width, groupLabel: dimensionName(report.by), stackLabel: dimensionName(stack), summary,
     });
     fill(bars, caption, legend, svg);

@@ -37,7 +37,8 @@ export function totalsView(report: UsageReport, limits: LimitsReport | undefined
     'dl',
     { class: 'totals' },
     card('spend', `Spent in ${monthLabel(report.month)}`, money(t.spend), t.spend,
-      `${count(t.requests)} request${t.requests === 1 ? '' : 's'}${t.estimated ? ` · ${count(t.estimated)} estimated` : ''}`),
+      `${count(t.requests)} request${t.requests === 1 ? '' : 's'}${t.errors ? ` · ${count(t.errors)} error${t.errors === 1 ? '' : 's'}` : ''}` +
+        `${t.estimated ? ` · ${count(t.estimated)} estimated` : ''}`),
     card('saved', 'Saved by the cache', money(t.saved), t.saved, `${count(t.cacheHits)} cache hit${t.cacheHits === 1 ? '' : 's'}`),
     card('tokens', 'Tokens', count(t.inputTokens + t.outputTokens), t.inputTokens + t.outputTokens,
       `${count(t.inputTokens)} in (${count(t.cachedTokens)} cached) · ${count(t.outputTokens)} out`),
@@ -64,6 +65,7 @@ export interface Sort {
 
 const COLUMNS: { id: keyof Totals; label: string; format: (n: number) => string }[] = [
   { id: 'requests', label: 'Requests', format: count },
+  { id: 'errors', label: 'Errors', format: (n) => (n ? count(n) : '—') },
   { id: 'inputTokens', label: 'Input tokens', format: count },
   { id: 'cachedTokens', label: 'Cached tokens', format: count },
   { id: 'outputTokens', label: 'Output tokens', format: count },
@@ -74,7 +76,7 @@ const COLUMNS: { id: keyof Totals; label: string; format: (n: number) => string 
 ];
 
 export const ESTIMATED_NOTE =
-  'Estimated: billed by a local token count because OpenAI\'s usage never came (the client left or the stream broke).';
+  'Estimated: billed conservatively because OpenAI\'s usage could never be known (the answer broke off upstream or passed the deadline).';
 
 /** The groups of the report as a table whose column headers sort it (click, Enter or Space). */
 export function groupsTable(report: UsageReport, sort: Sort, onSort: (col: SortColumn) => void): HTMLTableElement {

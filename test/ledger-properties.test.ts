@@ -1,0 +1,565 @@
+// Property-based tests of the ledger's money invariants on both stores (SQLite, DynamoDB on dynalite).
+// Each run: random limits on some scopes of a few projects, users and models; batches of random calls
+// (worst case, exact cost <= worst case, day, outcome: settled exact / settled as an upstream error /
+// released / never settled), each call's operations driven the way the core drives them (reserve and
+// once more on a throw, release if that throws too; settle up to three tries), with random faults on
+// individual writes (DynamoDB) or ledger calls (SQLite): failing before the store, landing with the
+// reply lost, landing twice. The calls of a batch run at once; fast-check's scheduler picks the order
+// in which their writes (DynamoDB) or ledger calls (SQLite) go out. Checked:
+//   while a batch runs:  committed <= limit on every limited scope, nothing negative;
+//   after each batch:    the same, committed == spent + the holds still in flight on every row, each
+//                        call's holds as its fate says (none once refused, released or settled; all
+//                        of them while it is never settled), the detail rows' days sum to the month,
+//                        and, for a call alone in its batch, refused exactly when a hold did not fit;
+//   at the end:          after charging every expired hold, committed == spent on every row and each
+//                        row's counters are the sum of its calls' (exact costs; holds charged at their
+//                        deadline at their full amount), per month and per day.
+// FC_SEED / FC_PATH replay a failure (fast-check prints both); FC_RUNS overrides the run counts.
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import fc from 'fast-check';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { chargeExpired, settlementOf } from '../runtime/core/bill.ts';
+import { callScopes, holdsFor } from '../runtime/core/limits.ts';
+import type { Ledger, Nano, Reservation, ReserveResult, Scope, UsageDelta, UsageRow } from '../runtime/core/ports.ts';
+import { createDynamoLedger, ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
+import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
+import { startDynalite } from './helpers/dynalite.ts';
+
+const RUNS = { sqlite: 300, dynamodb: 30 };
+
+// ---------------------------------------------------------------------------------------------------
+// The world: two projects, two users, three model ids of which two are one model (family)
+
+const PROJECTS = ['a', 'b'];
+const USERS = ['arn:aws:iam::123456789012:user/alice', 'arn:aws:sts::123456789012:assumed-role/dev/bob'];
+const MODELS = ['gpt-4o', 'gpt-4o-2024-08-06', 'o1'];
+const FAMILIES = ['gpt-4o', 'o1'];
+/** Every row a call can count into. */
+const UNIVERSE: Scope[] = PROJECTS.flatMap((project) =>
+  ['*', ...USERS].flatMap((user) => ['*', ...FAMILIES].map((model) => ({ project, user, model }))),
+);
+const keyOf = (s: Scope) => `${s.project}|${s.user}|${s.model}`;
+const DEADLINE = Date.parse('2100-01-01T00:00:00Z');
+const AFTER = DEADLINE + 1;
+
+const ZERO: UsageDelta = {
+  requests: 0, errors: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spent: 0, cacheHits: 0, saved: 0, estimated: 0,
+};
+const COUNTED = ['requests', 'errors', 'inputTokens', 'outputTokens', 'spent', 'estimated'] as const;
+
+// ---------------------------------------------------------------------------------------------------
+// Arbitraries
+
+const KINDS = ['fail', 'lost', 'dup'] as const;
+type Kind = (typeof KINDS)[number];
+interface FaultSpec {
+  kind: Kind;
+  /** Which write of the ledger call (DynamoDB); SQLite faults the whole call. */
+  index: number;
+}
+/** The ledger calls the core may make for one call, in order; each may carry a fault. */
+const LABELS = ['reserve#1', 'reserve#2', 'release#1', 'settle#1', 'settle#2', 'settle#3'] as const;
+type Label = (typeof LABELS)[number];
+type Outcome = 'exact' | 'error' | 'release' | 'never';
+
+interface CallSpec {
+  project: string;
+  user: string;
+  model: string;
+  amount: Nano;
+  /** Exact cost = amount × share / 1000 (0 and the whole amount included). */
+  share: number;
+  day: number;
+  outcome: Outcome;
+  faults: (FaultSpec | null)[];
+  /** The ledger stays down for this call: every try of its reserve, or of its settle, meets this fault. */
+  outage: (FaultSpec & { on: 'reserve' | 'settle' }) | null;
+}
+
+interface RunSpec {
+  /** Limit per UNIVERSE scope, or null. */
+  limits: (Nano | null)[];
+  batches: CallSpec[][];
+}
+
+const faultArb: fc.Arbitrary<FaultSpec | null> = fc.oneof(
+  { weight: 5, arbitrary: fc.constant(null) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constantFrom(...KINDS), index: fc.nat({ max: 6 }) }) },
+);
+
+const callArb: fc.Arbitrary<CallSpec> = fc.record({
+  project: fc.constantFrom(...PROJECTS),
+  user: fc.constantFrom(...USERS),
+  model: fc.constantFrom(...MODELS),
+  amount: fc.integer({ min: 1, max: 1_000 }),
+  share: fc.integer({ min: 0, max: 1_000 }),
+  day: fc.integer({ min: 1, max: 3 }),
+  outcome: fc.constantFrom<Outcome>('exact', 'error', 'release', 'never'),
+  faults: fc.array(faultArb, { minLength: LABELS.length, maxLength: LABELS.length }),
+  outage: fc.oneof(
+    { weight: 8, arbitrary: fc.constant(null) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        on: fc.constantFrom<'reserve' | 'settle'>('reserve', 'settle'),
+        kind: fc.constantFrom<Kind>('fail', 'lost'),
+        index: fc.nat({ max: 4 }),
+      }),
+    },
+  ),
+});
+
+const runArb: fc.Arbitrary<RunSpec> = fc.record({
+  limits: fc.array(
+    fc.oneof({ weight: 2, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 4_000 }) }),
+    { minLength: UNIVERSE.length, maxLength: UNIVERSE.length },
+  ),
+  batches: fc.array(fc.array(callArb, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 5 }),
+});
+
+// ---------------------------------------------------------------------------------------------------
+// Faults and the scheduler around the stores
+
+class InjectedFailure extends Error {
+  override name = 'InjectedFailure';
+}
+class LostReply extends Error {
+  override name = 'TimeoutError';
+}
+
+async function inject<T>(kind: Kind | undefined, send: () => Promise<T>): Promise<T> {
+  if (kind === undefined) return send();
+  if (kind === 'fail') throw new InjectedFailure('injected: never reached the store');
+  if (kind === 'lost') {
+    await send().catch(() => undefined);
+    throw new LostReply('injected: landed, reply lost');
+  }
+  const first = await send().then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  await send().catch(() => undefined);
+  if ('error' in first) throw first.error;
+  return first.value;
+}
+
+interface Call {
+  n: number;
+  spec: CallSpec;
+  scopes: Scope[];
+  reservation: Reservation;
+  cost: Nano;
+  delta: UsageDelta;
+  /** What the core saw. */
+  reserved?: ReserveResult | 'failed';
+  released?: boolean;
+  settled?: boolean;
+  /** Rows (index into scopes) whose hold outlived the call's operations: charged at the deadline. */
+  kept: Set<number>;
+}
+
+interface Harness {
+  /** No faults, no scheduler: setup and reading the state back. */
+  raw: Ledger;
+  /** One ledger call of `call` under its fault for `label`, its writes (or itself) scheduled. */
+  run<T>(call: Call, label: Label, op: (ledger: Ledger) => Promise<T>): Promise<T>;
+  /** Every write sent so far has finished. Call through `scheduler.waitFor`. */
+  idle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function faultOf(call: Call, label: Label): FaultSpec | undefined {
+  const { outage } = call.spec;
+  if (outage && label.startsWith(outage.on)) return outage;
+  return call.spec.faults[LABELS.indexOf(label)] ?? undefined;
+}
+
+const WRITES = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand']);
+interface SendContext {
+  label: string;
+  fault: FaultSpec | undefined;
+  writes: number;
+}
+const als = new AsyncLocalStorage<SendContext>();
+
+const server = await startDynalite();
+const client = server.client();
+const TABLE = 'properties';
+await ensureLedgerTable(client, TABLE);
+
+function track(inflight: Set<Promise<unknown>>, p: Promise<unknown>): void {
+  inflight.add(p);
+  void p.catch(() => undefined).finally(() => inflight.delete(p));
+}
+
+function dynamoHarness(s: fc.Scheduler): Harness {
+  const inflight = new Set<Promise<unknown>>();
+  const scheduled = new Proxy(client, {
+    get(target, prop) {
+      if (prop !== 'send') return Reflect.get(target, prop);
+      return (command: { constructor: { name: string } }) => {
+        const context = als.getStore();
+        if (!context) return target.send(command as never);
+        const name = command.constructor.name.replace(/Command$/, '');
+        const send = () => {
+          const sent = s.schedule(Promise.resolve(), `${context.label} ${name}`).then(() => target.send(command as never));
+          track(inflight, sent);
+          return sent;
+        };
+        if (!WRITES.has(command.constructor.name)) return send();
+        const index = context.writes++;
+        const fault = context.fault && context.fault.index === index ? context.fault.kind : undefined;
+        const faulted = inject(fault, send);
+        track(inflight, faulted);
+        return faulted;
+      };
+    },
+  });
+  const ledger = createDynamoLedger({ tableName: TABLE, client: scheduled });
+  return {
+    raw: createDynamoLedger({ tableName: TABLE, client }),
+    run(call, label, op) {
+      return als.run({ label: `c${call.n} ${label}`, fault: faultOf(call, label), writes: 0 }, () => op(ledger));
+    },
+    async idle() {
+      while (inflight.size > 0) await Promise.allSettled([...inflight]);
+    },
+    async close() {},
+  };
+}
+
+function sqliteHarness(s: fc.Scheduler): Harness {
+  const ledger = openSqliteLedger(':memory:');
+  return {
+    raw: ledger,
+    run(call, label, op) {
+      const send = () => s.schedule(Promise.resolve(), `c${call.n} ${label}`).then(() => op(ledger));
+      return inject(faultOf(call, label)?.kind, send);
+    },
+    async idle() {},
+    close: () => ledger.close!(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// One call, driven like the core (proxy.ts reserveOnce/releaseQuietly, bill.ts Bill.write)
+
+async function drive(h: Harness, call: Call): Promise<void> {
+  const r = call.reservation;
+  const release = () =>
+    h.run(call, 'release#1', (l) => l.release(r)).then(
+      () => true,
+      () => false,
+    );
+  try {
+    call.reserved = await h.run(call, 'reserve#1', (l) => l.reserve(r));
+  } catch {
+    try {
+      call.reserved = await h.run(call, 'reserve#2', (l) => l.reserve(r));
+    } catch {
+      call.reserved = 'failed';
+      call.released = await release();
+      return;
+    }
+  }
+  if (!call.reserved.ok) return;
+  switch (call.spec.outcome) {
+    case 'never':
+      return;
+    case 'release':
+      call.released = await release();
+      return;
+    default: {
+      const settlement = settlementOf(r, call.delta);
+      call.settled = false;
+      for (const label of ['settle#1', 'settle#2', 'settle#3'] as const) {
+        try {
+          await h.run(call, label, (l) => l.settle(settlement));
+          call.settled = true;
+          return;
+        } catch {
+          // tried again, up to three tries
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Checks
+
+/** What the runs exercised, printed once per store: a property that never refuses proves little. */
+const seen = {
+  calls: 0, batchesInParallel: 0, refused: 0, reserveFailed: 0, settled: 0, settleGaveUp: 0, released: 0, charged: 0, faults: 0,
+  lateDuplicates: 0,
+};
+function tally(calls: Call[]): void {
+  for (const call of calls) {
+    seen.calls++;
+    if (call.reserved === 'failed') seen.reserveFailed++;
+    else if (call.reserved?.ok === false) seen.refused++;
+    if (call.settled === true) seen.settled++;
+    if (call.settled === false) seen.settleGaveUp++;
+    if (call.released !== undefined) seen.released++;
+    seen.charged += call.kept.size;
+    seen.faults += LABELS.filter((label) => faultOf(call, label)).length;
+  }
+}
+
+interface Snapshot {
+  rows: Map<string, UsageRow>;
+  /** callId → row key → amount held. */
+  holds: Map<string, Map<string, Nano>>;
+}
+
+async function snapshot(ledger: Ledger, month: string): Promise<Snapshot> {
+  const rows = new Map((await ledger.usage(month)).map((r) => [keyOf(r), r]));
+  const holds = new Map<string, Map<string, Nano>>();
+  for (const m of await ledger.expired(month, AFTER)) {
+    const mine = holds.get(m.callId) ?? new Map<string, Nano>();
+    assert.not.ok(mine.has(keyOf(m.scope)), `two markers of ${m.callId} on one row`);
+    holds.set(m.callId, mine.set(keyOf(m.scope), m.amount));
+  }
+  return { rows, holds };
+}
+
+const committedOf = (snap: Snapshot, s: Scope) => snap.rows.get(keyOf(s))?.committed ?? 0;
+
+/** What holds at every instant: no limit passed, nothing negative, no row outside the universe. */
+function checkRows(rows: Iterable<UsageRow>, limits: Map<string, Nano>, when: string): void {
+  for (const row of rows) {
+    const key = keyOf(row);
+    assert.ok(UNIVERSE.some((s) => keyOf(s) === key), `${when}: unexpected row ${key}`);
+    const limit = limits.get(key);
+    if (limit !== undefined) assert.ok(row.committed <= limit, `${when}: ${key} committed ${row.committed} > limit ${limit}`);
+    for (const [name, value] of Object.entries(row)) {
+      if (typeof value === 'number') assert.ok(value >= 0, `${when}: ${key} ${name} is negative (${value})`);
+    }
+  }
+}
+
+async function checkQuiescent(
+  h: Harness,
+  month: string,
+  limits: Map<string, Nano>,
+  calls: Call[],
+  batch: Call[],
+  before: Snapshot,
+  when: string,
+): Promise<Snapshot> {
+  const snap = await snapshot(h.raw, month);
+  checkRows(snap.rows.values(), limits, when);
+  const known = new Map(calls.map((c) => [c.reservation.callId, c]));
+  for (const [callId, rows] of snap.holds) {
+    const call = known.get(callId);
+    assert.ok(call, `${when}: a marker of an unknown call ${callId}`);
+    for (const [key, amount] of rows) {
+      assert.ok(call.scopes.some((s) => keyOf(s) === key), `${when}: c${call.n} holds ${key}, not one of its rows`);
+      assert.is(amount, call.spec.amount, `${when}: c${call.n} holds ${amount} on ${key}, its worst case is ${call.spec.amount}`);
+    }
+  }
+  // committed == spent + holds in flight, on every row (so committed >= holds in flight).
+  for (const s of UNIVERSE) {
+    const row = snap.rows.get(keyOf(s));
+    let held = 0;
+    for (const rows of snap.holds.values()) held += rows.get(keyOf(s)) ?? 0;
+    assert.is(row?.committed ?? 0, (row?.spent ?? 0) + held, `${when}: ${keyOf(s)} committed must be spent + holds in flight`);
+  }
+  // Each call of the batch holds what its fate says.
+  for (const call of batch) {
+    const mine = snap.holds.get(call.reservation.callId) ?? new Map<string, Nano>();
+    const fate = describe(call);
+    const heldRows = call.scopes.flatMap((s, i) => (mine.has(keyOf(s)) ? [i] : []));
+    if (call.reserved !== 'failed' && call.reserved?.ok === false) {
+      // A duplicate of a refused reservation that lands after budget freed up takes the holds the
+      // caller was told it did not get: nothing can tell it apart from a first try, so they stay
+      // until the deadline and are charged then (never more than the limit, never lost).
+      if (!duplicated(call, 'reserve#1') && !duplicated(call, 'reserve#2')) {
+        assert.equal(heldRows, [], `${when}: c${call.n} (${fate}) was refused but holds rows`);
+      } else if (heldRows.length > 0) seen.lateDuplicates++;
+    } else if (call.reserved !== 'failed' && call.spec.outcome === 'never') {
+      assert.equal(heldRows, [0, 1, 2, 3], `${when}: c${call.n} (${fate}) is in flight and must hold every row`);
+    } else if (call.released === true || call.settled === true) {
+      assert.equal(heldRows, [], `${when}: c${call.n} (${fate}) must hold nothing any more`);
+    }
+    call.kept = new Set(heldRows);
+  }
+  // Alone in its batch, a call is refused exactly when one of its limited holds did not fit.
+  if (batch.length === 1 && batch[0].reserved !== 'failed') {
+    const [call] = batch;
+    const result = call.reserved!;
+    const misfit = call.reservation.holds.findIndex(
+      (hold) => hold.limit !== undefined && committedOf(before, hold.scope) + hold.amount > hold.limit,
+    );
+    if (misfit < 0) {
+      assert.ok(result.ok, `${when}: c${call.n} alone was refused though every hold fit`);
+      assert.equal(
+        result.committed,
+        call.reservation.holds.map((hold) => committedOf(before, hold.scope) + hold.amount),
+        `${when}: c${call.n} committed totals`,
+      );
+    } else {
+      assert.equal(
+        result,
+        { ok: false, index: misfit, committed: committedOf(before, call.reservation.holds[misfit].scope) },
+        `${when}: c${call.n} alone must be refused on its first hold that does not fit`,
+      );
+    }
+  }
+  // The detail rows' days sum to the month.
+  const daily = await h.raw.daily(month);
+  for (const row of snap.rows.values()) {
+    if (row.user === '*' || row.model === '*') {
+      assert.not.ok(daily.some((d) => keyOf(d) === keyOf(row)), `${when}: an aggregate row ${keyOf(row)} has days`);
+      continue;
+    }
+    for (const counter of COUNTED) {
+      const days = daily.filter((d) => keyOf(d) === keyOf(row)).reduce((sum, d) => sum + d[counter], 0);
+      assert.is(days, row[counter], `${when}: ${keyOf(row)} days of ${counter} must sum to the month`);
+    }
+  }
+  return snap;
+}
+
+const duplicated = (call: Call, label: Label) => faultOf(call, label)?.kind === 'dup';
+
+function describe(call: Call): string {
+  const reserved = call.reserved === 'failed' ? 'reserve failed' : call.reserved?.ok ? 'reserved' : 'refused';
+  const faults = LABELS.flatMap((label) => {
+    const f = faultOf(call, label);
+    return f ? [`${label}:${f.kind}@${f.index}`] : [];
+  });
+  return [reserved, call.spec.outcome, `released=${call.released}`, `settled=${call.settled}`, ...faults].join(' ');
+}
+
+/** After every hold is charged: counters per row and per day are exactly the sum of the calls'. */
+async function checkFinal(h: Harness, month: string, calls: Call[]): Promise<void> {
+  await chargeExpired(h.raw, month, AFTER);
+  const snap = await snapshot(h.raw, month);
+  assert.equal([...snap.holds.keys()], [], 'after charging at the deadline no marker is left');
+  const expected = new Map<string, UsageDelta>();
+  const expectedDays = new Map<string, UsageDelta>();
+  const add = (into: Map<string, UsageDelta>, key: string, d: UsageDelta) => {
+    const sum = { ...(into.get(key) ?? ZERO) };
+    for (const c of COUNTED) sum[c] += d[c];
+    into.set(key, sum);
+  };
+  for (const call of calls) {
+    // A settlement was tried: it landed on every row where no hold is left.
+    const landedSettlement = call.settled !== undefined;
+    call.scopes.forEach((scope, i) => {
+      let d: UsageDelta | undefined;
+      if (call.kept.has(i)) d = { ...ZERO, requests: 1, spent: call.spec.amount, estimated: 1 };
+      else if (landedSettlement) d = call.delta;
+      if (!d) return;
+      add(expected, keyOf(scope), d);
+      if (i === 3) add(expectedDays, `${call.reservation.day}|${keyOf(scope)}`, d);
+    });
+  }
+  for (const s of UNIVERSE) {
+    const row = snap.rows.get(keyOf(s));
+    const want = expected.get(keyOf(s)) ?? ZERO;
+    assert.is(row?.committed ?? 0, row?.spent ?? 0, `final: ${keyOf(s)} committed == spent`);
+    for (const c of COUNTED) assert.is(row?.[c] ?? 0, want[c], `final: ${keyOf(s)} ${c}`);
+  }
+  const daily = await h.raw.daily(month);
+  assert.equal(
+    daily.map((d) => `${d.day}|${keyOf(d)}`).sort(),
+    [...expectedDays.keys()].filter((k) => COUNTED.some((c) => expectedDays.get(k)![c] !== 0)).sort(),
+    'final: the days with counts',
+  );
+  for (const d of daily) {
+    const want = expectedDays.get(`${d.day}|${keyOf(d)}`) ?? ZERO;
+    for (const c of COUNTED) assert.is(d[c], want[c], `final: ${d.day} ${keyOf(d)} ${c}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The property
+
+let runs = 0;
+
+function property(open: (s: fc.Scheduler) => Harness) {
+  return fc.asyncProperty(fc.scheduler(), runArb, async (s, spec) => {
+    const month = `${4000 + ++runs}-07`;
+    const h = open(s);
+    try {
+      const limits = new Map<string, Nano>();
+      spec.limits.forEach((limit, i) => limit !== null && limits.set(keyOf(UNIVERSE[i]), limit));
+      let n = 0;
+      const calls: Call[] = [];
+      let before = await snapshot(h.raw, month);
+      for (const [b, batchSpec] of spec.batches.entries()) {
+        const batch = batchSpec.map((c): Call => {
+          const scopes = callScopes(c.project, c.user, c.model);
+          const cost = Math.floor((c.amount * c.share) / 1_000);
+          const id = ++n;
+          return {
+            n: id,
+            spec: c,
+            scopes,
+            cost,
+            delta:
+              c.outcome === 'error'
+                ? { ...ZERO, errors: 1 }
+                : { ...ZERO, requests: 1, inputTokens: c.amount, outputTokens: c.share, spent: cost },
+            reservation: {
+              callId: `c${id}-${month}`,
+              month,
+              day: `${month}-0${c.day}`,
+              expiresAt: DEADLINE,
+              holds: holdsFor(scopes, scopes.map((sc) => limits.get(keyOf(sc))), c.amount),
+            },
+            kept: new Set(),
+          };
+        });
+        calls.push(...batch);
+        if (batch.length > 1) seen.batchesInParallel++;
+        const when = `batch ${b + 1}`;
+        // An observer among the writes: what it sees must hold at every instant.
+        const observe = async () => {
+          for (let i = 0; i < 3; i++) {
+            await s.schedule(Promise.resolve(), 'observe');
+            checkRows(await h.raw.usage(month), limits, `${when}, in flight`);
+          }
+        };
+        await s.waitFor(Promise.all([...batch.map((call) => drive(h, call)), observe()]));
+        await s.waitFor(h.idle());
+        before = await checkQuiescent(h, month, limits, calls, batch, before, when);
+      }
+      await checkFinal(h, month, calls);
+      tally(calls);
+    } finally {
+      await s.waitFor(h.idle());
+      await h.close();
+    }
+  });
+}
+
+const env = (name: string) => (process.env[name] ? process.env[name] : undefined);
+const options = <T>(numRuns: number): fc.Parameters<T> => ({
+  numRuns: Number(env('FC_RUNS') ?? numRuns),
+  // The failed check's message with the counterexample, not only the counterexample.
+  includeErrorInReport: true,
+  ...(env('FC_SEED') ? { seed: Number(env('FC_SEED')) } : {}),
+  ...(env('FC_PATH') ? { path: env('FC_PATH') } : {}),
+});
+
+const test = suite('ledger properties');
+
+for (const [store, open] of [['sqlite', sqliteHarness], ['dynamodb', dynamoHarness]] as const) {
+  test(`${store}: money invariants under random calls, faults and interleavings (${RUNS[store]} runs)`, async () => {
+    for (const k of Object.keys(seen) as (keyof typeof seen)[]) seen[k] = 0;
+    const started = Date.now();
+    await fc.assert(property(open), options(RUNS[store]));
+    console.log(`${store}: ${JSON.stringify(seen)} in ${Date.now() - started} ms`);
+  });
+}
+
+test.after(async () => {
+  client.destroy();
+  await server.close();
+});
+test.run();
