@@ -387,16 +387,16 @@ async function checkQuiescent(
     call.kept = new Set(heldRows);
   }
   // Alone in its batch, a call is refused exactly when one of its limited holds did not fit.
-  if (batch.length === 1 && batch[0].reserved !== 'failed') {
-    const [call] = batch;
-    const result = call.reserved!;
+  const [call] = batch;
+  const result = call.reserved;
+  if (batch.length === 1 && result !== undefined && result !== 'failed') {
     const misfit = call.reservation.holds.findIndex(
       (hold) => hold.limit !== undefined && committedOf(before, hold.scope) + hold.amount > hold.limit,
     );
     if (misfit < 0) {
       assert.ok(result.ok, `${when}: c${call.n} alone was refused though every hold fit`);
       assert.equal(
-        result.committed,
+        (result as ReserveResult & { ok: true }).committed,
         call.reservation.holds.map((hold) => committedOf(before, hold.scope) + hold.amount),
         `${when}: c${call.n} committed totals`,
       );
