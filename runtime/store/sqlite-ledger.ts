@@ -29,12 +29,10 @@ CREATE TABLE IF NOT EXISTS daily (
   ${COUNTER_COLUMNS},
   PRIMARY KEY (day, project, user, model)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS holds (
-  callId TEXT NOT NULL, month TEXT NOT NULL, project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL,
-  amount INTEGER NOT NULL, expiresAt INTEGER NOT NULL, day TEXT NOT NULL,
-  PRIMARY KEY (callId, month, project, user, model)
+CREATE TABLE IF NOT EXISTS calls (
+  callId TEXT PRIMARY KEY NOT NULL, month TEXT NOT NULL, day TEXT NOT NULL, expiresAt INTEGER NOT NULL,
+  pending TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS holds_by_deadline ON holds (month, expiresAt);
 CREATE TABLE IF NOT EXISTS limits (
   project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL, nano INTEGER NOT NULL,
   PRIMARY KEY (project, user, model)
@@ -49,7 +47,8 @@ const ADDS = COUNTERS.map((c) => `${c} = ${c} + excluded.${c}`).join(', ');
 const NAMED = COUNTERS.map((c) => `@${c}`).join(', ');
 
 type Counted = Record<(typeof COUNTERS)[number], number>;
-type HoldKey = Scope & { callId: string; month: string };
+/** A call's holds not yet settled or released, as stored in `calls.pending`. */
+type Pending = { scope: Scope; amount: Nano }[];
 const ZERO_COUNTS = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Counted;
 type UsageRecord = Omit<UsageRow, 'priceVersion'> & { priceVersion: string | null };
 type PriceRecord = Omit<PriceOverride, 'cachedInput'> & { cachedInput: number | null };
@@ -98,15 +97,15 @@ export function openSqliteLedger(file: string): Ledger {
     `INSERT INTO daily (day, project, user, model, ${COUNTERS.join(', ')})
      VALUES (@day, @project, @user, @model, ${NAMED}) ON CONFLICT DO UPDATE SET ${ADDS}`,
   );
-  const HOLD_KEY = `callId = @callId AND month = @month AND ${SCOPE_WHERE}`;
-  const getHold = db.prepare<HoldKey, { amount: Nano }>(`SELECT amount FROM holds WHERE ${HOLD_KEY}`);
-  const putHold = db.prepare<HoldKey & { amount: Nano; expiresAt: number; day: string }>(
-    `INSERT INTO holds (callId, month, project, user, model, amount, expiresAt, day)
-     VALUES (@callId, @month, @project, @user, @model, @amount, @expiresAt, @day)`,
+  // One row per call in flight, listing the holds it still has: a transaction checks and updates it
+  // together with the usage rows, so every write of a call applies once (see the port).
+  const putCall = db.prepare<{ callId: string; month: string; day: string; expiresAt: number; pending: string }>(
+    `INSERT OR IGNORE INTO calls (callId, month, day, expiresAt, pending) VALUES (@callId, @month, @day, @expiresAt, @pending)`,
   );
-  const takeHold = db.prepare<HoldKey, { amount: Nano }>(`DELETE FROM holds WHERE ${HOLD_KEY} RETURNING amount`);
-  const expiredHolds = db.prepare<[string, number], ExpiredHold & Scope>(
-    'SELECT callId, month, day, project, user, model, amount FROM holds WHERE month = ? AND expiresAt < ?',
+  type CallRow = { callId: string; month: string; day: string; expiresAt: number; pending: string };
+  const takeCall = db.prepare<[string], CallRow>('DELETE FROM calls WHERE callId = ? RETURNING *');
+  const expiredCalls = db.prepare<[string, number], { callId: string; month: string; day: string; pending: string }>(
+    'SELECT callId, month, day, pending FROM calls WHERE month = ? AND expiresAt < ?',
   );
   const listUsage = db.prepare<[string], UsageRecord>('SELECT * FROM usage WHERE month = ?');
   // Days of a month sort between `YYYY-MM-` and `YYYY-MM.` ('.' follows '-'): an index range scan.
@@ -130,37 +129,50 @@ export function openSqliteLedger(file: string): Ledger {
 
   const scopeParams = ({ project, user, model }: Scope): Scope => ({ project, user, model });
 
-  const holdKey = (callId: string, month: string, scope: Scope): HoldKey => ({ callId, month, ...scopeParams(scope) });
+  const sameScope = (a: Scope, b: Scope) => a.project === b.project && a.user === b.user && a.model === b.model;
 
   const reserveAll = db.transaction((r: Reservation): ReserveResult => {
+    const pending: Pending = r.holds.map(({ scope, amount }) => ({ scope: scopeParams(scope), amount }));
+    const call = putCall.run({ callId: r.callId, month: r.month, day: r.day, expiresAt: r.expiresAt, pending: JSON.stringify(pending) });
+    // This call is on the ledger already: its reservation landed before and the reply was lost.
+    if (call.changes === 0) {
+      return { ok: true, committed: r.holds.map((h) => getCommitted.get({ month: r.month, ...scopeParams(h.scope) })?.committed ?? 0) };
+    }
     const committed: Nano[] = [];
     r.holds.forEach((hold, index) => {
-      const key = { month: r.month, ...scopeParams(hold.scope) };
-      const before = getCommitted.get(key)?.committed ?? 0;
-      // This call holds the row already: its reservation landed before and the reply was lost.
-      if (getHold.get(holdKey(r.callId, r.month, hold.scope))) return committed.push(before);
-      if (hold.limit !== undefined && before + hold.amount > hold.limit) {
-        throw new Refused({ ok: false, index, committed: before });
-      }
-      putHold.run({ ...holdKey(r.callId, r.month, hold.scope), amount: hold.amount, expiresAt: r.expiresAt, day: r.day });
-      committed.push(addCommitted.get({ ...key, amount: hold.amount })!.committed);
+      const after = addCommitted.get({ month: r.month, ...scopeParams(hold.scope), amount: hold.amount })!.committed;
+      // Over the limit: the rollback takes this hold, the ones before it and the call row back.
+      if (hold.limit !== undefined && after > hold.limit) throw new Refused({ ok: false, index, committed: after - hold.amount });
+      committed.push(after);
     });
     return { ok: true, committed };
   });
 
+  /** Takes the holds of `scopes` off a call's pending list; returns those it still had. */
+  function takePending(callId: string, scopes: Scope[]): Pending {
+    // Taken whole (the usual case: a settlement of every row); what is left goes back in.
+    const row = takeCall.get(callId);
+    if (!row) return [];
+    const pending: Pending = JSON.parse(row.pending);
+    const taken = pending.filter((p) => scopes.some((s) => sameScope(s, p.scope)));
+    const left = pending.filter((p) => !taken.includes(p));
+    if (left.length > 0) putCall.run({ ...row, pending: JSON.stringify(left) });
+    return taken;
+  }
+
   const releaseAll = db.transaction((r: Reservation) => {
-    for (const hold of r.holds) {
-      const taken = takeHold.get(holdKey(r.callId, r.month, hold.scope));
-      if (taken) addCommitted.get({ month: r.month, ...scopeParams(hold.scope), amount: -taken.amount });
+    for (const { scope, amount } of takePending(r.callId, r.holds.map((h) => h.scope))) {
+      addCommitted.get({ month: r.month, ...scope, amount: -amount });
     }
   });
 
   const settleAll = db.transaction((s: Settlement) => {
     const counts = Object.fromEntries(COUNTERS.map((c) => [c, s.delta[c]])) as Counted;
     const priceVersion = s.priceVersion ?? null;
+    // Rows no longer pending were settled (or charged as expired) already.
+    const taken = takePending(s.callId, s.rows.map((row) => row.scope));
     for (const row of s.rows) {
-      // No marker: this row was settled (or charged as expired) already.
-      if (!takeHold.get(holdKey(s.callId, s.month, row.scope))) continue;
+      if (!taken.some((p) => sameScope(p.scope, row.scope))) continue;
       addUsage.run({ month: s.month, ...scopeParams(row.scope), ...counts, committed: row.committed, priceVersion });
       if (row.daily) addDaily.run({ day: s.day, ...scopeParams(row.scope), ...counts });
     }
@@ -200,9 +212,9 @@ export function openSqliteLedger(file: string): Ledger {
       hitAll(month, day, scope, saved);
     },
     async expired(month, now) {
-      return expiredHolds.all(month, now).map(({ callId, month, day, amount, ...scope }) => ({
-        callId, month, day, amount, scope: scopeParams(scope),
-      }));
+      return expiredCalls.all(month, now).flatMap(({ callId, month, day, pending }) =>
+        (JSON.parse(pending) as Pending).map(({ scope, amount }): ExpiredHold => ({ callId, month, day, amount, scope })),
+      );
     },
     async usage(month) {
       return sortUsage(listUsage.all(month).map(toUsage).filter(isListed));
