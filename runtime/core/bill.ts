@@ -108,13 +108,18 @@ export class Bill {
   }
 
   private async write(settlement: Settlement): Promise<void> {
-    const { ledger, log, reservation, held } = this.init;
+    const { ledger, log, reservation } = this.init;
+    let held = this.init.held;
     // The call may have reached OpenAI, so its cost must land. Every write is idempotent (the call's
     // marker), so retrying after a failure or a lost reply applies it once.
     for (let attempt = 1; ; attempt++) {
       try {
-        // Failed open without holds: take unlimited ones now, so the settlement has rows to land on.
-        if (!held) await ledger.reserve({ ...reservation, holds: reservation.holds.map(({ scope, amount }) => ({ scope, amount })) });
+        // Failed open without holds: take unlimited ones now, so the settlement has rows to land on;
+        // once only, or a retry would put back the markers a partly landed settlement removed.
+        if (!held) {
+          await ledger.reserve({ ...reservation, holds: reservation.holds.map(({ scope, amount }) => ({ scope, amount })) });
+          held = true;
+        }
         await ledger.settle(settlement);
         return;
       } catch (err) {

@@ -1,0 +1,67 @@
+// A call's bill over a real ledger (SQLite): settled once, whatever the ledger's replies do.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Bill, type BillInit } from '../runtime/core/bill.ts';
+import { callScopes, holdsFor } from '../runtime/core/limits.ts';
+import type { Ledger, Reservation } from '../runtime/core/ports.ts';
+import { resolvePrice } from '../runtime/core/pricing.ts';
+import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
+
+const price = resolvePrice('gpt-4o-mini')!;
+const silent = { info() {}, error() {} };
+
+function billOn(ledger: Ledger, held: boolean, over: Partial<BillInit> = {}, callId = 'call-1'): { bill: Bill; reservation: Reservation } {
+  const reservation: Reservation = {
+    callId, month: '2026-11', day: '2026-11-30', expiresAt: Date.now() + 60_000,
+    holds: holdsFor(callScopes('p', 'alice', 'gpt-4o-mini'), [undefined, undefined, undefined, undefined], 900_000),
+  };
+  const init: BillInit = {
+    ledger, log: silent, reservation, held, price,
+    worst: { inputTokens: 100, outputTokens: 1_000, choices: 1, cost: 900_000 },
+    reasoning: false, facts: { inputText: 'hi', tokenIds: 0, images: 0, opaqueInput: false },
+    countTokens: async (text) => text.length, tags: {}, ...over,
+  };
+  return { bill: new Bill(init), reservation };
+}
+
+test('failed open (no holds yet): a settlement whose reply is lost is not applied twice', async () => {
+  const ledger = openSqliteLedger(':memory:');
+  let lost = 1;
+  const flaky: Ledger = {
+    ...ledger,
+    async settle(s) {
+      await ledger.settle(s);
+      if (lost-- > 0) throw new Error('TimeoutError: the reply was lost');
+    },
+  };
+  const { bill } = billOn(flaky, false);
+  const settled = await bill.settle({ kind: 'exact', usage: { input: 10, cached: 0, output: 20 } }, 200);
+  const rows = await ledger.usage('2026-11');
+  assert.is(rows.length, 4);
+  for (const row of rows) {
+    assert.equal([row.requests, row.spent, row.committed], [1, settled.cost, settled.cost], JSON.stringify(row));
+  }
+  assert.equal(await ledger.expired('2026-11', Number.MAX_SAFE_INTEGER), []);
+});
+
+test('an error answer is free: the holds are released and it counts as an error, not a request', async () => {
+  const ledger = openSqliteLedger(':memory:');
+  const { bill, reservation } = billOn(ledger, true);
+  await ledger.reserve(reservation);
+  assert.equal((await bill.settle({ kind: 'free' }, 500)).cost, 0);
+  for (const row of await ledger.usage('2026-11')) assert.equal([row.requests, row.errors, row.spent, row.committed], [0, 1, 0, 0]);
+});
+
+test('an estimate is never below the reserved output for a reasoning model, nor for an answer never seen', async () => {
+  const ledger = openSqliteLedger(':memory:');
+  const a = await billOn(ledger, false, { reasoning: true }).bill.settle({ kind: 'estimate', relayed: 'short' }, 200);
+  const b = await billOn(ledger, false, {}, 'call-2').bill.settle({ kind: 'estimate' }, 0);
+  const c = await billOn(ledger, false, {}, 'call-3').bill.settle({ kind: 'estimate', relayed: 'short' }, 200);
+  const full = price.output * 1_000 * 1_000; // 1,000 reserved output tokens, nano-USD per token × 1,000
+  assert.ok(a.estimated && a.cost >= full, `${a.cost}`);
+  assert.ok(b.estimated && b.cost >= full, `${b.cost}`);
+  // Text seen, not a reasoning model: what was relayed with a margin, well below the worst case.
+  assert.ok(c.estimated && c.cost > 0 && c.cost < full / 10, `${c.cost}`);
+});
+
+test.run();
