@@ -202,11 +202,21 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     }
   }
 
+  /** Gives back the holds of a call that never went out; tried like a settlement (it is as idempotent). */
   async function releaseQuietly(reservation: Reservation): Promise<void> {
-    await ledger.release(reservation).catch((err) => {
-      // Left for the deadline: the holds are then charged as expired.
-      log.error('releasing a reservation failed', { error: errorName(err) });
-    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ledger.release(reservation);
+      } catch (err) {
+        if (attempt < 3) {
+          await new Promise((r) => setTimeout(r, 100 * 4 ** (attempt - 1)));
+          continue;
+        }
+        // Left for the deadline: the holds are then charged as expired, the safe side for a budget.
+        log.error('releasing a reservation failed', { error: errorName(err) });
+        return;
+      }
+    }
   }
 
   async function respond(call: Admitted, bill: Bill, ctx: CallContext): Promise<Response> {
