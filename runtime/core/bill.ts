@@ -21,8 +21,7 @@ export type Outcome =
   /** OpenAI answered with an error, or the call never reached it: nothing billed. */
   | { kind: 'free' };
 
-/** Settlement tries: 0, 100 and 400 ms apart, all within the time a Lambda may still run. */
-const SETTLE_ATTEMPTS = 3;
+const WRITE_ATTEMPTS = 3;
 /** Visible output is counted with a margin for what was generated but not yet relayed. */
 const RELAYED_MARGIN = 1.1;
 const RELAYED_EXTRA_TOKENS = 16;
@@ -112,25 +111,29 @@ export class Bill {
     let held = this.init.held;
     // The call may have reached OpenAI, so its cost must land. Every write is idempotent (the call's
     // marker), so retrying after a failure or a lost reply applies it once.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        // Failed open without holds: take unlimited ones now, so the settlement has rows to land on;
-        // once only, or a retry would put back the markers a partly landed settlement removed.
-        if (!held) {
-          await ledger.reserve({ ...reservation, holds: reservation.holds.map(({ scope, amount }) => ({ scope, amount })) });
-          held = true;
-        }
-        await ledger.settle(settlement);
-        return;
-      } catch (err) {
-        if (attempt < SETTLE_ATTEMPTS) {
-          await new Promise((r) => setTimeout(r, 100 * 4 ** (attempt - 1)));
-          continue;
-        }
-        // The holds stay and are charged in full at their deadline; the line lets an operator see why.
-        log.error('settle failed', { ...this.init.tags, spent: settlement.delta.spent, error: errorName(err) });
-        return;
+    const landed = await retried(async () => {
+      // Failed open without holds: take unlimited ones now, so the settlement has rows to land on;
+      // once only, or a retry would put back the markers a partly landed settlement removed.
+      if (!held) {
+        await ledger.reserve({ ...reservation, holds: reservation.holds.map(({ scope, amount }) => ({ scope, amount })) });
+        held = true;
       }
+      await ledger.settle(settlement);
+    });
+    // The holds stay and are charged in full at their deadline; the line lets an operator see why.
+    if (landed !== true) log.error('settle failed', { ...this.init.tags, spent: settlement.delta.spent, error: errorName(landed.error) });
+  }
+}
+
+/** Ledger writes after the response: tried 3 times, 0, 100 and 400 ms apart (a Lambda may still run). */
+export async function retried(write: () => Promise<void>): Promise<true | { error: unknown }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await write();
+      return true;
+    } catch (error) {
+      if (attempt >= WRITE_ATTEMPTS) return { error };
+      await new Promise((r) => setTimeout(r, 100 * 4 ** (attempt - 1)));
     }
   }
 }

@@ -1,6 +1,6 @@
 // The request path (DESIGN.md "Request path"): route → cache → limits and reservation → forward
 // (streamed without buffering) → settle after the response is complete.
-import { afterResponse, Bill, errorName, type CountTokens, type Outcome } from './bill.ts';
+import { afterResponse, Bill, errorName, retried, type CountTokens, type Outcome } from './bill.ts';
 import { cacheKey } from './cache-key.ts';
 import type { ProxyConfig } from './config.ts';
 import {
@@ -204,19 +204,9 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
 
   /** Gives back the holds of a call that never went out; tried like a settlement (it is as idempotent). */
   async function releaseQuietly(reservation: Reservation): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await ledger.release(reservation);
-      } catch (err) {
-        if (attempt < 3) {
-          await new Promise((r) => setTimeout(r, 100 * 4 ** (attempt - 1)));
-          continue;
-        }
-        // Left for the deadline: the holds are then charged as expired, the safe side for a budget.
-        log.error('releasing a reservation failed', { error: errorName(err) });
-        return;
-      }
-    }
+    const released = await retried(() => ledger.release(reservation));
+    // Left for the deadline: the holds are then charged as expired, the safe side for a budget.
+    if (released !== true) log.error('releasing a reservation failed', { error: errorName(released.error) });
   }
 
   async function respond(call: Admitted, bill: Bill, ctx: CallContext): Promise<Response> {
