@@ -161,7 +161,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       const body = meteredStream(res.body, meter, route, abort, (outcome, transcript) => {
         const done = bill.settle(meter.outcome.usage, meter.outcome.outputText, res.status);
         ctx.waitUntil(done);
-        if (key && outcome === 'complete' && meter.outcome.complete && transcript) {
+        if (key && outcome === 'complete' && meter.outcome.succeeded && transcript) {
           ctx.waitUntil(done.then((s) => cacheSet(key, { status: res.status, headers: replayable(headers), body: transcript, cost: s.cost })));
         }
       }, key !== undefined);
