@@ -52,7 +52,7 @@ export interface ProxyDeps {
 
 export type ProxyHandler = (req: Request, ctx: CallContext) => Promise<Response>;
 
-const PROJECT_PATTERN = /^[^#\s][^#]{0,127}$/;
+const PROJECT_PATTERN = /^[^#\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}][^#\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]{0,127}$/u; // admin.ts NAME: no controls
 
 export function createProxy(deps: ProxyDeps): ProxyHandler {
   const { config, ledger, cache, log } = deps;
