@@ -3,7 +3,7 @@
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import * as admin from './admin.ts';
-import { count, formatTable, percent, price, usd } from './cli-format.ts';
+import { count, formatTable, percent, price, printable, safeJson, usd } from './cli-format.ts';
 import { WrapiError } from './errors.ts';
 import { resolveTarget } from './target.ts';
 
@@ -70,7 +70,7 @@ export const COMMANDS: Command[] = [
     async run({ values, stage, json }) {
       const report = await admin.getLimits({ staging: stage, project: str(values.project) });
       print(json, report, () => {
-        if (!report.limits.length) return `No limits in stage ${stage}${values.project ? ` for project "${values.project}"` : ''}.`;
+        if (!report.limits.length) return `No limits in stage ${stage}${values.project ? ` for project "${printable(String(values.project))}"` : ''}.`;
         const rows = report.limits.map((l) => [l.project, l.user, l.model, usd(l.limit), usd(l.spend), usd(l.committed), percent(l.committed, l.limit)]);
         return `Limits in stage ${stage}, ${report.month}:\n` +
           formatTable(['PROJECT', 'USER', 'MODEL', 'LIMIT', 'SPENT', 'COMMITTED', 'USED'], rows, ['left', 'left', 'left', 'right', 'right', 'right', 'right']);
@@ -87,9 +87,9 @@ export const COMMANDS: Command[] = [
     },
     async run({ values, stage, json }) {
       const month = str(values.month);
-      if (month !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(month)) throw new UsageError(`--month must look like 2026-11 (got "${month}")`);
+      if (month !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(month)) throw new UsageError(`--month must look like 2026-11 (got "${printable(month)}")`);
       const by = str(values.by) ?? 'user';
-      if (by !== 'user' && by !== 'project' && by !== 'model') throw new UsageError(`--by must be user, project or model (got "${by}")`);
+      if (by !== 'user' && by !== 'project' && by !== 'model') throw new UsageError(`--by must be user, project or model (got "${printable(by)}")`);
       const report = await admin.getUsage({ staging: stage, month, by, daily: values.daily === true });
       print(json, report, () => usageText(report));
     },
@@ -111,7 +111,7 @@ export const COMMANDS: Command[] = [
         ...(cached !== undefined ? { cachedInput: amount(cached, 'cached-input') } : {}),
       });
       print(json, set, () =>
-        `Price of ${set.model} in stage ${stage}: input $${price(set.input)}, cached input ${set.cachedInput == null ? '(as input)' : `$${price(set.cachedInput)}`}, output $${price(set.output)} per 1M tokens.`,
+        `Price of ${printable(set.model)} in stage ${stage}: input $${price(set.input)}, cached input ${set.cachedInput == null ? '(as input)' : `$${price(set.cachedInput)}`}, output $${price(set.output)} per 1M tokens.`,
       );
     },
   },
@@ -122,7 +122,7 @@ export const COMMANDS: Command[] = [
     async run({ values, stage, json }) {
       const model = required(values, 'model');
       await admin.removePrice({ staging: stage, model });
-      print(json, { removed: model }, () => `Removed the price override of ${model} in stage ${stage}.`);
+      print(json, { removed: model }, () => `Removed the price override of ${printable(model)} in stage ${stage}.`);
     },
   },
   {
@@ -170,7 +170,7 @@ export const COMMANDS: Command[] = [
     summary: 'start the local stack (same as npm start), until Ctrl-C',
     options: { home: HOME, port: { type: 'string', arg: 'PORT', help: 'port on 127.0.0.1 (default $PORT or 8787)' } },
     async run({ values }) {
-      if (values.port !== undefined && !/^\d{1,5}$/.test(String(values.port))) throw new UsageError(`--port must be a port number (got "${values.port}")`);
+      if (values.port !== undefined && !/^\d{1,5}$/.test(String(values.port))) throw new UsageError(`--port must be a port number (got "${printable(String(values.port))}")`);
       const missing = ['better-sqlite3', 'lru-cache', 'gpt-tokenizer'].filter((name) => !resolvable(name));
       if (missing.length) {
         throw new WrapiError(
@@ -193,7 +193,7 @@ export const COMMANDS: Command[] = [
       const { addUser } = await import('../runtime/local/credentials.ts');
       const user = await addUser(home, args[0], values.admin === true);
       print(json, { name: user.name, accessKeyId: user.accessKeyId, admin: user.admin, credentialsFile: `${home}/credentials` }, () =>
-        `Added ${user.admin ? 'admin ' : ''}user "${user.name}" (access key ${user.accessKeyId}) to ${home}/credentials.\n` +
+        `Added ${user.admin ? 'admin ' : ''}user "${printable(user.name)}" (access key ${user.accessKeyId}) to ${home}/credentials.\n` +
         `Use it with: AWS_SHARED_CREDENTIALS_FILE=${home}/credentials AWS_PROFILE=${user.name}`,
       );
     },
@@ -206,7 +206,7 @@ export const COMMANDS: Command[] = [
       open: { type: 'boolean', help: 'also open it in the default browser' },
     },
     async run({ values, stage, json }) {
-      if (values.port !== undefined && !/^\d{1,5}$/.test(String(values.port))) throw new UsageError(`--port must be a port number (got "${values.port}")`);
+      if (values.port !== undefined && !/^\d{1,5}$/.test(String(values.port))) throw new UsageError(`--port must be a port number (got "${printable(String(values.port))}")`);
       const { startDashboardServer } = await import('./dashboard/server.ts');
       const server = await startDashboardServer({ stage, ...(values.port !== undefined ? { port: Number(values.port) } : {}) });
       print(json, { url: server.url, stage }, () =>
@@ -259,8 +259,9 @@ function usageText(r: admin.UsageReport): string {
   return text;
 }
 
+/** Text output escapes names where it builds them (formatTable, printable); JSON is escaped whole. */
 function print(json: boolean, data: unknown, text: () => string): void {
-  console.log(json ? JSON.stringify(data, null, 2) : text());
+  console.log(json ? safeJson(data) : text());
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -275,7 +276,7 @@ function amount(value: unknown, name: string): number {
   if (value === undefined) throw new UsageError(`--${name} is required`);
   const n = Number(value);
   if (typeof value !== 'string' || value.trim() === '' || !Number.isFinite(n) || n < 0) {
-    throw new UsageError(`--${name} must be a number of USD, e.g. 10 or 2.5 (got "${String(value)}")`);
+    throw new UsageError(`--${name} must be a number of USD, e.g. 10 or 2.5 (got "${printable(String(value))}")`);
   }
   return n;
 }
@@ -285,6 +286,7 @@ function scopeOf(values: Values): { project: string; user?: string; model?: stri
 }
 
 function describe(s: { project: string; user?: string; model?: string }): string {
-  return [`project "${s.project}"`, s.user && s.user !== '*' ? `user "${s.user}"` : '', s.model && s.model !== '*' ? `model "${s.model}"` : '']
+  const q = (name: string) => `"${printable(name)}"`;
+  return [`project ${q(s.project)}`, s.user && s.user !== '*' ? `user ${q(s.user)}` : '', s.model && s.model !== '*' ? `model ${q(s.model)}` : '']
     .filter(Boolean).join(', ');
 }

@@ -4,7 +4,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { costOf, modelCandidates, resolvePrice } from '../runtime/core/pricing.ts';
-import { StreamMeter } from '../runtime/core/stream-meter.ts';
+import { OUTPUT_TEXT_MAX_CHARS, StreamMeter } from '../runtime/core/stream-meter.ts';
+import { countTokens } from '../runtime/store/tokenizer.ts';
+import { countTokens as exactTokens } from 'gpt-tokenizer';
 import { requestFacts, withUsageRequested, parseJsonBody } from '../runtime/core/request-facts.ts';
 import { matchRoute } from '../runtime/core/routes.ts';
 import { callerFromArn } from '../runtime/core/caller.ts';
@@ -48,7 +50,7 @@ test('cost: above a long-context threshold the whole request is repriced', () =>
   assert.is(over, Math.round((lc.thresholdInputTokens + 1) * lc.input * 1000 + 10 * lc.output * 1000));
 });
 
-function meterAll(kind: 'chat' | 'responses', strip: boolean, text: string, splitEvery: number) {
+function meterAll(kind: 'chat' | 'completions' | 'responses', strip: boolean, text: string, splitEvery: number) {
   const meter = new StreamMeter(kind, strip);
   const bytes = new TextEncoder().encode(text);
   let out = '';
@@ -103,6 +105,83 @@ test('stream meter: a cut-off stream has no usage and is not complete', () => {
   assert.is(outcome.usage, undefined);
   assert.not.ok(outcome.complete);
   assert.ok(outcome.outputText.length > 0);
+});
+
+const errorsRef = () => JSON.parse(ref('openai-errors.json')).streaming;
+const sse = (...events: unknown[]) => events.map((e) => `data: ${typeof e === 'string' ? e : JSON.stringify(e)}\n\n`).join('');
+const responsesSse = (...events: Record<string, unknown>[]) =>
+  events.map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`).join('');
+
+test('stream meter: only [DONE] without an error event, or response.completed, is a success', () => {
+  for (const name of ['openai-chat-stream-include-usage.sse', 'openai-chat-stream-no-usage.sse']) {
+    const { outcome } = meterAll('chat', false, ref(name), 9);
+    assert.ok(outcome.complete && outcome.succeeded, name);
+  }
+  assert.ok(meterAll('responses', false, ref('openai-responses-stream.sse'), 9).outcome.succeeded);
+
+  // Chat: data {"error"} then [DONE] (the reference capture), and an `event: error` frame.
+  const chatError = meterAll('chat', false, errorsRef().chat_completions_mid_stream.sse, 5).outcome;
+  assert.ok(chatError.complete, 'it did end with [DONE]');
+  assert.not.ok(chatError.succeeded);
+  assert.is(chatError.outputText, 'This');
+  const framed = `${sse({ choices: [{ index: 0, delta: { content: 'Hi' } }] })}event: error\ndata: {"message":"boom"}\n\n${sse('[DONE]')}`;
+  assert.not.ok(meterAll('chat', false, framed, 4).outcome.succeeded);
+
+  // Responses: error + response.failed (the capture); response.incomplete keeps its usage.
+  const failed = meterAll('responses', false, errorsRef().responses_mid_stream.sse, 7).outcome;
+  assert.ok(failed.complete);
+  assert.not.ok(failed.succeeded);
+  const usage = { input_tokens: 10, input_tokens_details: { cached_tokens: 0 }, output_tokens: 16, total_tokens: 26 };
+  const incomplete = meterAll('responses', false, responsesSse(
+    { type: 'response.output_text.delta', delta: 'cut' },
+    { type: 'response.incomplete', response: { status: 'incomplete', usage } },
+  ), 11).outcome;
+  assert.equal([incomplete.complete, incomplete.succeeded, incomplete.usage], [true, false, { input: 10, cached: 0, output: 16 }]);
+  // An error event spoils a later response.completed too.
+  const late = meterAll('responses', false, responsesSse(
+    { type: 'error', code: 'server_error', message: 'x', param: null },
+    { type: 'response.completed', response: { status: 'completed', usage } },
+  ), 64).outcome;
+  assert.not.ok(late.succeeded);
+  assert.ok(late.usage, 'usage is still read: the call is billed');
+});
+
+test('stream meter: the estimate basis is every kind of generated output', () => {
+  const chat = sse(
+    { choices: [{ index: 0, delta: { role: 'assistant', content: null, refusal: null,
+      tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '' } }] } }] },
+    { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: '{"q":' } }] } }] },
+    { choices: [{ index: 0, delta: { tool_calls: [{ index: 1, type: 'custom', custom: { name: 'sh', input: 'ls' } }] } }] },
+    { choices: [{ index: 0, delta: { refusal: 'No.' } }] },
+    { choices: [{ index: 0, delta: { function_call: { name: 'old', arguments: '{}' } } }] },
+    { choices: [{ index: 0, delta: { audio: { transcript: 'said', data: 'AAAA' } } }] },
+    { choices: [{ index: 0, delta: { content: 'text' } }] },
+  );
+  assert.is(meterAll('chat', false, chat, 13).outcome.outputText, 'lookup{"q":shlsNo.old{}saidtext');
+  assert.is(meterAll('completions', false, sse({ choices: [{ index: 0, text: 'legacy' }] }), 3).outcome.outputText, 'legacy');
+  const responses = responsesSse(
+    { type: 'response.output_item.added', item: { type: 'function_call', name: 'lookup', arguments: '' } },
+    { type: 'response.function_call_arguments.delta', delta: '{"q":1}' },
+    { type: 'response.output_text.delta', delta: 'a' },
+    { type: 'response.refusal.delta', delta: 'b' },
+    { type: 'response.reasoning_summary_text.delta', delta: 'c' },
+    { type: 'response.audio.transcript.delta', delta: 'd' },
+    { type: 'response.custom_tool_call_input.delta', delta: 'e' },
+    { type: 'response.audio.delta', delta: 'QUFBQUFB' },
+  );
+  assert.is(meterAll('responses', false, responses, 17).outcome.outputText, 'lookup{"q":1}abcde');
+});
+
+test('stream meter: kept text is capped, and what is dropped still counts, at least as many tokens', async () => {
+  const piece = 'Sure, here is the next part of a very long answer with many words in it. ';
+  const deltas = Math.ceil((OUTPUT_TEXT_MAX_CHARS * 1.5) / piece.length);
+  const meter = new StreamMeter('chat', false);
+  for (let i = 0; i < deltas; i++) meter.push(new TextEncoder().encode(sse({ choices: [{ index: 0, delta: { content: piece } }] })));
+  const text = meter.outcome.outputText;
+  assert.is(text.slice(0, OUTPUT_TEXT_MAX_CHARS), piece.repeat(deltas).slice(0, OUTPUT_TEXT_MAX_CHARS));
+  assert.match(text.slice(OUTPUT_TEXT_MAX_CHARS), /^(a1)+a?$/, 'beyond the cap only a stand-in, made when asked');
+  const all = piece.repeat(deltas);
+  assert.ok(await countTokens(text) >= exactTokens(all), 'never fewer tokens than the real text');
 });
 
 test('request facts: model, stream, caps, prompt text; usage injection only where needed', () => {

@@ -5,6 +5,7 @@ import { chargeExpired } from './bill.ts';
 import { isDetail, modelFamily, monthOf } from './limits.ts';
 import type { DailyRow, Ledger, ResponseCache, Scope, UsageRow } from './ports.ts';
 import { nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo } from './pricing.ts';
+import { MODEL_ID, MODEL_ID_RULE } from './request-facts.ts';
 import { ANY, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type UsageDto, type UsageTotals } from './protocol.ts';
 
 export interface AdminDeps {
@@ -20,7 +21,14 @@ export type AdminResult = ({ ok: true } & Record<string, unknown>) | ({ ok: fals
 
 export type AdminHandler = (request: unknown) => Promise<AdminResult>;
 
-const NAME = /^[^#\s][^#]{0,127}$/;
+/**
+ * Project and user names: no `#` (it joins scope keys), no control, invisible formatting or bidi
+ * characters (a name is printed in terminals and logs), no leading space. Same rule as the
+ * proxy's project header. Models follow the request's rule (MODEL_ID), so a limit or a price can
+ * only name an id a call can carry, and old bad data cannot be written back.
+ */
+const NAME = /^[^#\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}][^#\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]{0,127}$/u;
+const NAME_RULE = 'at most 128 characters, without "#", control or invisible formatting characters, not starting with a space';
 const MONTH = /^\d{4}-(0[1-9]|1[0-2])$/;
 
 export function createAdmin(deps: AdminDeps): AdminHandler {
@@ -140,9 +148,11 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
   };
 }
 
+/** Refusals do not echo the value: a bad name is exactly what must not be printed. */
 function name(value: unknown, field: string): string {
-  if (typeof value !== 'string' || !NAME.test(value)) {
-    throw badRequest(`"${field}" must be a non-empty name without "#" (got ${JSON.stringify(value)}).`, 'invalid_name', field);
+  const [pattern, rule] = field === 'model' ? [MODEL_ID, `model ids: ${MODEL_ID_RULE}`] : [NAME, NAME_RULE];
+  if (typeof value !== 'string' || !pattern.test(value)) {
+    throw badRequest(`"${field}" must be a non-empty name (${rule}).`, 'invalid_name', field);
   }
   return value;
 }

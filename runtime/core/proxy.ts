@@ -55,7 +55,7 @@ export interface ProxyDeps {
 
 export type ProxyHandler = (req: Request, ctx: CallContext) => Promise<Response>;
 
-const PROJECT_PATTERN = /^[^#\s][^#]{0,127}$/;
+const PROJECT_PATTERN = /^[^#\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}][^#\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]{0,127}$/u; // admin.ts NAME: no controls
 
 /** A hold outlives its call's deadline by this much (settlement tries) before it may be charged as expired. */
 const SETTLE_GRACE_MS = 60_000;
@@ -245,7 +245,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
         const usage = meter.outcome.usage;
         const done = bill.settle(usage ? { kind: 'exact', usage } : { kind: 'estimate', relayed: meter.outcome.outputText }, res.status);
         ctx.waitUntil(done);
-        if (key && end === 'complete' && meter.outcome.complete && transcript) {
+        if (key && end === 'complete' && meter.outcome.succeeded && transcript) {
           ctx.waitUntil(done.then((s) => cacheSet(key, { status: res.status, headers: replayable(headers), body: transcript, cost: s.cost })));
         }
       },

@@ -31,6 +31,14 @@ export interface RequestFacts {
 
 export type JsonObject = Record<string, unknown>;
 
+/**
+ * The alphabet of OpenAI's model ids: letters, digits and `. _ - :` (`gpt-4.1-mini`,
+ * `ft:gpt-4o-mini-2024-07-18:org:suffix:id`). Anything else is refused before it can reach the
+ * ledger, the logs or an admin's terminal, where control characters would be live.
+ */
+export const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$/;
+export const MODEL_ID_RULE = 'letters, digits and . _ - :, starting with a letter or digit, at most 256 characters';
+
 export function parseJsonBody(bytes: Uint8Array): JsonObject {
   let body: unknown;
   try {
@@ -49,10 +57,11 @@ export function parseJsonBody(bytes: Uint8Array): JsonObject {
 
 export function requestFacts(route: Route, body: JsonObject): RequestFacts {
   const model = body.model;
-  if (typeof model !== 'string' || model.length === 0 || model.length > 256) {
+  if (typeof model !== 'string' || model.length === 0) {
     throw badRequest("you must provide a model parameter", 'missing_model', 'model');
   }
-  if (model.includes('#')) throw badRequest(`Invalid model "${model}".`, 'invalid_model', 'model');
+  // Not echoed: the id is exactly what must not be printed.
+  if (!MODEL_ID.test(model)) throw badRequest(`Invalid model id: model ids are ${MODEL_ID_RULE}.`, 'invalid_model', 'model');
   const stream = body.stream === true && route.kind !== 'embeddings';
   const options = body.stream_options as JsonObject | undefined;
   const input = walkInput(route, body);

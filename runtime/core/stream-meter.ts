@@ -1,22 +1,61 @@
 // Meters an SSE stream while passing it through. Events go to the client as soon as their blank
-// line arrives; the meter reads usage and output text on the side, and strips the usage chunk
-// the proxy asked for on the client's behalf.
+// line arrives; the meter reads usage, how the stream ended and the generated text on the side,
+// and strips the usage chunk the proxy asked for on the client's behalf.
 import { readUsage } from './usage.ts';
 import type { TokenUsage } from './pricing.ts';
 import type { RouteKind } from './routes.ts';
 
 export interface StreamOutcome {
   usage?: TokenUsage;
-  /** The stream ended the way the API ends a good stream (`[DONE]`, `response.completed`). */
+  /** The API's last event arrived (`[DONE]`; `response.completed`, `.failed` or `.incomplete`). */
   complete: boolean;
-  /** Output text seen so far: the basis of an estimate when usage never came. Never logged. */
-  outputText: string;
+  /**
+   * A whole, good answer: chat/completions ended with `[DONE]` and no error event, Responses with
+   * `response.completed` and no error. Only such a stream may be cached and replayed.
+   */
+  succeeded: boolean;
+  /**
+   * Everything the model generated, as text: the basis of an estimate when usage never came.
+   * Never logged. Beyond OUTPUT_TEXT_MAX_CHARS it holds a stand-in of equal or greater token count.
+   */
+  readonly outputText: string;
 }
+
+/** Text kept per stream for an estimate; beyond it only a byte count is kept, so memory stays bounded. */
+export const OUTPUT_TEXT_MAX_CHARS = 512 * 1024;
 
 const encoder = new TextEncoder();
 
+/** Responses `*.delta` events carry generated text, except audio, whose base64 is not text. */
+const NOT_TEXT_DELTAS = new Set(['response.audio.delta', 'response.output_audio.delta']);
+
+class Outcome implements StreamOutcome {
+  usage?: TokenUsage;
+  complete = false;
+  succeeded = false;
+  /** Sticky: one error event spoils the answer, whatever follows it. */
+  errored = false;
+  private kept = '';
+  private droppedBytes = 0;
+
+  get outputText(): string {
+    return this.droppedBytes ? this.kept + standIn(this.droppedBytes) : this.kept;
+  }
+
+  add(text: unknown): void {
+    if (typeof text !== 'string' || !text) return;
+    const room = OUTPUT_TEXT_MAX_CHARS - this.kept.length;
+    if (text.length <= room) {
+      this.kept += text;
+      return;
+    }
+    if (room > 0) this.kept += text.slice(0, room);
+    this.droppedBytes += utf8Bound(room > 0 ? text.slice(room) : text);
+  }
+}
+
 export class StreamMeter {
-  readonly outcome: StreamOutcome = { complete: false, outputText: '' };
+  readonly outcome = new Outcome();
   private readonly decoder = new TextDecoder();
   private pending = '';
 
@@ -56,10 +95,12 @@ export class StreamMeter {
   }
 
   private onEvent(raw: string): string {
-    const data = dataOf(raw);
+    const { event, data } = fieldsOf(raw);
+    if (event === 'error') this.fail();
     if (data === undefined) return raw;
     if (data === '[DONE]') {
       this.outcome.complete = true;
+      if (this.kind !== 'responses' && !this.outcome.errored) this.outcome.succeeded = true;
       return raw;
     }
     let json: Record<string, any>;
@@ -68,15 +109,20 @@ export class StreamMeter {
     } catch {
       return raw;
     }
+    if (!json || typeof json !== 'object') return raw;
+    // What the official client raises on: any event whose JSON has a truthy top-level `error`.
+    if (json.error) this.fail();
     return this.kind === 'responses' ? this.onResponsesEvent(raw, json) : this.onChunk(raw, json);
+  }
+
+  private fail(): void {
+    this.outcome.errored = true;
+    this.outcome.succeeded = false;
   }
 
   private onChunk(raw: string, json: Record<string, any>): string {
     const choices = Array.isArray(json.choices) ? json.choices : [];
-    for (const choice of choices) {
-      const text = choice?.delta?.content ?? choice?.text;
-      if (typeof text === 'string') this.outcome.outputText += text;
-    }
+    for (const choice of choices) this.collectChoice(choice);
     if (json.usage) {
       this.outcome.usage = readUsage(this.kind, json.usage);
       if (this.stripUsage && choices.length === 0) return '';
@@ -86,26 +132,78 @@ export class StreamMeter {
     return this.stripUsage ? raw.replace(',"usage":null', '') : raw;
   }
 
+  /** Every kind of generated output counts: tool calls and refusals are billed like content. */
+  private collectChoice(choice: any): void {
+    const add = (text: unknown) => this.outcome.add(text);
+    add(choice?.text); // legacy completions
+    const delta = choice?.delta;
+    if (!delta || typeof delta !== 'object') return;
+    add(delta.content);
+    add(delta.refusal);
+    add(delta.function_call?.name);
+    add(delta.function_call?.arguments);
+    add(delta.audio?.transcript);
+    if (Array.isArray(delta.tool_calls)) {
+      for (const call of delta.tool_calls) {
+        add(call?.function?.name);
+        add(call?.function?.arguments);
+        add(call?.custom?.name);
+        add(call?.custom?.input);
+      }
+    }
+  }
+
   private onResponsesEvent(raw: string, json: Record<string, any>): string {
     const type = json.type;
-    if (type === 'response.output_text.delta' && typeof json.delta === 'string') {
-      this.outcome.outputText += json.delta;
+    if (typeof type !== 'string') return raw;
+    if (type.endsWith('.delta')) {
+      if (!NOT_TEXT_DELTAS.has(type)) this.outcome.add(json.delta);
+    } else if (type === 'response.output_item.added') {
+      this.outcome.add(json.item?.name); // a function or custom tool call's name
+    } else if (type === 'error') {
+      this.fail();
     } else if (type === 'response.completed' || type === 'response.incomplete' || type === 'response.failed') {
+      // A failed or cut-short answer is still billed: its usage counts all the same.
       const usage = readUsage('responses', json.response?.usage);
       if (usage) this.outcome.usage = usage;
       this.outcome.complete = true;
+      if (type === 'response.completed' && !this.outcome.errored) this.outcome.succeeded = true;
+      else this.fail();
     }
     return raw;
   }
 }
 
-/** The joined `data:` lines of one SSE event, or undefined when it has none. */
-function dataOf(event: string): string | undefined {
+/** The `event:` name and joined `data:` lines of one SSE event. */
+function fieldsOf(raw: string): { event?: string; data?: string } {
+  let event: string | undefined;
   let data: string | undefined;
-  for (const line of event.split(/\r?\n/)) {
-    if (!line.startsWith('data:')) continue;
-    const value = line.slice(line[5] === ' ' ? 6 : 5);
-    data = data === undefined ? value : `${data}\n${value}`;
+  for (const line of raw.split(/\r?\n/)) {
+    if (line.startsWith('data:')) {
+      const value = line.slice(line[5] === ' ' ? 6 : 5);
+      data = data === undefined ? value : `${data}\n${value}`;
+    } else if (line.startsWith('event:')) {
+      event = line.slice(line[6] === ' ' ? 7 : 6);
+    }
   }
-  return data;
+  return { event, data };
+}
+
+/** At least the UTF-8 size of `text`: surrogates count 3 bytes each (a pair is really 4). */
+function utf8Bound(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+  }
+  return bytes;
+}
+
+/**
+ * Text that tokenizes to exactly one token per character ("a1a1…": a letter and a digit never
+ * share a token), one character per dropped byte. No token is shorter than a byte, so the stand-in
+ * never counts fewer tokens than the text it replaces.
+ */
+function standIn(bytes: number): string {
+  return 'a1'.repeat(bytes >> 1) + (bytes & 1 ? 'a' : '');
 }

@@ -1,15 +1,31 @@
 // `npm start`: the local stack on 127.0.0.1:${PORT:-8787}, until Ctrl-C.
+import { inspect } from 'node:util';
 import { startLocalStack } from './stack.ts';
 import type { Logger } from '../core/ports.ts';
 
+/**
+ * Control and bidi characters as visible escapes (`\x1b`, `\u{202e}`): a terminal would act on
+ * them. The rule of the CLI's printable() in sdk/cli-format.ts; the runtime does not import the SDK.
+ */
+const UNSAFE = /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
+const printable = (text: string) =>
+  text.replace(UNSAFE, (c) => {
+    const code = c.codePointAt(0)!;
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
+  });
+
+/** One line per event; names in it are escaped. */
+const line = (message: string, fields?: Record<string, unknown>) =>
+  printable(fields ? `${message} ${inspect(fields, { breakLength: Infinity })}` : message);
+
 const consoleLogger: Logger = {
   info(message, fields) {
-    if (message !== 'call' || !fields) return console.log(message, fields ?? '');
+    if (message !== 'call' || !fields) return console.log(line(message, fields));
     const f = fields as Record<string, unknown>;
     const cost = typeof f.cost === 'number' ? `$${(f.cost / 1e9).toFixed(6)}` : '';
-    console.log(`[${f.stage}] ${f.route} ${f.user} project=${f.project} model=${f.model} ${f.status ?? ''} ${cost} ${f.cache}${f.estimated ? ' (estimated)' : ''}`);
+    console.log(printable(`[${f.stage}] ${f.route} ${f.user} project=${f.project} model=${f.model} ${f.status ?? ''} ${cost} ${f.cache}${f.estimated ? ' (estimated)' : ''}`));
   },
-  error: (message, fields) => console.error(message, fields ?? ''),
+  error: (message, fields) => console.error(line(message, fields)),
 };
 
 try {
