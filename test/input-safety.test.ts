@@ -60,8 +60,12 @@ async function longestStall<T>(work: () => Promise<T>): Promise<{ value: T; stal
 
 /**
  * The machine running the suite is shared, so one slow tick may be someone else's; a stall of our
- * own shows in every attempt. Passes when one of three attempts stays under `boundMs`.
+ * own shows in every attempt. Passes when one of three attempts stays under `boundMs`. The bound is
+ * generous (an overloaded 2-core machine deschedules a process for 100+ ms): it guards against the
+ * seconds-long freezes of an unbounded tokenizer; bench/tokenizer.ts measures the fine figure.
  */
+const STALL_BOUND_MS = 250;
+
 async function assertNoStall<T>(boundMs: number, work: () => Promise<T>): Promise<T> {
   const stalls: number[] = [];
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -75,13 +79,13 @@ async function assertNoStall<T>(boundMs: number, work: () => Promise<T>): Promis
 
 test('tokenizer: a 40k-character run without whitespace does not hold the event loop', async () => {
   const run = noise(40_000, 'abcdefghijklmnopqrstuvwxyz');
-  const tokens = await assertNoStall(50, () => countTokens(run));
+  const tokens = await assertNoStall(STALL_BOUND_MS, () => countTokens(run));
   assert.ok(tokens >= exactTokens(run), 'at least the exact count');
 });
 
-test('tokenizer: a 6 MB prompt without whitespace is counted without an event-loop stall, conservatively', async () => {
+test('tokenizer: a 6 MB prompt without whitespace is counted without a long event-loop stall, conservatively', async () => {
   const prompt = noise(6 * 1024 * 1024, BASE64);
-  const tokens = await assertNoStall(50, () => countTokens(prompt));
+  const tokens = await assertNoStall(STALL_BOUND_MS, () => countTokens(prompt));
   // Beyond EXACT_CHARS every byte counts as a token: no tokenizer makes more tokens than bytes.
   assert.ok(tokens >= prompt.length - EXACT_CHARS, `${tokens}`);
   assert.ok(tokens <= prompt.length + prompt.length / 64, 'and not wildly more than one per byte');
