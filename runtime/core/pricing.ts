@@ -73,22 +73,46 @@ export function modelCandidates(model: string): string[] {
 }
 
 /**
- * The price of a model: an admin's override beats the table, an exact id beats its family.
+ * The price of a model. An admin's override beats the table, and the most specific one wins: an
+ * override on the exact id, then on any id it resolves to (so a family override binds its dated
+ * ids even where the table lists them), then the table's exact id, then its family.
  * `overrides[i]` belongs to `modelCandidates(model)[i]`. Undefined when nothing prices it.
  */
 export function resolvePrice(model: string, overrides: (PriceOverride | undefined)[] = []): Price | undefined {
-  const candidates = modelCandidates(model);
-  for (let i = 0; i < candidates.length; i++) {
-    const override = overrides[i];
-    if (override) return fromOverride(model, override);
-    const entry = MODELS[candidates[i]];
+  const table = tablePrice(model);
+  const override = overrides.find((o) => o !== undefined);
+  return override ? fromOverride(model, override, table) : table;
+}
+
+/** The shipped table's price of a model: its exact id, else its family. */
+function tablePrice(model: string): Price | undefined {
+  for (const candidate of modelCandidates(model)) {
+    const entry = MODELS[candidate];
     if (entry && typeof entry.input === 'number') return fromTable(model, entry);
   }
   return undefined;
 }
 
-function fromOverride(model: string, o: PriceOverride): Price {
-  return { model, input: o.input, cachedInput: o.cachedInput, output: o.output, version: `override@${o.updatedAt}` };
+/**
+ * An override sets the text rates. Long-context and audio rates it leaves out stay as the table has
+ * them for this id: setting a new input price must not make long prompts or audio bill as plain text.
+ */
+function fromOverride(model: string, o: PriceOverride, table: Price | undefined): Price {
+  const longContext = o.longContext ?? table?.longContext;
+  const audio = {
+    input: o.audio?.input ?? table?.audio?.input ?? null,
+    cachedInput: o.audio?.cachedInput ?? table?.audio?.cachedInput ?? null,
+    output: o.audio?.output ?? table?.audio?.output ?? null,
+  };
+  return {
+    model,
+    input: o.input,
+    cachedInput: o.cachedInput,
+    output: o.output,
+    ...(longContext ? { longContext: { ...longContext } } : {}),
+    ...(hasAudio(audio) ? { audio } : {}),
+    version: `override@${o.updatedAt}`,
+  };
 }
 
 function fromTable(model: string, e: TableEntry): Price {
