@@ -3,14 +3,14 @@
 // endpoint when the outputs name one. Refusals are typed errors carrying the server's message.
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type {
-  AdminRequest, LimitDto, LimitStatus, LimitsReport, PriceDto, UsageDto, UsageReport, UsageTotals,
+  AdminRequest, AudioPriceDto, LimitDto, LimitStatus, LimitsReport, LongContextDto, PriceDto, UsageDto, UsageReport, UsageTotals,
 } from '../runtime/core/protocol.ts';
 import { credentialsProvider, type CredentialOptions } from './credentials.ts';
 import { WrapiAccessDeniedError, WrapiAdminError, WrapiConfigError, WrapiConnectionError } from './errors.ts';
 import { checkProject, getSettings } from './settings.ts';
 import { resolveTarget, type StageTarget } from './target.ts';
 
-export type { LimitDto, LimitStatus, LimitsReport, PriceDto, UsageDto, UsageReport, UsageTotals };
+export type { AudioPriceDto, LimitDto, LimitStatus, LimitsReport, LongContextDto, PriceDto, UsageDto, UsageReport, UsageTotals };
 
 /** Where and as whom to call the admin function. */
 export interface AdminOptions extends CredentialOptions {
@@ -69,12 +69,31 @@ export async function getUsage(
   return out as unknown as UsageReport;
 }
 
-/** Sets (overrides) a model's price in USD per 1M tokens, effective without a redeploy. */
+/**
+ * Sets (overrides) a model's price in USD per 1M tokens, effective without a redeploy, for the model
+ * and every id that resolves to it (`gpt-4o` also prices `gpt-4o-2024-08-06`). Long-context and
+ * audio rates left out stay as the shipped table has them.
+ */
 export async function setPrice(
-  options: AdminOptions & { model: string; input: number; output: number; cachedInput?: number | null },
+  options: AdminOptions & {
+    model: string;
+    input: number;
+    output: number;
+    cachedInput?: number | null;
+    longContext?: LongContextDto;
+    audio?: { input?: number; cachedInput?: number; output?: number };
+  },
 ): Promise<PriceDto> {
-  const { model, input, output, cachedInput } = options;
-  const out = await invokeAdmin({ action: 'setPrice', model, input, output, ...(cachedInput != null ? { cachedInput } : {}) }, options);
+  const { model, input, output, cachedInput, longContext, audio } = options;
+  const out = await invokeAdmin(
+    {
+      action: 'setPrice', model, input, output,
+      ...(cachedInput != null ? { cachedInput } : {}),
+      ...(longContext ? { longContext } : {}),
+      ...(audio ? { audio } : {}),
+    },
+    options,
+  );
   return out.price as PriceDto;
 }
 

@@ -96,12 +96,19 @@ export const COMMANDS: Command[] = [
   },
   {
     path: 'prices set',
-    summary: 'set a model\'s price (USD per 1M tokens), overriding the shipped table',
+    summary: 'set a model\'s price (USD per 1M tokens), overriding the shipped table for it and every dated id of it',
     options: {
       model: { type: 'string', arg: 'MODEL', help: 'the model id or family, e.g. gpt-4o (required)' },
       input: { type: 'string', arg: 'USD', help: 'per 1M input tokens (required)' },
       output: { type: 'string', arg: 'USD', help: 'per 1M output tokens (required)' },
       'cached-input': { type: 'string', arg: 'USD', help: 'per 1M cached input tokens (default: the input price)' },
+      'long-context-threshold': { type: 'string', arg: 'TOKENS', help: 'above this many input tokens the long-context rates apply to the whole request' },
+      'long-context-input': { type: 'string', arg: 'USD', help: 'per 1M input tokens above the threshold' },
+      'long-context-cached-input': { type: 'string', arg: 'USD', help: 'per 1M cached input tokens above the threshold (default: its input price)' },
+      'long-context-output': { type: 'string', arg: 'USD', help: 'per 1M output tokens above the threshold' },
+      'audio-input': { type: 'string', arg: 'USD', help: 'per 1M audio input tokens' },
+      'audio-cached-input': { type: 'string', arg: 'USD', help: 'per 1M cached audio input tokens' },
+      'audio-output': { type: 'string', arg: 'USD', help: 'per 1M audio output tokens' },
     },
     async run({ values, stage, json }) {
       const model = required(values, 'model');
@@ -109,9 +116,14 @@ export const COMMANDS: Command[] = [
       const set = await admin.setPrice({
         staging: stage, model, input: amount(values.input, 'input'), output: amount(values.output, 'output'),
         ...(cached !== undefined ? { cachedInput: amount(cached, 'cached-input') } : {}),
+        ...longContextFlags(values),
+        ...audioFlags(values),
       });
       print(json, set, () =>
-        `Price of ${printable(set.model)} in stage ${stage}: input $${price(set.input)}, cached input ${set.cachedInput == null ? '(as input)' : `$${price(set.cachedInput)}`}, output $${price(set.output)} per 1M tokens.`,
+        `Price of ${printable(set.model)} in stage ${stage}: input $${price(set.input)}, cached input ${set.cachedInput == null ? '(as input)' : `$${price(set.cachedInput)}`}, output $${price(set.output)} per 1M tokens` +
+          (set.longContext ? `; above ${count(set.longContext.thresholdInputTokens)} input tokens ${rates(set.longContext)}` : '') +
+          (set.audio ? `; audio ${rates(set.audio)}` : '') + '.' +
+          keptNote([!set.longContext && 'long-context', !set.audio && 'audio']),
       );
     },
   },
@@ -132,10 +144,25 @@ export const COMMANDS: Command[] = [
     async run({ values, stage, json }) {
       const report = await admin.getPrices({ staging: stage, model: str(values.model) });
       print(json, report, () => {
-        const rows = report.prices.map((p) => [p.model, price(p.input), price(p.cachedInput), price(p.output), p.source ?? '']);
+        const source = (p: admin.PriceDto) => (p.overrideModel ? `${p.source} of ${p.overrideModel}` : p.source ?? '');
+        const rows = report.prices.map((p) => [p.model, price(p.input), price(p.cachedInput), price(p.output), source(p)]);
         const asOf = report.table ? `; table of ${report.table.asOf}` : '';
-        return `Prices in stage ${stage} (USD per 1M tokens${asOf}):\n` +
+        const text = `Prices in stage ${stage} (USD per 1M tokens${asOf}):\n` +
           formatTable(['MODEL', 'INPUT', 'CACHED', 'OUTPUT', 'SOURCE'], rows, ['left', 'right', 'right', 'right', 'left']);
+        // Most models have neither, so these rates get their own table rather than empty columns.
+        const extra = report.prices.filter((p) => p.longContext || p.audio).map((p) => [
+          p.model,
+          p.longContext ? count(p.longContext.thresholdInputTokens) : '-',
+          price(p.longContext?.input), price(p.longContext?.cachedInput), price(p.longContext?.output),
+          price(p.audio?.input), price(p.audio?.cachedInput), price(p.audio?.output),
+        ]);
+        if (extra.length === 0) return text;
+        return `${text}\n\nLong-context and audio rates (USD per 1M tokens; long context applies above THRESHOLD input tokens):\n` +
+          formatTable(
+            ['MODEL', 'THRESHOLD', 'LC INPUT', 'LC CACHED', 'LC OUTPUT', 'AUDIO INPUT', 'AUDIO CACHED', 'AUDIO OUTPUT'],
+            extra,
+            ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+          );
       });
     },
   },
@@ -270,6 +297,45 @@ function required(values: Values, name: string): string {
   const v = str(values[name]);
   if (v === undefined || v === '') throw new UsageError(`--${name} is required`);
   return v;
+}
+
+/** `--long-context-*`: the threshold, input and output rates go together (a threshold alone prices nothing). */
+function longContextFlags(values: Values): { longContext?: admin.LongContextDto } {
+  const names = ['long-context-threshold', 'long-context-input', 'long-context-cached-input', 'long-context-output'];
+  if (names.every((n) => values[n] === undefined)) return {};
+  const threshold = str(values['long-context-threshold']);
+  if (threshold === undefined || !/^\d+$/.test(threshold) || Number(threshold) < 1) {
+    throw new UsageError(`--long-context-threshold must be a whole number of input tokens, e.g. 272000 (got "${printable(threshold ?? '')}")`);
+  }
+  const cached = values['long-context-cached-input'];
+  return {
+    longContext: {
+      thresholdInputTokens: Number(threshold),
+      input: amount(values['long-context-input'], 'long-context-input'),
+      output: amount(values['long-context-output'], 'long-context-output'),
+      ...(cached !== undefined ? { cachedInput: amount(cached, 'long-context-cached-input') } : {}),
+    },
+  };
+}
+
+function audioFlags(values: Values): { audio?: { input?: number; cachedInput?: number; output?: number } } {
+  const flags = { input: 'audio-input', cachedInput: 'audio-cached-input', output: 'audio-output' };
+  const set = Object.entries(flags).filter(([, flag]) => values[flag] !== undefined);
+  return set.length ? { audio: Object.fromEntries(set.map(([rate, flag]) => [rate, amount(values[flag], flag)])) } : {};
+}
+
+/** Rates an override leaves out keep the table's: say so, since it is not what "set" suggests. */
+function keptNote(kinds: (string | false)[]): string {
+  const kept = kinds.filter(Boolean).join(' and ');
+  return kept ? `\n${kept[0].toUpperCase()}${kept.slice(1)} rates not set here stay as the shipped table has them for this model, if any.` : '';
+}
+
+/** `$5 input, $0.5 cached, $22.5 output` for the rates that are set. */
+function rates(r: { input?: number | null; cachedInput?: number | null; output?: number | null }): string {
+  const parts = (['input', 'cachedInput', 'output'] as const)
+    .filter((k) => r[k] != null)
+    .map((k) => `$${price(r[k])} ${k === 'cachedInput' ? 'cached input' : k}`);
+  return parts.join(', ');
 }
 
 function amount(value: unknown, name: string): number {

@@ -121,7 +121,8 @@ test('price overrides: set, listed as override, removed', async () => {
   const set = await invoke('default', { action: 'setPrice', model: 'gpt-4o', input: 1, output: 2, cachedInput: 0.5 });
   assert.is(set.price.source, 'override');
   const one = await invoke('default', { action: 'listPrices', model: 'gpt-4o-2024-08-06' });
-  assert.is(one.prices[0].source, 'table', 'the dated id has its own table price, more specific than the family override');
+  assert.equal([one.prices[0].input, one.prices[0].source, one.prices[0].overrideModel], [1, 'override', 'gpt-4o'],
+    'a family override binds its dated ids, even those with their own table row');
   const fam = await invoke('default', { action: 'listPrices', model: 'gpt-4o' });
   assert.equal([fam.prices[0].input, fam.prices[0].source], [1, 'override']);
   const all = await invoke('default', { action: 'listPrices' });

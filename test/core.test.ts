@@ -4,6 +4,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { costOf, modelCandidates, resolvePrice } from '../runtime/core/pricing.ts';
+import { assertBillable } from '../runtime/core/billable.ts';
+import { readUsage } from '../runtime/core/usage.ts';
 import { OUTPUT_TEXT_MAX_CHARS, StreamMeter } from '../runtime/core/stream-meter.ts';
 import { countTokens } from '../runtime/store/tokenizer.ts';
 import { countTokens as exactTokens } from 'gpt-tokenizer';
@@ -48,6 +50,79 @@ test('cost: above a long-context threshold the whole request is repriced', () =>
   const over = costOf(p, { input: lc.thresholdInputTokens + 1, cached: 0, output: 10 });
   assert.is(under, Math.round(lc.thresholdInputTokens * p.input * 1000 + 10 * p.output * 1000));
   assert.is(over, Math.round((lc.thresholdInputTokens + 1) * lc.input * 1000 + 10 * lc.output * 1000));
+});
+
+test('overrides: the most specific override wins, before any table row; left-out rates keep the table', () => {
+  const o = (model: string, input: number, extra = {}) => ({ model, input, cachedInput: null, output: 1, updatedAt: `t${input}`, ...extra });
+  // gpt-4o-2024-05-13 has its own table row ($5); the family override still binds it.
+  assert.is(resolvePrice('gpt-4o-2024-05-13', [undefined, o('gpt-4o', 7)])!.input, 7);
+  assert.is(resolvePrice('gpt-4o-2024-05-13', [o('gpt-4o-2024-05-13', 8), o('gpt-4o', 7)])!.input, 8);
+  const ft = resolvePrice('ft:gpt-4o-mini-2024-07-18:acme::x', [undefined, undefined, o('ft:gpt-4o-mini', 3)])!;
+  assert.equal([ft.input, ft.version], [3, 'override@t3']);
+  // No long-context or audio rates in the override: the table's for this id stay.
+  const lc = resolvePrice('gpt-5.4-2026-03-05', [undefined, o('gpt-5.4', 2)])!;
+  assert.equal(lc.longContext, { thresholdInputTokens: 272000, input: 5, cachedInput: 0.5, output: 22.5 });
+  const own = { thresholdInputTokens: 1000, input: 9, cachedInput: null, output: 9 };
+  assert.equal(resolvePrice('gpt-5.4', [o('gpt-5.4', 2, { longContext: own })])!.longContext, own);
+  const audio = resolvePrice('gpt-realtime', [o('gpt-realtime', 2, { audio: { output: 99 } })])!.audio;
+  assert.equal(audio, { input: 32, cachedInput: 0.4, output: 99 });
+  assert.is(resolvePrice('my-model', [o('my-model', 1)])!.audio, undefined);
+});
+
+test('cost: audio tokens are parts of the totals and bill at the audio rates', () => {
+  const p = resolvePrice('gpt-4o-audio-preview')!; // text 2.5 / 10, audio 40 / 80, no cached rates
+  const text = costOf(p, { input: 1000, cached: 0, output: 1000 });
+  assert.is(text, 1000 * 2500 + 1000 * 10_000);
+  assert.is(costOf(p, { input: 1000, cached: 0, output: 1000, audioInput: 1000, audioOutput: 1000 }), 120_000_000);
+  assert.is(costOf(p, { input: 1500, cached: 0, output: 300, audioInput: 1000, audioOutput: 200 }),
+    500 * 2500 + 1000 * 40_000 + 100 * 10_000 + 200 * 80_000);
+  const rt = resolvePrice('gpt-realtime')!; // text 4 / 0.4 cached / 16, audio 32 / 0.4 cached / 64
+  // Cached tokens count as text first when the usage does not split them...
+  assert.is(costOf(rt, { input: 300, cached: 150, output: 0, audioInput: 200 }),
+    100 * 400 + 200 * 32_000 - 50 * 32_000 + 50 * 400);
+  // ...and as reported when it does.
+  assert.is(costOf(rt, { input: 300, cached: 150, output: 0, audioInput: 200, audioCached: 150 }),
+    100 * 4000 + 50 * 32_000 + 150 * 400);
+  // Counts beyond the totals are clamped, never negative.
+  assert.is(costOf(rt, { input: 10, cached: 0, output: 0, audioInput: 50 }), 10 * 32_000);
+});
+
+test('usage: audio parts read from chat and Responses usage blocks', () => {
+  const chat = JSON.parse(ref('openai-chat-completion.json')).usage;
+  assert.equal(readUsage('chat', chat), { input: 1418, cached: 1152, output: 5 }, 'zero audio adds no fields');
+  assert.equal(readUsage('chat', {
+    ...chat,
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 40, cached_tokens_details: { audio_tokens: 8 } },
+    completion_tokens_details: { audio_tokens: 3 },
+  }), { input: 1418, cached: 0, output: 5, audioInput: 40, audioCached: 8, audioOutput: 3 });
+  assert.equal(readUsage('responses', { input_tokens: 9, output_tokens: 4, output_tokens_details: { audio_tokens: 2 } }),
+    { input: 9, cached: 0, output: 4, audioOutput: 2 });
+});
+
+test('billable: token-only tools pass, anything else with a fee or unknown cost is refused', () => {
+  const responses = matchRoute('POST', '/v1/responses')!;
+  const chat = matchRoute('POST', '/v1/chat/completions')!;
+  const price = resolvePrice('gpt-5')!;
+  const check = (body: Record<string, unknown>, route = responses) => {
+    try {
+      assertBillable(route, { model: 'gpt-5', ...body }, price);
+      return 'ok';
+    } catch (e) {
+      return `${(e as WrapiError).status} ${(e as WrapiError).code} ${(e as WrapiError).param}`;
+    }
+  };
+  assert.is(check({ tools: [{ type: 'function' }, { type: 'custom' }, { type: 'mcp' }, { type: 'apply_patch' }, { type: 'local_shell' }] }), 'ok');
+  assert.is(check({ tools: [{ type: 'tool_search', execution: 'client' }] }), 'ok');
+  assert.is(check({ tools: [{ type: 'tool_search' }] }), '400 unpriced_feature tools');
+  assert.is(check({ tools: [{ type: 'namespace', tools: [{ type: 'function' }, { type: 'custom' }] }] }), 'ok');
+  assert.is(check({ tools: [{ type: 'namespace', tools: [{ type: 'web_search' }] }] }), '400 unpriced_feature tools');
+  assert.is(check({ tools: [null] }), '400 unpriced_feature tools');
+  assert.is(check({ service_tier: null, background: false }), 'ok');
+  assert.is(check({ service_tier: 'Priority' }), '400 unpriced_feature service_tier');
+  assert.is(check({ background: 'yes' }), '400 unpriced_feature background');
+  assert.is(check({ background: true }, chat), 'ok', 'chat has no background runs');
+  assert.is(check({ messages: [{ role: 'assistant', audio: { id: 'audio_1' } }] }, chat), '400 unpriced_feature messages',
+    'an earlier spoken answer sent back is audio input');
 });
 
 function meterAll(kind: 'chat' | 'completions' | 'responses', strip: boolean, text: string, splitEvery: number) {
@@ -208,6 +283,12 @@ test('routes: allow-list with and without /v1; everything else refused', () => {
   assert.is(matchRoute('GET', '/v1/chat/completions'), undefined);
   assert.is(matchRoute('POST', '/v1/files'), undefined);
   assert.is(matchRoute('DELETE', '/v1/models/x'), undefined);
+  assert.equal(matchRoute('GET', '/v1/responses/resp_0123abc'), { kind: 'retrieve', path: '/responses/resp_0123abc', priced: false, cacheable: false });
+  assert.is(matchRoute('GET', '/responses/resp_0123abc')!.kind, 'retrieve');
+  for (const [method, path] of [['DELETE', '/v1/responses/resp_1'], ['POST', '/v1/responses/resp_1/cancel'],
+    ['GET', '/v1/responses/resp_1/input_items'], ['GET', '/v1/responses/msg_1'], ['GET', '/v1/responses/resp_../x']]) {
+    assert.is(matchRoute(method, path), undefined, `${method} ${path}`);
+  }
 });
 
 test('callers from verified ARNs', () => {

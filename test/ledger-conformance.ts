@@ -119,6 +119,20 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     assert.equal((await ledger.read([], ['gpt-4o'])).prices, [undefined]);
   });
 
+  test('price overrides keep every rate they set: long context and audio, each optional', async () => {
+    const longContext = { thresholdInputTokens: 272_000, input: 5, cachedInput: null, output: 22.5 };
+    const full = price('gpt-5.4', { longContext, audio: { input: 40, cachedInput: 2.5, output: 80 } });
+    const partial = price('gpt-audio', { cachedInput: null, audio: { output: 64 } });
+    const lcCached = price('gpt-5.5', { longContext: { ...longContext, cachedInput: 0.5 } });
+    for (const p of [full, partial, lcCached]) await ledger.setPrice(p);
+    assert.equal((await ledger.read([], ['gpt-audio', 'gpt-5.4', 'gpt-5.5'])).prices, [partial, full, lcCached]);
+    assert.equal(await ledger.listPrices(), [full, lcCached, partial]);
+    // Replacing an override replaces all of it: rates the new one leaves out are gone.
+    const plain = price('gpt-5.4', { input: 3, updatedAt: '2026-11-28T00:00:00.000Z' });
+    await ledger.setPrice(plain);
+    assert.equal((await ledger.read([], ['gpt-5.4'])).prices, [plain]);
+  });
+
   test('reserve under the limit returns committed totals', async () => {
     const holds = (id: string) => reservation([scope('p'), scope('p', ALICE, 'gpt-4o')], 300, undefined, { callId: id });
     const limited = (id: string): Reservation => {

@@ -3,8 +3,8 @@
 import { badRequest, WrapiError } from './errors.ts';
 import { chargeExpired } from './bill.ts';
 import { isDetail, modelFamily, monthOf } from './limits.ts';
-import type { DailyRow, Ledger, ResponseCache, Scope, UsageRow } from './ports.ts';
-import { nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo } from './pricing.ts';
+import type { DailyRow, Ledger, PriceOverride, ResponseCache, Scope, UsageRow } from './ports.ts';
+import { modelCandidates, nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo, type Price } from './pricing.ts';
 import { MODEL_ID, MODEL_ID_RULE } from './request-facts.ts';
 import { ANY, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type UsageDto, type UsageTotals } from './protocol.ts';
 
@@ -95,13 +95,15 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
     },
     async setPrice(req) {
       const model = name(req.model, 'model');
-      const price = {
+      const price: PriceOverride = {
         model,
         input: usdAmount(req.input, 'input'),
         cachedInput: req.cachedInput == null ? null : usdAmount(req.cachedInput, 'cachedInput'),
         output: usdAmount(req.output, 'output'),
         updatedAt: new Date(now()).toISOString(),
       };
+      if (req.longContext != null) price.longContext = longContextOf(req.longContext);
+      if (req.audio != null) price.audio = audioRatesOf(req.audio);
       await ledger.setPrice(price);
       changed();
       return { price: { ...price, source: 'override' } };
@@ -113,18 +115,22 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       return { removed: model };
     },
     async listPrices(req) {
-      const overrides = await ledger.listPrices();
+      const overrides = new Map((await ledger.listPrices()).map((o) => [o.model, o]));
+      // The price each id is billed at, resolved exactly as the proxy does (a family override
+      // shows on the dated ids it binds).
+      const priceOf = (model: string): PriceDto | undefined => {
+        const found = modelCandidates(model).map((c) => overrides.get(c));
+        const price = resolvePrice(model, found);
+        return price && priceDto(price, found.find((o) => o !== undefined)?.model);
+      };
       if (req.model !== undefined) {
         const model = name(req.model, 'model');
-        const mine = overrides.filter((o) => o.model === model);
-        const price = resolvePrice(model, mine.length ? [mine[0]] : []);
+        const price = priceOf(model);
         if (!price) throw badRequest(`Model "${model}" has no price.`, 'model_not_priced', 'model');
-        return { prices: [priceDto(price.model, price, price.version.startsWith('override') ? 'override' : 'table')] };
+        return { prices: [price] };
       }
-      const table = tablePrices().map((p) => priceDto(p.model, p, 'table'));
-      const byModel = new Map(table.map((p) => [p.model, p]));
-      for (const o of overrides) byModel.set(o.model, priceDto(o.model, o, 'override'));
-      return { table: priceTableInfo, prices: [...byModel.values()].sort((a, b) => a.model.localeCompare(b.model)) };
+      const ids = new Set([...tablePrices().map((p) => p.model), ...overrides.keys()]);
+      return { table: priceTableInfo, prices: [...ids].sort((a, b) => a.localeCompare(b)).map((id) => priceOf(id)!) };
     },
     async flushCache() {
       await deps.cache.flush();
@@ -182,8 +188,58 @@ function usdAmount(value: unknown, field: string): number {
 const key = (s: Scope) => `${s.project}#${s.user}#${s.model}`;
 const label = (s: Scope) => `project "${s.project}" user "${s.user}" model "${s.model}"`;
 
-function priceDto(model: string, p: { input: number; cachedInput: number | null; output: number }, source: PriceDto['source']): PriceDto {
-  return { model, input: p.input, cachedInput: p.cachedInput, output: p.output, source };
+function priceDto(p: Price, overrideModel: string | undefined): PriceDto {
+  return {
+    model: p.model,
+    input: p.input,
+    cachedInput: p.cachedInput,
+    output: p.output,
+    ...(p.longContext ? { longContext: p.longContext } : {}),
+    ...(p.audio ? { audio: p.audio } : {}),
+    source: overrideModel ? 'override' : 'table',
+    ...(overrideModel && overrideModel !== p.model ? { overrideModel } : {}),
+  };
+}
+
+/** The long-context tier of an override: all of it or none (a threshold alone prices nothing). */
+function longContextOf(value: unknown): NonNullable<PriceOverride['longContext']> {
+  const lc = rateObject(value, 'longContext', ['thresholdInputTokens', 'input', 'cachedInput', 'output']);
+  const threshold = lc.thresholdInputTokens;
+  if (typeof threshold !== 'number' || !Number.isInteger(threshold) || threshold < 1 || threshold > 100_000_000) {
+    throw badRequest(
+      `"longContext.thresholdInputTokens" must be a whole number of input tokens between 1 and 100000000 (got ${JSON.stringify(threshold)}).`,
+      'invalid_amount',
+      'longContext.thresholdInputTokens',
+    );
+  }
+  return {
+    thresholdInputTokens: threshold,
+    input: usdAmount(lc.input, 'longContext.input'),
+    cachedInput: lc.cachedInput == null ? null : usdAmount(lc.cachedInput, 'longContext.cachedInput'),
+    output: usdAmount(lc.output, 'longContext.output'),
+  };
+}
+
+/** Audio-token rates of an override: any of the three; the ones left out keep the table's. */
+function audioRatesOf(value: unknown): NonNullable<PriceOverride['audio']> {
+  const audio = rateObject(value, 'audio', ['input', 'cachedInput', 'output']);
+  const rates = Object.entries(audio)
+    .filter(([, v]) => v != null)
+    .map(([k, v]) => [k, usdAmount(v, `audio.${k}`)] as const);
+  if (rates.length === 0) throw badRequest('"audio" must set at least one of input, cachedInput, output.', 'invalid_price', 'audio');
+  return Object.fromEntries(rates);
+}
+
+/** An object with only the named keys: a misspelt rate must not be dropped silently. */
+function rateObject(value: unknown, field: string, keys: string[]): Record<string, unknown> {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) {
+    throw badRequest(`"${field}" must be an object with ${keys.join(', ')} (got ${JSON.stringify(value)}).`, 'invalid_price', field);
+  }
+  const unknown = Object.keys(value).find((k) => !keys.includes(k));
+  if (unknown !== undefined) {
+    throw badRequest(`"${field}" has no rate "${unknown}"; known: ${keys.join(', ')}.`, 'invalid_price', `${field}.${unknown}`);
+  }
+  return value as Record<string, unknown>;
 }
 
 function toDto(r: (UsageRow | DailyRow) & Partial<UsageRow & DailyRow>, month: string): UsageDto {

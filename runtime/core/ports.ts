@@ -112,12 +112,19 @@ export interface LimitRow {
   limit: Nano;
 }
 
-/** An admin's price for a model, USD per 1M tokens. Beats the shipped table at once. */
+/**
+ * An admin's price for a model, USD per 1M tokens. Beats the shipped table at once, for this id
+ * and every id that resolves to it. Long-context and audio rates it leaves out keep the table's.
+ */
 export interface PriceOverride {
   model: string;
   input: number;
   cachedInput: number | null;
   output: number;
+  /** Above `thresholdInputTokens` input tokens the whole request bills at these rates. */
+  longContext?: { thresholdInputTokens: number; input: number; cachedInput: number | null; output: number };
+  /** Audio-token rates; each one left out keeps the table's. */
+  audio?: { input?: number; cachedInput?: number; output?: number };
   /** ISO time it was set; part of the price version recorded with usage. */
   updatedAt: string;
 }

@@ -7,16 +7,40 @@ export interface Price {
   input: number;
   cachedInput: number | null;
   output: number;
-  longContext?: { thresholdInputTokens: number; input: number; cachedInput: number | null; output: number };
+  longContext?: LongContextRates;
+  /** Rates of audio tokens, which OpenAI bills apart from text. A null rate: that direction is not priced. */
+  audio?: AudioRates;
   /** `table@<as_of>` or `override@<updatedAt>`: recorded with the usage it priced. */
   version: string;
 }
 
-/** Token counts as OpenAI reports them: cached ⊂ input, reasoning ⊂ output. */
+/** Above the threshold the whole request (text input, cached and output) bills at these rates. */
+export interface LongContextRates {
+  thresholdInputTokens: number;
+  input: number;
+  cachedInput: number | null;
+  output: number;
+}
+
+/** `cachedInput` null: cached audio bills at the audio input rate. */
+export interface AudioRates {
+  input: number | null;
+  cachedInput: number | null;
+  output: number | null;
+}
+
+/**
+ * Token counts as OpenAI reports them: cached ⊂ input, reasoning ⊂ output. The audio counts are
+ * parts of those totals (audio ⊂ input, cached audio ⊂ cached and audio, audio output ⊂ output),
+ * present only when the usage block reports them.
+ */
 export interface TokenUsage {
   input: number;
   cached: number;
   output: number;
+  audioInput?: number;
+  audioCached?: number;
+  audioOutput?: number;
 }
 
 interface TableEntry {
@@ -24,6 +48,9 @@ interface TableEntry {
   cached_input?: number | null;
   output?: number | null;
   long_context?: { threshold_input_tokens: number; input: number; cached_input?: number | null; output: number };
+  audio_input?: number | null;
+  audio_cached_input?: number | null;
+  audio_output?: number | null;
 }
 
 const TABLE_VERSION = `table@${table.as_of}`;
@@ -46,57 +73,110 @@ export function modelCandidates(model: string): string[] {
 }
 
 /**
- * The price of a model: an admin's override beats the table, an exact id beats its family.
+ * The price of a model. An admin's override beats the table, and the most specific one wins: an
+ * override on the exact id, then on any id it resolves to (so a family override binds its dated
+ * ids even where the table lists them), then the table's exact id, then its family.
  * `overrides[i]` belongs to `modelCandidates(model)[i]`. Undefined when nothing prices it.
  */
 export function resolvePrice(model: string, overrides: (PriceOverride | undefined)[] = []): Price | undefined {
-  const candidates = modelCandidates(model);
-  for (let i = 0; i < candidates.length; i++) {
-    const override = overrides[i];
-    if (override) return fromOverride(model, override);
-    const entry = MODELS[candidates[i]];
+  const table = tablePrice(model);
+  const override = overrides.find((o) => o !== undefined);
+  return override ? fromOverride(model, override, table) : table;
+}
+
+/** The shipped table's price of a model: its exact id, else its family. */
+function tablePrice(model: string): Price | undefined {
+  for (const candidate of modelCandidates(model)) {
+    const entry = MODELS[candidate];
     if (entry && typeof entry.input === 'number') return fromTable(model, entry);
   }
   return undefined;
 }
 
-function fromOverride(model: string, o: PriceOverride): Price {
-  return { model, input: o.input, cachedInput: o.cachedInput, output: o.output, version: `override@${o.updatedAt}` };
+/**
+ * An override sets the text rates. Long-context and audio rates it leaves out stay as the table has
+ * them for this id: setting a new input price must not make long prompts or audio bill as plain text.
+ */
+function fromOverride(model: string, o: PriceOverride, table: Price | undefined): Price {
+  const longContext = o.longContext ?? table?.longContext;
+  const audio = {
+    input: o.audio?.input ?? table?.audio?.input ?? null,
+    cachedInput: o.audio?.cachedInput ?? table?.audio?.cachedInput ?? null,
+    output: o.audio?.output ?? table?.audio?.output ?? null,
+  };
+  return {
+    model,
+    input: o.input,
+    cachedInput: o.cachedInput,
+    output: o.output,
+    ...(longContext ? { longContext: { ...longContext } } : {}),
+    ...(hasAudio(audio) ? { audio } : {}),
+    version: `override@${o.updatedAt}`,
+  };
 }
 
 function fromTable(model: string, e: TableEntry): Price {
   const lc = e.long_context;
+  const audio = { input: e.audio_input ?? null, cachedInput: e.audio_cached_input ?? null, output: e.audio_output ?? null };
   return {
     model,
     input: e.input ?? 0,
     cachedInput: e.cached_input ?? null,
     output: e.output ?? 0,
-    longContext: lc && {
-      thresholdInputTokens: lc.threshold_input_tokens,
-      input: lc.input,
-      cachedInput: lc.cached_input ?? null,
-      output: lc.output,
-    },
+    ...(lc
+      ? {
+          longContext: {
+            thresholdInputTokens: lc.threshold_input_tokens,
+            input: lc.input,
+            cachedInput: lc.cached_input ?? null,
+            output: lc.output,
+          },
+        }
+      : {}),
+    ...(hasAudio(audio) ? { audio } : {}),
     version: TABLE_VERSION,
   };
 }
+
+const hasAudio = (a: AudioRates): boolean => a.input !== null || a.cachedInput !== null || a.output !== null;
 
 /** USD per 1M tokens → nano-USD per token. */
 const perToken = (usdPerMillion: number): number => usdPerMillion * 1000;
 
 /**
- * Exact cost in nano-USD. Cached tokens are part of input tokens and reasoning tokens part of
- * output tokens, so neither is counted twice. Above a long-context threshold the whole request
- * is repriced, as OpenAI bills it.
+ * Exact cost in nano-USD. Cached tokens are part of input tokens, reasoning and audio tokens part
+ * of output tokens, so nothing is counted twice. Above a long-context threshold the whole request
+ * is repriced, as OpenAI bills it; audio tokens bill at the audio rates.
  */
 export function costOf(price: Price, usage: TokenUsage): Nano {
   const rates = price.longContext && usage.input > price.longContext.thresholdInputTokens ? price.longContext : price;
-  const cached = Math.min(usage.cached, usage.input);
-  const cachedRate = rates.cachedInput ?? rates.input;
+  const cached = clamp(usage.cached, usage.input);
+  const audioIn = clamp(usage.audioInput ?? 0, usage.input);
+  const textIn = usage.input - audioIn;
+  // Chat usage does not say whether cached tokens were text or audio. Counting them as text first
+  // never bills less than OpenAI: audio's cache discount is the larger one on every listed model.
+  const audioCached = clamp(usage.audioCached ?? Math.max(0, cached - textIn), Math.min(audioIn, cached));
+  const textCached = Math.min(cached - audioCached, textIn);
+  const audioOut = clamp(usage.audioOutput ?? 0, usage.output);
+  const textOut = usage.output - audioOut;
+
+  // Audio with no audio rate is refused before forwarding (billable.ts); should some still be
+  // reported, it bills at the text rate rather than at nothing.
+  const a = price.audio;
+  const audioInRate = a?.input ?? rates.input;
+  const audioCachedRate = a?.cachedInput ?? audioInRate;
+  const audioOutRate = a?.output ?? rates.output;
   const nano =
-    (usage.input - cached) * perToken(rates.input) + cached * perToken(cachedRate) + usage.output * perToken(rates.output);
+    (textIn - textCached) * perToken(rates.input) +
+    textCached * perToken(rates.cachedInput ?? rates.input) +
+    textOut * perToken(rates.output) +
+    (audioIn - audioCached) * perToken(audioInRate) +
+    audioCached * perToken(audioCachedRate) +
+    audioOut * perToken(audioOutRate);
   return Math.round(nano);
 }
+
+const clamp = (n: number, max: number): number => Math.max(0, Math.min(n, max));
 
 /** List the shipped table (for the admin's price listing). */
 export function tablePrices(): Price[] {

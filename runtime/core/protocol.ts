@@ -94,14 +94,36 @@ export interface LimitsReport {
   limits: LimitStatus[];
 }
 
-/** Price of a model in USD per 1M tokens. */
+/** Price of a model in USD per 1M tokens. `cachedInput` null: cached tokens bill at the input rate. */
 export interface PriceDto {
   model: string;
   input: number;
   cachedInput?: number | null;
   output: number;
+  longContext?: LongContextDto;
+  audio?: AudioPriceDto;
   /** `table` (shipped price list) or `override` (set by an admin). */
   source?: 'table' | 'override';
+  /** The id whose override applies, when it is not `model` itself (its family or fine-tune base). */
+  overrideModel?: string;
+}
+
+/** Above `thresholdInputTokens` input tokens the whole request bills at these rates. */
+export interface LongContextDto {
+  thresholdInputTokens: number;
+  input: number;
+  cachedInput?: number | null;
+  output: number;
+}
+
+/**
+ * Audio-token rates. In a listing null means "not priced" (calls sending or asking for audio are
+ * refused); in `setPrice` a rate left out keeps the table's.
+ */
+export interface AudioPriceDto {
+  input?: number | null;
+  cachedInput?: number | null;
+  output?: number | null;
 }
 
 /** Requests the admin function accepts (the Lambda payload, JSON). */
@@ -112,7 +134,15 @@ export type AdminRequest =
   | { action: 'usage'; month?: string; by?: 'user' | 'project' | 'model'; daily?: boolean }
   /** The months with usage (newest first) and the current month (UTC). */
   | { action: 'months' }
-  | { action: 'setPrice'; model: string; input: number; cachedInput?: number | null; output: number }
+  | {
+      action: 'setPrice';
+      model: string;
+      input: number;
+      cachedInput?: number | null;
+      output: number;
+      longContext?: LongContextDto;
+      audio?: { input?: number; cachedInput?: number; output?: number };
+    }
   | { action: 'removePrice'; model: string }
   | { action: 'listPrices'; model?: string }
   | { action: 'flushCache' };

@@ -1,7 +1,7 @@
 // The allow-list. An endpoint the proxy cannot price would let calls escape the limits, so anything
 // not listed here is refused.
 
-export type RouteKind = 'chat' | 'completions' | 'embeddings' | 'responses' | 'moderations' | 'models';
+export type RouteKind = 'chat' | 'completions' | 'embeddings' | 'responses' | 'moderations' | 'models' | 'retrieve';
 
 export interface Route {
   kind: RouteKind;
@@ -31,6 +31,11 @@ export function matchRoute(method: string, pathname: string): Route | undefined 
   }
   if (method === 'GET' && (path === '/models' || /^\/models\/[A-Za-z0-9._:\-]+$/.test(path))) {
     return { kind: 'models', path, priced: false, cacheable: false };
+  }
+  // Reading back a stored response is free. Not its deletion, cancellation or input items: those
+  // are not needed to use what the proxy metered, and each would be one more path to vet.
+  if (method === 'GET' && /^\/responses\/resp_[A-Za-z0-9]{1,200}$/.test(path)) {
+    return { kind: 'retrieve', path, priced: false, cacheable: false };
   }
   return undefined;
 }

@@ -3,7 +3,9 @@
 //                                                                  h_<callId> {a, x, d} per call in flight,
 //                                                                  and on detail rows d<DD>_<counter> per day
 //   limits  pk `LIMIT`       sk `project#user#model`               limit
-//   prices  pk `PRICE`       sk `model`                            input, cachedInput?, output, updatedAt
+//   prices  pk `PRICE`       sk `model`                            input, cachedInput?, output, updatedAt,
+//                                                                  lcThreshold?, lcInput?, lcCachedInput?, lcOutput?,
+//                                                                  audioInput?, audioCachedInput?, audioOutput?
 //   months  pk `MONTHS`      sk `2026-11`                          firstDay (a month with settled usage)
 // A month's usage, days included, is one partition, so reports are one paginated Query;
 // the months with usage are one small partition too, so listing them needs no Scan.
@@ -99,19 +101,46 @@ export function monthMark(day: string) {
 export const toLimit = (item: Item): LimitRow => ({ scope: parseScope(item.sk.S!.split('#')), limit: readNum(item, 'limit') });
 export const limitItem = (scope: Scope, limit: number): Item => ({ ...limitKey(scope), limit: num(limit) });
 
+const optNum = (item: Item, name: string): number | undefined => (item[name]?.N === undefined ? undefined : Number(item[name].N));
+
 export function toPrice(item: Item): PriceOverride {
-  return {
+  const price: PriceOverride = {
     model: item.sk.S!,
     input: readNum(item, 'input'),
-    cachedInput: item.cachedInput?.N === undefined ? null : Number(item.cachedInput.N),
+    cachedInput: optNum(item, 'cachedInput') ?? null,
     output: readNum(item, 'output'),
     updatedAt: item.updatedAt?.S ?? '',
   };
+  const threshold = optNum(item, 'lcThreshold');
+  if (threshold !== undefined) {
+    price.longContext = {
+      thresholdInputTokens: threshold,
+      input: readNum(item, 'lcInput'),
+      cachedInput: optNum(item, 'lcCachedInput') ?? null,
+      output: readNum(item, 'lcOutput'),
+    };
+  }
+  const audio = Object.entries({ input: 'audioInput', cachedInput: 'audioCachedInput', output: 'audioOutput' })
+    .map(([rate, name]) => [rate, optNum(item, name)] as const)
+    .filter(([, v]) => v !== undefined);
+  if (audio.length) price.audio = Object.fromEntries(audio);
+  return price;
 }
 
+/** Rates an override does not set are left out of the item (absent, not zero). */
 export function priceItem(p: PriceOverride): Item {
   const item: Item = { ...priceKey(p.model), input: num(p.input), output: num(p.output), updatedAt: { S: p.updatedAt } };
-  if (p.cachedInput !== null) item.cachedInput = num(p.cachedInput);
+  const optional: Record<string, number | null | undefined> = {
+    cachedInput: p.cachedInput,
+    lcThreshold: p.longContext?.thresholdInputTokens,
+    lcInput: p.longContext?.input,
+    lcCachedInput: p.longContext?.cachedInput,
+    lcOutput: p.longContext?.output,
+    audioInput: p.audio?.input,
+    audioCachedInput: p.audio?.cachedInput,
+    audioOutput: p.audio?.output,
+  };
+  for (const [name, value] of Object.entries(optional)) if (value != null) item[name] = num(value);
   return item;
 }
 

@@ -42,6 +42,15 @@ CREATE TABLE IF NOT EXISTS prices (
   updatedAt TEXT NOT NULL
 );`;
 
+/**
+ * Price-override rates beyond input/cached/output, added after the first release: files made
+ * before them get the columns on open (idempotent). NULL = not set by the override.
+ */
+const PRICE_RATE_COLUMNS = {
+  lcThreshold: 'INTEGER', lcInput: 'REAL', lcCachedInput: 'REAL', lcOutput: 'REAL',
+  audioInput: 'REAL', audioCachedInput: 'REAL', audioOutput: 'REAL',
+} as const;
+
 const SCOPE_WHERE = 'project = @project AND user = @user AND model = @model';
 const ADDS = COUNTERS.map((c) => `${c} = ${c} + excluded.${c}`).join(', ');
 const NAMED = COUNTERS.map((c) => `@${c}`).join(', ');
@@ -51,7 +60,8 @@ type Counted = Record<(typeof COUNTERS)[number], number>;
 type Pending = { scope: Scope; amount: Nano }[];
 const ZERO_COUNTS = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Counted;
 type UsageRecord = Omit<UsageRow, 'priceVersion'> & { priceVersion: string | null };
-type PriceRecord = Omit<PriceOverride, 'cachedInput'> & { cachedInput: number | null };
+type PriceRecord = Pick<PriceOverride, 'model' | 'input' | 'cachedInput' | 'output' | 'updatedAt'> &
+  Record<keyof typeof PRICE_RATE_COLUMNS, number | null>;
 
 /** Files written before a counter existed get its column (every counter defaults to 0). */
 function migrate(db: Database.Database): void {
@@ -60,6 +70,13 @@ function migrate(db: Database.Database): void {
     for (const counter of COUNTERS) {
       if (!columns.has(counter)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${counter} INTEGER NOT NULL DEFAULT 0`);
     }
+  }
+}
+
+function migratePrices(db: Database.Database): void {
+  const columns = new Set(db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('prices')").all().map((c) => c.name));
+  for (const [column, type] of Object.entries(PRICE_RATE_COLUMNS)) {
+    if (!columns.has(column)) db.exec(`ALTER TABLE prices ADD COLUMN ${column} ${type}`);
   }
 }
 
@@ -77,6 +94,7 @@ export function openSqliteLedger(file: string): Ledger {
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
   migrate(db);
+  migratePrices(db);
 
   const getLimit = db.prepare<Scope, { nano: Nano }>(`SELECT nano FROM limits WHERE ${SCOPE_WHERE}`);
   const getPrice = db.prepare<[string], PriceRecord>('SELECT * FROM prices WHERE model = ?');
@@ -119,10 +137,10 @@ export function openSqliteLedger(file: string): Ledger {
   );
   const deleteLimit = db.prepare<Scope>(`DELETE FROM limits WHERE ${SCOPE_WHERE}`);
   const allLimits = db.prepare<[], Scope & { nano: Nano }>('SELECT * FROM limits');
+  const PRICE_FIELDS = ['input', 'cachedInput', 'output', 'updatedAt', ...Object.keys(PRICE_RATE_COLUMNS)];
   const putPrice = db.prepare<PriceRecord>(
-    `INSERT INTO prices (model, input, cachedInput, output, updatedAt) VALUES (@model, @input, @cachedInput, @output, @updatedAt)
-     ON CONFLICT DO UPDATE SET input = excluded.input, cachedInput = excluded.cachedInput,
-       output = excluded.output, updatedAt = excluded.updatedAt`,
+    `INSERT INTO prices (model, ${PRICE_FIELDS.join(', ')}) VALUES (@model, ${PRICE_FIELDS.map((f) => `@${f}`).join(', ')})
+     ON CONFLICT DO UPDATE SET ${PRICE_FIELDS.map((f) => `${f} = excluded.${f}`).join(', ')}`,
   );
   const deletePrice = db.prepare<[string]>('DELETE FROM prices WHERE model = ?');
   const allPrices = db.prepare<[], PriceRecord>('SELECT * FROM prices ORDER BY model');
@@ -235,7 +253,7 @@ export function openSqliteLedger(file: string): Ledger {
       return sortLimits(allLimits.all().map(({ nano, ...scope }) => ({ scope: scopeParams(scope), limit: nano })));
     },
     async setPrice(price) {
-      putPrice.run(toPrice(price));
+      putPrice.run(toPriceRecord(price));
     },
     async removePrice(model) {
       return deletePrice.run(model).changes > 0;
@@ -253,6 +271,22 @@ function toUsage({ priceVersion, ...row }: UsageRecord): UsageRow {
   return priceVersion === null ? row : { ...row, priceVersion };
 }
 
-function toPrice({ model, input, cachedInput, output, updatedAt }: PriceRecord): PriceOverride {
-  return { model, input, cachedInput: cachedInput ?? null, output, updatedAt };
+function toPrice(r: PriceRecord): PriceOverride {
+  const price: PriceOverride = { model: r.model, input: r.input, cachedInput: r.cachedInput ?? null, output: r.output, updatedAt: r.updatedAt };
+  if (r.lcThreshold !== null) {
+    price.longContext = { thresholdInputTokens: r.lcThreshold, input: r.lcInput!, cachedInput: r.lcCachedInput, output: r.lcOutput! };
+  }
+  const audio = Object.entries({ input: r.audioInput, cachedInput: r.audioCachedInput, output: r.audioOutput }).filter(([, v]) => v !== null);
+  if (audio.length) price.audio = Object.fromEntries(audio);
+  return price;
+}
+
+function toPriceRecord(p: PriceOverride): PriceRecord {
+  const lc = p.longContext;
+  return {
+    model: p.model, input: p.input, cachedInput: p.cachedInput, output: p.output, updatedAt: p.updatedAt,
+    lcThreshold: lc?.thresholdInputTokens ?? null, lcInput: lc?.input ?? null,
+    lcCachedInput: lc?.cachedInput ?? null, lcOutput: lc?.output ?? null,
+    audioInput: p.audio?.input ?? null, audioCachedInput: p.audio?.cachedInput ?? null, audioOutput: p.audio?.output ?? null,
+  };
 }

@@ -1,0 +1,153 @@
+// What OpenAI bills beyond the text tokens of the usage block, checked before a call is forwarded.
+// A call is forwarded only if everything it can be billed for is priced: audio at the price's audio
+// rates, tokens at the standard tier. Per-call tool fees, other tiers and background runs are
+// refused, because their cost is not in the usage block the proxy reads (or not in any answer it
+// sees), so they would escape the limits.
+import { badRequest } from './errors.ts';
+import type { Price } from './pricing.ts';
+import type { JsonObject } from './request-facts.ts';
+import type { Route } from './routes.ts';
+
+const CODE = 'unpriced_feature';
+
+/** Tiers billed at the standard rates; with `auto` OpenAI uses the project's default tier. */
+const STANDARD_TIERS = new Set(['auto', 'default']);
+
+/** Built-in tools that OpenAI bills per call, container or image on top of tokens. */
+const FEE_TOOLS = /^(web_search(_preview)?(_\d{4}_\d{2}_\d{2})?|file_search|code_interpreter|image_generation)$/;
+
+/** Models that search the web on every call (`gpt-4o-search-preview`, `gpt-5-search-api`), not `…-research`. */
+const SEARCH_MODEL = /(^|[-:])search(-|$)/;
+
+/** Tools that run in the caller's code (or an MCP server the caller names): billed as tokens only. */
+const TOKEN_ONLY_TOOLS = new Set(['function', 'custom', 'mcp', 'local_shell', 'apply_patch']);
+
+/** Which directions of a call carry audio. */
+export interface AudioUse {
+  input: boolean;
+  output: boolean;
+}
+
+/** Throws an OpenAI-shaped 400 when the call may be billed for something the proxy cannot price. */
+export function assertBillable(route: Route, body: JsonObject, price: Price): void {
+  if (route.kind === 'responses' && body.background != null && body.background !== false) {
+    throw refuse(
+      'Background responses are refused by this proxy: OpenAI bills the run later, when it finishes, ' +
+        'and the proxy never sees that usage, so it would escape your limits. Call without "background" ' +
+        '(stream the response if it takes long).',
+      'background',
+    );
+  }
+  const tier = body.service_tier;
+  if (tier != null && !(typeof tier === 'string' && STANDARD_TIERS.has(tier))) {
+    throw refuse(
+      `service_tier "${String(tier)}" is refused by this proxy: the price data has no exact rates for that ` +
+        'tier, so the call could not be metered. Leave service_tier out, or use "auto" or "default".',
+      'service_tier',
+    );
+  }
+  if (route.kind !== 'embeddings' && SEARCH_MODEL.test(price.model)) {
+    throw refuse(
+      `Model "${price.model}" searches the web on every call, and OpenAI bills each search on top of ` +
+        'the tokens: this proxy does not meter per-call tool fees and cannot bound them before the ' +
+        'call. Use a model without built-in search.',
+      'model',
+    );
+  }
+  if (route.kind === 'chat' && body.web_search_options != null) {
+    throw refuse(
+      '"web_search_options" is refused by this proxy: OpenAI bills each web search on top of the tokens, ' +
+        'and per-call tool fees are not metered. Call without it.',
+      'web_search_options',
+    );
+  }
+  checkTools(body.tools);
+  checkAudio(route, body, price);
+}
+
+function checkTools(tools: unknown): void {
+  if (!Array.isArray(tools)) return;
+  for (const tool of tools) {
+    const type = (tool as JsonObject | null)?.type;
+    if (typeof type === 'string' && tokenOnly(tool as JsonObject)) continue;
+    if (typeof type === 'string' && FEE_TOOLS.test(type)) {
+      throw refuse(
+        `The built-in tool "${type}" is refused by this proxy: OpenAI bills it per call (or per container ` +
+          'or image) on top of the tokens, this proxy does not meter those fees, and how often the model ' +
+          'uses it cannot be bounded before the call. Use function tools or an MCP server instead.',
+        'tools',
+      );
+    }
+    throw refuse(
+      `The tool type "${String(type).slice(0, 64)}" is refused by this proxy: it is not known to be billed ` +
+        'as tokens only, so the call could not be metered. Function, custom and MCP tools are allowed.',
+      'tools',
+    );
+  }
+}
+
+/** Namespaces group function/custom tools; shell and tool search are token-only when run locally. */
+function tokenOnly(tool: JsonObject): boolean {
+  const type = tool.type as string;
+  if (TOKEN_ONLY_TOOLS.has(type)) return true;
+  if (type === 'namespace') {
+    const inner = tool.tools;
+    return Array.isArray(inner) && inner.every((t) => (t as JsonObject | null)?.type === 'function' || (t as JsonObject | null)?.type === 'custom');
+  }
+  if (type === 'shell') return (tool.environment as JsonObject | null)?.type === 'local';
+  if (type === 'tool_search') return tool.execution === 'client';
+  return false;
+}
+
+function checkAudio(route: Route, body: JsonObject, price: Price): void {
+  const use = audioUse(route, body);
+  if (!use.input && !use.output) return;
+  if (route.kind === 'responses') {
+    throw refuse(
+      'Audio in the Responses API is refused by this proxy: its usage block does not say how many ' +
+        'tokens were audio, which OpenAI bills at higher rates, so the call could not be priced exactly. ' +
+        'Send audio through /chat/completions.',
+      use.input ? 'input' : 'modalities',
+    );
+  }
+  if (use.input && price.audio?.input == null) {
+    throw refuse(
+      `Model "${price.model}" has no audio input price, so calls that send it audio are refused ` +
+        '(audio tokens would be billed at text rates). Use a model with audio prices, e.g. gpt-audio, ' +
+        'or ask an admin to set them: openai-wrapi prices set ... --audio-input <usd per 1M>',
+      'messages',
+    );
+  }
+  if (use.output && price.audio?.output == null) {
+    throw refuse(
+      `Model "${price.model}" has no audio output price, so calls that ask it for audio are refused ` +
+        '(audio tokens would be billed at text rates). Use a model with audio prices, e.g. gpt-audio, ' +
+        'or ask an admin to set them: openai-wrapi prices set ... --audio-output <usd per 1M>',
+      Array.isArray(body.modalities) && body.modalities.includes('audio') ? 'modalities' : 'audio',
+    );
+  }
+}
+
+/**
+ * Whether a call sends audio (`input_audio` parts, or an earlier audio answer referenced by id)
+ * or asks for it (`modalities` with "audio", or the `audio` output options).
+ */
+export function audioUse(route: Route, body: JsonObject): AudioUse {
+  if (route.kind !== 'chat' && route.kind !== 'responses') return { input: false, output: false };
+  return {
+    input: hasAudioInput(route.kind === 'chat' ? body.messages : body.input, 0),
+    output: (Array.isArray(body.modalities) && body.modalities.includes('audio')) || body.audio != null,
+  };
+}
+
+function hasAudioInput(value: unknown, depth: number): boolean {
+  if (depth > 8 || !value || typeof value !== 'object') return false;
+  if (Array.isArray(value)) return value.some((v) => hasAudioInput(v, depth + 1));
+  const part = value as JsonObject;
+  if (part.type === 'input_audio') return true;
+  // An assistant message replaying an earlier spoken answer: the audio goes back in as input.
+  if (part.role === 'assistant' && part.audio != null) return true;
+  return hasAudioInput(part.content, depth + 1);
+}
+
+const refuse = (message: string, param: string) => badRequest(message, CODE, param);
