@@ -17,7 +17,7 @@ function billOn(ledger: Ledger, held: boolean, over: Partial<BillInit> = {}, cal
   };
   const init: BillInit = {
     ledger, log: silent, reservation, held, price,
-    worst: { inputTokens: 100, outputTokens: 1_000, choices: 1, cost: 900_000 },
+    worst: { inputTokens: 100, outputTokens: 1_000, choices: 1, audio: { input: false, output: false }, cost: 900_000 },
     reasoning: false, facts: { inputText: 'hi', tokenIds: 0, images: 0, opaqueInput: false },
     countTokens: async (text) => text.length, tags: {}, ...over,
   };
@@ -62,6 +62,15 @@ test('an estimate is never below the reserved output for a reasoning model, nor 
   assert.ok(b.estimated && b.cost >= full, `${b.cost}`);
   // Text seen, not a reasoning model: what was relayed with a margin, well below the worst case.
   assert.ok(c.estimated && c.cost > 0 && c.cost < full / 10, `${c.cost}`);
+});
+
+test('an estimate of a call that asked for audio prices its output as audio', async () => {
+  const ledger = openSqliteLedger(':memory:');
+  const audioPrice = resolvePrice('gpt-4o-audio-preview')!;
+  const worst = { inputTokens: 100, outputTokens: 1_000, choices: 1, audio: { input: false, output: true }, cost: 0 };
+  const { cost } = await billOn(ledger, false, { price: audioPrice, worst }).bill.settle({ kind: 'estimate' }, 0);
+  // 1,000 reserved output tokens at $80/1M audio (as text, $10/1M), plus the input.
+  assert.ok(cost > 80 * 1_000 * 1_000, `${cost}`);
 });
 
 test.run();

@@ -72,6 +72,19 @@ test('every input sent counts: tool schemas raise the reservation; stored histor
   assert.ok(worstOf(history) >= 0.32, history.message);
 });
 
+test('audio asked for is reserved at the audio output rate, not the text rate', async () => {
+  await t.admin({ action: 'setLimit', project: 'voice', limit: 0.000001 });
+  const err = await t.client({ project: 'voice', caching: false }).chat.completions
+    .create({
+      model: 'gpt-4o-audio-preview', modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' },
+      max_completion_tokens: 1000, messages: say('say hi'),
+    })
+    .catch((e) => e);
+  assert.is(err.code, 'budget_exceeded');
+  // 1,000 output tokens at the table's $80/1M audio rate (text would be $10/1M).
+  assert.ok(worstOf(err) >= 0.08, err.message);
+});
+
 test('a model limit binds its dated snapshots; a limit set on a snapshot binds the family', async () => {
   await t.admin({ action: 'setLimit', project: 'snap', limit: 10 });
   const set = await t.admin({ action: 'setLimit', project: 'snap', model: 'gpt-4o-2024-08-06', limit: 0.05 });

@@ -103,7 +103,8 @@ export class Bill {
       relayed === undefined || reasoning
         ? reservedOutput
         : Math.min(reservedOutput, Math.ceil((await countTokens(relayed)) * RELAYED_MARGIN) + RELAYED_EXTRA_TOKENS);
-    return { input, cached: 0, output };
+    // Audio the call may have sent or received is priced as audio, the dearer rate.
+    return { input, cached: 0, output, audioInput: worst.audio.input ? input : 0, audioOutput: worst.audio.output ? output : 0 };
   }
 
   private async write(settlement: Settlement): Promise<void> {

@@ -2,6 +2,7 @@
 // (uncached) rates. Its holds reserve this much on every limited scope; settlement replaces it with
 // the exact cost.
 import caps from '../data/model-limits.json' with { type: 'json' };
+import type { AudioUse } from './billable.ts';
 import type { Nano } from './ports.ts';
 import { costOf, modelCandidates, type Price } from './pricing.ts';
 import type { RequestFacts } from './request-facts.ts';
@@ -35,10 +36,22 @@ export interface WorstCase {
   /** Output tokens per choice. */
   outputTokens: number;
   choices: number;
+  /** Audio may be in the input or asked for as output: those tokens are then priced as audio. */
+  audio: AudioUse;
   cost: Nano;
 }
 
-export function worstCase(kind: RouteKind, facts: RequestFacts, price: Price): WorstCase {
+const NO_AUDIO: AudioUse = { input: false, output: false };
+
+/** The cost of a token count, as audio wherever the call may use audio (the dearer rates). */
+function worstCost(price: Price, audio: AudioUse, input: number, output: number): Nano {
+  const tokens = { input, cached: 0, output };
+  if (!audio.input && !audio.output) return costOf(price, tokens);
+  const asAudio = { ...tokens, audioInput: audio.input ? input : 0, audioOutput: audio.output ? output : 0 };
+  return Math.max(costOf(price, tokens), costOf(price, asAudio));
+}
+
+export function worstCase(kind: RouteKind, facts: RequestFacts, price: Price, audio: AudioUse = NO_AUDIO): WorstCase {
   const { maxOutput, maxInput } = modelCaps(facts.model);
   const inputCap = maxInput ?? UNKNOWN_INPUT_CAP;
   // Byte-level BPE never makes more tokens than the text has UTF-8 bytes.
@@ -49,8 +62,8 @@ export function worstCase(kind: RouteKind, facts: RequestFacts, price: Price): W
     const cap = maxOutput ?? UNKNOWN_OUTPUT_CAP;
     outputTokens = facts.maxOutputTokens === undefined ? cap : Math.min(facts.maxOutputTokens, cap);
   }
-  const cost = costOf(price, { input: inputTokens, cached: 0, output: outputTokens * facts.choices });
-  return { inputTokens, outputTokens, choices: facts.choices, cost };
+  const cost = worstCost(price, audio, inputTokens, outputTokens * facts.choices);
+  return { inputTokens, outputTokens, choices: facts.choices, audio, cost };
 }
 
 /**
@@ -58,8 +71,8 @@ export function worstCase(kind: RouteKind, facts: RequestFacts, price: Price): W
  * what a refusal tells the caller to set, instead of the proxy rewriting the request.
  */
 export function outputTokensThatFit(worst: WorstCase, price: Price, remaining: Nano): number {
-  const input = costOf(price, { input: worst.inputTokens, cached: 0, output: 0 });
-  const perToken = costOf(price, { input: worst.inputTokens, cached: 0, output: 1_000_000 }) - input;
+  const input = worstCost(price, worst.audio, worst.inputTokens, 0);
+  const perToken = worstCost(price, worst.audio, worst.inputTokens, 1_000_000) - input;
   if (perToken <= 0) return worst.outputTokens;
   const fit = Math.floor(((remaining - input) * 1_000_000) / (perToken * worst.choices));
   return Math.max(0, Math.min(fit, worst.outputTokens));
