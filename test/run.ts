@@ -1,5 +1,6 @@
-// `npm test`: runs every test/*.test.ts in its own process (uvu under tsx) and ends with the plain
-// summary line CI reads: "N passed, N failed".
+// `npm test`: type-checks the whole project (the Pulumi program's only validation here is its types)
+// and runs every test/*.test.ts in its own process (uvu under tsx), then ends with the plain summary
+// line CI reads: "N passed, N failed".
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,10 +39,23 @@ function sumOf(output: string, label: string): number {
   return n;
 }
 
+/** `tsc --noEmit` over the project, counted as one test. */
+function typecheck(): Promise<Result> {
+  return new Promise((resolve) => {
+    const tsc = join(dir, '..', 'node_modules', 'typescript', 'bin', 'tsc');
+    const child = spawn(process.execPath, [tsc, '--noEmit', '-p', join(dir, '..')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('close', (code) => resolve({ file: 'tsc --noEmit', passed: code === 0 ? 1 : 0, failed: code === 0 ? 0 : 1, code, output }));
+  });
+}
+
 let passed = 0;
 let failed = 0;
 const started = Date.now();
 const queue = [...files];
+const checked = only.length === 0 ? typecheck() : undefined;
 const workers = Array.from({ length: Number(process.env.TEST_JOBS ?? 2) }, async () => {
   for (let file = queue.shift(); file; file = queue.shift()) {
     const r = await runFile(file);
@@ -53,6 +67,13 @@ const workers = Array.from({ length: Number(process.env.TEST_JOBS ?? 2) }, async
   }
 });
 await Promise.all(workers);
+if (checked) {
+  const r = await checked;
+  passed += r.passed;
+  failed += r.failed;
+  console.log(`${r.failed === 0 ? 'ok  ' : 'FAIL'} ${r.file}`);
+  if (r.failed) console.log(r.output.replace(/^/gm, '    '));
+}
 console.log(`\n${files.length} test files in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed > 0 ? 1 : 0);
