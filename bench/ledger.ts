@@ -1,14 +1,21 @@
 // Median µs per hot-path ledger call (read, reserve, settle) for one proxied request's four scopes,
-// SQLite (a WAL file in the temp dir) and DynamoDB via in-process dynalite (HTTP on loopback).
+// SQLite (a WAL file in the temp dir) and DynamoDB via in-process dynalite (HTTP on loopback) through
+// the AWS SDK client and the lean client (runtime/store/dynamo-http.ts). Then CPU per UpdateItem of
+// each client against a local server that answers at once (both sides in this process), with a raw
+// keep-alive node:http round trip as the floor; run in alternating rounds, reported as ratios: the
+// machine is shared and absolute figures drift.
 // Run: npx tsx bench/ledger.ts
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import os from 'node:os';
 import path from 'node:path';
 import { settlementOf } from '../runtime/core/bill.ts';
 import type { Ledger, Scope } from '../runtime/core/ports.ts';
 import { createDynamoLedger, ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
-import { startDynalite } from '../test/helpers/dynalite.ts';
+import { dynamoClient, leanClient, startDynalite } from '../test/helpers/dynalite.ts';
 
 const user = 'arn:aws:iam::123456789012:user/alice';
 const scopes: Scope[] = [
@@ -46,7 +53,7 @@ async function bench(name: string, ledger: Ledger, rounds: number) {
     }
   }
   const fmt = (xs: number[]) => `${median(xs).toFixed(1).padStart(8)} µs`;
-  console.log(`${name.padEnd(20)} read ${fmt(samples.read)}   reserve ${fmt(samples.reserve)}   settle ${fmt(samples.settle)}   (${rounds} rounds, 4 scopes)`);
+  console.log(`${name.padEnd(22)} read ${fmt(samples.read)}   reserve ${fmt(samples.reserve)}   settle ${fmt(samples.settle)}   (${rounds} rounds, 4 scopes)`);
 }
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'wrapi-bench-'));
@@ -58,6 +65,74 @@ rmSync(dir, { recursive: true, force: true });
 const server = await startDynalite();
 const client = server.client();
 await ensureLedgerTable(client, 'ledger');
-await bench('dynalite (loopback)', createDynamoLedger({ tableName: 'ledger', client }), 500);
+const lean = server.lean();
+await ensureLedgerTable(client, 'ledger-lean');
+await bench('dynalite, SDK client', createDynamoLedger({ tableName: 'ledger', client }), 500);
+await bench('dynalite, lean client', createDynamoLedger({ tableName: 'ledger-lean', client: lean }), 500);
 client.destroy();
+lean.destroy();
 await server.close();
+
+// ------------------------------------------------------------------------------ CPU per call
+
+// An UpdateItem as the ledger sends it in settle(), and a reply of the size DynamoDB gives.
+const command = () =>
+  new UpdateItemCommand({
+    TableName: 'ledger',
+    Key: { pk: { S: 'U#2026-11' }, sk: { S: `u#p#${user}#gpt-4o` } },
+    UpdateExpression: 'ADD #requests :requests, #inputTokens :inputTokens, #outputTokens :outputTokens, #spent :spent, #committed :committed REMOVE #h',
+    ConditionExpression: 'attribute_exists(#h)',
+    ExpressionAttributeNames: { '#requests': 'requests', '#inputTokens': 'inputTokens', '#outputTokens': 'outputTokens', '#spent': 'spent', '#committed': 'committed', '#h': 'h_bench-call-1' },
+    ExpressionAttributeValues: { ':requests': { N: '1' }, ':inputTokens': { N: '900' }, ':outputTokens': { N: '300' }, ':spent': { N: '5000' }, ':committed': { N: '-4000' } },
+  });
+const reply = JSON.stringify({ Attributes: { committed: { N: '123456789' } } });
+const instant = http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0', 'content-length': reply.length }).end(reply));
+});
+await new Promise<void>((resolve) => instant.listen(0, '127.0.0.1', resolve));
+const endpoint = `http://127.0.0.1:${(instant.address() as AddressInfo).port}`;
+const sdk = dynamoClient(endpoint);
+const leanCpu = leanClient(endpoint);
+const agent = new http.Agent({ keepAlive: true });
+const rawBody = JSON.stringify(command().input);
+const raw = () =>
+  new Promise<void>((resolve, reject) => {
+    const req = http.request(endpoint, { method: 'POST', agent, headers: { 'content-type': 'application/x-amz-json-1.0', 'content-length': rawBody.length } }, (res) => {
+      res.resume();
+      res.on('end', resolve);
+    });
+    req.on('error', reject);
+    req.end(rawBody);
+  });
+const sides: Record<string, () => Promise<unknown>> = {
+  'raw node:http': raw,
+  'AWS SDK client': () => sdk.send(command()),
+  'lean client': () => leanCpu.send(command()),
+};
+/** CPU µs per call (user + system, this process: both client and server side) over `n` sequential calls. */
+async function cpuPerCall(op: () => Promise<unknown>, n: number): Promise<number> {
+  const start = process.cpuUsage();
+  for (let i = 0; i < n; i++) await op();
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / n;
+}
+const ROUNDS = 10;
+const PER_ROUND = 500;
+const cpu: Record<string, number[]> = Object.fromEntries(Object.keys(sides).map((k) => [k, []]));
+for (const op of Object.values(sides)) await cpuPerCall(op, 300); // warm up JIT and sockets
+for (let r = 0; r < ROUNDS; r++) {
+  const names = Object.keys(sides);
+  if (r % 2) names.reverse(); // alternate the order so drift hits every side
+  for (const name of names) cpu[name].push(await cpuPerCall(sides[name], PER_ROUND));
+}
+const cpuMedian = Object.fromEntries(Object.entries(cpu).map(([k, xs]) => [k, median(xs)]));
+console.log(`\nCPU per UpdateItem against an instant local server (${ROUNDS} rounds × ${PER_ROUND}, median; client and server in this process):`);
+for (const [name, us] of Object.entries(cpuMedian)) {
+  console.log(`${name.padEnd(16)} ${us.toFixed(0).padStart(6)} µs   ×${(us / cpuMedian['raw node:http']).toFixed(2)} raw`);
+}
+console.log(`SDK / lean: ×${(cpuMedian['AWS SDK client'] / cpuMedian['lean client']).toFixed(2)}`);
+sdk.destroy();
+leanCpu.destroy();
+agent.destroy();
+await new Promise((resolve) => instant.close(resolve));

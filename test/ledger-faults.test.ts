@@ -9,12 +9,11 @@
 // exactly once on each of its rows; no marker left behind; a refused reservation changing nothing;
 // no limit exceeded.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chargeExpired, settlementOf } from '../runtime/core/bill.ts';
 import type { Ledger, Nano, Reservation, ReserveResult, Scope, UsageDelta } from '../runtime/core/ports.ts';
-import { createDynamoLedger, ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
+import { createDynamoLedger, ensureLedgerTable, type LedgerClient } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
 import { startDynalite } from './helpers/dynalite.ts';
 
@@ -99,7 +98,7 @@ function track<T>(inflight: Set<Promise<unknown>>, p: Promise<T>): Promise<T> {
 }
 
 /** The client's `send`, with the faults of the ledger call it runs in (see ledger.test.ts's Proxy). */
-function faultyClient(client: DynamoDBClient, inflight: Set<Promise<unknown>>): DynamoDBClient {
+function faultyClient(client: LedgerClient, inflight: Set<Promise<unknown>>): LedgerClient {
   return new Proxy(client, {
     get(target, prop) {
       if (prop !== 'send') return Reflect.get(target, prop);
@@ -115,9 +114,12 @@ function faultyClient(client: DynamoDBClient, inflight: Set<Promise<unknown>>): 
 }
 
 const server = await startDynalite();
-const client = server.client();
+// The table is made with the SDK client; the ledger runs over the lean one, as in the Lambdas.
+const sdkClient = server.client();
+const client = server.lean();
 const TABLE = 'faults';
-await ensureLedgerTable(client, TABLE);
+await ensureLedgerTable(sdkClient, TABLE);
+sdkClient.destroy();
 
 function dynamoHarness(): Harness {
   const inflight = new Set<Promise<unknown>>();

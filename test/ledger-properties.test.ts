@@ -19,14 +19,13 @@
 // FC_SEED / FC_PATH replay a failure (fast-check prints both; exactly on SQLite, while on dynalite the
 // network still adds its own timing); FC_RUNS overrides the run counts.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chargeExpired, settlementOf } from '../runtime/core/bill.ts';
 import { callScopes, holdsFor } from '../runtime/core/limits.ts';
 import type { Ledger, Nano, Reservation, ReserveResult, Scope, UsageDelta, UsageRow } from '../runtime/core/ports.ts';
-import { createDynamoLedger, ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
+import { createDynamoLedger, ensureLedgerTable, type LedgerClient } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
 import { startDynalite } from './helpers/dynalite.ts';
 
@@ -187,9 +186,12 @@ interface SendContext {
 const als = new AsyncLocalStorage<SendContext>();
 
 const server = await startDynalite();
-const client = server.client();
+// The table is made with the SDK client; the ledger runs over the lean one, as in the Lambdas.
+const sdkClient = server.client();
+const client = server.lean();
 const TABLE = 'properties';
-await ensureLedgerTable(client, TABLE);
+await ensureLedgerTable(sdkClient, TABLE);
+sdkClient.destroy();
 
 function track(inflight: Set<Promise<unknown>>, p: Promise<unknown>): void {
   inflight.add(p);

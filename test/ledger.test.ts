@@ -1,5 +1,6 @@
-// The ledger conformance suite against SQLite and against DynamoDB (dynalite, in process), plus the
-// DynamoDB-only concerns: the table definition, and failing fast when DynamoDB is unreachable.
+// The ledger conformance suite against SQLite and against DynamoDB (dynalite, in process) through both
+// clients (the AWS SDK's and the lean one the Lambdas use), plus the DynamoDB-only concerns: the table
+// definition, and failing fast when DynamoDB is unreachable.
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -15,7 +16,7 @@ import {
   ensureLedgerTable,
 } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
-import { dynamoClient, startDynalite } from './helpers/dynalite.ts';
+import { dynamoClient, leanClient, startDynalite } from './helpers/dynalite.ts';
 import { ledgerConformance } from './ledger-conformance.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'wrapi-ledger-'));
@@ -39,11 +40,17 @@ memory.run();
 
 const server = await startDynalite();
 const client = server.client();
+const lean = server.lean();
 let tables = 0;
-ledgerConformance('dynamodb (dynalite)', async () => {
+ledgerConformance('dynamodb (dynalite, AWS SDK client)', async () => {
   const tableName = `ledger-${++tables}`;
   await ensureLedgerTable(client, tableName);
   return { ledger: createDynamoLedger({ tableName, client }), close: async () => {} };
+}).run();
+ledgerConformance('dynamodb (dynalite, lean client)', async () => {
+  const tableName = `ledger-${++tables}`;
+  await ensureLedgerTable(client, tableName);
+  return { ledger: createDynamoLedger({ tableName, client: lean }), close: async () => {} };
 }).run();
 
 const dynamo = suite('dynamodb ledger');
@@ -70,7 +77,7 @@ dynamo('ensureLedgerTable creates the LEDGER_TABLE keys once and is idempotent',
 
 dynamo('read dedupes keys and handles more than 100 of them', async () => {
   await ensureLedgerTable(client, 'many');
-  const ledger = createDynamoLedger({ tableName: 'many', client });
+  const ledger = createDynamoLedger({ tableName: 'many', client: lean });
   const scopes = Array.from({ length: 150 }, (_, i) => ({ project: `p${i % 100}`, user: '*', model: '*' }));
   await ledger.setLimit(scopes[42], 42); // 100 distinct scopes + 1 model: two BatchGetItem pages
   const { limits } = await ledger.read(scopes, ['m', 'm']);
@@ -81,7 +88,7 @@ dynamo('read dedupes keys and handles more than 100 of them', async () => {
 dynamo('a month is marked once per instance, in the settlement\'s round trip, and listed without a Scan', async () => {
   await ensureLedgerTable(client, 'marks');
   const sent: string[] = [];
-  const counting = new Proxy(client, {
+  const counting = new Proxy(lean, {
     get: (target, prop) =>
       prop === 'send'
         ? (command: { constructor: { name: string } }) => (sent.push(command.constructor.name), target.send(command as never))
@@ -135,32 +142,41 @@ const everyHotCall = (ledger: Ledger) => [
     }),
 ];
 
-dynamo('an unreachable DynamoDB (closed port) rejects promptly', async () => {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise((resolve) => probe.close(resolve));
-  const dead = dynamoClient(`http://127.0.0.1:${port}`, LEDGER_CLIENT_CONFIG);
-  const ledger = createDynamoLedger({ tableName: 'ledger', client: dead });
-  for (const op of everyHotCall(ledger)) await rejectsFast(op, 1_000);
-  dead.destroy();
-});
+/** Each client with the Lambdas' timeouts and retries, for the two outage tests below. */
+const CLIENTS = {
+  'AWS SDK client': (endpoint: string) => dynamoClient(endpoint, LEDGER_CLIENT_CONFIG),
+  'lean client': (endpoint: string) => leanClient(endpoint),
+};
 
-dynamo('a DynamoDB that accepts connections but never answers rejects promptly', async () => {
-  const sockets = new Set<net.Socket>();
-  const silent = net.createServer((socket) => sockets.add(socket));
-  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-  const port = (silent.address() as net.AddressInfo).port;
-  const hung = dynamoClient(`http://127.0.0.1:${port}`, LEDGER_CLIENT_CONFIG);
-  const ledger = createDynamoLedger({ tableName: 'ledger', client: hung });
-  await Promise.all(everyHotCall(ledger).map((op) => rejectsFast(op, 2_000)));
-  hung.destroy();
-  for (const socket of sockets) socket.destroy();
-  await new Promise((resolve) => silent.close(resolve));
-});
+for (const [name, open] of Object.entries(CLIENTS)) {
+  dynamo(`an unreachable DynamoDB (closed port) rejects promptly (${name})`, async () => {
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const dead = open(`http://127.0.0.1:${port}`);
+    const ledger = createDynamoLedger({ tableName: 'ledger', client: dead });
+    for (const op of everyHotCall(ledger)) await rejectsFast(op, 1_000);
+    dead.destroy();
+  });
+
+  dynamo(`a DynamoDB that accepts connections but never answers rejects promptly (${name})`, async () => {
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    const hung = open(`http://127.0.0.1:${port}`);
+    const ledger = createDynamoLedger({ tableName: 'ledger', client: hung });
+    await Promise.all(everyHotCall(ledger).map((op) => rejectsFast(op, 2_000)));
+    hung.destroy();
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  });
+}
 
 dynamo.after(async () => {
   client.destroy();
+  lean.destroy();
   await server.close();
 });
 dynamo.run();

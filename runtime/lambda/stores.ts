@@ -1,8 +1,8 @@
 // The Lambdas' stores: the DynamoDB ledger and ElastiCache memcached (or a small per-instance
 // LRU when the stack runs without ElastiCache).
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Ledger, Logger, ResponseCache } from '../core/ports.ts';
-import { createDynamoLedger, LEDGER_CLIENT_CONFIG } from '../store/dynamo-ledger.ts';
+import { createDynamoHttpClient, envCredentials } from '../store/dynamo-http.ts';
+import { createDynamoLedger } from '../store/dynamo-ledger.ts';
 import { createLruCache } from '../store/lru-cache.ts';
 import { createMemcachedCache } from '../store/memcached-cache.ts';
 
@@ -17,10 +17,12 @@ export const lambdaLogger: Logger = {
 export function lambdaStores(env: Env): { ledger: Ledger; cache: ResponseCache } {
   const tableName = env.OPENAI_WRAPI_TABLE;
   if (!tableName) throw new Error('OPENAI_WRAPI_TABLE is not set');
-  const client = new DynamoDBClient({
-    ...LEDGER_CLIENT_CONFIG,
-    region: env.AWS_REGION,
-    ...(env.OPENAI_WRAPI_DYNAMODB_ENDPOINT ? { endpoint: env.OPENAI_WRAPI_DYNAMODB_ENDPOINT } : {}),
+  // The lean client (a fraction of the SDK's CPU per call) with the role's credentials, which Lambda
+  // puts in the environment; timeouts and retries are LEDGER_HTTP_CONFIG's.
+  const client = createDynamoHttpClient({
+    region: env.AWS_REGION ?? 'us-east-1',
+    endpoint: env.OPENAI_WRAPI_DYNAMODB_ENDPOINT || undefined,
+    credentials: envCredentials(env),
   });
   const ledger = createDynamoLedger({ tableName, client });
   const servers = env.OPENAI_WRAPI_MEMCACHED;

@@ -12,17 +12,23 @@ export async function openLocalLedger(env: Env, home: string, stage: string): Pr
   if (endpoint) {
     const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
     const { createDynamoLedger, ensureLedgerTable, LEDGER_CLIENT_CONFIG } = await import('../store/dynamo-ledger.ts');
-    const client = new DynamoDBClient({
-      ...LEDGER_CLIENT_CONFIG,
-      endpoint,
-      region: env.AWS_REGION ?? 'us-east-1',
-      // dynalite and DynamoDB Local accept any key; a real endpoint uses the normal AWS chain.
-      ...(/^https?:\/\/(127\.|localhost)/.test(endpoint) && !env.AWS_ACCESS_KEY_ID
-        ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
-        : {}),
-    });
+    const { createDynamoHttpClient } = await import('../store/dynamo-http.ts');
+    const region = env.AWS_REGION ?? 'us-east-1';
+    // dynalite and DynamoDB Local accept any key; a real endpoint uses the normal AWS chain.
+    const credentials =
+      /^https?:\/\/(127\.|localhost)/.test(endpoint) && !env.AWS_ACCESS_KEY_ID
+        ? { accessKeyId: 'local', secretAccessKey: 'local' }
+        : (await import('@aws-sdk/credential-provider-node')).defaultProvider();
     const tableName = `${env.OPENAI_WRAPI_TABLE_PREFIX ?? 'openai-wrapi'}-${stage}`;
-    await ensureLedgerTable(client, tableName);
+    // Creating the table (and waiting for it) stays on the SDK client; the ledger's calls use the lean
+    // one, as the Lambdas do.
+    const admin = new DynamoDBClient({ ...LEDGER_CLIENT_CONFIG, endpoint, region, credentials });
+    try {
+      await ensureLedgerTable(admin, tableName);
+    } finally {
+      admin.destroy();
+    }
+    const client = createDynamoHttpClient({ endpoint, region, credentials });
     return { ledger: createDynamoLedger({ tableName, client }), describe: `DynamoDB table ${tableName} at ${endpoint}` };
   }
   let openSqliteLedger: typeof import('../store/sqlite-ledger.ts').openSqliteLedger;

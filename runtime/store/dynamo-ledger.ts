@@ -65,7 +65,15 @@ const UNPROCESSED_RETRIES = 8;
 const isRefusal = (error: unknown) => (error as { name?: string } | null)?.name === 'ConditionalCheckFailedException';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export function createDynamoLedger(opts: { tableName: string; client: DynamoDBClient }): Ledger {
+/**
+ * What the ledger needs of a client: the SDK's DynamoDBClient or the lean one (dynamo-http.ts). The
+ * output type is read off the SDK command's middleware, so `send(new GetItemCommand(…))` stays typed.
+ */
+export type LedgerClient = {
+  send<O>(command: { input: object; resolveMiddleware(...args: never[]): (args: never) => Promise<{ output: O }> }): Promise<O>;
+};
+
+export function createDynamoLedger(opts: { tableName: string; client: LedgerClient }): Ledger {
   const { tableName: TableName, client } = opts;
   /** Months this instance has marked: the mark costs one write per month and instance, not one per call. */
   const marked = new Set<string>();

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DynamoDBClient, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
+import { createDynamoHttpClient, type DynamoHttpClient, type DynamoHttpOptions } from '../../runtime/store/dynamo-http.ts';
 
 // dynalite ships no types; this is the one call we use.
 const dynalite = createRequire(import.meta.url)('dynalite') as (opts: { createTableMs?: number }) => Server;
@@ -11,6 +12,8 @@ export interface DynaliteServer {
   endpoint: string;
   /** A client for this server; `extra` overrides (e.g. timeouts). */
   client(extra?: DynamoDBClientConfig): DynamoDBClient;
+  /** The lean client (runtime/store/dynamo-http.ts) for this server. */
+  lean(extra?: Partial<DynamoHttpOptions>): DynamoHttpClient;
   close(): Promise<void>;
 }
 
@@ -23,6 +26,10 @@ export function dynamoClient(endpoint: string, extra: DynamoDBClientConfig = {})
   });
 }
 
+export function leanClient(endpoint: string, extra: Partial<DynamoHttpOptions> = {}) {
+  return createDynamoHttpClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, ...extra });
+}
+
 export async function startDynalite(): Promise<DynaliteServer> {
   const server = dynalite({ createTableMs: 0 });
   await new Promise<void>((resolve, reject) => {
@@ -33,6 +40,7 @@ export async function startDynalite(): Promise<DynaliteServer> {
   return {
     endpoint,
     client: (extra) => dynamoClient(endpoint, extra),
+    lean: (extra) => leanClient(endpoint, extra),
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();

@@ -1,0 +1,71 @@
+// A small SigV4 signer for the ledger's JSON POSTs to `/` (no query string, no path to encode), on
+// node:crypto and synchronous: the SDK's signer is generic, asynchronous and re-derives what we can
+// cache, and it runs on every ledger write. test/dynamo-http.test.ts checks it against
+// @smithy/signature-v4.
+import { createHash, createHmac } from 'node:crypto';
+
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  expiration?: Date;
+}
+
+export interface SignInput {
+  credentials: AwsCredentials;
+  region: string;
+  service: string;
+  /** `YYYYMMDDTHHMMSSZ` */
+  amzDate: string;
+  /** Lowercase names; must hold `host`. x-amz-date and x-amz-security-token are added here. */
+  headers: Record<string, string>;
+  /** Hex SHA-256 of the body (computed once per request, reused across retries). */
+  payloadHash: string;
+}
+
+const ALGORITHM = 'AWS4-HMAC-SHA256';
+
+export const sha256Hex = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+/** `2026-11-26T10:00:00.123Z` → `20261126T100000Z` */
+export const amzDateOf = (date: Date) => date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+
+/**
+ * Adds x-amz-date, x-amz-security-token (when the credentials carry one) and authorization to
+ * `headers` (mutated: the caller built it for this request) and returns it. Every header given is
+ * signed, so pass only what the request needs.
+ */
+export function signRequest(i: SignInput): Record<string, string> {
+  const { headers, credentials } = i;
+  headers['x-amz-date'] = i.amzDate;
+  if (credentials.sessionToken) headers['x-amz-security-token'] = credentials.sessionToken;
+  const names = Object.keys(headers).sort();
+  let canonicalHeaders = '';
+  for (const name of names) canonicalHeaders += `${name}:${headers[name].trim().replace(/\s+/g, ' ')}\n`;
+  const signedHeaders = names.join(';');
+  const canonicalRequest = `POST\n/\n\n${canonicalHeaders}\n${signedHeaders}\n${i.payloadHash}`;
+  const date = i.amzDate.slice(0, 8);
+  const scope = `${date}/${i.region}/${i.service}/aws4_request`;
+  const stringToSign = `${ALGORITHM}\n${i.amzDate}\n${scope}\n${sha256Hex(canonicalRequest)}`;
+  const key = signingKey(credentials.secretAccessKey, date, i.region, i.service);
+  const signature = createHmac('sha256', key).update(stringToSign).digest('hex');
+  headers.authorization = `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
+  return headers;
+}
+
+/**
+ * The derived key changes once a day (and with the secret on a credential refresh): cached, it saves
+ * four HMACs per request. One entry: a process signs for one region and one set of credentials.
+ */
+let cached: { id: string; key: Buffer } | undefined;
+
+function signingKey(secret: string, date: string, region: string, service: string): Buffer {
+  const id = `${date}\n${region}\n${service}\n${secret}`;
+  if (cached?.id === id) return cached.key;
+  const key = [date, region, service, 'aws4_request'].reduce<Buffer>(
+    (k, part) => createHmac('sha256', k).update(part).digest(),
+    Buffer.from(`AWS4${secret}`),
+  );
+  cached = { id, key };
+  return key;
+}
