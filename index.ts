@@ -200,6 +200,8 @@ const table = new aws.dynamodb.Table(
     rangeKey: LEDGER_TABLE.rangeKey,
     attributes: LEDGER_TABLE.attributes.map(({ name, type }) => ({ name, type })),
     pointInTimeRecovery: { enabled: true },
+    // Remembered response sizes expire by themselves (no scan): DynamoDB deletes items past `ttl`.
+    ttl: { attributeName: LEDGER_TABLE.ttlAttribute, enabled: true },
     // The AWS-managed KMS key (aws/dynamodb) rather than the default AWS-owned one: key use shows in
     // CloudTrail. DynamoDB uses it on the caller's behalf, so the functions need no kms:* permission.
     serverSideEncryption: { enabled: true },
@@ -212,13 +214,14 @@ const table = new aws.dynamodb.Table(
 
 /** What each function does to the ledger (runtime/store/dynamo-ledger.ts), and nothing more. */
 const PROXY_TABLE_ACTIONS = [
-  'dynamodb:BatchGetItem', // limits and price overrides, one round trip
-  'dynamodb:UpdateItem', // reserve and settle (atomic ADDs under conditions)
-  'dynamodb:GetItem', // the committed amount after a refusal
-  'dynamodb:DeleteItem', // drop a row that only existed for an undone reservation
+  'dynamodb:BatchGetItem', // limits, price overrides and continued responses' sizes, one round trip
+  'dynamodb:UpdateItem', // reserve, settle and release (atomic ADDs under conditions)
+  'dynamodb:GetItem', // a row's state after a refused condition (refusal, or a retry that landed)
+  'dynamodb:PutItem', // remember a response's size for calls that continue it
 ];
 const ADMIN_TABLE_ACTIONS = [
-  'dynamodb:Query', // usage reports, list limits and prices
+  'dynamodb:Query', // usage reports, list limits and prices, holds past their deadline
+  'dynamodb:UpdateItem', // charge holds past their deadline, before a report
   'dynamodb:PutItem', // set a limit or a price
   'dynamodb:DeleteItem', // remove a limit or a price
 ];

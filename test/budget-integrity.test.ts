@@ -72,6 +72,21 @@ test('every input sent counts: tool schemas raise the reservation; stored histor
   assert.ok(worstOf(history) >= 0.32, history.message);
 });
 
+test('a continued response is reserved by the size the proxy recorded for it; one it never saw, by the input cap', async () => {
+  // gpt-4o's whole input window alone would be $0.32: far above this limit.
+  await t.admin({ action: 'setLimit', project: 'convo', limit: 0.05 });
+  const c = t.client({ project: 'convo', caching: false });
+  const first = await c.responses.create({ model: 'gpt-4o', input: 'hello fake:words=20', max_output_tokens: 50 });
+  await rowOf(t, 'convo');
+  const next = await c.responses.create({ model: 'gpt-4o', input: 'and then?', previous_response_id: first.id, max_output_tokens: 50 });
+  assert.ok(next.id);
+  const unseen = await c.responses
+    .create({ model: 'gpt-4o', input: 'and then?', previous_response_id: 'resp_0123456789abcdef', max_output_tokens: 50 })
+    .catch((e) => e);
+  assert.is(unseen.code, 'budget_exceeded');
+  assert.ok(worstOf(unseen) >= 0.32, unseen.message);
+});
+
 test('audio asked for is reserved at the audio output rate, not the text rate', async () => {
   await t.admin({ action: 'setLimit', project: 'voice', limit: 0.000001 });
   const err = await t.client({ project: 'voice', caching: false }).chat.completions

@@ -192,7 +192,9 @@ test('stream meter: only [DONE] without an error event, or response.completed, i
     const { outcome } = meterAll('chat', false, ref(name), 9);
     assert.ok(outcome.complete && outcome.succeeded, name);
   }
-  assert.ok(meterAll('responses', false, ref('openai-responses-stream.sse'), 9).outcome.succeeded);
+  const responses = meterAll('responses', false, ref('openai-responses-stream.sse'), 9).outcome;
+  assert.ok(responses.succeeded);
+  assert.is(responses.responseId, 'resp_0123456789abcdef0example0000000000000000000000000001', 'the id a later call may continue');
 
   // Chat: data {"error"} then [DONE] (the reference capture), and an `event: error` frame.
   const chatError = meterAll('chat', false, errorsRef().chat_completions_mid_stream.sse, 5).outcome;

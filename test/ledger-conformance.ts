@@ -361,6 +361,18 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     assert.equal(await ledger.months(), ['2026-12', M, '2025-01', '2024-05']);
   });
 
+  test('remembered responses: read back in the same round trip as limits, until they expire', async () => {
+    const later = Date.now() + 3_600_000;
+    await ledger.rememberResponse('resp_a', 1_234, later);
+    await ledger.rememberResponse('resp_a', 1_300, later); // a retried write: the same, or the newer, value
+    await ledger.rememberResponse('resp_old', 99, Date.now() - 1_000);
+    await ledger.setLimit(scope('p'), 5);
+    const read = await ledger.read([scope('p')], [], ['resp_a', 'resp_missing', 'resp_old']);
+    assert.equal(read.limits, [5]);
+    assert.equal(read.responses, [1_300, undefined, undefined]);
+    assert.is((await ledger.read([scope('p')], [])).responses, undefined);
+  });
+
   test('large values round-trip exactly', async () => {
     const big = 9e12;
     const max = Number.MAX_SAFE_INTEGER;

@@ -11,8 +11,8 @@ export type CountTokens = (text: string) => Promise<number>;
 
 /** How a call ended, as far as money goes. */
 export type Outcome =
-  /** OpenAI's usage block arrived. */
-  | { kind: 'exact'; usage: TokenUsage }
+  /** OpenAI's usage block arrived. `responseId`: a stored Responses answer a later call may continue. */
+  | { kind: 'exact'; usage: TokenUsage; responseId?: string }
   /**
    * OpenAI may have billed it but its usage will never be known: billed conservatively. `relayed`
    * is the output text seen (a stream); undefined when nothing of the answer was seen.
@@ -22,6 +22,8 @@ export type Outcome =
   | { kind: 'free' };
 
 const WRITE_ATTEMPTS = 3;
+/** OpenAI keeps stored responses 30 days; a continued one is remembered a day longer. */
+const RESPONSE_MEMORY_MS = 31 * 24 * 3600 * 1000;
 /** Visible output is counted with a margin for what was generated but not yet relayed. */
 const RELAYED_MARGIN = 1.1;
 const RELAYED_EXTRA_TOKENS = 16;
@@ -38,7 +40,7 @@ export interface BillInit {
   worst: WorstCase;
   /** Hidden reasoning is billed as output: estimates then take the reserved output. */
   reasoning: boolean;
-  facts: Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput'>;
+  facts: Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'previousResponseId'>;
   countTokens: CountTokens;
   /** For the one log line per call. Never prompts or keys. */
   tags: Record<string, unknown>;
@@ -85,14 +87,27 @@ export class Bill {
     this.settled = { cost, estimated: outcome.kind === 'estimate' };
     this.init.log.info('call', { ...this.init.tags, status, cost, outcome: outcome.kind, cache: 'miss' });
     await afterResponse();
-    await this.write(settlementOf(this.init.reservation, deltaOf(tokens, cost, outcome.kind === 'estimate'), this.init.price.version));
+    await Promise.all([
+      this.write(settlementOf(this.init.reservation, deltaOf(tokens, cost, outcome.kind === 'estimate'), this.init.price.version)),
+      outcome.kind === 'exact' && outcome.responseId ? this.remember(outcome.responseId, outcome.usage) : undefined,
+    ]);
     return this.settled;
+  }
+
+  /**
+   * What a call continuing this response carries forward: its input (with its own history) and its
+   * output. Only a smaller reservation rides on it, so failing to write it costs no money.
+   */
+  private async remember(id: string, usage: TokenUsage): Promise<void> {
+    const expiresAt = this.init.reservation.expiresAt + RESPONSE_MEMORY_MS;
+    const landed = await retried(() => this.init.ledger.rememberResponse(id, usage.input + usage.output, expiresAt));
+    if (landed !== true) this.init.log.error('remembering a response failed', { ...this.init.tags, error: errorName(landed.error) });
   }
 
   /** Never below what OpenAI could have billed: the worst case wherever the proxy could not see. */
   private async estimate(relayed: string | undefined): Promise<TokenUsage> {
     const { facts, worst, countTokens, reasoning } = this.init;
-    const input = facts.opaqueInput
+    const input = facts.opaqueInput || facts.previousResponseId !== undefined
       ? worst.inputTokens
       : Math.min(
           worst.inputTokens,

@@ -5,17 +5,24 @@ import type { Ledger, Nano, PriceOverride, Scope } from './ports.ts';
 export interface Policy {
   limits: (Nano | undefined)[];
   prices: (PriceOverride | undefined)[];
+  /** The remembered size of the response the call continues, when it continues one. */
+  history?: number;
 }
 
 export interface PolicyReader {
-  read(scopes: Scope[], models: string[]): Promise<Policy>;
+  read(scopes: Scope[], models: string[], previousResponseId?: string): Promise<Policy>;
   clear(): void;
 }
 
 export function createPolicyReader(ledger: Ledger, ttlMs: number, now: () => number): PolicyReader {
   const cache = new Map<string, { policy: Policy; expires: number }>();
   return {
-    async read(scopes, models) {
+    async read(scopes, models, previousResponseId) {
+      // A continued response is looked up in the same round trip; that read is not cached.
+      if (previousResponseId !== undefined) {
+        const { responses, ...policy } = await ledger.read(scopes, models, [previousResponseId]);
+        return { ...policy, history: responses?.[0] };
+      }
       if (ttlMs <= 0) return ledger.read(scopes, models);
       const key = JSON.stringify([scopes, models]);
       const hit = cache.get(key);

@@ -139,7 +139,14 @@ export interface Ledger {
   read(
     scopes: Scope[],
     models: string[],
-  ): Promise<{ limits: (Nano | undefined)[]; prices: (PriceOverride | undefined)[] }>;
+    /** Responses a call continues (`previous_response_id`): their remembered size comes back too. */
+    responses?: string[],
+  ): Promise<{ limits: (Nano | undefined)[]; prices: (PriceOverride | undefined)[]; responses?: (number | undefined)[] }>;
+  /**
+   * Remember how many tokens a settled response carries forward (its input plus output), so a call
+   * that continues it is reserved by that instead of the model's whole input window. Idempotent.
+   */
+  rememberResponse(id: string, tokens: number, expiresAt: number): Promise<void>;
   /**
    * Take every hold of the reservation, all or none; a limited hold refuses when it would pass its
    * limit. Idempotent: holds this call already has count as taken (a retry after a lost reply).

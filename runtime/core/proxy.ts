@@ -131,7 +131,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       ? await cacheKey({ stage: config.stage, project, method: req.method, path: route.path, body })
       : undefined;
     // The cache and the ledger are asked at the same time: a miss then costs one round trip, not two.
-    const read = policy.read(scopes, modelCandidates(facts.model));
+    const read = policy.read(scopes, modelCandidates(facts.model), facts.previousResponseId);
     read.catch(() => undefined);
     return { route, url, req, project, body, facts, scopes, key, policy: read };
   }
@@ -167,7 +167,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       );
     }
     assertBillable(route, call.body, price);
-    const worst = worstCase(route.kind, facts, price, audioUse(route, call.body));
+    const worst = worstCase(route.kind, facts, price, audioUse(route, call.body), read?.history);
     const limits = read ? effectiveLimits(read.limits, config.defaultProjectLimit) : [];
     if (read && limits.every((l) => l === undefined)) throw forbidden(noLimitMessage(config.stage, call.project), 'project_not_allowed');
     const at = now();
@@ -244,8 +244,8 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       keepTranscript: key !== undefined,
       waitUntil: ctx.waitUntil,
       onEnd: (end, transcript) => {
-        const usage = meter.outcome.usage;
-        const done = bill.settle(usage ? { kind: 'exact', usage } : { kind: 'estimate', relayed: meter.outcome.outputText }, res.status);
+        const { usage, responseId } = meter.outcome;
+        const done = bill.settle(usage ? { kind: 'exact', usage, responseId } : { kind: 'estimate', relayed: meter.outcome.outputText }, res.status);
         ctx.waitUntil(done);
         if (key && end === 'complete' && meter.outcome.succeeded && transcript) {
           ctx.waitUntil(done.then((s) => cacheSet(key, { status: res.status, headers: replayable(headers), body: transcript, cost: s.cost })));
@@ -329,8 +329,10 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
 function outcomeOfBody(route: Route, payload: Uint8Array): Outcome {
   const text = new TextDecoder().decode(payload);
   try {
-    const usage = usageOfBody(route.kind, JSON.parse(text));
-    if (usage) return { kind: 'exact', usage };
+    const body = JSON.parse(text);
+    const usage = usageOfBody(route.kind, body);
+    const responseId = route.kind === 'responses' && typeof body.id === 'string' ? body.id : undefined;
+    if (usage) return { kind: 'exact', usage, responseId };
   } catch {
     // not JSON: estimated below
   }

@@ -21,10 +21,12 @@ export interface RequestFacts {
   /** Images in the prompt: each is bounded at a flat token count. */
   images: number;
   /**
-   * Input the proxy cannot measure from the body: files, audio, stored history
-   * (`previous_response_id`, `conversation`) or a stored prompt. Bounded by the model's input cap.
+   * Input the proxy cannot measure from the body: files, audio, a stored conversation or prompt.
+   * Bounded by the model's input cap.
    */
   opaqueInput: boolean;
+  /** The stored response a Responses call continues: its size is part of the input. */
+  previousResponseId?: string;
   /** The caller asked for reasoning explicitly (`reasoning_effort`, `reasoning`). */
   reasoning: boolean;
 }
@@ -74,6 +76,9 @@ export function requestFacts(route: Route, body: JsonObject): RequestFacts {
     maxOutputTokens: firstNumber(body.max_completion_tokens, body.max_tokens, body.max_output_tokens),
     choices: route.kind === 'chat' || route.kind === 'completions' ? Math.max(n, bestOf) : 1,
     ...input,
+    ...(route.kind === 'responses' && typeof body.previous_response_id === 'string'
+      ? { previousResponseId: body.previous_response_id }
+      : {}),
     reasoning: body.reasoning_effort != null || body.reasoning != null,
   };
 }
@@ -88,8 +93,9 @@ function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputTex
   const texts: string[] = [];
   let tokenIds = 0;
   let images = 0;
-  let opaqueInput =
-    route.kind === 'responses' && (body.previous_response_id != null || body.conversation != null || body.prompt != null);
+  // A previous response id that is not a string cannot be looked up: its history counts as unseen.
+  const odd = body.previous_response_id != null && typeof body.previous_response_id !== 'string';
+  let opaqueInput = route.kind === 'responses' && (odd || body.conversation != null || body.prompt != null);
   const walk = (value: unknown, inPrompt: boolean): void => {
     if (typeof value === 'string') texts.push(value);
     else if (typeof value === 'number') tokenIds += inPrompt ? 1 : 0;

@@ -51,11 +51,16 @@ function worstCost(price: Price, audio: AudioUse, input: number, output: number)
   return Math.max(costOf(price, tokens), costOf(price, asAudio));
 }
 
-export function worstCase(kind: RouteKind, facts: RequestFacts, price: Price, audio: AudioUse = NO_AUDIO): WorstCase {
+/**
+ * `history`: the tokens a continued response carries forward, as the proxy recorded when it settled
+ * it; undefined when the call continues none, or one the proxy never saw (then the input cap).
+ */
+export function worstCase(kind: RouteKind, facts: RequestFacts, price: Price, audio: AudioUse = NO_AUDIO, history?: number): WorstCase {
   const { maxOutput, maxInput } = modelCaps(facts.model);
   const inputCap = maxInput ?? UNKNOWN_INPUT_CAP;
+  const continued = facts.previousResponseId === undefined ? 0 : history ?? inputCap;
   // Byte-level BPE never makes more tokens than the text has UTF-8 bytes.
-  const measured = utf8Length(facts.inputText) + facts.tokenIds + facts.images * IMAGE_TOKENS + FRAMING_TOKENS;
+  const measured = utf8Length(facts.inputText) + facts.tokenIds + facts.images * IMAGE_TOKENS + FRAMING_TOKENS + continued;
   const inputTokens = facts.opaqueInput ? inputCap : Math.min(measured, inputCap);
   let outputTokens = 0;
   if (kind !== 'embeddings') {

@@ -14,6 +14,8 @@ export interface StreamOutcome {
    * `response.completed` and no error. Only such a stream may be cached and replayed.
    */
   succeeded: boolean;
+  /** The Responses API's id of the answer (`resp_…`), once its last event named it. */
+  responseId?: string;
   /**
    * Everything the model generated, as text: the basis of an estimate when usage never came.
    * Never logged. Beyond OUTPUT_TEXT_MAX_CHARS it holds a stand-in of equal or greater token count.
@@ -31,6 +33,7 @@ const NOT_TEXT_DELTAS = new Set(['response.audio.delta', 'response.output_audio.
 
 class Outcome implements StreamOutcome {
   usage?: TokenUsage;
+  responseId?: string;
   complete = false;
   succeeded = false;
   /** Sticky: one error event spoils the answer, whatever follows it. */
@@ -166,6 +169,7 @@ export class StreamMeter {
       // A failed or cut-short answer is still billed: its usage counts all the same.
       const usage = readUsage('responses', json.response?.usage);
       if (usage) this.outcome.usage = usage;
+      if (typeof json.response?.id === 'string') this.outcome.responseId = json.response.id;
       this.outcome.complete = true;
       if (type === 'response.completed' && !this.outcome.errored) this.outcome.succeeded = true;
       else this.fail();

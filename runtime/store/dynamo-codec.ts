@@ -7,12 +7,14 @@
 //                                                                  lcThreshold?, lcInput?, lcCachedInput?, lcOutput?,
 //                                                                  audioInput?, audioCachedInput?, audioOutput?
 //   months  pk `MONTHS`      sk `2026-11`                          firstDay (a month with settled usage)
+//   responses pk `R#resp_…`   sk `R`                                tokens, ttl (epoch s, DynamoDB TTL deletes it)
 // A month's usage, days included, is one partition, so reports are one paginated Query;
 // the months with usage are one small partition too, so listing them needs no Scan.
 // Project and model never contain '#'; the user (an IAM ARN) is whatever lies between them.
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { DailyRow, LimitRow, PriceOverride, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
 import { COUNTERS } from './ledger-common.ts';
+import { LEDGER_TABLE } from './ledger-table.ts';
 
 export type Item = Record<string, AttributeValue>;
 export type Key = { pk: { S: string }; sk: { S: string } };
@@ -30,6 +32,9 @@ export const usageKey = (month: string, scope: Scope) => key(usagePk(month), USA
 export const limitKey = (scope: Scope) => key(LIMIT_PK, scopePart(scope));
 export const priceKey = (model: string) => key(PRICE_PK, model);
 export const monthKey = (month: string) => key(MONTHS_PK, month);
+export const responseKey = (id: string) => key(`R#${id}`, 'R');
+/** The attribute DynamoDB's TTL reads (the table enables it): epoch seconds. */
+export const TTL_ATTRIBUTE = LEDGER_TABLE.ttlAttribute;
 
 export const keyId = (k: Item) => `${k.pk?.S}\u0000${k.sk?.S}`;
 

@@ -38,6 +38,8 @@ import {
   num,
   priceItem,
   priceKey,
+  responseKey,
+  TTL_ATTRIBUTE,
   toDaily,
   toLimit,
   toPrice,
@@ -189,10 +191,20 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
   }
 
   return {
-    async read(scopes, models) {
-      const found = await batchGet([...scopes.map(limitKey), ...models.map(priceKey)]);
+    async read(scopes, models, responses) {
+      const found = await batchGet([...scopes.map(limitKey), ...models.map(priceKey), ...(responses ?? []).map(responseKey)]);
       const get = (k: Item) => found.get(keyId(k));
+      const now = Date.now();
       return {
+        // TTL deletes expired items within a day or two: until then they are skipped here.
+        ...(responses
+          ? {
+              responses: responses.map((id) => {
+                const item = get(responseKey(id));
+                return item && Number(item[TTL_ATTRIBUTE]?.N) * 1000 >= now ? Number(item.tokens?.N) : undefined;
+              }),
+            }
+          : {}),
         limits: scopes.map((scope) => {
           const item = get(limitKey(scope));
           return item && toLimit(item).limit;
@@ -202,6 +214,15 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
           return item && toPrice(item);
         }),
       };
+    },
+
+    async rememberResponse(id, tokens, expiresAt) {
+      await client.send(
+        new PutItemCommand({
+          TableName,
+          Item: { ...responseKey(id), tokens: num(tokens), [TTL_ATTRIBUTE]: num(Math.ceil(expiresAt / 1000)) },
+        }),
+      );
     },
 
     async reserve(r) {

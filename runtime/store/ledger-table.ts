@@ -9,4 +9,6 @@ export const LEDGER_TABLE = {
     { name: 'pk', type: 'S' },
     { name: 'sk', type: 'S' },
   ],
+  /** Epoch seconds after which DynamoDB's TTL deletes an item (remembered response sizes). */
+  ttlAttribute: 'ttl',
 } as const;

@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS calls (
   callId TEXT PRIMARY KEY NOT NULL, month TEXT NOT NULL, day TEXT NOT NULL, expiresAt INTEGER NOT NULL,
   pending TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS responses (
+  id TEXT PRIMARY KEY NOT NULL, tokens INTEGER NOT NULL, expiresAt INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS limits (
   project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL, nano INTEGER NOT NULL,
   PRIMARY KEY (project, user, model)
@@ -125,6 +128,12 @@ export function openSqliteLedger(file: string): Ledger {
   const expiredCalls = db.prepare<[string, number], { callId: string; month: string; day: string; pending: string }>(
     'SELECT callId, month, day, pending FROM calls WHERE month = ? AND expiresAt < ?',
   );
+  const getResponse = db.prepare<[string, number], { tokens: number }>('SELECT tokens FROM responses WHERE id = ? AND expiresAt >= ?');
+  const putResponse = db.prepare<[string, number, number]>(
+    'INSERT INTO responses (id, tokens, expiresAt) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET tokens = excluded.tokens, expiresAt = excluded.expiresAt',
+  );
+  const dropOldResponses = db.prepare<[number]>('DELETE FROM responses WHERE expiresAt < ?');
+  let remembered = 0;
   const listUsage = db.prepare<[string], UsageRecord>('SELECT * FROM usage WHERE month = ?');
   // Days of a month sort between `YYYY-MM-` and `YYYY-MM.` ('.' follows '-'): an index range scan.
   const listDaily = db.prepare<[string, string], DailyRow>('SELECT * FROM daily WHERE day > ? AND day < ?');
@@ -203,14 +212,21 @@ export function openSqliteLedger(file: string): Ledger {
   });
 
   return {
-    async read(scopes, models) {
+    async read(scopes, models, responses) {
+      const now = Date.now();
       return {
         limits: scopes.map((scope) => getLimit.get(scopeParams(scope))?.nano),
         prices: models.map((model) => {
           const row = getPrice.get(model);
           return row && toPrice(row);
         }),
+        ...(responses ? { responses: responses.map((id) => getResponse.get(id, now)?.tokens) } : {}),
       };
+    },
+    async rememberResponse(id, tokens, expiresAt) {
+      putResponse.run(id, tokens, expiresAt);
+      // Expired ones go lazily, now and then, without a scan on every call.
+      if (++remembered % 500 === 1) dropOldResponses.run(Date.now());
     },
     async reserve(reservation) {
       try {
