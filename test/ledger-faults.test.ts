@@ -16,12 +16,13 @@ import type { Ledger, Nano, Reservation, ReserveResult, Scope, UsageDelta } from
 import { createDynamoLedger, ensureLedgerTable, type LedgerClient } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
 import { startDynalite } from './helpers/dynalite.ts';
+import { FAULT_KINDS, inject, type FaultKind } from './helpers/faults.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Faults
 
-const KINDS = ['fail', 'lost', 'dup'] as const;
-type Kind = (typeof KINDS)[number];
+const KINDS = FAULT_KINDS;
+type Kind = FaultKind;
 /** A fault, or (for the race below) a write held back until `until` settles. */
 type Fault = Kind | { until: Promise<unknown> };
 const KIND_TEXT: Record<Kind, string> = {
@@ -30,30 +31,9 @@ const KIND_TEXT: Record<Kind, string> = {
   dup: 'lands twice',
 };
 
-class InjectedFailure extends Error {
-  override name = 'InjectedFailure';
-}
-/** What the SDK throws when a reply does not come back in time (the write may well have landed). */
-class LostReply extends Error {
-  override name = 'TimeoutError';
-}
-
-async function inject<T>(fault: Fault | undefined, send: () => Promise<T>): Promise<T> {
-  if (fault === undefined) return send();
-  if (fault === 'fail') throw new InjectedFailure('injected: the write never reached the store');
-  if (fault === 'lost') {
-    await send().catch(() => undefined);
-    throw new LostReply('injected: the write landed, its reply was lost');
-  }
-  if (fault === 'dup') {
-    const first = await send().then(
-      (value) => ({ value }),
-      (error: unknown) => ({ error }),
-    );
-    await send().catch(() => undefined);
-    if ('error' in first) throw first.error;
-    return first.value;
-  }
+/** Injects a fault, or (for the race below) holds the write back until `until` settles. */
+async function injectFault<T>(fault: Fault | undefined, send: () => Promise<T>): Promise<T> {
+  if (fault === undefined || typeof fault === 'string') return inject(fault, send);
   await fault.until.catch(() => undefined);
   return send();
 }
@@ -107,7 +87,7 @@ function faultyClient(client: LedgerClient, inflight: Set<Promise<unknown>>): Le
         const context = als.getStore();
         if (!context || !WRITES.has(command.constructor.name)) return send();
         const index = context.writes++;
-        return track(inflight, inject(context.faults?.get(index), send));
+        return track(inflight, injectFault(context.faults?.get(index), send));
       };
     },
   });
@@ -151,7 +131,7 @@ function sqliteHarness(): Harness {
     raw: ledger,
     run(label, p, call) {
       units.set(label, 1);
-      return inject(p.get(label)?.get(0), () => call(ledger));
+      return injectFault(p.get(label)?.get(0), () => call(ledger));
     },
     units,
     async idle() {},

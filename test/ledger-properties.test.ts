@@ -28,6 +28,7 @@ import type { Ledger, Nano, Reservation, ReserveResult, Scope, UsageDelta, Usage
 import { createDynamoLedger, ensureLedgerTable, type LedgerClient } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
 import { startDynalite } from './helpers/dynalite.ts';
+import { FAULT_KINDS, inject, type FaultKind } from './helpers/faults.ts';
 
 const RUNS = { sqlite: 300, dynamodb: 25 };
 
@@ -54,8 +55,8 @@ const COUNTED = ['requests', 'errors', 'inputTokens', 'outputTokens', 'spent', '
 // ---------------------------------------------------------------------------------------------------
 // Arbitraries
 
-const KINDS = ['fail', 'lost', 'dup'] as const;
-type Kind = (typeof KINDS)[number];
+const KINDS = FAULT_KINDS;
+type Kind = FaultKind;
 interface FaultSpec {
   kind: Kind;
   /** Which write of the ledger call (DynamoDB); SQLite faults the whole call. */
@@ -123,29 +124,6 @@ const runArb: fc.Arbitrary<RunSpec> = fc.record({
 
 // ---------------------------------------------------------------------------------------------------
 // Faults and the scheduler around the stores
-
-class InjectedFailure extends Error {
-  override name = 'InjectedFailure';
-}
-class LostReply extends Error {
-  override name = 'TimeoutError';
-}
-
-async function inject<T>(kind: Kind | undefined, send: () => Promise<T>): Promise<T> {
-  if (kind === undefined) return send();
-  if (kind === 'fail') throw new InjectedFailure('injected: never reached the store');
-  if (kind === 'lost') {
-    await send().catch(() => undefined);
-    throw new LostReply('injected: landed, reply lost');
-  }
-  const first = await send().then(
-    (value) => ({ value }),
-    (error: unknown) => ({ error }),
-  );
-  await send().catch(() => undefined);
-  if ('error' in first) throw first.error;
-  return first.value;
-}
 
 interface Call {
   n: number;
