@@ -131,6 +131,17 @@ test('budget headers tell the caller what is left in the tightest scope', async 
   assert.ok(Math.abs(Number(response.headers.get('openai-proxy-budget-remaining')) - (0.5 - cost)) < 1e-6);
 });
 
+test("a stream's budget headers do not count its own worst-case reservation as spent", async () => {
+  await t.admin({ action: 'setLimit', project: 'stream-headers', limit: 0.05 });
+  const c = t.client({ project: 'stream-headers', caching: false });
+  const { data: stream, response } = await c.chat.completions
+    .create({ model: 'gpt-4o', stream: true, max_completion_tokens: 4000, messages: say('hi fake:words=5') })
+    .withResponse();
+  for await (const _ of stream);
+  // The call holds up to $0.04 while it runs; nothing of this project was spent before it.
+  assert.is(response.headers.get('openai-proxy-budget-remaining'), '0.050000');
+});
+
 test('a stack default limit lets unlimited projects in', async () => {
   const d = await startTestStack({ env: { OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT: '0.00001' } });
   try {

@@ -67,14 +67,18 @@ export class Bill {
     return this.settled?.cost;
   }
 
-  /** Remaining USD (nano) in the tightest limited scope, counting this call at `cost` (else at its hold). */
+  /**
+   * Remaining USD (nano) in the tightest limited scope, counting this call at `cost`. Before the cost
+   * is known (a stream's headers) the call counts as nothing: its hold is a worst case, not spend, and
+   * a caller warned on it would be warned falsely (and then not when the real crossing comes).
+   */
   remaining(cost: Nano | undefined): { scope: Scope; limit: Nano; remaining: Nano } | undefined {
     const { reservation, reserved } = this.init;
     if (!reserved) return undefined;
     let best: { scope: Scope; limit: Nano; remaining: Nano } | undefined;
     reservation.holds.forEach((hold, index) => {
       if (hold.limit === undefined) return;
-      const committed = reserved.committed[index] - (cost === undefined ? 0 : hold.amount - cost);
+      const committed = reserved.committed[index] - hold.amount + (cost ?? 0);
       const remaining = hold.limit - committed;
       if (!best || remaining < best.remaining) best = { scope: hold.scope, limit: hold.limit, remaining };
     });
