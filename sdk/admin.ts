@@ -116,9 +116,20 @@ export async function flushCache(options: AdminOptions = {}): Promise<void> {
 function scope(options: LimitScope): { project: string; user?: string; model?: string } {
   return {
     project: checkProject(options.project ?? getSettings().project, 'project'),
-    ...(options.user ? { user: options.user } : {}),
-    ...(options.model ? { model: options.model } : {}),
+    ...(options.user !== undefined ? { user: selector(options.user, 'user') } : {}),
+    ...(options.model !== undefined ? { model: selector(options.model, 'model') } : {}),
   };
+}
+
+/**
+ * A user or model given must name one: an empty or blank one (a script's unset variable) would
+ * otherwise mean "the whole project" and replace or remove the project's own limit.
+ */
+function selector(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new WrapiConfigError(`${field} must be a non-empty name, or left out for the whole project (got ${JSON.stringify(value)}).`);
+  }
+  return value;
 }
 
 /** The stage an admin call goes to, and how it is reached. */

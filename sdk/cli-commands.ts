@@ -341,14 +341,22 @@ function rates(r: { input?: number | null; cachedInput?: number | null; output?:
 function amount(value: unknown, name: string): number {
   if (value === undefined) throw new UsageError(`--${name} is required`);
   const n = Number(value);
-  if (typeof value !== 'string' || value.trim() === '' || !Number.isFinite(n) || n < 0) {
+  // Decimal only: Number() also reads "0x10" as 16 and "1e3" as 1000.
+  if (typeof value !== 'string' || !/^\d+(\.\d+)?$/.test(value.trim()) || !Number.isFinite(n)) {
     throw new UsageError(`--${name} must be a number of USD, e.g. 10 or 2.5 (got "${printable(String(value))}")`);
   }
   return n;
 }
 
+/** `--user ""` (a script's unset variable) is a mistake, not "the whole project": it would replace that limit. */
 function scopeOf(values: Values): { project: string; user?: string; model?: string } {
-  return { project: required(values, 'project'), ...(str(values.user) ? { user: str(values.user) } : {}), ...(str(values.model) ? { model: str(values.model) } : {}) };
+  const selector = (name: 'user' | 'model') => {
+    const v = str(values[name]);
+    if (v === undefined) return {};
+    if (v.trim() === '') throw new UsageError(`--${name} must not be empty: leave it out to mean the whole project`);
+    return { [name]: v };
+  };
+  return { project: required(values, 'project'), ...selector('user'), ...selector('model') };
 }
 
 function describe(s: { project: string; user?: string; model?: string }): string {

@@ -62,6 +62,9 @@ test('bad admin input: clear errors, nothing changed', async () => {
   const cases: [unknown, string][] = [
     [{ action: 'setLimit', project: 'x', limit: -1 }, 'invalid_amount'],
     [{ action: 'setLimit', project: 'x', limit: 'lots' }, 'invalid_amount'],
+    [{ action: 'setLimit', project: 'x', limit: '0x10' }, 'invalid_amount'],
+    [{ action: 'setLimit', project: 'x', limit: 0.0000000004 }, 'invalid_amount'],
+    [{ action: 'setLimit', project: 'x', user: '', limit: 5 }, 'invalid_name'],
     [{ action: 'setLimit', limit: 5 }, 'invalid_name'],
     [{ action: 'setLimit', project: 'a#b', limit: 5 }, 'invalid_name'],
     [{ action: 'usage', month: '2026-13' }, 'invalid_month'],

@@ -75,6 +75,10 @@ test('bad usage: exit 2 with one line saying what is wrong', async () => {
     fails(2, ['limits', 'set', '--limit', '5'], /--project is required/),
     fails(2, ['limits', 'set', '--project', 'p', '--limit', 'lots'], /--limit must be a number of USD/),
     fails(2, ['limits', 'set', '--project', 'p'], /--limit is required/),
+    // An unset shell variable must not turn a user's or model's limit into the project's.
+    fails(2, ['limits', 'set', '--project', 'p', '--user', '', '--limit', '1'], /--user must not be empty/),
+    fails(2, ['limits', 'rm', '--project', 'p', '--model', ' '], /--model must not be empty/),
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', '0x10'], /--limit must be a number of USD/),
     fails(2, ['usage', '--month', '2026-13'], /--month must look like 2026-11/),
     fails(2, ['usage', '--by', 'colour'], /--by must be user, project or model/),
     fails(2, ['dashboard', '--port', 'high'], /--port must be a port number/),

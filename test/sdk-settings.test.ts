@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI, {
-  WrapiConfigError, budgetOf, getSettings, proxyBaseURL, resetSettings, resolveTarget, setCaching, setProject, setStaging,
+  WrapiConfigError, budgetOf, removeLimit, setLimits, getSettings, proxyBaseURL, resetSettings, resolveTarget, setCaching, setProject, setStaging,
 } from '../sdk/index.ts';
 import { settled } from './helpers/stack.ts';
 import { chat, startSdkStack, type SdkStack } from './helpers/sdk.ts';
@@ -182,6 +182,18 @@ test('last resort: the local stack in OPENAI_WRAPI_HOME; nothing at all is an er
   assert.instance(err, WrapiConfigError);
   for (const hint of ['proxyUrl option', 'OPENAI_WRAPI_OUTPUTS', 'pulumi stack output --json', 'OPENAI_API_KEY=sk-<id>', 'AWS_REGION', 'openai-wrapi local']) {
     assert.ok(err.message.includes(hint), `mentions ${hint}`);
+  }
+});
+
+test('an empty or blank user or model is refused before anything is sent, never read as the whole project', async () => {
+  for (const call of [
+    () => setLimits({ project: 'demo', user: '', limit: 1 }),
+    () => setLimits({ project: 'demo', model: '  ', limit: 1 }),
+    () => removeLimit({ project: 'demo', model: '' }),
+  ]) {
+    const err = await call().catch((e) => e);
+    assert.instance(err, WrapiConfigError);
+    assert.match(err.message, /must be a non-empty name, or left out for the whole project/);
   }
 });
 

@@ -177,10 +177,18 @@ function scopeOf(req: Record<string, unknown>): Scope {
   };
 }
 
+/** The smallest non-zero amount: below it a limit or rate rounds to nothing at nano-USD. */
+const MIN_USD = 0.000001;
+
 function usdAmount(value: unknown, field: string): number {
-  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 1e6) {
-    throw badRequest(`"${field}" must be a number of USD between 0 and 1000000 (got ${JSON.stringify(value)}).`, 'invalid_amount', field);
+  // Decimal strings only: Number() would also read "0x10" as 16.
+  const n = typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 1e6 || (n > 0 && n < MIN_USD)) {
+    throw badRequest(
+      `"${field}" must be 0 or a number of USD between ${MIN_USD} and 1000000 (got ${JSON.stringify(String(value))}).`,
+      'invalid_amount',
+      field,
+    );
   }
   return n;
 }
