@@ -7,7 +7,7 @@ import { watchBudget } from './budget.ts';
 import type { CredentialOptions } from './credentials.ts';
 import { prepareProxyRequest, signerFor, type MutableRequest } from './proxy-call.ts';
 import { checkProject, checkStaging, getSettings } from './settings.ts';
-import { resolveTarget, type StageTarget } from './target.ts';
+import { isOpenAIUrl, resolveTarget, type StageTarget } from './target.ts';
 
 type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -66,7 +66,7 @@ export class OpenAI extends BaseOpenAI {
     const staging = checkStaging(options.staging ?? defaults.staging, 'staging');
     const project = checkProject(options.project ?? defaults.project, 'project');
     const caching = options.caching ?? defaults.caching;
-    const target = resolveTarget(staging, { proxyUrl: options.proxyUrl ?? options.baseURL ?? undefined, region: options.region });
+    const target = resolveTarget(staging, { proxyUrl: options.proxyUrl ?? proxyBase(options.baseURL), region: options.region });
     const inner = unwrapFetch(options.fetch as Fetch | undefined);
     const {
       staging: _staging, caching: _caching, proxyUrl: _proxyUrl, region: _region, credentials: _credentials, profile: _profile,
@@ -91,7 +91,7 @@ export class OpenAI extends BaseOpenAI {
   /** A copy with some options changed; the wrapi options carry over unless given. */
   override withOptions(options: Partial<ClientOptions>): this {
     const sameStage = options.staging === undefined || options.staging === this.staging;
-    const explicitUrl = this.#given.proxyUrl ?? this.#given.baseURL ?? undefined;
+    const explicitUrl = this.#given.proxyUrl ?? proxyBase(this.#given.baseURL);
     return super.withOptions({
       project: this.project,
       staging: this.staging,
@@ -301,3 +301,11 @@ export declare namespace OpenAI {
   export type VideoRemixParams = BaseOpenAI.VideoRemixParams;
 }
 // END GENERATED NAMESPACE
+
+/**
+ * A `baseURL` names the proxy, except OpenAI's own (code written for `openai` often sets it): that
+ * means "the default proxy", never a call signed and sent to OpenAI directly.
+ */
+function proxyBase(baseURL: string | null | undefined): string | undefined {
+  return baseURL && !isOpenAIUrl(baseURL) ? baseURL : undefined;
+}

@@ -14,6 +14,15 @@ type Env = Record<string, string | undefined>;
 /** The `openai` package's default base URL: what the register patch and the fetch reroute. */
 export const OPENAI_BASE_URL = 'https://api.openai.com/v1';
 
+/** OpenAI's own API host: never a proxy to sign for. */
+export const isOpenAIUrl = (url: string | null | undefined): boolean => {
+  try {
+    return url != null && new URL(url).hostname.toLowerCase() === 'api.openai.com';
+  } catch {
+    return false;
+  }
+};
+
 /** Everything the SDK needs to call one stage. */
 export interface StageTarget {
   stage: string;
@@ -89,6 +98,10 @@ function fromUrl(stage: string, url: string, source: string, opts: TargetOptions
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
     throw new WrapiConfigError(`${source} must be an http(s) URL (got ${url}).`);
+  }
+  // Signing for OpenAI itself would send the AWS key id (and session token) to OpenAI, unmetered.
+  if (isOpenAIUrl(url)) {
+    throw new WrapiConfigError(`${source} is OpenAI's own API (${parsed.origin}), not a proxy: give the stage's proxy URL, or leave it out.`);
   }
   parsed.search = '';
   parsed.hash = '';

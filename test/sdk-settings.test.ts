@@ -95,6 +95,15 @@ test('way 1: an explicit proxyUrl (or baseURL) wins over everything', async () =
   assert.is(new OpenAI({ proxyUrl: 'https://abc.lambda-url.eu-west-2.on.aws' }).target.region, 'eu-west-2');
 });
 
+test("OpenAI's own URL as baseURL means the default proxy; as proxyUrl it is refused: nothing is signed for OpenAI", async () => {
+  process.env.AWS_REGION = 'eu-west-1';
+  const client = new OpenAI({ baseURL: 'https://api.openai.com/v1', project: 'alpha', caching: false });
+  assert.is(client.baseURL, `${t.stack.url}/dev/v1`, 'the stage\'s proxy, from the outputs');
+  assert.ok((await client.chat.completions.create(chat('default proxy'))).id);
+  assert.is(client.withOptions({ timeout: 5_000 }).baseURL, `${t.stack.url}/dev/v1`);
+  assert.throws(() => new OpenAI({ proxyUrl: 'https://api.openai.com/v1' }), /is OpenAI's own API \(https:\/\/api\.openai\.com\), not a proxy/);
+});
+
 test('way 2a: OPENAI_WRAPI_OUTPUTS is the local stack\'s outputs.json (both stages, with its Lambda endpoint)', () => {
   const dev = resolveTarget('dev');
   assert.is(dev.proxyUrl, `${t.stack.url}/dev/`);
