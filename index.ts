@@ -38,6 +38,8 @@ interface Settings {
   tableDeletionProtection: boolean;
   /** OpenAI-compatible base URL including `/v1`; undefined = https://api.openai.com/v1. */
   upstreamUrl?: string;
+  /** Roles whose session name is the user (their trust policy forces it); see the README. */
+  sessionNamedRoles: string[];
   openaiApiKey: pulumi.Output<string>;
   openaiOrgId?: pulumi.Output<string>;
 }
@@ -67,11 +69,16 @@ function readSettings(): Settings {
     failOpen: config.getBoolean('failOpen') ?? false,
     tableDeletionProtection: config.getBoolean('tableDeletionProtection') ?? true,
     upstreamUrl: config.get('upstreamUrl'),
+    sessionNamedRoles: config.getObject<string[]>('sessionNamedRoles') ?? [],
     openaiApiKey: config.requireSecret('openaiApiKey'),
     openaiOrgId: config.getSecret('openaiOrgId'),
   };
   if (!LOG_RETENTION_DAYS.includes(settings.logRetentionDays)) {
     problems.push(`logRetentionDays must be one of ${LOG_RETENTION_DAYS.join(', ')} (got ${settings.logRetentionDays})`);
+  }
+  const roleNames = settings.sessionNamedRoles;
+  if (!Array.isArray(roleNames) || !roleNames.every((r) => typeof r === 'string' && /^[\w+=,.@-]{1,64}$/.test(r))) {
+    problems.push(`sessionNamedRoles must be a list of IAM role names (got ${JSON.stringify(roleNames)})`);
   }
   if (settings.upstreamUrl !== undefined) {
     // The stage's key travels with every call: https on the standard port only (the functions'
@@ -537,6 +544,7 @@ const proxy = new aws.lambda.Function(
           ? { OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT: String(settings.defaultProjectLimitUsd) }
           : {}),
         ...(settings.upstreamUrl ? { OPENAI_WRAPI_UPSTREAM_URL: settings.upstreamUrl } : {}),
+        ...(settings.sessionNamedRoles.length ? { OPENAI_WRAPI_SESSION_NAMED_ROLES: settings.sessionNamedRoles.join(',') } : {}),
       },
     },
   },

@@ -11,7 +11,7 @@ import { countTokens } from '../runtime/store/tokenizer.ts';
 import { countTokens as exactTokens } from 'gpt-tokenizer';
 import { requestFacts, withUsageRequested, parseJsonBody } from '../runtime/core/request-facts.ts';
 import { matchRoute } from '../runtime/core/routes.ts';
-import { callerFromArn } from '../runtime/core/caller.ts';
+import { callerFromArn, identityRules } from '../runtime/core/caller.ts';
 import { cacheKey, canonicalJson } from '../runtime/core/cache-key.ts';
 import { ConfigError, readProxyConfig } from '../runtime/core/config.ts';
 import { callScopes, holdsFor, effectiveLimits, monthOf } from '../runtime/core/limits.ts';
@@ -296,7 +296,16 @@ test('routes: allow-list with and without /v1; everything else refused', () => {
 test('callers from verified ARNs', () => {
   assert.equal(callerFromArn('arn:aws:iam::123456789012:user/alice')?.user, 'alice');
   assert.equal(callerFromArn('arn:aws:iam::123456789012:user/team/bob')?.user, 'bob');
-  assert.equal(callerFromArn('arn:aws:sts::123456789012:assumed-role/DataSci/carol@example.com')?.user, 'DataSci/carol@example.com');
+  // A session name is whatever the caller of AssumeRole chose: it names a user only where AWS sets it
+  // (Identity Center) or the stack trusts the role's trust policy to force it.
+  const role = 'arn:aws:sts::123456789012:assumed-role/DataSci/carol@example.com';
+  assert.equal(callerFromArn(role)?.user, 'DataSci/*');
+  assert.equal(callerFromArn('arn:aws:sts::123456789012:assumed-role/DataSci/mallory-2')?.user, 'DataSci/*');
+  assert.equal(callerFromArn(role, { sessionNamedRoles: ['DataSci'] })?.user, 'DataSci/carol@example.com');
+  assert.equal(callerFromArn('arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Dev_0123abcd/carol')?.user, 'AWSReservedSSO_Dev_0123abcd/carol');
+  assert.equal(callerFromArn('arn:aws:sts::123456789012:federated-user/dave')?.user, 'federated:dave');
+  assert.equal(callerFromArn('arn:aws:sts::123456789012:assumed-role/federated/dave', { sessionNamedRoles: ['federated'] })?.user, 'federated/dave');
+  assert.equal(identityRules({ OPENAI_WRAPI_SESSION_NAMED_ROLES: ' A, B ,,' }), { sessionNamedRoles: ['A', 'B'] });
   assert.equal(callerFromArn('arn:aws:iam::123456789012:root')?.user, 'root');
   assert.is(callerFromArn('not-an-arn'), undefined);
   const event = JSON.parse(ref('lambda-function-url-event-iam-assumed-role.json'));

@@ -59,6 +59,7 @@ const FULL_CONFIG = {
   failOpen: true,
   tableDeletionProtection: true,
   upstreamUrl: 'https://gateway.example.com/v1',
+  sessionNamedRoles: ['DataScience', 'Analysts'],
 };
 let full: ProgramRun; // 3 AZs, ElastiCache, every setting changed from its default
 let single: ProgramRun; // 1 AZ, defaults, no org id
@@ -266,9 +267,12 @@ runs('the runtime settings reach the proxy as the variables runtime/core/config.
   assert.is(env.OPENAI_WRAPI_FAIL_OPEN, '1');
   assert.is(env.OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT, '2.5');
   assert.is(env.OPENAI_WRAPI_UPSTREAM_URL, 'https://gateway.example.com/v1');
+  assert.is(env.OPENAI_WRAPI_SESSION_NAMED_ROLES, 'DataScience,Analysts');
   const defaults = envOf(proxyOf(single));
   assert.is(defaults.OPENAI_WRAPI_FAIL_OPEN, '0');
-  for (const name of ['OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT', 'OPENAI_WRAPI_UPSTREAM_URL']) assert.not.ok(name in defaults, name);
+  for (const name of ['OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT', 'OPENAI_WRAPI_UPSTREAM_URL', 'OPENAI_WRAPI_SESSION_NAMED_ROLES']) {
+    assert.not.ok(name in defaults, name);
+  }
   assert.equal(sorted(Object.keys(envOf(adminOf(full)))), ['OPENAI_WRAPI_MEMCACHED', 'OPENAI_WRAPI_STAGE', 'OPENAI_WRAPI_TABLE']);
 });
 
@@ -495,7 +499,7 @@ runs.run();
 
 const errors = suite('stack config errors');
 /** The message the program fails with for `config`. */
-async function failure(config: Record<string, string | number | boolean>, secretKeys?: string[]): Promise<string> {
+async function failure(config: Record<string, string | number | boolean | string[]>, secretKeys?: string[]): Promise<string> {
   try {
     await runProgram(config, { secretKeys });
   } catch (error) {
@@ -513,7 +517,11 @@ errors('a key set without --secret is refused', async () => {
 });
 
 errors('every bad value is reported at once', async () => {
-  const message = await failure({ ...BASE_CONFIG, numAzs: 0, proxyTimeoutSeconds: 1000, logRetentionDays: 10, upstreamUrl: 'http://api.example.com/v1' });
+  const message = await failure({
+    ...BASE_CONFIG, numAzs: 0, proxyTimeoutSeconds: 1000, logRetentionDays: 10, upstreamUrl: 'http://api.example.com/v1',
+    sessionNamedRoles: ['ok', 'not a role/name'],
+  });
+  assert.match(message, 'sessionNamedRoles must be a list of IAM role names');
   assert.match(message, 'numAzs must be an integer from 1 to 6 (got 0)');
   assert.match(message, 'proxyTimeoutSeconds must be an integer from 30 to 900 (got 1000)');
   assert.match(message, 'logRetentionDays must be one of');

@@ -89,6 +89,7 @@ test.before(async () => {
   // What the deployed function's environment holds (credentials come from the execution role).
   for (const name of ['OPENAI_WRAPI_MEMCACHED', 'OPENAI_WRAPI_SECRET_ARN', 'OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT']) delete process.env[name];
   Object.assign(process.env, {
+    OPENAI_WRAPI_SESSION_NAMED_ROLES: 'Analysts',
     OPENAI_WRAPI_STAGE: 'dev',
     OPENAI_WRAPI_TABLE: TABLE,
     OPENAI_WRAPI_DYNAMODB_ENDPOINT: dynamo.endpoint,
@@ -102,7 +103,7 @@ test.before(async () => {
   });
   proxy = (await import('../runtime/lambda/proxy.ts')).handler as unknown as Handler;
   admin = (await import('../runtime/lambda/admin.ts')).handler as (event: unknown) => Promise<any>;
-  for (const project of ['research', 'streams', 'roles', 'b64', 'spoof', 'upstream429', 'disconnect', 'broken', 'empty']) {
+  for (const project of ['research', 'streams', 'roles', 'sessions', 'b64', 'spoof', 'upstream429', 'disconnect', 'broken', 'empty']) {
     const set = await admin({ action: 'setLimit', project, limit: 5 });
     assert.ok(set.ok, JSON.stringify(set));
   }
@@ -164,7 +165,7 @@ test('the same call again is a cache hit: replayed, not forwarded, no spend', as
   assert.is(row.requests, 2);
 });
 
-test('assumed-role caller is billed as role/session; usage chunk kept when the client asked', async () => {
+test('an assumed role is billed as the role, whatever session name its caller chose; usage chunk kept when asked', async () => {
   const body = chat('fake:words=4', { stream: true, stream_options: { include_usage: true } });
   const r = await invokeStreaming(proxy, event({ base: ROLE_EVENT, body, headers: { 'openai-proxy-project': 'roles' } }));
   assert.is(r.statusCode, 200, r.body);
@@ -172,9 +173,26 @@ test('assumed-role caller is billed as role/session; usage chunk kept when the c
   assert.ok(usageChunk, 'the usage chunk the client asked for is passed on');
   const usage = JSON.parse(usageChunk!.slice('data: '.length)).usage;
   const rows = await usageRows('roles');
-  assert.equal(rows.map((x) => x.user), ['DataScientist/alice-session']);
+  // The reference event's session name "alice-session" was picked by whoever called AssumeRole.
+  assert.equal(rows.map((x) => x.user), ['DataScientist/*']);
   assert.is(rows[0].inputTokens, usage.prompt_tokens);
   assert.is(rows[0].outputTokens, usage.completion_tokens);
+});
+
+test('session names count as the user where AWS sets them (Identity Center) or the stack lists the role', async () => {
+  const as = (userArn: string) => {
+    const base = structuredClone(ROLE_EVENT);
+    base.requestContext.authorizer!.iam!.userArn = userArn;
+    return base;
+  };
+  for (const arn of [
+    'arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Dev_0123abcd/carol@example.com',
+    'arn:aws:sts::123456789012:assumed-role/Analysts/dan',
+  ]) {
+    const r = await invokeStreaming(proxy, event({ base: as(arn), body: chat('fake:words=2'), headers: { 'openai-proxy-project': 'sessions' } }));
+    assert.is(r.statusCode, 200, r.body);
+  }
+  assert.equal((await usageRows('sessions')).map((x) => x.user).sort(), ['AWSReservedSSO_Dev_0123abcd/carol@example.com', 'Analysts/dan']);
 });
 
 test('streamed chat: bytes arrive as the upstream sends them, [DONE], no usage chunk, exact usage', async () => {

@@ -1,6 +1,6 @@
 // Function URL events (payload format 2.0) to web Requests, and the verified IAM caller.
 // https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html#urls-payloads
-import { callerFromArn } from '../core/caller.ts';
+import { callerFromArn, type IdentityRules } from '../core/caller.ts';
 import type { Caller } from '../core/proxy.ts';
 
 export interface FunctionUrlEvent {
@@ -35,7 +35,7 @@ export function bodyOf(event: FunctionUrlEvent): Uint8Array | undefined {
 }
 
 /** Only the authorizer block counts: AWS put it there after verifying the SigV4 signature. */
-export function callerOf(event: FunctionUrlEvent): Caller | undefined {
+export function callerOf(event: FunctionUrlEvent, rules?: IdentityRules): Caller | undefined {
   const arn = event.requestContext.authorizer?.iam?.userArn;
-  return arn ? callerFromArn(arn) : undefined;
+  return arn ? callerFromArn(arn, rules) : undefined;
 }

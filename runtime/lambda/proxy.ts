@@ -6,6 +6,7 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { badRequest, forbidden, toErrorResponse } from '../core/errors.ts';
 import { createProxy, type Caller, type ProxyHandler } from '../core/proxy.ts';
 import { bodyOf, callerOf, toRequest, type FunctionUrlEvent } from './function-url.ts';
+import { identityRules } from '../core/caller.ts';
 import { lambdaStores, lambdaLogger } from './stores.ts';
 import { readProxyConfig } from '../core/config.ts';
 import { createHttpUpstream } from '../store/http-upstream.ts';
@@ -13,6 +14,8 @@ import { countTokens } from '../store/tokenizer.ts';
 import { loadSecrets } from './secrets.ts';
 
 let proxy: Promise<ProxyHandler> | undefined;
+/** Which roles' session names name a user: read once per instance, with the function's settings. */
+const rules = identityRules(process.env);
 
 async function build(): Promise<ProxyHandler> {
   const env = { ...process.env, ...(await loadSecrets(process.env)) };
@@ -44,7 +47,7 @@ async function serve(event: FunctionUrlEvent, caller: Caller, pending: Promise<u
 export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (event, responseStream) => {
   const pending: Promise<unknown>[] = [];
   let res: Response;
-  const caller = callerOf(event);
+  const caller = callerOf(event, rules);
   if (!caller) {
     // Only reachable if the URL were deployed without AWS_IAM auth: never serve anonymous callers.
     res = toErrorResponse(forbidden('The proxy only serves callers verified by AWS IAM (SigV4).', 'unsigned_request'));

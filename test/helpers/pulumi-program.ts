@@ -60,9 +60,11 @@ const DEFAULT_PROGRAM = new URL('../../index.ts', import.meta.url);
 let runs = 0;
 
 /** Runs the program with `config` (keys without the project prefix) on top of nothing else. */
-export async function runProgram(config: Record<string, string | number | boolean>, opts: RunOptions = {}): Promise<ProgramRun> {
+export async function runProgram(config: Record<string, string | number | boolean | string[]>, opts: RunOptions = {}): Promise<ProgramRun> {
   const resources: Registered[] = [];
-  const full = Object.fromEntries(Object.entries(config).map(([k, v]) => [k.includes(':') ? k : `${PROJECT}:${k}`, String(v)]));
+  // Pulumi keeps structured values (lists, objects) as JSON text, as `pulumi config set --path` writes them.
+  const text = (v: unknown) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
+  const full = Object.fromEntries(Object.entries(config).map(([k, v]) => [k.includes(':') ? k : `${PROJECT}:${k}`, text(v)]));
   const secretKeys = (opts.secretKeys ?? SECRET_KEYS).map((k) => `${PROJECT}:${k}`);
   pulumi.runtime.setAllConfig(full, secretKeys);
   await pulumi.runtime.setMocks(
