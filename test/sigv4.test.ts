@@ -249,6 +249,9 @@ test('presigned URLs verify and expire', async () => {
   };
   assert.ok((await verify(await presign(300))).ok);
   await denied(await presign(30), /Signature expired/);
+  // A presigned URL is a credential anyone holding it can replay: 15 minutes at most.
+  assert.ok((await verify(await presign(900))).ok);
+  await denied(await presign(901), /X-Amz-Expires must be between 1 and 900 seconds/);
   const tampered = await presign(300);
   tampered.query = tampered.query.replace('a=x%20y', 'a=x%20z');
   await denied(tampered, /signature does not match/);

@@ -44,12 +44,24 @@ export function upstreamHeaders(config: ProxyConfig, client: Headers, hasBody: b
 
 /** Calls the upstream. Rejects with the fetch error; see `gatewayError` and `mayHaveReached`. */
 export function forward(upstream: Upstream, config: ProxyConfig, init: ForwardInit): Promise<Response> {
-  return upstream(`${config.upstreamUrl}${init.path}${init.search}`, {
+  return upstream(`${config.upstreamUrl}${init.path}${upstreamSearch(init.search)}`, {
     method: init.method,
     headers: upstreamHeaders(config, init.clientHeaders, init.body !== undefined),
     body: init.body as BodyInit | undefined,
     signal: init.signal,
   });
+}
+
+/**
+ * The query without the caller's AWS signature parameters (`X-Amz-*` of a presigned URL): they are a
+ * credential to this proxy, never something to hand to OpenAI.
+ */
+export function upstreamSearch(search: string): string {
+  if (!/x-amz-/i.test(search)) return search;
+  const params = new URLSearchParams(search);
+  for (const name of [...params.keys()]) if (/^x-amz-/i.test(name)) params.delete(name);
+  const rest = params.toString();
+  return rest ? `?${rest}` : '';
 }
 
 export function gatewayError(err: unknown) {

@@ -33,6 +33,21 @@ export interface RequestFacts {
 
 export type JsonObject = Record<string, unknown>;
 
+/** Deeper bodies are refused before any walk over them: recursion that deep would overflow the stack. */
+const MAX_DEPTH = 64;
+
+/** Whether a parsed value nests deeper than `max` (iterative: the check itself cannot overflow). */
+function depthOver(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (!v || typeof v !== 'object') continue;
+    if (depth > max) return true;
+    for (const child of Object.values(v)) if (child && typeof child === 'object') stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 /**
  * The alphabet of OpenAI's model ids: letters, digits and `. _ - :` (`gpt-4.1-mini`,
  * `ft:gpt-4o-mini-2024-07-18:org:suffix:id`). Anything else is refused before it can reach the
@@ -53,6 +68,9 @@ export function parseJsonBody(bytes: Uint8Array): JsonObject {
   }
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
     throw badRequest('The request body must be a JSON object.', 'invalid_json');
+  }
+  if (depthOver(body, MAX_DEPTH)) {
+    throw badRequest(`The JSON body is nested more than ${MAX_DEPTH} levels deep.`, 'invalid_json');
   }
   return body as JsonObject;
 }

@@ -22,7 +22,10 @@ export interface SignedRequestParts {
   body: Uint8Array;
 }
 
-export type VerifyResult = { ok: true; user: LocalUser } | { ok: false; status: 403; message: string };
+export type VerifyResult =
+  /** `signedHeaders`: the lower-case names the signature covers. */
+  | { ok: true; user: LocalUser; signedHeaders: string[] }
+  | { ok: false; status: 403; message: string };
 
 export interface VerifierOptions {
   lookup(accessKeyId: string): LocalUser | undefined;
@@ -49,7 +52,8 @@ export interface SignatureInput {
 }
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';
-const MAX_PRESIGN_EXPIRES_S = 7 * 24 * 3600;
+/** A presigned URL is a credential anyone holding it can replay: short-lived only. */
+const MAX_PRESIGN_EXPIRES_S = 15 * 60;
 
 export function createVerifier(opts: VerifierOptions): (req: SignedRequestParts) => Promise<VerifyResult> {
   const service = opts.service ?? 'lambda';
@@ -105,7 +109,7 @@ export function createVerifier(opts: VerifierOptions): (req: SignedRequestParts)
     });
     const given = Buffer.from(signature.toLowerCase());
     const ok = given.length === 64 && timingSafeEqual(given, Buffer.from(expected));
-    return ok ? { ok: true, user } : deny('The request signature does not match');
+    return ok ? { ok: true, user, signedHeaders: signedHeaders.toLowerCase().split(';') } : deny('The request signature does not match');
   };
   return async (req) => verify(req);
 }

@@ -134,7 +134,12 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
       headers,
       body,
     });
-    return verdict.ok ? verdict.user : verdict.message;
+    if (!verdict.ok) return verdict.message;
+    // Headers that decide who pays must be signed: else a captured request could be replayed with
+    // another project (AWS's function URL does not check this; the SDK signs them).
+    const unsigned = BILLING_HEADERS.find((name) => headers[name] !== undefined && !verdict.signedHeaders.includes(name));
+    if (unsigned) return `The header '${unsigned}' must be signed (list it in SignedHeaders)`;
+    return verdict.user;
   }
 
   async function handleProxy(stage: StageRuntime, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
@@ -229,7 +234,11 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
       const url = new URL(req.url ?? '/', 'http://local');
       const [, first, ...rest] = url.pathname.split('/');
       const invoke = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(url.pathname);
-      if (invoke && req.method === 'POST') return await handleInvoke(req, res, decodeURIComponent(invoke[1]));
+      if (invoke && req.method === 'POST') {
+        const name = safeDecode(invoke[1]);
+        if (name === undefined) return sendError(res, notFound('Function not found: its name is not valid URL encoding.'));
+        return await handleInvoke(req, res, name);
+      }
       if (first === 'dashboard' && (await dashboard(req, res))) return;
       const stage = stages[first];
       if (stage) return await handleProxy(stage, req, res, `/${rest.join('/')}${url.search}`);
@@ -309,4 +318,15 @@ async function writeOutputs(
   const tmp = `${file}.${process.pid}.tmp`;
   await writeFile(tmp, JSON.stringify(outputs, null, 2) + '\n');
   await rename(tmp, file);
+}
+
+/** The client headers that change what a call is billed to. */
+const BILLING_HEADERS = ['openai-proxy-project', 'openai-proxy-caching'];
+
+function safeDecode(part: string): string | undefined {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return undefined;
+  }
 }
