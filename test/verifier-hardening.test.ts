@@ -1,12 +1,13 @@
-// The local stack's door, tried as an attacker with a signed key would (issue 10, items 4–7): presigned
-// URLs are short-lived and their signature never reaches OpenAI; headers that decide who pays must be
-// signed; malformed names and absurdly nested bodies are clear 4xx errors, never a 500.
+// The local stack's door, tried as an attacker with a signed key would (issue 10, items 4–7, 9):
+// presigned URLs are short-lived and their signature never reaches OpenAI; headers that decide who
+// pays must be signed; malformed names and absurdly nested bodies are clear 4xx errors, never a 500;
+// a revoked stage key is reported as the admin's problem without a trace of the key.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { loadOrCreateCredentials } from '../runtime/local/credentials.ts';
-import { startTestStack, type TestStack } from './helpers/stack.ts';
+import { settled, startTestStack, type TestStack } from './helpers/stack.ts';
 
 let t: TestStack;
 let signer: SignatureV4;
@@ -79,6 +80,31 @@ test('bad names and absurd bodies are clear 4xx errors, not 500s, and nothing go
   const meta = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], metadata: JSON.parse('{"a":'.repeat(100) + '1' + '}'.repeat(100)) });
   assert.is((await post('/dev/v1/chat/completions', meta, { 'openai-proxy-project': 'door' })).status, 400);
   assert.is(t.fake.requests.length, before);
+});
+
+test("a revoked stage key: the caller is told an admin must replace it, never OpenAI's 401 with the key's tail", async () => {
+  const s = await startTestStack({ env: { OPENAI_API_KEY: 'sk-proj-revokedRevokedRevoked1234' } });
+  const lines: string[] = [];
+  try {
+    await s.admin({ action: 'setLimit', project: 'p', limit: 1 });
+    for (const call of [
+      () => s.client({ project: 'p', caching: false }).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+      () => s.client({ project: 'p' }).models.list(),
+    ]) {
+      const err: any = await call().catch((e) => e);
+      assert.is(err.status, 502);
+      assert.is(err.code, 'stage_key_rejected');
+      assert.match(err.message, /rejected stage dev's API key/);
+      assert.not.match(JSON.stringify(err.error) + err.message, /1234|sk-proj/);
+      lines.push(err.headers.get('x-should-retry'));
+    }
+    assert.equal(lines, ['false', 'false'], 'the client does not retry what only an admin can fix');
+    await settled(s, async () => (await s.admin({ action: 'usage' })).totals.errors === 1);
+    const { totals } = await s.admin({ action: 'usage' });
+    assert.equal([totals.requests, totals.errors, totals.spend], [0, 1, 0]);
+  } finally {
+    await s.close();
+  }
 });
 
 test.run();

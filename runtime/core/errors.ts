@@ -48,6 +48,18 @@ export const unavailable = (message: string, code: string) =>
 export const badGateway = (message: string, status = 502) =>
   new WrapiError(status, message, 'server_error', status === 504 ? 'upstream_timeout' : 'upstream_unreachable');
 
+/** OpenAI rejected the stage's own key: no caller can fix that, and retrying will not help. */
+export const stageKeyRejected = (stage: string) =>
+  new WrapiError(
+    502,
+    `OpenAI rejected stage ${stage}'s API key, so the proxy cannot forward calls until an admin replaces it ` +
+      '(pulumi config set --secret openaiApiKey … then pulumi up; locally, OPENAI_API_KEY).',
+    'server_error',
+    'stage_key_rejected',
+    null,
+    NO_RETRY,
+  );
+
 export function jsonResponse(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
     status,

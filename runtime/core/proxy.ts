@@ -5,7 +5,7 @@ import { assertBillable, audioUse } from './billable.ts';
 import { cacheKey } from './cache-key.ts';
 import type { ProxyConfig } from './config.ts';
 import {
-  WrapiError, badRequest, forbidden, notFound, overBudget, toErrorResponse, tooLarge, unavailable,
+  WrapiError, badRequest, forbidden, notFound, overBudget, stageKeyRejected, toErrorResponse, tooLarge, unavailable,
 } from './errors.ts';
 import { clientResponseHeaders, forward, gatewayError, interruptedError, mayHaveReached } from './forward.ts';
 import {
@@ -226,6 +226,10 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       ctx.waitUntil(bill.settle(mayHaveReached(err) ? { kind: 'estimate' } : { kind: 'free' }, 0));
       throw gatewayError(err);
     }
+    if (res.status === 401) {
+      ctx.waitUntil(bill.settle({ kind: 'free' }, res.status));
+      throw keyRejected(res);
+    }
     const headers = clientResponseHeaders(res.headers);
     headers.set(P.HEADER_CACHE, call.key ? 'miss' : 'bypass');
     const isStream = facts.stream && res.ok && (res.headers.get('content-type') ?? '').includes('text/event-stream');
@@ -288,7 +292,18 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     } catch (err) {
       throw gatewayError(err);
     }
+    if (res.status === 401) throw keyRejected(res);
     return new Response(res.body, { status: res.status, headers: clientResponseHeaders(res.headers) });
+  }
+
+  /**
+   * OpenAI's 401 is about the stage's key, not the caller: its body (which names the key's tail) is
+   * dropped, the admin is told in the log, the caller gets an error that says who can fix it.
+   */
+  function keyRejected(res: Response): WrapiError {
+    res.body?.cancel().catch(() => undefined);
+    log.error('OpenAI rejected the stage API key', { stage: config.stage, status: res.status });
+    return stageKeyRejected(config.stage);
   }
 
   /** Ledger trouble: refuse with 503, or go on unmetered when the stack chose to fail open. */
