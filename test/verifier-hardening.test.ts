@@ -1,7 +1,8 @@
-// The local stack's door, tried as an attacker with a signed key would (issue 10, items 4–7, 9):
+// The local stack's door, tried as an attacker with a signed key would (issue 10, items 4–9):
 // presigned URLs are short-lived and their signature never reaches OpenAI; headers that decide who
 // pays must be signed; malformed names and absurdly nested bodies are clear 4xx errors, never a 500;
 // a revoked stage key is reported as the admin's problem without a trace of the key.
+import { request } from 'node:http';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Sha256 } from '@aws-crypto/sha256-js';
@@ -80,6 +81,27 @@ test('bad names and absurd bodies are clear 4xx errors, not 500s, and nothing go
   const meta = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], metadata: JSON.parse('{"a":'.repeat(100) + '1' + '}'.repeat(100)) });
   assert.is((await post('/dev/v1/chat/completions', meta, { 'openai-proxy-project': 'door' })).status, 400);
   assert.is(t.fake.requests.length, before);
+});
+
+test('an oversized body announced with Expect: 100-continue is refused before it is sent: the client reads the 413', async () => {
+  const { hostname, port } = url();
+  const size = 6.5 * 1024 * 1024;
+  const outcome = await new Promise<{ status?: number; continued: boolean; error?: string }>((resolve) => {
+    let continued = false;
+    const req = request(
+      { host: hostname, port, method: 'POST', path: '/dev/v1/chat/completions', headers: { expect: '100-continue', 'content-length': size } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode, continued }));
+      },
+    );
+    req.on('continue', () => {
+      continued = true;
+      req.end(Buffer.alloc(size, 120));
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => resolve({ continued, error: e.code }));
+  });
+  assert.equal(outcome, { status: 413, continued: false });
 });
 
 test("a revoked stage key: the caller is told an admin must replace it, never OpenAI's 401 with the key's tail", async () => {

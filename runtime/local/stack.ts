@@ -253,6 +253,14 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     }
   });
   server.keepAliveTimeout = 65_000;
+  // `Expect: 100-continue`: refuse an oversized body before the client sends it, so that it reads the
+  // 413 instead of meeting a closed connection half way through its upload.
+  const maxBody = Math.max(...Object.values(stages).map((st) => st.config.maxBodyBytes));
+  server.on('checkContinue', (req, res) => {
+    if (Number(req.headers['content-length'] ?? 0) > maxBody) return sendError(res, tooLarge(maxBody), { connection: 'close' });
+    res.writeContinue();
+    server.emit('request', req, res);
+  });
 
   const port = opts.port ?? Number(env.PORT ?? 8787);
   await new Promise<void>((resolveListen, reject) => {
