@@ -8,6 +8,8 @@ import { readFile } from 'node:fs/promises';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { fromIni } from '@aws-sdk/credential-providers';
 import { startTestStack, settled, type TestStack } from './helpers/stack.ts';
+import { createAdmin } from '../runtime/core/admin.ts';
+import type { Ledger } from '../runtime/core/ports.ts';
 
 let t: TestStack;
 const run = promisify(execFile);
@@ -157,6 +159,23 @@ test('openai-wrapi local users add: a new user can call at once, as admin only w
   assert.match(dup.stderr, /already/);
   await run(process.execPath, [...cli, 'local', 'users', 'add', 'dora', '--admin', '--home', t.home]);
   assert.ok((await invoke('dora', { action: 'listLimits' })).ok);
+});
+
+test('an unexpected failure answers with a request id and is logged with it, without the error text', async () => {
+  const lines: { message: string; fields?: Record<string, unknown> }[] = [];
+  const broken = createAdmin({
+    stage: 'dev',
+    ledger: { expired: async () => [], usage: async () => [], listLimits: async () => { throw new Error('disk on fire at /secret/path'); } } as unknown as Ledger,
+    cache: { get: async () => undefined, set: async () => {}, flush: async () => {} },
+    log: { info() {}, error: (message, fields) => lines.push({ message, fields }) },
+  });
+  const r: any = await broken({ action: 'listLimits' });
+  assert.is(r.ok, false);
+  assert.is(r.error.code, 'admin_error');
+  const id = /request ([0-9a-f-]{36})/.exec(r.error.message)?.[1];
+  assert.ok(id, r.error.message);
+  assert.equal(lines, [{ message: 'admin error', fields: { stage: 'dev', action: 'listLimits', requestId: id, error: 'Error' } }]);
+  assert.not.match(JSON.stringify(r) + JSON.stringify(lines), /fire|secret/);
 });
 
 test.run();

@@ -1,9 +1,9 @@
 // The admin function: limits, usage reports, price overrides and the cache, as JSON in and out.
 // On AWS only principals allowed to invoke `openai-admin-<stage>` get here; locally, admin users.
 import { badRequest, WrapiError } from './errors.ts';
-import { chargeExpired } from './bill.ts';
+import { chargeExpired, errorName } from './bill.ts';
 import { isDetail, modelFamily, monthOf } from './limits.ts';
-import type { DailyRow, Ledger, PriceOverride, ResponseCache, Scope, UsageRow } from './ports.ts';
+import type { DailyRow, Ledger, Logger, PriceOverride, ResponseCache, Scope, UsageRow } from './ports.ts';
 import { modelCandidates, nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo, type Price } from './pricing.ts';
 import { MODEL_ID, MODEL_ID_RULE } from './request-facts.ts';
 import { ANY, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type UsageDto, type UsageTotals } from './protocol.ts';
@@ -15,6 +15,8 @@ export interface AdminDeps {
   now?: () => number;
   /** Called after limits or prices change (clears the proxy's policy cache in the same process). */
   onChange?: () => void;
+  /** Where an unexpected failure is told, with the request id its caller is given. */
+  log?: Logger;
 }
 
 export type AdminResult = ({ ok: true } & Record<string, unknown>) | ({ ok: false } & ErrorBody);
@@ -149,7 +151,13 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       return { ok: true, stage, ...(await action(req)) };
     } catch (err) {
       if (err instanceof WrapiError) return { ok: false, ...err.body() };
-      return { ok: false, error: { message: 'The admin function failed; see its logs.', type: 'server_error', param: null, code: 'admin_error' } };
+      const id = crypto.randomUUID();
+      const action = (request as { action?: unknown } | null)?.action;
+      deps.log?.error('admin error', { stage, action: typeof action === 'string' ? action : undefined, requestId: id, error: errorName(err) });
+      return {
+        ok: false,
+        error: { message: `The admin function failed (request ${id}); its logs say why.`, type: 'server_error', param: null, code: 'admin_error' },
+      };
     }
   };
 }

@@ -15,12 +15,6 @@ export const HEADER_BUDGET_REMAINING = 'openai-proxy-budget-remaining';
 export const HEADER_BUDGET_LIMIT = 'openai-proxy-budget-limit';
 /** Response header: which scope that is, e.g. `project=research user=* model=*`. */
 export const HEADER_BUDGET_SCOPE = 'openai-proxy-budget-scope';
-/**
- * The original trusted this header to name the caller. We never do: identity comes from the
- * verified AWS signature. It is listed only so it can be stripped before forwarding.
- */
-export const UNTRUSTED_USER_HEADER = 'openai-proxy-user';
-
 export const DEFAULT_PROJECT = 'N/A';
 /** Wildcard used in limit and usage scopes: "any user" / "any model". */
 export const ANY = '*';

@@ -104,7 +104,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     const now = opts.now ?? Date.now;
     const policy = createPolicyReader(ledger, config.policyCacheMs, now);
     const proxy = createProxy({ config, ledger, cache, upstream, countTokens, log, policy, now });
-    const admin = createAdmin({ stage, ledger, cache, now, onChange: () => policy.clear() });
+    const admin = createAdmin({ stage, ledger, cache, now, log, onChange: () => policy.clear() });
     stages[stage] = { stage, config, ledger, cache, proxy, admin, stores: `${opened.describe}; cache: ${describe}` };
     if (!config.apiKey && config.upstreamUrl === DEFAULT_UPSTREAM_URL) {
       warnings.push(
