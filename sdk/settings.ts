@@ -67,7 +67,8 @@ export function readEnv(env: Env, name: string): string | undefined {
 }
 
 // The server's rule for names, plus what an HTTP header can carry (Latin-1, no control characters).
-const PROJECT = /^[^#\s][^#\x00-\x1f\x7f]{0,127}$/;
+// No space at either end: HTTP trims header values, so calls would land on another project.
+const PROJECT = /^[^#\s][^#\x00-\x1f\x7f]{0,127}(?<!\s)$/;
 const STAGE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 export function checkProject(project: unknown, source = 'project'): string {

@@ -194,6 +194,11 @@ test('last resort: the local stack in OPENAI_WRAPI_HOME; nothing at all is an er
   }
 });
 
+test('a project name with a space at either end is refused: HTTP would trim it and bill another project', () => {
+  assert.throws(() => new OpenAI({ project: 'demo ' }), (e: unknown) => e instanceof WrapiConfigError);
+  assert.throws(() => setProject(' demo'), (e: unknown) => e instanceof WrapiConfigError);
+});
+
 test('an empty or blank user or model is refused before anything is sent, never read as the whole project', async () => {
   for (const call of [
     () => setLimits({ project: 'demo', user: '', limit: 1 }),

@@ -29,8 +29,9 @@ export type AdminHandler = (request: unknown) => Promise<AdminResult>;
  * proxy's project header. Models follow the request's rule (MODEL_ID), so a limit or a price can
  * only name an id a call can carry, and old bad data cannot be written back.
  */
-const NAME = /^[^#\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}][^#\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]{0,127}$/u;
-const NAME_RULE = 'at most 128 characters, without "#", control or invisible formatting characters, not starting with a space';
+// No space at either end: HTTP trims header values, so a call could never reach a project named so.
+const NAME = /^[^#\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}][^#\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]{0,127}(?<!\s)$/u;
+const NAME_RULE = 'at most 128 characters, without "#", control or invisible formatting characters, no space at either end';
 const MONTH = /^\d{4}-(0[1-9]|1[0-2])$/;
 
 export function createAdmin(deps: AdminDeps): AdminHandler {
