@@ -28,8 +28,11 @@ export interface AudioUse {
   output: boolean;
 }
 
-/** Throws an OpenAI-shaped 400 when the call may be billed for something the proxy cannot price. */
-export function assertBillable(route: Route, body: JsonObject, price: Price): void {
+/**
+ * Throws an OpenAI-shaped 400 when the call may be billed for something the proxy cannot price.
+ * Returns where the call uses audio, which its reservation prices at the audio rates.
+ */
+export function assertBillable(route: Route, body: JsonObject, price: Price): AudioUse {
   if (route.kind === 'responses' && body.background != null && body.background !== false) {
     throw refuse(
       'Background responses are refused by this proxy: OpenAI bills the run later, when it finishes, ' +
@@ -62,7 +65,7 @@ export function assertBillable(route: Route, body: JsonObject, price: Price): vo
     );
   }
   checkTools(body.tools);
-  checkAudio(route, body, price);
+  return checkAudio(route, body, price);
 }
 
 function checkTools(tools: unknown): void {
@@ -99,9 +102,9 @@ function tokenOnly(tool: JsonObject): boolean {
   return false;
 }
 
-function checkAudio(route: Route, body: JsonObject, price: Price): void {
+function checkAudio(route: Route, body: JsonObject, price: Price): AudioUse {
   const use = audioUse(route, body);
-  if (!use.input && !use.output) return;
+  if (!use.input && !use.output) return use;
   if (route.kind === 'responses') {
     throw refuse(
       'Audio in the Responses API is refused by this proxy: its usage block does not say how many ' +
@@ -126,6 +129,7 @@ function checkAudio(route: Route, body: JsonObject, price: Price): void {
       Array.isArray(body.modalities) && body.modalities.includes('audio') ? 'modalities' : 'audio',
     );
   }
+  return use;
 }
 
 /**

@@ -1,7 +1,7 @@
 // The request path (DESIGN.md "Request path"): route → cache → limits and reservation → forward
 // (streamed without buffering) → settle after the response is complete.
 import { afterResponse, Bill, errorName, retried, type CountTokens, type Outcome } from './bill.ts';
-import { assertBillable, audioUse } from './billable.ts';
+import { assertBillable } from './billable.ts';
 import { cacheKey } from './cache-key.ts';
 import type { ProxyConfig } from './config.ts';
 import {
@@ -166,8 +166,8 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
         'model',
       );
     }
-    assertBillable(route, call.body, price);
-    const worst = worstCase(route.kind, facts, price, audioUse(route, call.body), read?.history);
+    const audio = assertBillable(route, call.body, price);
+    const worst = worstCase(route.kind, facts, price, audio, read?.history);
     const limits = read ? effectiveLimits(read.limits, config.defaultProjectLimit) : [];
     if (read && limits.every((l) => l === undefined)) throw forbidden(noLimitMessage(config.stage, call.project), 'project_not_allowed');
     const at = now();

@@ -7,6 +7,7 @@ import type { Nano } from './ports.ts';
 import { costOf, modelCandidates, type Price } from './pricing.ts';
 import type { RequestFacts } from './request-facts.ts';
 import type { RouteKind } from './routes.ts';
+import { utf8Length } from './utf8.ts';
 
 /** An image's tokens at most (OpenAI's largest tile or patch budgets stay below this). */
 export const IMAGE_TOKENS = 6_000;
@@ -23,7 +24,7 @@ interface Caps {
 const CAPS = caps.models as Record<string, { max_output_tokens: number | null; max_input_tokens: number | null }>;
 
 /** The model's own output and input caps: the exact id, else what it resolves to. */
-export function modelCaps(model: string): Caps {
+function modelCaps(model: string): Caps {
   for (const id of modelCandidates(model)) {
     const entry = CAPS[id];
     if (entry) return { maxOutput: entry.max_output_tokens ?? undefined, maxInput: entry.max_input_tokens ?? undefined };
@@ -91,19 +92,4 @@ export function outputTokensThatFit(worst: WorstCase, price: Price, remaining: N
 export function isReasoning(model: string, facts: Pick<RequestFacts, 'reasoning'>): boolean {
   const family = modelCandidates(model).at(-1)!.replace(/^ft:/, '');
   return facts.reasoning || /^(o\d|gpt-5|gpt-6|gpt-7|codex|computer-use)/.test(family);
-}
-
-/** UTF-8 length without encoding the text (bodies may be megabytes). */
-export function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c <= 0xdbff) {
-      bytes += 4;
-      i++;
-    } else bytes += 3;
-  }
-  return bytes;
 }

@@ -2,6 +2,7 @@
 // line arrives; the meter reads usage, how the stream ended and the generated text on the side,
 // and strips the usage chunk the proxy asked for on the client's behalf.
 import { readUsage } from './usage.ts';
+import { utf8Length } from './utf8.ts';
 import type { TokenUsage } from './pricing.ts';
 import type { RouteKind } from './routes.ts';
 
@@ -53,7 +54,7 @@ class Outcome implements StreamOutcome {
       return;
     }
     if (room > 0) this.kept += text.slice(0, room);
-    this.droppedBytes += utf8Bound(room > 0 ? text.slice(room) : text);
+    this.droppedBytes += utf8Length(room > 0 ? text.slice(room) : text);
   }
 }
 
@@ -194,15 +195,6 @@ function fieldsOf(raw: string): { event?: string; data?: string } {
 }
 
 /** At least the UTF-8 size of `text`: surrogates count 3 bytes each (a pair is really 4). */
-function utf8Bound(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
-  }
-  return bytes;
-}
-
 /**
  * Text that tokenizes to exactly one token per character ("a1a1…": a letter and a digit never
  * share a token), one character per dropped byte. No token is shorter than a byte, so the stand-in

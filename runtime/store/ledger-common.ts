@@ -1,6 +1,5 @@
 // Small pieces both ledger implementations share, so they cannot drift apart.
 import type { DailyRow, LimitRow, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
-import { ANY } from '../core/protocol.ts';
 
 /** The counters of a usage row, in a fixed order (column and attribute names derive from these). */
 export const COUNTERS = [
@@ -14,9 +13,6 @@ export const COUNTERS = [
   'saved',
   'estimated',
 ] as const satisfies readonly (keyof UsageDelta)[];
-
-/** The detail scope (a user and a model): the one row a call also counts per day. */
-export const isDetailScope = (scope: Scope): boolean => scope.user !== ANY && scope.model !== ANY;
 
 /**
  * A usage row is listed once something was counted on it or budget is held there. Rows that only
