@@ -14,6 +14,8 @@ const dist = join(root, 'dist');
 /** Installed with the SDK (dependencies, peer) or only for the local stack (optional peers). */
 const external = [
   'openai', '@aws-sdk/*', '@smithy/*',
+  // Module hooks: import-in-the-middle's loader is a file Node resolves from the installed package.
+  'require-in-the-middle', 'import-in-the-middle',
   'better-sqlite3', 'lru-cache', 'gpt-tokenizer', 'memjs',
   // Only the repository builds the dashboard page on the fly; the package reads dist/dashboard/.
   'esbuild',

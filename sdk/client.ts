@@ -73,6 +73,8 @@ export class OpenAI extends BaseOpenAI {
       project: _project, apiKey: _apiKey, ...rest
     } = options;
     super({ ...rest, apiKey: API_KEY_PLACEHOLDER, project, baseURL: target.baseURL, fetch: watchingFetch(inner, staging) });
+    // openai before 4.4x has no `project` option of its own to keep it for us.
+    this.project = project;
     this.staging = staging;
     this.caching = caching;
     this.target = target;

@@ -1,20 +1,17 @@
 // The global patch behind `openai-wrapi/register`: clients that other libraries construct from the
 // `openai` package (LangChain's ChatOpenAI, ...) go to the stage's proxy, signed, with the module's
 // current project, staging and caching. openai ships separate CommonJS and ESM classes and a
-// library may load either, so both get patched (and the app's own copy, if it differs from ours).
+// library may load either, and libraries bring their own copies: `openai-copies.ts` finds them all.
 //
 // Three methods of the OpenAI prototype are wrapped, each calling the original:
 //   buildURL          rewrites https://api.openai.com/v1/... to the proxy (clients pointed anywhere
 //                     else, e.g. Azure or a local model server, are left alone);
 //   prepareRequest    openai-node's documented per-attempt hook: signs every attempt afresh;
 //   fetchWithTimeout  watches the budget headers of the answer.
-import { OpenAI as BaseOpenAI } from 'openai';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { watchBudget } from './budget.ts';
 import { WRAPI_CLIENT } from './client.ts';
 import { WrapiError } from './errors.ts';
+import { OLDEST_SUPPORTED_OPENAI, unsupportedCopy, type OpenAICopy } from './openai-copies.ts';
 import { prepareProxyRequest, sharedSigner, type MutableRequest } from './proxy-call.ts';
 import { getSettings } from './settings.ts';
 import { OPENAI_BASE_URL, resolveTarget, type StageTarget } from './target.ts';
@@ -54,7 +51,7 @@ export function patchOpenAIClass(OpenAIClass: { prototype: object; name?: string
   if (proto[PATCHED]) return false;
   const { buildURL, prepareRequest, fetchWithTimeout } = proto;
   if (typeof buildURL !== 'function' || typeof prepareRequest !== 'function') {
-    throw new WrapiError('openai-wrapi/register cannot patch this version of the openai package (no buildURL/prepareRequest); use openai 6 or 7.');
+    throw new WrapiError(`openai-wrapi/register cannot patch this openai client class (no buildURL/prepareRequest); use openai ${OLDEST_SUPPORTED_OPENAI} or newer.`);
   }
   Object.defineProperty(proto, PATCHED, { value: { buildURL, prepareRequest, fetchWithTimeout }, configurable: true });
 
@@ -101,40 +98,18 @@ export function unpatchOpenAIClass(OpenAIClass: { prototype: object }): boolean 
 }
 
 /**
- * Every `OpenAI` class in reach: this module's, the other module format's, and those of the copy
- * the application itself resolves (when a library brings its own copy, pass its class to
- * {@link patchOpenAIClass}). Loads ESM through `require` where Node can (20.19+, 22.12+), else
- * asynchronously: `pending` settles once those are patched too.
+ * Patches the client class of one copy of `openai` (its module's exports, CommonJS or ESM) and
+ * returns it; throws when the copy has none that can be routed (openai 3 and older).
  */
-export function openAIClasses(): { classes: object[]; pending: Promise<object[]> } {
-  const classes = new Set<object>([BaseOpenAI]);
-  const later: Promise<object | undefined>[] = [];
-  const requireModule = Boolean((process.features as { require_module?: boolean }).require_module);
-  const bases = [import.meta.url, pathToFileURL(join(process.cwd(), 'index.js')).href];
-  for (const base of bases) {
-    const req = createRequire(base);
-    let main: string;
-    try {
-      main = req.resolve('openai');
-    } catch {
-      continue;
+export function patchOpenAICopy(copy: OpenAICopy): object {
+  const exports = copy.exports as Record<string, unknown> | undefined;
+  const candidates = new Set([exports, exports?.OpenAI, exports?.default]);
+  for (const c of candidates) {
+    const proto = (c as { prototype?: Partial<Patchable> } | undefined)?.prototype;
+    if (typeof c === 'function' && typeof proto?.buildURL === 'function' && typeof proto.prepareRequest === 'function') {
+      patchOpenAIClass(c as { prototype: object });
+      return c;
     }
-    try {
-      classes.add((req(main) as { OpenAI: object }).OpenAI);
-    } catch {
-      // An unusual install without the CommonJS build; the ESM class below is enough.
-    }
-    const esm = join(dirname(main), 'index.mjs');
-    if (requireModule) {
-      try {
-        classes.add((req(esm) as { OpenAI: object }).OpenAI);
-        continue;
-      } catch {
-        // fall through to import()
-      }
-    }
-    later.push(import(pathToFileURL(esm).href).then((m: { OpenAI: object }) => m.OpenAI, () => undefined));
   }
-  const pending = Promise.all(later).then((found) => found.filter((c): c is object => c !== undefined));
-  return { classes: [...classes], pending };
+  throw unsupportedCopy(copy.dir);
 }

@@ -12,9 +12,10 @@ const files = readdirSync(dir)
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort();
 
-interface Result { file: string; passed: number; failed: number; code: number | null; output: string }
+interface Result { file: string; passed: number; failed: number; code: number | null; output: string; seconds?: number }
 
 function runFile(file: string): Promise<Result> {
+  const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(dir, file)], {
       env: { ...process.env, FORCE_COLOR: '0' },
@@ -27,7 +28,7 @@ function runFile(file: string): Promise<Result> {
       const total = sumOf(output, 'Total');
       const passed = sumOf(output, 'Passed');
       const failed = Math.max(total - passed - sumOf(output, 'Skipped'), 0) || (code === 0 ? 0 : 1);
-      resolve({ file, passed, failed, code, output });
+      resolve({ file, passed, failed, code, output, seconds: (Date.now() - started) / 1000 });
     });
   });
 }
@@ -62,7 +63,7 @@ const workers = Array.from({ length: Number(process.env.TEST_JOBS ?? 2) }, async
     passed += r.passed;
     failed += r.failed;
     const ok = r.failed === 0 && r.code === 0;
-    console.log(`${ok ? 'ok  ' : 'FAIL'} ${file}  (${r.passed} passed, ${r.failed} failed)`);
+    console.log(`${ok ? 'ok  ' : 'FAIL'} ${file}  (${r.passed} passed, ${r.failed} failed, ${r.seconds!.toFixed(1)} s)`);
     if (!ok || process.env.TEST_VERBOSE) console.log(r.output.replace(/^/gm, '    '));
   }
 });
