@@ -27,6 +27,12 @@ export interface OpenAICopy {
 }
 
 type OnCopy = (copy: OpenAICopy) => void;
+/** Called with the exports of a Realtime module (`openai/realtime/ws`, ...), which it may replace. */
+type OnRealtime = (exports: Record<string, unknown>) => void;
+
+/** The Realtime modules: they open a WebSocket to `client.baseURL` with `client.apiKey`. */
+const REALTIME = ['openai/realtime/ws', 'openai/realtime/websocket', 'openai/beta/realtime/ws', 'openai/beta/realtime/websocket'];
+const REALTIME_FILE = /^openai\/(beta\/)?realtime\/(ws|websocket)\.js$/;
 
 const HOOKED = Symbol.for('openai-wrapi.openai-hooks');
 const req = createRequire(import.meta.url);
@@ -36,27 +42,34 @@ const req = createRequire(import.meta.url);
  * promise that settles when copies that had to be imported asynchronously (Node before 20.19,
  * which cannot `require` ESM) were handed over too.
  */
-export function watchOpenAICopies(onCopy: OnCopy): Promise<void> {
-  installHooks(onCopy);
+export function watchOpenAICopies(onCopy: OnCopy, onRealtime: OnRealtime): Promise<void> {
+  installHooks(onCopy, onRealtime);
+  for (const [file, entry] of Object.entries(req.cache)) {
+    const dir = packageDirOf(file);
+    const name = dir && `openai/${file.slice(dir.length + 1).split(sep).join('/')}`;
+    if (name && REALTIME_FILE.test(name) && entry?.loaded) onRealtime(entry.exports as Record<string, unknown>);
+  }
   return sweepLoadedCopies(onCopy);
 }
 
 /** Module hooks, once per process (the ESM and the CommonJS build of register may both load). */
-function installHooks(onCopy: OnCopy): void {
+function installHooks(onCopy: OnCopy, onRealtime: OnRealtime): void {
   const g = globalThis as Record<symbol, unknown>;
   if (g[HOOKED]) return;
   g[HOOKED] = true;
   const { Hook: RequireHook } = req('require-in-the-middle') as typeof import('require-in-the-middle');
-  new RequireHook(['openai'], (exports, _name, dir) => {
-    if (dir) onCopy({ exports, dir });
+  new RequireHook(['openai'], { internals: true }, (exports, name, dir) => {
+    if (name === 'openai' && dir) onCopy({ exports, dir });
+    else if (REALTIME_FILE.test(name)) onRealtime(exports as Record<string, unknown>);
     return exports;
   });
-  // The loader runs on its own thread and wraps only `openai` modules; the hook below runs here.
+  // The loader runs on its own thread and wraps only these modules; the hook below runs here.
   if (typeof module.register === 'function') {
-    module.register('import-in-the-middle/hook.mjs', import.meta.url, { data: { include: ['openai'] } });
+    module.register('import-in-the-middle/hook.mjs', import.meta.url, { data: { include: ['openai', ...REALTIME] } });
     const { Hook: ImportHook } = req('import-in-the-middle') as typeof import('import-in-the-middle');
-    new ImportHook(['openai'], (exports, _name, dir) => {
-      if (dir) onCopy({ exports, dir });
+    new ImportHook(['openai', ...REALTIME], (exports, name, dir) => {
+      if (name === 'openai' && dir) onCopy({ exports, dir });
+      else if (REALTIME.includes(name)) onRealtime(exports as Record<string, unknown>);
     });
   }
 }

@@ -113,3 +113,40 @@ export function patchOpenAICopy(copy: OpenAICopy): object {
   }
   throw unsupportedCopy(copy.dir);
 }
+
+const GUARDED = Symbol.for('openai-wrapi.realtime-guard');
+
+/**
+ * The proxy does not serve the Realtime API, and a Realtime class connects to `client.baseURL`
+ * with `client.apiKey` without any hook the patch could use: for a client the patch routes (or
+ * none, which means a default one) it would reach OpenAI directly, unmetered. Replaces each
+ * Realtime class in `exports` with one that refuses such clients; clients pointed elsewhere
+ * (Azure, a model server) connect as before.
+ */
+export function guardRealtime(exports: Record<string, unknown>): void {
+  for (const [name, value] of Object.entries(exports)) {
+    if (!/^OpenAIRealtime(WS|WebSocket)$/.test(name) || typeof value !== 'function' || GUARDED in value) continue;
+    const Original = value as new (...args: unknown[]) => object;
+    const refuse = (client: unknown) => {
+      const c = client as Patchable | undefined;
+      if (c && !(WRAPI_CLIENT in c) && !routed(c)) return; // pointed elsewhere on purpose
+      throw new WrapiError(
+        `openai-wrapi: ${name} would connect to OpenAI's Realtime API directly, unmetered; the proxy does not serve Realtime, ` +
+          'so under openai-wrapi/register it is refused. Pass a client with its own baseURL (e.g. Azure) to connect elsewhere.',
+      );
+    };
+    const Guarded = class extends Original {
+      constructor(...args: unknown[]) {
+        refuse(args[1]);
+        super(...args);
+      }
+      static async create(client: unknown, ...rest: unknown[]): Promise<unknown> {
+        refuse(client);
+        return (Original as unknown as { create(...a: unknown[]): Promise<unknown> }).create(client, ...rest);
+      }
+    };
+    Object.defineProperty(Guarded, 'name', { value: name });
+    Object.defineProperty(Guarded, GUARDED, { value: true });
+    exports[name] = Guarded;
+  }
+}

@@ -8,7 +8,7 @@
  * Importing `openai-wrapi` does the same.
  */
 import { OpenAI as OwnOpenAI } from 'openai';
-import { patchOpenAIClass, patchOpenAICopy, unpatchOpenAIClass } from './patch.ts';
+import { guardRealtime, patchOpenAIClass, patchOpenAICopy, unpatchOpenAIClass } from './patch.ts';
 import { API_KEY_PLACEHOLDER } from './client.ts';
 import { watchOpenAICopies, type OpenAICopy } from './openai-copies.ts';
 
@@ -34,7 +34,7 @@ export function register(): Promise<void> {
   active = true;
   patchOpenAIClass(OwnOpenAI);
   patched.add(OwnOpenAI);
-  return watchOpenAICopies(patchCopy);
+  return watchOpenAICopies(patchCopy, guardRealtime);
 }
 
 /** Settles when every `openai` class in reach is patched. */

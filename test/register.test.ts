@@ -113,6 +113,25 @@ test('no proxy for the stage: the call fails with a WrapiConfigError saying what
   }
 });
 
+test('Realtime under register is refused, from ESM and CommonJS, unless the client points elsewhere', async () => {
+  // Loaded after register, as an app loads it: the module hooks guard it (the ws variant needs the
+  // optional `ws` package; the WebSocket one shares the guard).
+  const esm = (await import('openai/realtime/websocket')).OpenAIRealtimeWebSocket;
+  const cjs = (createRequire(import.meta.url)('openai/realtime/websocket') as typeof import('openai/realtime/websocket')).OpenAIRealtimeWebSocket;
+  for (const Realtime of [esm, cjs]) {
+    for (const client of [undefined, new EsmOpenAI(), new CjsOpenAI()]) {
+      assert.throws(() => new Realtime({ model: 'gpt-realtime' }, client as never), (e: Error) => e.name === 'WrapiError' && /Realtime API directly, unmetered/.test(e.message));
+    }
+    await Realtime.create(new EsmOpenAI() as never, { model: 'gpt-realtime' }).then(
+      () => assert.unreachable('create must refuse'),
+      (e: Error) => assert.is(e.name, 'WrapiError'),
+    );
+    // Pointed elsewhere on purpose: not ours to refuse (it fails here only for want of a WebSocket).
+    const elsewhere = new EsmOpenAI({ baseURL: 'http://127.0.0.1:1/v1', apiKey: 'k' });
+    assert.throws(() => new Realtime({ model: 'gpt-realtime' }, elsewhere as never), (e: Error) => e.name !== 'WrapiError');
+  }
+});
+
 test('unregister restores plain clients; register patches again', async () => {
   unregister();
   const urls: string[] = [];
