@@ -119,9 +119,11 @@ async function replayableBody(body: unknown, headers: Headers): Promise<string |
   if (body instanceof Uint8Array) return body;
   if (body instanceof ArrayBuffer) return new Uint8Array(body);
   if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-  if (isAsyncIterable(body) && !(body instanceof ReadableStream)) {
+  // Streams and async generators (openai wraps a generator body in a ReadableStream) may yield
+  // strings or buffers, which `new Response(stream)` refuses: read them chunk by chunk.
+  if (isAsyncIterable(body)) {
     const chunks: Uint8Array[] = [];
-    for await (const chunk of body) chunks.push(typeof chunk === 'string' ? new TextEncoder().encode(chunk) : chunk);
+    for await (const chunk of body) chunks.push(bytesOf(chunk));
     return new Uint8Array(Buffer.concat(chunks));
   }
   const res = new Response(body as BodyInit);
@@ -131,8 +133,16 @@ async function replayableBody(body: unknown, headers: Headers): Promise<string |
   return bytes;
 }
 
-const isAsyncIterable = (v: unknown): v is AsyncIterable<Uint8Array | string> =>
+const isAsyncIterable = (v: unknown): v is AsyncIterable<unknown> =>
   typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
+
+function bytesOf(chunk: unknown): Uint8Array {
+  if (typeof chunk === 'string') return new TextEncoder().encode(chunk);
+  if (chunk instanceof Uint8Array) return chunk;
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new TypeError(`A request body stream may yield strings or bytes, not ${chunk === null ? 'null' : typeof chunk}.`);
+}
 
 const encodeRfc3986 = (s: string) =>
   encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
