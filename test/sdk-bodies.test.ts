@@ -30,7 +30,14 @@ test('signedFetch: an async-generator body and a stream of strings are signed an
   assert.is(res.status, 200, await res.clone().text());
   assert.is((await res.json()).choices[0].message.content, 'This answer.');
 
-  const stream = ReadableStream.from(pieces('stream fake:words=3'));
+  const parts = pieces('stream fake:words=3');
+  const stream = new ReadableStream({
+    async pull(controller) {
+      const { done, value } = await parts.next();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+  });
   const again = await f(`${t.stack.url}/dev/v1/chat/completions`, { ...post, body: stream } as never);
   assert.is(again.status, 200, await again.clone().text());
   assert.is((await again.json()).choices[0].message.content, 'This answer comes.');
