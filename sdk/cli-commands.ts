@@ -6,6 +6,7 @@ import * as admin from './admin.ts';
 import { count, formatTable, percent, price, printable, safeJson, usd } from './cli-format.ts';
 import { WrapiError } from './errors.ts';
 import { resolveTarget } from './target.ts';
+import { isUsdAmount, MAX_USD, MIN_USD } from '../runtime/core/protocol.ts';
 
 export type OptionSpec = { type: 'string' | 'boolean'; short?: string; help: string; arg?: string };
 export type Values = Record<string, string | boolean | undefined>;
@@ -342,8 +343,12 @@ function amount(value: unknown, name: string): number {
   if (value === undefined) throw new UsageError(`--${name} is required`);
   const n = Number(value);
   // Decimal only: Number() also reads "0x10" as 16 and "1e3" as 1000.
-  if (typeof value !== 'string' || !/^\d+(\.\d+)?$/.test(value.trim()) || !Number.isFinite(n)) {
+  if (typeof value !== 'string' || !/^\d+(\.\d+)?$/.test(value.trim())) {
     throw new UsageError(`--${name} must be a number of USD, e.g. 10 or 2.5 (got "${printable(String(value))}")`);
+  }
+  // The admin function refuses these too, but that is a refusal (exit 1), not bad usage.
+  if (!isUsdAmount(n)) {
+    throw new UsageError(`--${name} must be 0 or from ${MIN_USD} to ${MAX_USD} USD (got "${printable(value)}")`);
   }
   return n;
 }

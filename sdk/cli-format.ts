@@ -35,18 +35,35 @@ export function formatTable(headers: string[], rawRows: string[][], align: Align
   return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
-/** USD for people: cents when it is at least a cent, else enough digits to see it. */
+/**
+ * USD for people, exact to the nano-dollar the ledger counts in: at least cents (`$12.50`), more
+ * digits only where the amount has them (`$0.000123`), never an exponent or a bare `$0.`.
+ */
 export function usd(n: number): string {
   if (!Number.isFinite(n)) return String(n);
-  const abs = Math.abs(n);
-  if (abs === 0 || abs >= 0.01) return `$${n.toFixed(2)}`;
-  const digits = Math.min(9, 1 - Math.floor(Math.log10(abs)));
-  return `$${n.toFixed(digits).replace(/0+$/, '')}`;
+  const [whole, frac = ''] = decimal(n).split('.');
+  return `$${whole}.${frac.padEnd(2, '0')}`;
 }
 
-/** Per-million-token prices: as given, without float noise. */
+/** Per-million-token prices: as given (`0.0000001`, not `1e-7`), without float noise. */
 export function price(n: number | null | undefined): string {
-  return n === null || n === undefined ? '-' : String(Number(n.toPrecision(6)));
+  return n === null || n === undefined ? '-' : Number.isFinite(n) ? decimal(n) : String(n);
+}
+
+/**
+ * A number in plain decimal notation, rounded to 9 places (float noise such as 0.1 + 0.2 goes), with
+ * no trailing zeros. A non-zero amount too small for that is written out in full, never as 0.
+ */
+export function decimal(n: number): string {
+  const rounded = n.toFixed(9).replace(/\.?0+$/, '');
+  if ((rounded !== '0' && rounded !== '-0') || n === 0) return rounded === '-0' ? '0' : rounded;
+  return expand(n);
+}
+
+/** `4e-10` → `0.0000000004`: the shortest round-trip digits, without the exponent (|n| < 1e-9 only). */
+function expand(n: number): string {
+  const [mantissa, exp] = Math.abs(n).toExponential().split('e');
+  return `${n < 0 ? '-' : ''}0.${'0'.repeat(-Number(exp) - 1)}${mantissa.replace('.', '')}`;
 }
 
 export const count = (n: number): string => n.toLocaleString('en-US');

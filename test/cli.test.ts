@@ -79,6 +79,10 @@ test('bad usage: exit 2 with one line saying what is wrong', async () => {
     fails(2, ['limits', 'set', '--project', 'p', '--user', '', '--limit', '1'], /--user must not be empty/),
     fails(2, ['limits', 'rm', '--project', 'p', '--model', ' '], /--model must not be empty/),
     fails(2, ['limits', 'set', '--project', 'p', '--limit', '0x10'], /--limit must be a number of USD/),
+    // Below $0.000001 an amount rounds to 0 (a limit of 0 refuses every call): bad usage, not a refusal.
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', '0.0000000004'], /--limit must be 0 or from 0\.000001 to 1000000 USD \(got "0\.0000000004"\)/),
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', '1000001'], /--limit must be 0 or from 0\.000001 to 1000000 USD/),
+    fails(2, ['prices', 'set', '--model', 'm', '--input', '1e-7', '--output', '1'], /--input must be a number of USD/),
     fails(2, ['usage', '--month', '2026-13'], /--month must look like 2026-11/),
     fails(2, ['usage', '--by', 'colour'], /--by must be user, project or model/),
     fails(2, ['dashboard', '--port', 'high'], /--port must be a port number/),
@@ -153,6 +157,22 @@ test('prices set, ls and rm', async () => {
   assert.match(await ok(['prices', 'rm', '--model', 'my-model']), /Removed the price override of my-model in stage dev\./);
   await fails(1, ['prices', 'ls', '--model', 'my-model'], /Model "my-model" has no price/);
   await fails(1, ['prices', 'set', '--model', 'a#b', '--input', '1', '--output', '1'], /"model" must be a non-empty name/);
+});
+
+test('money is printed exactly: no exponent, no bare "$0.", no digits rounded away', async () => {
+  assert.match(await ok(['limits', 'set', '--project', 'tiny', '--limit', '0.000001']), /: \$0\.000001 per month\./);
+  assert.match(await ok(['limits', 'set', '--project', 'tiny', '--limit', '10.005']), /: \$10\.005 per month\./);
+  assert.match(await ok(['limits', 'ls', '--project', 'tiny']), /tiny +\* +\* +\$10\.005 +\$0\.00 +\$0\.00 +0%/);
+  // A price stored before the minimum existed still prints as a decimal.
+  await t.stack.stages.dev.ledger.setPrice({ model: 'legacy-model', input: 1e-7, cachedInput: null, output: 0.0000025, updatedAt: new Date().toISOString() });
+  const legacy = await ok(['prices', 'ls', '--model', 'legacy-model']);
+  assert.match(legacy, /legacy-model +0\.0000001 +- +0\.0000025 +override/);
+  assert.not.match(legacy, /\de-\d/);
+  const { usd, price } = await import('../sdk/cli-format.ts');
+  assert.equal(
+    [usd(0), usd(12.5), usd(0.1 + 0.2), usd(0.000123456), usd(4e-10), usd(1234567.891), price(1e-7), price(1.5), price(0.1 + 0.2)],
+    ['$0.00', '$12.50', '$0.30', '$0.000123456', '$0.0000000004', '$1234567.891', '0.0000001', '1.5', '0.3'],
+  );
 });
 
 test('cache flush empties the response cache', async () => {

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI, {
-  WrapiConfigError, budgetOf, removeLimit, setLimits, getSettings, proxyBaseURL, resetSettings, resolveTarget, setCaching, setProject, setStaging,
+  WrapiConfigError, budgetOf, removeLimit, setLimits, setPrice, getSettings, proxyBaseURL, resetSettings, resolveTarget, setCaching, setProject, setStaging,
 } from '../sdk/index.ts';
 import { settled } from './helpers/stack.ts';
 import { chat, startSdkStack, type SdkStack } from './helpers/sdk.ts';
@@ -197,6 +197,21 @@ test('last resort: the local stack in OPENAI_WRAPI_HOME; nothing at all is an er
 test('a project name with a space at either end is refused: HTTP would trim it and bill another project', () => {
   assert.throws(() => new OpenAI({ project: 'demo ' }), (e: unknown) => e instanceof WrapiConfigError);
   assert.throws(() => setProject(' demo'), (e: unknown) => e instanceof WrapiConfigError);
+});
+
+test('amounts are numbers: a string or NaN is refused before anything is sent, saying what it got', async () => {
+  for (const [call, got] of [
+    [() => setLimits({ project: 'demo', limit: '10' as unknown as number }), /\(got the string "10"\)/],
+    [() => setLimits({ project: 'demo', limit: NaN }), /\(got NaN\)/],
+    [() => setLimits({ project: 'demo', limit: 0.0000000004 }), /\(got 4e-10\)/],
+    [() => setPrice({ model: 'm', input: 1, output: Infinity }), /^output must be a number of USD.*\(got Infinity\)/],
+    [() => setPrice({ model: 'm', input: 1, output: 1, audio: { output: '2' as unknown as number } }), /^audio\.output .*\(got the string "2"\)/],
+  ] as const) {
+    const err = await call().catch((e) => e);
+    assert.instance(err, WrapiConfigError);
+    assert.match(err.message, /must be a number of USD, 0 or from 0\.000001 to 1000000/);
+    assert.match(err.message, got);
+  }
 });
 
 test('an empty or blank user or model is refused before anything is sent, never read as the whole project', async () => {
