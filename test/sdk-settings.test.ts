@@ -110,7 +110,7 @@ test('way 2a: OPENAI_WRAPI_OUTPUTS is the local stack\'s outputs.json (both stag
   assert.is(dev.lambdaEndpoint, t.stack.url);
   assert.is(dev.adminFunctionName, 'openai-admin-dev');
   assert.is(resolveTarget('prod').baseURL, `${t.stack.url}/prod/v1`);
-  assert.throws(() => resolveTarget('qa'), /has no outputs for stage "qa" \(it has: dev, prod\)/);
+  assert.throws(() => resolveTarget('qa'), /has no outputs for stage "qa"\. It has stages dev, prod\./);
 });
 
 test('way 2b: a folder of <stage>.json files saved from `pulumi stack output --json`', async () => {
