@@ -165,7 +165,7 @@ function fromOutputs(stage: string, path: string, via: string, opts: TargetOptio
     file = join(path, `${stage}.json`);
     const json = readJson(file, via, false);
     if (!json) {
-      const saved = readdirSync(path).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
+      const saved = readdirSync(path).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort();
       throw new WrapiConfigError(
         `${via} is the folder ${path}, which has no ${stage}.json.${saved.length ? ` It has stages ${stagesNote(stage, saved)}` : ''} ` +
           `Save the stage's outputs there: pulumi stack output --json --stack ${stage} > ${file}`,

@@ -75,7 +75,8 @@ test('the original environment names set the defaults', async () => {
 
 test('bad settings are refused at once', () => {
   assert.throws(() => setProject('a#b'), (e: Error) => e instanceof WrapiConfigError);
-  assert.throws(() => setProject(''), /1-128 characters/);
+  assert.throws(() => setProject(''), /1-128 Latin-1 characters/);
+  assert.throws(() => setProject('caf\u00e9 \u0085'), /without "#", control characters or soft hyphens/);
   assert.throws(() => setStaging('no stage'), /stage name/);
   assert.throws(() => setCaching('yes' as unknown as boolean), /true or false/);
   assert.throws(() => new OpenAI({ staging: '../etc' }), /stage name/);
@@ -129,7 +130,8 @@ test('way 2b: a folder of <stage>.json files saved from `pulumi stack output --j
   assert.is(prod.lambdaEndpoint, undefined);
   const client = new OpenAI({ staging: 'prod', project: 'alpha', caching: false });
   assert.ok((await client.chat.completions.create(chat('from a pulumi outputs folder'))).id);
-  assert.throws(() => resolveTarget('qa'), /has no qa\.json\. Save the stage's outputs there: pulumi stack output --json --stack qa/);
+  assert.throws(() => resolveTarget('qa'), /has no qa\.json\. It has stages dev, prod\. Save the stage's outputs there: pulumi stack output --json --stack qa/);
+  assert.throws(() => resolveTarget('Prod'), /has no Prod\.json\. It has stages dev, prod\. Did you mean "prod"\?/);
 
   // One stack's file names its stage through the admin function: using it for another stage is an error.
   process.env.OPENAI_WRAPI_OUTPUTS = join(folder, 'dev.json');
