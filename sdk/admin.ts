@@ -5,6 +5,7 @@ import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type {
   AdminRequest, AudioPriceDto, LimitDto, LimitStatus, LimitsReport, LongContextDto, PriceDto, UsageDto, UsageReport, UsageTotals,
 } from '../runtime/core/protocol.ts';
+import { isUsdAmount, MAX_USD, MIN_USD } from '../runtime/core/protocol.ts';
 import { credentialsProvider, type CredentialOptions } from './credentials.ts';
 import { WrapiAccessDeniedError, WrapiAdminError, WrapiConfigError, WrapiConnectionError } from './errors.ts';
 import { checkProject, getSettings } from './settings.ts';
@@ -45,7 +46,7 @@ export interface LimitScope {
  * @example await setLimits({ limit: 10, staging: 'dev', project: 'my-project', user: 'me', model: 'gpt-4o' });
  */
 export async function setLimits(options: LimitScope & AdminOptions & { limit: number }): Promise<LimitDto> {
-  const out = await invokeAdmin({ action: 'setLimit', ...scope(options), limit: options.limit }, options);
+  const out = await invokeAdmin({ action: 'setLimit', ...scope(options), limit: usdArg(options.limit, 'limit') }, options);
   return out.limit as LimitDto;
 }
 
@@ -87,10 +88,10 @@ export async function setPrice(
   const { model, input, output, cachedInput, longContext, audio } = options;
   const out = await invokeAdmin(
     {
-      action: 'setPrice', model, input, output,
-      ...(cachedInput != null ? { cachedInput } : {}),
-      ...(longContext ? { longContext } : {}),
-      ...(audio ? { audio } : {}),
+      action: 'setPrice', model, input: usdArg(input, 'input'), output: usdArg(output, 'output'),
+      ...(cachedInput != null ? { cachedInput: usdArg(cachedInput, 'cachedInput') } : {}),
+      ...(longContext ? { longContext: { ...longContext, ...usdRates(longContext, 'longContext') } } : {}),
+      ...(audio ? { audio: usdRates(audio, 'audio') } : {}),
     },
     options,
   );
@@ -130,6 +131,25 @@ function selector(value: unknown, field: string): string {
     throw new WrapiConfigError(`${field} must be a non-empty name, or left out for the whole project (got ${JSON.stringify(value)}).`);
   }
   return value;
+}
+
+/**
+ * Amounts are numbers, as typed. A string ('10') is refused rather than guessed at (the CLI reads
+ * decimal strings; here one is a caller's mistake), and NaN is named: JSON would send it as null.
+ */
+function usdArg(value: unknown, field: string): number {
+  if (isUsdAmount(value)) return value;
+  const got = typeof value === 'string' ? `the string ${JSON.stringify(value)}` : typeof value === 'number' ? String(value) : typeof value;
+  throw new WrapiConfigError(`${field} must be a number of USD, 0 or from ${MIN_USD} to ${MAX_USD} (got ${got}).`);
+}
+
+/** The rates given (input, cachedInput, output), each checked as {@link usdArg}. */
+function usdRates<T extends { input?: unknown; cachedInput?: unknown; output?: unknown }>(rates: T, field: string): T {
+  const out = { ...rates };
+  for (const k of ['input', 'cachedInput', 'output'] as const) {
+    if (rates[k] != null) (out as Record<string, unknown>)[k] = usdArg(rates[k], `${field}.${k}`);
+  }
+  return out;
 }
 
 /** The stage an admin call goes to, and how it is reached. */

@@ -5,7 +5,9 @@ import { resolve } from 'node:path';
 import * as admin from './admin.ts';
 import { count, formatTable, percent, price, printable, safeJson, usd } from './cli-format.ts';
 import { WrapiError } from './errors.ts';
+import { checkProject, PROJECT_RULE } from './settings.ts';
 import { resolveTarget } from './target.ts';
+import { isUsdAmount, MAX_USD, MIN_USD } from '../runtime/core/protocol.ts';
 
 export type OptionSpec = { type: 'string' | 'boolean'; short?: string; help: string; arg?: string };
 export type Values = Record<string, string | boolean | undefined>;
@@ -196,7 +198,7 @@ export const COMMANDS: Command[] = [
     path: 'local',
     summary: 'start the local stack (same as npm start), until Ctrl-C',
     options: { home: HOME, port: { type: 'string', arg: 'PORT', help: 'port on 127.0.0.1 (default $PORT or 8787)' } },
-    async run({ values }) {
+    async run({ values, json }) {
       if (values.port !== undefined && !/^\d{1,5}$/.test(String(values.port))) throw new UsageError(`--port must be a port number (got "${printable(String(values.port))}")`);
       const missing = ['better-sqlite3', 'lru-cache', 'gpt-tokenizer'].filter((name) => !resolvable(name));
       if (missing.length) {
@@ -206,7 +208,8 @@ export const COMMANDS: Command[] = [
       }
       process.env.OPENAI_WRAPI_HOME = resolve(str(values.home) ?? process.env.OPENAI_WRAPI_HOME ?? '.openai-wrapi');
       if (values.port !== undefined) process.env.PORT = String(values.port);
-      await import('../runtime/local/main.ts');
+      const { runLocalStack } = await import('../runtime/local/run.ts');
+      await runLocalStack({ json });
       return -1; // runs until stopped
     },
   },
@@ -217,7 +220,9 @@ export const COMMANDS: Command[] = [
     options: { admin: { type: 'boolean', help: 'may call the admin functions' }, home: HOME },
     async run({ values, args, json }) {
       const home = resolve(str(values.home) ?? process.env.OPENAI_WRAPI_HOME ?? '.openai-wrapi');
-      const { addUser } = await import('../runtime/local/credentials.ts');
+      const { addUser, userNameProblem } = await import('../runtime/local/credentials.ts');
+      const problem = userNameProblem(args[0]);
+      if (problem) throw new UsageError(`NAME "${printable(args[0])}" is not a user name: ${problem}`);
       const user = await addUser(home, args[0], values.admin === true);
       print(json, { name: user.name, accessKeyId: user.accessKeyId, admin: user.admin, credentialsFile: `${home}/credentials` }, () =>
         `Added ${user.admin ? 'admin ' : ''}user "${printable(user.name)}" (access key ${user.accessKeyId}) to ${home}/credentials.\n` +
@@ -342,8 +347,12 @@ function amount(value: unknown, name: string): number {
   if (value === undefined) throw new UsageError(`--${name} is required`);
   const n = Number(value);
   // Decimal only: Number() also reads "0x10" as 16 and "1e3" as 1000.
-  if (typeof value !== 'string' || !/^\d+(\.\d+)?$/.test(value.trim()) || !Number.isFinite(n)) {
+  if (typeof value !== 'string' || !/^\d+(\.\d+)?$/.test(value.trim())) {
     throw new UsageError(`--${name} must be a number of USD, e.g. 10 or 2.5 (got "${printable(String(value))}")`);
+  }
+  // The admin function refuses these too, but that is a refusal (exit 1), not bad usage.
+  if (!isUsdAmount(n)) {
+    throw new UsageError(`--${name} must be 0 or from ${MIN_USD} to ${MAX_USD} USD (got "${printable(value)}")`);
   }
   return n;
 }
@@ -356,7 +365,17 @@ function scopeOf(values: Values): { project: string; user?: string; model?: stri
     if (v.trim() === '') throw new UsageError(`--${name} must not be empty: leave it out to mean the whole project`);
     return { [name]: v };
   };
-  return { project: required(values, 'project'), ...selector('user'), ...selector('model') };
+  return { project: projectFlag(values), ...selector('user'), ...selector('model') };
+}
+
+/** A project name the proxy could never bill (e.g. with "#") is bad usage, with the rule it broke. */
+function projectFlag(values: Values): string {
+  const project = required(values, 'project');
+  try {
+    return checkProject(project, '--project');
+  } catch {
+    throw new UsageError(`--project must be ${PROJECT_RULE} (got "${printable(project)}")`);
+  }
 }
 
 function describe(s: { project: string; user?: string; model?: string }): string {

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { COMMANDS, GLOBAL, UsageError, type Command, type OptionSpec, type Values } from './cli-commands.ts';
 import { WrapiAdminError } from './errors.ts';
+import { closest, printable } from './cli-format.ts';
 import { checkStaging, getSettings } from './settings.ts';
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -57,15 +58,14 @@ export async function main(argv: string[]): Promise<number> {
     if (group && loose.values.help) return console.log(overview(group)), 0;
     const subs = COMMANDS.filter((c) => c.path.startsWith(`${group} `)).map((c) => c.path.slice(group.length + 1));
     if (group && words.length === 1) throw new UsageError(`${group} needs a subcommand: ${subs.join(', ')} (see openai-wrapi ${group} --help)`);
-    throw new UsageError(`unknown command "${words.join(' ')}" (see openai-wrapi ${group ? `${group} ` : ''}--help)`);
+    throw new UsageError(`unknown command "${printable(words.join(' '))}"${didYouMean(words)} (see openai-wrapi ${group ? `${group} ` : ''}--help)`);
   }
   if (loose.values.help) return console.log(commandHelp(command)), 0;
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: toParseArgs({ ...command.options, ...GLOBAL }), strict: true, allowPositionals: true });
   } catch (err) {
-    const reason = (err instanceof Error ? err.message : String(err)).split(/\.\s/)[0].replace(/^Unknown/, 'unknown');
-    throw new UsageError(`${reason} (see openai-wrapi ${command.path} --help)`);
+    throw new UsageError(`${parseProblem(err, Object.keys({ ...command.options, ...GLOBAL }))} (see openai-wrapi ${command.path} --help)`);
   }
   const args = parsed.positionals.slice(command.path.split(' ').length);
   if (args.length !== (command.args?.length ?? 0)) {
@@ -81,6 +81,31 @@ export async function main(argv: string[]): Promise<number> {
   }
   const code = await command.run({ values, args, stage, json: values.json === true });
   return typeof code === 'number' ? code : 0;
+}
+
+/** ` — did you mean "limits ls"?` for a typo of a command (or of a group's first word), else nothing. */
+function didYouMean(words: string[]): string {
+  const guess = COMMANDS.map((c) => c.path).find((path) => closest(words.slice(0, path.split(' ').length).join(' '), [path]));
+  return guess ? ` — did you mean "${guess}"?` : '';
+}
+
+/**
+ * node:util parseArgs's errors, in this CLI's words: an option without its value (or followed by
+ * another option, which parseArgs calls "ambiguous") says so; an unknown option gets a suggestion.
+ */
+function parseProblem(err: unknown, known: string[]): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const option = /^Option '(?:-\w, )?(--[\w-]+)/.exec(message)?.[1];
+  if (option && /argument missing/.test(message)) return `${option} needs a value`;
+  if (option && /ambiguous/.test(message)) {
+    return `${option} needs a value, and the next word starts with "-" (write ${option}=VALUE for a value that does)`;
+  }
+  const unknown = /^Unknown option '(--?[^']*)'/.exec(message)?.[1];
+  if (unknown) {
+    const guess = unknown.startsWith('--') ? closest(unknown.slice(2), known) : undefined;
+    return `unknown option '${printable(unknown)}'${guess ? ` — did you mean --${guess}?` : ''}`;
+  }
+  return printable(message.split(/\.\s/)[0]);
 }
 
 function fail(err: unknown, json: boolean): number {
@@ -99,9 +124,20 @@ function fail(err: unknown, json: boolean): number {
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const argv = process.argv.slice(2);
+
+// Output that could not be written (a full disk: ENOSPC) is a failure a script must see; a reader
+// that went away (EPIPE, as in `| head`) is not.
+let outputLost = false;
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE' || outputLost) return;
+  outputLost = true;
+  const lost = Object.assign(new Error(`could not write the output: ${err.message}`), { name: 'OutputError' });
+  process.exitCode = fail(lost, argv.includes('--json'));
+});
+
 main(argv).then(
   (code) => {
-    if (code >= 0) process.exitCode = code;
+    if (code >= 0 && !outputLost) process.exitCode = code;
   },
   (err) => {
     process.exitCode = fail(err, argv.includes('--json'));

@@ -7,6 +7,7 @@ import { watchBudget } from './budget.ts';
 import type { CredentialOptions } from './credentials.ts';
 import { prepareProxyRequest, signerFor, type MutableRequest } from './proxy-call.ts';
 import { checkProject, checkStaging, getSettings } from './settings.ts';
+import { sendSigned } from './sign.ts';
 import { isOpenAIUrl, resolveTarget, type StageTarget } from './target.ts';
 
 type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -72,7 +73,8 @@ export class OpenAI extends BaseOpenAI {
       staging: _staging, caching: _caching, proxyUrl: _proxyUrl, region: _region, credentials: _credentials, profile: _profile,
       project: _project, apiKey: _apiKey, ...rest
     } = options;
-    super({ ...rest, apiKey: API_KEY_PLACEHOLDER, project, baseURL: target.baseURL, fetch: watchingFetch(inner, staging) });
+    const signer = signerFor(target, { credentials: options.credentials, profile: options.profile });
+    super({ ...rest, apiKey: API_KEY_PLACEHOLDER, project, baseURL: target.baseURL, fetch: watchingFetch(inner, staging, signer) });
     // openai before 4.4x has no `project` option of its own to keep it for us.
     this.project = project;
     this.staging = staging;
@@ -80,7 +82,7 @@ export class OpenAI extends BaseOpenAI {
     this.target = target;
     this.#given = options;
     this.#innerFetch = inner;
-    this.#signer = signerFor(target, { credentials: options.credentials, profile: options.profile });
+    this.#signer = signer;
     Object.defineProperty(this, WRAPI_CLIENT, { value: true });
   }
 
@@ -109,10 +111,13 @@ export class OpenAI extends BaseOpenAI {
   }
 }
 
-/** The transport: the caller's fetch (or the global one), watching budget headers on the way back. */
-function watchingFetch(inner: Fetch | undefined, stage: string): Fetch {
+/**
+ * The transport: the caller's fetch (or the global one), re-signing once for a wrong local clock
+ * and watching budget headers on the way back.
+ */
+function watchingFetch(inner: Fetch | undefined, stage: string, signer: SignatureV4): Fetch {
   const send: Fetch = async (input, init) => {
-    const res = await (inner ?? globalThis.fetch)(input, init);
+    const res = await sendSigned(signer, inner ?? globalThis.fetch, String(input), init ?? {});
     watchBudget(res, stage);
     return res;
   };

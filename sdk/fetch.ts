@@ -7,7 +7,7 @@ import type { CredentialOptions } from './credentials.ts';
 import { WrapiConfigError } from './errors.ts';
 import { prepareProxyRequest, signerFor } from './proxy-call.ts';
 import { checkProject, checkStaging, getSettings } from './settings.ts';
-import { canonicalSearch } from './sign.ts';
+import { canonicalSearch, sendSigned } from './sign.ts';
 import { OPENAI_BASE_URL, resolveTarget, type StageTarget } from './target.ts';
 
 export interface FetchOptions extends CredentialOptions {
@@ -53,11 +53,12 @@ export function createFetch(options: FetchOptions = {}): typeof fetch {
       body: init?.body ?? (request && method !== 'GET' && method !== 'HEAD' ? request.body : undefined),
       signal: init?.signal ?? request?.signal,
     };
-    await prepareProxyRequest(signerFor(target, options), out, url.href, {
+    const signer = signerFor(target, options);
+    await prepareProxyRequest(signer, out, url.href, {
       project: options.project ?? settings.project,
       caching: options.caching ?? settings.caching,
     });
-    const res = await send(url.href, out as RequestInit);
+    const res = await sendSigned(signer, send, url.href, out as RequestInit);
     watchBudget(res, target.stage);
     return res;
   };

@@ -13,6 +13,7 @@ import { WRAPI_CLIENT } from './client.ts';
 import { WrapiError } from './errors.ts';
 import { OLDEST_SUPPORTED_OPENAI, unsupportedCopy, type OpenAICopy } from './openai-copies.ts';
 import { prepareProxyRequest, sharedSigner, type MutableRequest } from './proxy-call.ts';
+import { sendSigned } from './sign.ts';
 import { getSettings } from './settings.ts';
 import { OPENAI_BASE_URL, resolveTarget, type StageTarget } from './target.ts';
 
@@ -76,9 +77,12 @@ export function patchOpenAIClass(OpenAIClass: { prototype: object; name?: string
 
   if (typeof fetchWithTimeout === 'function') {
     proto.fetchWithTimeout = async function (this: Patchable, url, init, ms, controller) {
-      const res = await fetchWithTimeout.call(this, url, init, ms, controller);
       const target = rerouted.has(this) ? routeOf(String(url)) : undefined;
-      if (target) watchBudget(res, target.stage);
+      if (!target) return fetchWithTimeout.call(this, url, init, ms, controller);
+      // A refusal for a wrong clock is re-signed with the server's time and sent once more.
+      const send = (u: string, i: RequestInit) => fetchWithTimeout.call(this, u, i, ms, controller);
+      const res = await sendSigned(sharedSigner(target), send, String(url), init as RequestInit);
+      watchBudget(res, target.stage);
       return res;
     };
   }

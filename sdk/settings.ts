@@ -66,16 +66,18 @@ export function readEnv(env: Env, name: string): string | undefined {
   return value ? value : undefined;
 }
 
-// The server's rule for names, plus what an HTTP header can carry (Latin-1, no control characters).
-// No space at either end: HTTP trims header values, so calls would land on another project.
-const PROJECT = /^[^#\s][^#\x00-\x1f\x7f]{0,127}(?<!\s)$/;
+// The server's rule for names (no "#", no control or invisible formatting character, at most 128),
+// within what an HTTP header carries (Latin-1), with no space at either end: HTTP trims header
+// values, so calls would land on another project. In Latin-1, C1 controls and the soft hyphen are
+// the server's other refusals.
+const PROJECT = /^[^#\s\x00-\x1f\x7f-\x9f\xad][^#\x00-\x1f\x7f-\x9f\xad]{0,127}(?<!\s)$/;
+export const PROJECT_RULE =
+  '1-128 Latin-1 characters (what an HTTP header carries), without "#", control characters or soft hyphens, and not starting or ending with a space';
 const STAGE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 
 export function checkProject(project: unknown, source = 'project'): string {
   if (typeof project !== 'string' || !PROJECT.test(project) || /[^\x00-\xff]/.test(project)) {
-    throw new WrapiConfigError(
-      `${source} must be a name of 1-128 characters without "#" or control characters (got ${JSON.stringify(project)}).`,
-    );
+    throw new WrapiConfigError(`${source} must be ${PROJECT_RULE} (got ${JSON.stringify(project)}).`);
   }
   return project;
 }

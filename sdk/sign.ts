@@ -2,6 +2,7 @@
 // the OpenAI client hook, the register patch and the exported fetch, plus `signedFetch`, a fetch
 // that signs whatever it sends.
 import { SignatureV4 } from '@smithy/signature-v4';
+import { sendCorrectingSkew, signingDate } from './clock.ts';
 import { credentialsProvider, NodeSha256, type AwsCredentials, type CredentialsProvider } from './credentials.ts';
 
 export interface SignedFetchOptions {
@@ -52,7 +53,7 @@ export async function signRequest(signer: SignatureV4, req: RequestToSign): Prom
     query,
     headers: { ...Object.fromEntries(headers), host: url.host },
     body,
-  });
+  }, { signingDate: signingDate(url.host) });
   const out = new Headers(signed.headers as Record<string, string>);
   out.delete('host');
   return { headers: out, body };
@@ -71,7 +72,7 @@ export function signedFetch(opts: SignedFetchOptions): typeof fetch {
     const raw = init?.body ?? (request && method !== 'GET' && method !== 'HEAD' ? request.body : undefined);
     const signed = await signRequest(signer, { method, url: url.href, headers: new Headers(init?.headers ?? request?.headers), body: raw });
     const { duplex: _duplex, ...rest } = (init ?? {}) as RequestInit & { duplex?: string };
-    return send(url.toString(), {
+    return sendSigned(signer, send, url.toString(), {
       ...rest,
       method,
       headers: signed.headers,
@@ -79,6 +80,24 @@ export function signedFetch(opts: SignedFetchOptions): typeof fetch {
       signal: init?.signal ?? request?.signal,
     });
   };
+}
+
+/**
+ * Sends a request signed by {@link signRequest} (its body bytes). When the server refuses the
+ * signature's time, signs it once more with the clock corrected by the server's `Date` and resends.
+ */
+export function sendSigned(
+  signer: SignatureV4,
+  send: (url: string, init: RequestInit) => Promise<Response>,
+  url: string,
+  init: RequestInit,
+): Promise<Response> {
+  return sendCorrectingSkew(url, async (retry) => {
+    if (!retry) return send(url, init);
+    const method = init.method ?? 'GET';
+    const signed = await signRequest(signer, { method, url, headers: new Headers(init.headers), body: init.body ?? undefined });
+    return send(url, { ...init, headers: signed.headers, body: signed.body as BodyInit | undefined });
+  });
 }
 
 /** The query as AWS reads it: `+` is a plus, not a space. */
@@ -119,9 +138,11 @@ async function replayableBody(body: unknown, headers: Headers): Promise<string |
   if (body instanceof Uint8Array) return body;
   if (body instanceof ArrayBuffer) return new Uint8Array(body);
   if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-  if (isAsyncIterable(body) && !(body instanceof ReadableStream)) {
+  // Streams and async generators (openai wraps a generator body in a ReadableStream) may yield
+  // strings or buffers, which `new Response(stream)` refuses: read them chunk by chunk.
+  if (isAsyncIterable(body)) {
     const chunks: Uint8Array[] = [];
-    for await (const chunk of body) chunks.push(typeof chunk === 'string' ? new TextEncoder().encode(chunk) : chunk);
+    for await (const chunk of body) chunks.push(bytesOf(chunk));
     return new Uint8Array(Buffer.concat(chunks));
   }
   const res = new Response(body as BodyInit);
@@ -131,8 +152,16 @@ async function replayableBody(body: unknown, headers: Headers): Promise<string |
   return bytes;
 }
 
-const isAsyncIterable = (v: unknown): v is AsyncIterable<Uint8Array | string> =>
+const isAsyncIterable = (v: unknown): v is AsyncIterable<unknown> =>
   typeof v === 'object' && v !== null && Symbol.asyncIterator in v;
+
+function bytesOf(chunk: unknown): Uint8Array {
+  if (typeof chunk === 'string') return new TextEncoder().encode(chunk);
+  if (chunk instanceof Uint8Array) return chunk;
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new TypeError(`A request body stream may yield strings or bytes, not ${chunk === null ? 'null' : typeof chunk}.`);
+}
 
 const encodeRfc3986 = (s: string) =>
   encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);

@@ -3,7 +3,7 @@
 // OPENAI_WRAPI_OUTPUTS; else the original's convention OPENAI_API_KEY=sk-<id>, meaning
 // https://<id>.lambda-url.<region>.on.aws/; else the local stack's outputs in its home folder.
 // Synchronous on purpose: the `openai` client builds URLs synchronously.
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { adminFunctionName } from '../runtime/core/protocol.ts';
 import { WrapiConfigError } from './errors.ts';
@@ -78,15 +78,36 @@ export function resolveTarget(stage: string, opts: TargetOptions = {}): StageTar
   }
 
   const home = readEnv(env, 'OPENAI_WRAPI_HOME') ?? '.openai-wrapi';
-  const local = fromOutputs(stage, join(resolve(home), 'outputs.json'), 'the local stack', opts, env, false);
+  const localFile = join(resolve(home), 'outputs.json');
+  const local = fromOutputs(stage, localFile, 'the local stack', opts, env, false);
   if (local) return local;
 
+  const localStages = stagesIn(readJsonQuietly(localFile));
   throw new WrapiConfigError(
     `No proxy URL for stage "${stage}". Set one of: the proxyUrl option; OPENAI_WRAPI_OUTPUTS (a file saved from ` +
       '`pulumi stack output --json`, a folder of <stage>.json such files, or the local stack\'s outputs.json); ' +
       'OPENAI_API_KEY=sk-<id> for https://<id>.lambda-url.<region>.on.aws/ (with AWS_REGION). ' +
-      `Or start the local stack (openai-wrapi local) and set OPENAI_WRAPI_HOME to its folder (looked in ${resolve(home)}).`,
+      (localStages.length
+        ? `The local stack in ${resolve(home)} has stages ${stagesNote(stage, localStages)}`
+        : `Or start the local stack (openai-wrapi local) and set OPENAI_WRAPI_HOME to its folder (looked in ${resolve(home)}).`),
   );
+}
+
+/** `dev, prod. Did you mean "prod"?` — stage names are case-sensitive, as the stacks' are. */
+function stagesNote(stage: string, stages: string[]): string {
+  const close = stages.find((s) => s.toLowerCase() === stage.toLowerCase());
+  return `${stages.join(', ')}.${close ? ` Did you mean "${close}"?` : ''}`;
+}
+
+const stagesIn = (outputs: Outputs | undefined): string[] =>
+  outputs ? Object.keys(outputs).filter((k) => isObject(outputs[k]) && typeof (outputs[k] as Outputs).proxyUrl === 'string') : [];
+
+function readJsonQuietly(file: string): Outputs | undefined {
+  try {
+    return readJson(file, file, false);
+  } catch {
+    return undefined;
+  }
 }
 
 function fromUrl(stage: string, url: string, source: string, opts: TargetOptions, env: Env): StageTarget {
@@ -144,8 +165,10 @@ function fromOutputs(stage: string, path: string, via: string, opts: TargetOptio
     file = join(path, `${stage}.json`);
     const json = readJson(file, via, false);
     if (!json) {
+      const saved = readdirSync(path).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort();
       throw new WrapiConfigError(
-        `${via} is the folder ${path}, which has no ${stage}.json. Save the stage's outputs there: pulumi stack output --json --stack ${stage} > ${file}`,
+        `${via} is the folder ${path}, which has no ${stage}.json.${saved.length ? ` It has stages ${stagesNote(stage, saved)}` : ''} ` +
+          `Save the stage's outputs there: pulumi stack output --json --stack ${stage} > ${file}`,
       );
     }
     outputs = json;
@@ -155,10 +178,10 @@ function fromOutputs(stage: string, path: string, via: string, opts: TargetOptio
     if (isObject(perStage) && typeof perStage.proxyUrl === 'string') {
       outputs = perStage;
     } else if (typeof outputs.proxyUrl !== 'string') {
-      const stages = Object.keys(outputs).filter((k) => isObject(outputs[k]) && typeof (outputs[k] as Outputs).proxyUrl === 'string');
+      const stages = stagesIn(outputs);
       if (!required) return undefined;
       throw new WrapiConfigError(
-        `${file} (from ${via}) has no outputs for stage "${stage}"${stages.length ? ` (it has: ${stages.join(', ')})` : ''}.`,
+        `${file} (from ${via}) has no outputs for stage "${stage}".${stages.length ? ` It has stages ${stagesNote(stage, stages)}` : ''}`,
       );
     }
   }

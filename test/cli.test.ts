@@ -68,7 +68,18 @@ test('--help everywhere, exit 0', async () => {
 test('bad usage: exit 2 with one line saying what is wrong', async () => {
   await Promise.all([
     fails(2, [], /no command given/),
-    fails(2, ['frobnicate'], /unknown command "frobnicate"/),
+    fails(2, ['frobnicate'], /unknown command "frobnicate" \(see openai-wrapi --help\)$/),
+    // A typo gets the closest command by edit distance.
+    fails(2, ['limts', 'ls'], /unknown command "limts ls" — did you mean "limits ls"\?/),
+    fails(2, ['usgae'], /unknown command "usgae" — did you mean "usage"\?/),
+    fails(2, ['limits', 'set', '--project', 'p', '--limt', '5'], /unknown option '--limt' — did you mean --limit\?/),
+    // An option without its value says so, whether it ends the line or another option follows.
+    fails(2, ['limits', 'set', '--project', 'p', '--limit'], /^openai-wrapi: --limit needs a value \(see openai-wrapi limits set --help\)$/),
+    fails(2, ['limits', 'set', '--project', '--limit', '5'], /^openai-wrapi: --project needs a value, and the next word starts with "-" \(write --project=VALUE/),
+    // The name rule as it is, and bad usage rather than a refusal.
+    fails(2, ['limits', 'set', '--project', 'a#b', '--limit', '1'],
+      /--project must be 1-128 Latin-1 characters \(what an HTTP header carries\), without "#", control characters or soft hyphens, and not starting or ending with a space \(got "a#b"\)/),
+    fails(2, ['local', 'users', 'add', 'bad name!'], /NAME "bad name!" is not a user name: use 1-64 letters, digits or \+ = , \. @ _ -/),
     fails(2, ['limits'], /limits needs a subcommand: set, rm, ls/),
     fails(2, ['limits', 'explode'], /unknown command "limits explode"/),
     fails(2, ['limits', 'set', '--project', 'p', '--limit', '5', '--bogus'], /unknown option '--bogus'/),
@@ -79,6 +90,10 @@ test('bad usage: exit 2 with one line saying what is wrong', async () => {
     fails(2, ['limits', 'set', '--project', 'p', '--user', '', '--limit', '1'], /--user must not be empty/),
     fails(2, ['limits', 'rm', '--project', 'p', '--model', ' '], /--model must not be empty/),
     fails(2, ['limits', 'set', '--project', 'p', '--limit', '0x10'], /--limit must be a number of USD/),
+    // Below $0.000001 an amount rounds to 0 (a limit of 0 refuses every call): bad usage, not a refusal.
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', '0.0000000004'], /--limit must be 0 or from 0\.000001 to 1000000 USD \(got "0\.0000000004"\)/),
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', '1000001'], /--limit must be 0 or from 0\.000001 to 1000000 USD/),
+    fails(2, ['prices', 'set', '--model', 'm', '--input', '1e-7', '--output', '1'], /--input must be a number of USD/),
     fails(2, ['usage', '--month', '2026-13'], /--month must look like 2026-11/),
     fails(2, ['usage', '--by', 'colour'], /--by must be user, project or model/),
     fails(2, ['dashboard', '--port', 'high'], /--port must be a port number/),
@@ -155,6 +170,22 @@ test('prices set, ls and rm', async () => {
   await fails(1, ['prices', 'set', '--model', 'a#b', '--input', '1', '--output', '1'], /"model" must be a non-empty name/);
 });
 
+test('money is printed exactly: no exponent, no bare "$0.", no digits rounded away', async () => {
+  assert.match(await ok(['limits', 'set', '--project', 'tiny', '--limit', '0.000001']), /: \$0\.000001 per month\./);
+  assert.match(await ok(['limits', 'set', '--project', 'tiny', '--limit', '10.005']), /: \$10\.005 per month\./);
+  assert.match(await ok(['limits', 'ls', '--project', 'tiny']), /tiny +\* +\* +\$10\.005 +\$0\.00 +\$0\.00 +0%/);
+  // A price stored before the minimum existed still prints as a decimal.
+  await t.stack.stages.dev.ledger.setPrice({ model: 'legacy-model', input: 1e-7, cachedInput: null, output: 0.0000025, updatedAt: new Date().toISOString() });
+  const legacy = await ok(['prices', 'ls', '--model', 'legacy-model']);
+  assert.match(legacy, /legacy-model +0\.0000001 +- +0\.0000025 +override/);
+  assert.not.match(legacy, /\de-\d/);
+  const { usd, price } = await import('../sdk/cli-format.ts');
+  assert.equal(
+    [usd(0), usd(12.5), usd(0.1 + 0.2), usd(0.000123456), usd(4e-10), usd(1234567.891), price(1e-7), price(1.5), price(0.1 + 0.2)],
+    ['$0.00', '$12.50', '$0.30', '$0.000123456', '$0.0000000004', '$1234567.891', '0.0000001', '1.5', '0.3'],
+  );
+});
+
 test('cache flush empties the response cache', async () => {
   await t.admin({ action: 'setLimit', project: 'cached', limit: 5 });
   const client = t.client({ project: 'cached' });
@@ -205,7 +236,7 @@ test('local users add: a user (admin only with --admin); a duplicate is refused'
   assert.match(added.accessKeyId, /^AKIA[A-Z2-7]{16}$/);
   assert.match(await ok(['local', 'users', 'add', 'dora', '--admin', '--home', home]), /Added admin user "dora" .* AWS_PROFILE=dora/s);
   await fails(1, ['local', 'users', 'add', 'carol', '--home', home], /already exists/);
-  await fails(1, ['local', 'users', 'add', 'bad name', '--home', home], /Invalid user name/);
+  await fails(2, ['local', 'users', 'add', 'bad name', '--home', home], /is not a user name/);
 });
 
 test('local: starts the local stack (port 0 = any free port) and stops on SIGTERM', async () => {
@@ -234,6 +265,69 @@ test('local: starts the local stack (port 0 = any free port) and stops on SIGTER
     child.kill('SIGTERM');
   });
   assert.is(code, 0);
+});
+
+test('local --json: one JSON object per line, the first saying where the stack runs', async () => {
+  const home = join(scratch, 'home-local-json');
+  const child = spawn(process.execPath, ['--import', 'tsx', 'sdk/cli.ts', 'local', '--home', home, '--port', '0', '--json'], {
+    cwd: root,
+    env: childEnv({ ...t.env, OPENAI_WRAPI_UPSTREAM_URL: t.fake.url, OPENAI_API_KEY: t.fake.apiKey }),
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const first = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no first line: ${out}`)), 15000);
+    child.stdout.on('data', () => {
+      if (!out.includes('\n')) return;
+      clearTimeout(timer);
+      resolve(out.slice(0, out.indexOf('\n')));
+    });
+  });
+  const started = JSON.parse(first);
+  assert.is(started.event, 'started');
+  assert.match(started.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  assert.equal(started.stages.map((s: { stage: string }) => s.stage), ['dev', 'prod']);
+  assert.is(started.outputsFile, join(home, 'outputs.json'));
+  const code = await new Promise<number | null>((resolve) => {
+    child.on('exit', (c) => resolve(c));
+    child.kill('SIGTERM');
+  });
+  assert.is(code, 0);
+  for (const line of out.trim().split('\n')) JSON.parse(line);
+});
+
+test('output that cannot be written (a full disk) fails with exit 1 and one line on stderr, no stack trace', async () => {
+  const { openSync, closeSync } = await import('node:fs');
+  for (const args of [['--help'], ['limits', 'ls'], ['limits', 'ls', '--json']]) {
+    const full = openSync('/dev/full', 'w');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'sdk/cli.ts', ...args], { cwd: root, env: childEnv(t.env), stdio: ['ignore', full, 'pipe'] });
+    closeSync(full);
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    assert.is(code, 1, `${args.join(' ')}: ${err}`);
+    const lines = err.trim().split('\n');
+    assert.is(lines.length, 1, err);
+    assert.match(lines[0], /could not write the output: ENOSPC/);
+    if (args.includes('--json')) assert.is(JSON.parse(lines[0]).error.code, 'OutputError');
+  }
+});
+
+test('tables stay aligned with East Asian wide names', async () => {
+  await t.admin({ action: 'setLimit', project: '研究チーム', limit: 3 });
+  await t.admin({ action: 'setLimit', project: 'plain-team', limit: 3 });
+  const lines = (await ok(['limits', 'ls'])).split('\n');
+  const wide = lines.find((l) => l.startsWith('研究チーム'))!;
+  const plain = lines.find((l) => l.startsWith('plain-team'))!;
+  const { displayWidth } = await import('../sdk/cli-format.ts');
+  // The LIMIT column ends at the same terminal column on both rows.
+  assert.is(displayWidth(wide.slice(0, wide.indexOf('$3.00') + 5)), displayWidth(plain.slice(0, plain.indexOf('$3.00') + 5)));
+  assert.equal([displayWidth('研究'), displayWidth('ｱｲ'), displayWidth('한국'), displayWidth('e\u0301'), displayWidth('abc')], [4, 2, 4, 1, 3]);
+});
+
+test('--stage with a stage that does not exist lists the ones that do', async () => {
+  await fails(1, ['url', '--stage', 'Prod'], /has no outputs for stage "Prod"\. It has stages dev, prod\. Did you mean "prod"\?/);
+  await fails(1, ['limits', 'ls', '--stage', 'Prod'], /The local stack in .* has stages dev, prod\. Did you mean "prod"\?/, { OPENAI_WRAPI_OUTPUTS: undefined, OPENAI_WRAPI_HOME: t.home });
 });
 
 test('with nothing but the local stack running, commands sign with its own credentials file', async () => {

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI, {
-  WrapiConfigError, budgetOf, removeLimit, setLimits, getSettings, proxyBaseURL, resetSettings, resolveTarget, setCaching, setProject, setStaging,
+  WrapiConfigError, budgetOf, removeLimit, setLimits, setPrice, getSettings, proxyBaseURL, resetSettings, resolveTarget, setCaching, setProject, setStaging,
 } from '../sdk/index.ts';
 import { settled } from './helpers/stack.ts';
 import { chat, startSdkStack, type SdkStack } from './helpers/sdk.ts';
@@ -75,7 +75,8 @@ test('the original environment names set the defaults', async () => {
 
 test('bad settings are refused at once', () => {
   assert.throws(() => setProject('a#b'), (e: Error) => e instanceof WrapiConfigError);
-  assert.throws(() => setProject(''), /1-128 characters/);
+  assert.throws(() => setProject(''), /1-128 Latin-1 characters/);
+  assert.throws(() => setProject('caf\u00e9 \u0085'), /without "#", control characters or soft hyphens/);
   assert.throws(() => setStaging('no stage'), /stage name/);
   assert.throws(() => setCaching('yes' as unknown as boolean), /true or false/);
   assert.throws(() => new OpenAI({ staging: '../etc' }), /stage name/);
@@ -110,7 +111,7 @@ test('way 2a: OPENAI_WRAPI_OUTPUTS is the local stack\'s outputs.json (both stag
   assert.is(dev.lambdaEndpoint, t.stack.url);
   assert.is(dev.adminFunctionName, 'openai-admin-dev');
   assert.is(resolveTarget('prod').baseURL, `${t.stack.url}/prod/v1`);
-  assert.throws(() => resolveTarget('qa'), /has no outputs for stage "qa" \(it has: dev, prod\)/);
+  assert.throws(() => resolveTarget('qa'), /has no outputs for stage "qa"\. It has stages dev, prod\./);
 });
 
 test('way 2b: a folder of <stage>.json files saved from `pulumi stack output --json`', async () => {
@@ -129,7 +130,8 @@ test('way 2b: a folder of <stage>.json files saved from `pulumi stack output --j
   assert.is(prod.lambdaEndpoint, undefined);
   const client = new OpenAI({ staging: 'prod', project: 'alpha', caching: false });
   assert.ok((await client.chat.completions.create(chat('from a pulumi outputs folder'))).id);
-  assert.throws(() => resolveTarget('qa'), /has no qa\.json\. Save the stage's outputs there: pulumi stack output --json --stack qa/);
+  assert.throws(() => resolveTarget('qa'), /has no qa\.json\. It has stages dev, prod\. Save the stage's outputs there: pulumi stack output --json --stack qa/);
+  assert.throws(() => resolveTarget('Prod'), /has no Prod\.json\. It has stages dev, prod\. Did you mean "prod"\?/);
 
   // One stack's file names its stage through the admin function: using it for another stage is an error.
   process.env.OPENAI_WRAPI_OUTPUTS = join(folder, 'dev.json');
@@ -197,6 +199,21 @@ test('last resort: the local stack in OPENAI_WRAPI_HOME; nothing at all is an er
 test('a project name with a space at either end is refused: HTTP would trim it and bill another project', () => {
   assert.throws(() => new OpenAI({ project: 'demo ' }), (e: unknown) => e instanceof WrapiConfigError);
   assert.throws(() => setProject(' demo'), (e: unknown) => e instanceof WrapiConfigError);
+});
+
+test('amounts are numbers: a string or NaN is refused before anything is sent, saying what it got', async () => {
+  for (const [call, got] of [
+    [() => setLimits({ project: 'demo', limit: '10' as unknown as number }), /\(got the string "10"\)/],
+    [() => setLimits({ project: 'demo', limit: NaN }), /\(got NaN\)/],
+    [() => setLimits({ project: 'demo', limit: 0.0000000004 }), /\(got 4e-10\)/],
+    [() => setPrice({ model: 'm', input: 1, output: Infinity }), /^output must be a number of USD.*\(got Infinity\)/],
+    [() => setPrice({ model: 'm', input: 1, output: 1, audio: { output: '2' as unknown as number } }), /^audio\.output .*\(got the string "2"\)/],
+  ] as const) {
+    const err = await call().catch((e) => e);
+    assert.instance(err, WrapiConfigError);
+    assert.match(err.message, /must be a number of USD, 0 or from 0\.000001 to 1000000/);
+    assert.match(err.message, got);
+  }
 });
 
 test('an empty or blank user or model is refused before anything is sent, never read as the whole project', async () => {

@@ -6,7 +6,7 @@ import { isDetail, modelFamily, monthOf } from './limits.ts';
 import type { DailyRow, Ledger, Logger, PriceOverride, ResponseCache, Scope, UsageRow } from './ports.ts';
 import { modelCandidates, nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo, type Price } from './pricing.ts';
 import { MODEL_ID, MODEL_ID_RULE } from './request-facts.ts';
-import { ANY, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type UsageDto, type UsageTotals } from './protocol.ts';
+import { ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type UsageDto, type UsageTotals } from './protocol.ts';
 
 export interface AdminDeps {
   stage: string;
@@ -186,15 +186,12 @@ function scopeOf(req: Record<string, unknown>): Scope {
   };
 }
 
-/** The smallest non-zero amount: below it a limit or rate rounds to nothing at nano-USD. */
-const MIN_USD = 0.000001;
-
 function usdAmount(value: unknown, field: string): number {
   // Decimal strings only: Number() would also read "0x10" as 16.
   const n = typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 1e6 || (n > 0 && n < MIN_USD)) {
+  if (!isUsdAmount(n)) {
     throw badRequest(
-      `"${field}" must be 0 or a number of USD between ${MIN_USD} and 1000000 (got ${JSON.stringify(String(value))}).`,
+      `"${field}" must be 0 or a number of USD between ${MIN_USD} and ${MAX_USD} (got ${JSON.stringify(String(value))}).`,
       'invalid_amount',
       field,
     );

@@ -24,6 +24,14 @@ export type Stage = (typeof STAGES)[number];
 /** The name of a stage's admin function, on AWS and in the local stack. */
 export const adminFunctionName = (stage: string): string => `openai-admin-${stage}`;
 
+/** The smallest non-zero USD amount (limits; prices per 1M tokens): below it, nano-USD rounds it to 0. */
+export const MIN_USD = 0.000001;
+/** The largest USD amount the admin API takes. */
+export const MAX_USD = 1_000_000;
+/** An amount the admin API takes: a number, 0 or from {@link MIN_USD} to {@link MAX_USD}. */
+export const isUsdAmount = (n: unknown): n is number =>
+  typeof n === 'number' && Number.isFinite(n) && (n === 0 || (n >= MIN_USD && n <= MAX_USD));
+
 /** A limit as the admin API speaks it. `user`/`model` absent (or `*`) means "any". */
 export interface LimitDto {
   project: string;

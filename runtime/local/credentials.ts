@@ -95,15 +95,18 @@ export async function loadOrCreateCredentials(
   return { file, users, created: true };
 }
 
+/** What is wrong with a user name, if anything (the CLI checks before it touches the file). */
+export function userNameProblem(name: string): string | undefined {
+  if (!USER_NAME.test(name)) return 'use 1-64 letters, digits or + = , . @ _ -';
+  // The AWS SDK refuses to read a file that has this profile at all.
+  if (name === '__proto__') return 'it is reserved';
+  return undefined;
+}
+
 /** Adds a user with fresh keys. The file is appended to, so comments and unknown keys survive. */
 export async function addUser(home: string, name: string, admin: boolean): Promise<LocalUser> {
-  if (!USER_NAME.test(name)) {
-    throw new Error(
-      `Invalid user name ${JSON.stringify(name)}: use 1-64 letters, digits or + = , . @ _ -`,
-    );
-  }
-  // The AWS SDK refuses to read a file that has this profile at all.
-  if (name === '__proto__') throw new Error('Invalid user name "__proto__"');
+  const problem = userNameProblem(name);
+  if (problem) throw new Error(`Invalid user name ${JSON.stringify(name)}: ${problem}`);
 
   const { file, users } = await loadOrCreateCredentials(home);
   // IAM user names are unique regardless of case.
