@@ -241,15 +241,16 @@ export const COMMANDS: Command[] = [
       if (values.port !== undefined && !/^\d{1,5}$/.test(String(values.port))) throw new UsageError(`--port must be a port number (got "${printable(String(values.port))}")`);
       const { startDashboardServer } = await import('./dashboard/server.ts');
       const server = await startDashboardServer({ stage, ...(values.port !== undefined ? { port: Number(values.port) } : {}) });
+      // Handlers before the first line: a signal that finds none kills the process outright.
+      const stop = () => void server.close().then(() => process.exit(0));
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
       print(json, { url: server.url, stage }, () =>
         `openai-wrapi dashboard on ${server.url}\n` +
         `  It reads each stage through its admin function with your AWS credentials; the page itself holds none.\n` +
         '  The link carries a secret token for this run: keep it to yourself. Ctrl-C to stop.',
       );
       if (values.open) openInBrowser(server.url);
-      const stop = () => void server.close().then(() => process.exit(0));
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
       return -1; // serves until stopped
     },
   },

@@ -47,6 +47,14 @@ export async function runLocalStack(opts: { json?: boolean } = {}): Promise<void
     console.error(opts.json ? jsonLine({ error: { message, code: 'local_stack_failed' } }) : `openai-wrapi: ${message}`);
     process.exit(1);
   }
+  // Before the first line: a supervisor may stop the stack as soon as it reads it, and a signal
+  // that finds no handler kills the process outright.
+  const stop = async () => {
+    await stack.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   if (opts.json) {
     console.log(jsonLine({
       event: 'started',
@@ -69,10 +77,4 @@ export async function runLocalStack(opts: { json?: boolean } = {}): Promise<void
     }
     for (const w of stack.warnings) console.log(`  ! ${w}`);
   }
-  const stop = async () => {
-    await stack.close();
-    process.exit(0);
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
 }
