@@ -79,7 +79,48 @@ export async function buildPackage(): Promise<void> {
   await chmod(cli, 0o755);
 
   execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'sdk/tsconfig.build.json')], { stdio: 'inherit' });
+  await publishDropInTypes(join(dist, 'types/sdk/client.d.ts'));
   await fixDeclarations(join(dist, 'types'));
+}
+
+/**
+ * The declarations tsc writes for the drop-in name a fixed list of `OpenAI.*` types: those of the
+ * `openai` this repository builds with. A user's `openai` may be any of 4.x-7.x, with other names,
+ * so the published `OpenAI` is the installed package's own class (its instance, its statics, its
+ * whole `OpenAI.*` namespace) and our options and properties are merged into it by augmentation.
+ * The runtime value is still our subclass.
+ */
+async function publishDropInTypes(file: string): Promise<void> {
+  const text = await readFile(file, 'utf8');
+  const start = text.indexOf('/**\n * `OpenAI` from the `openai` package');
+  const classEnd = text.indexOf('\n}\n', text.indexOf('export declare class OpenAI extends BaseOpenAI {')) + 3;
+  const namespace = text.indexOf('export declare namespace OpenAI {');
+  const namespaceEnd = text.indexOf('\n}\n', namespace) + 3;
+  if (start < 0 || classEnd < 3 || namespace < classEnd || namespaceEnd < 3) throw new Error(`unexpected declarations in ${file}`);
+  const published = [
+    '/**',
+    ' * `OpenAI` from the installed `openai` package (its methods, types and errors, whatever its version),',
+    ' * calling a stage\'s proxy, plus the options `project`, `staging`, `caching`, `proxyUrl`, `region`,',
+    ' * `credentials` and `profile`. Throws `WrapiConfigError` when the stage\'s proxy URL cannot be found.',
+    ' */',
+    'export { BaseOpenAI as OpenAI };',
+    "declare module 'openai' {",
+    '    interface ClientOptions extends WrapiOptions {',
+    '    }',
+    '    interface OpenAI {',
+    '        /** The stage this client calls. */',
+    '        readonly staging: string;',
+    '        /** Whether the proxy may answer from its cache. */',
+    '        readonly caching: boolean;',
+    '        /** Where the stage\'s proxy is, and where that was found. */',
+    '        readonly target: StageTarget;',
+    '    }',
+    '}',
+    '',
+  ].join('\n');
+  // Below the class, `OpenAI` named our class; the package's is `BaseOpenAI` in this file now.
+  const between = text.slice(classEnd, namespace).replace(/\bclient is OpenAI\b/g, 'client is BaseOpenAI');
+  await writeFile(file, text.slice(0, start) + published + between + text.slice(namespaceEnd));
 }
 
 /** Declarations name `.js` files; each gets a `.d.cts` twin naming `.cjs` for `require` users. */

@@ -1,7 +1,7 @@
 // Dev tool: regenerates the `OpenAI.*` type namespace at the end of sdk/client.ts from the
 // installed openai package, so `OpenAI.ChatCompletion` etc. work with `import OpenAI from
 // 'openai-wrapi'`. Run after upgrading openai: npx tsx sdk/gen-types.ts
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
@@ -13,12 +13,14 @@ export interface NamespaceMember {
   generic: number;
 }
 
-/** The members of `declare namespace OpenAI` in openai's client.d.ts. */
-export function openaiNamespace(): NamespaceMember[] {
-  const require = createRequire(import.meta.url);
-  const text = readFileSync(join(dirname(require.resolve('openai')), 'client.d.ts'), 'utf8');
-  const block = /export declare namespace OpenAI \{([\s\S]*?)\n\}/.exec(text)?.[1];
-  if (!block) throw new Error('no `declare namespace OpenAI` in openai/client.d.ts');
+/**
+ * The members of `declare namespace OpenAI` in an openai package's declarations (client.d.ts from
+ * openai 5, index.d.ts before): this repository's, or the one in `dir`.
+ */
+export function openaiNamespace(dir = dirname(createRequire(import.meta.url).resolve('openai'))): NamespaceMember[] {
+  const file = ['client.d.ts', 'index.d.ts'].map((f) => join(dir, f)).find((f) => existsSync(f) && /export declare namespace OpenAI \{/.test(readFileSync(f, 'utf8')));
+  const block = file && /export declare namespace OpenAI \{([\s\S]*?)\n\}/.exec(readFileSync(file, 'utf8'))?.[1];
+  if (!block) throw new Error(`no \`declare namespace OpenAI\` in ${dir}`);
   const members: NamespaceMember[] = [];
   for (const m of block.matchAll(/export type (\w+)\s*=/g)) members.push({ name: m[1], value: false, generic: 0 });
   for (const m of block.matchAll(/export import (\w+)\s*=/g)) members.push({ name: m[1], value: true, generic: 0 });

@@ -12,8 +12,10 @@ import { promisify } from 'node:util';
 import { settled } from './helpers/stack.ts';
 import { childEnv, startSdkStack, type SdkStack } from './helpers/sdk.ts';
 import { npm, packInto } from './helpers/pack.ts';
+import { openaiNamespace } from '../sdk/gen-types.ts';
 
 const run = promisify(execFile);
+const root = new URL('..', import.meta.url).pathname;
 const scenarios = new URL('./compat/', import.meta.url).pathname;
 
 type Scenario = 'client' | 'langchain' | 'ai-sdk';
@@ -35,6 +37,7 @@ const ALL: Combo[] = [
   { name: 'openai 4.0.0 (the oldest supported)', deps: ['openai@4.0.0'], scenario: 'client', expect: { helper: 'absent', responses: 'absent' } },
   { name: 'openai 4', deps: ['openai@4'], scenario: 'client' },
   { name: 'openai 5', deps: ['openai@5'], scenario: 'client' },
+  { name: 'openai 6.0.0', deps: ['openai@6.0.0'], scenario: 'client' },
   { name: 'openai 6', deps: ['openai@6'], scenario: 'client' },
   { name: 'openai 7', deps: ['openai@7'], scenario: 'client' },
   { name: 'LangChain 0.3 (nests openai 4)', deps: ['openai@6', '@langchain/openai@0.3', '@langchain/core@0.3'], scenario: 'langchain', openaiMajor: 4 },
@@ -118,6 +121,7 @@ for (const [i, combo] of COMBOS.entries()) {
       for (const entry of ['client.mjs', 'client.cjs']) {
         assert.equal(await node(app, [entry], env), { ...EXPECTED.client, ...combo.expect, scope: project }, `${combo.name} ${entry}`);
       }
+      await typesMatch(app);
       // 7 billed calls per run (fewer where a feature is absent; the failures are not requests), per format.
       const calls = 7 - Object.values(combo.expect ?? {}).filter((v) => v === 'absent').length;
       await settled(t, async () => (await requestsOf(project)) - before >= 2 * calls);
@@ -136,6 +140,40 @@ for (const [i, combo] of COMBOS.entries()) {
     }
     assert.ok(t.fake.requests.every((r) => r.headers.authorization === `Bearer ${t.fake.apiKey}`), 'upstream only ever sees the stage key');
   });
+}
+
+/**
+ * TypeScript sees the installed openai's `OpenAI` through openai-wrapi: one probe line per member of
+ * that version's `OpenAI.*` namespace, compiled (skipLibCheck off) against `openai` and against
+ * `openai-wrapi`, gives the same errors (the probe's own, for generics it cannot spell), and our
+ * options and properties type-check on top.
+ */
+async function typesMatch(app: string): Promise<void> {
+  const members = openaiNamespace(join(app, 'node_modules/openai'));
+  const probe = members.map((m) =>
+    m.value ? `export type V_${m.name} = typeof OpenAI.${m.name};` : `export type T_${m.name} = OpenAI.${m.name}${m.generic ? '<unknown>' : ''};`,
+  );
+  const ours = [
+    "const client = new OpenAI({ project: 'p', staging: 'dev', caching: false, region: 'eu-west-2', profile: 'default' });",
+    'export const settings: [string, boolean, string] = [client.staging, client.caching, client.target.stage];',
+    '// @ts-expect-error not an option',
+    "new OpenAI({ stagin: 'dev' });",
+  ];
+  const compile = async (from: string, extra: string[]) => {
+    await writeFile(join(app, 'probe.mts'), [`import OpenAI from '${from}';`, ...probe, ...extra, ''].join('\n'));
+    await writeFile(join(app, 'tsconfig.json'), JSON.stringify({
+      compilerOptions: {
+        target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: false,
+        types: ['node'], typeRoots: [join(root, 'node_modules/@types')],
+      },
+      files: ['probe.mts'],
+    }));
+    const out = await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', '.'], { cwd: app }).catch((e) => e);
+    return String(out.stdout ?? '').split('\n').filter(Boolean).sort();
+  };
+  const plain = await compile('openai', []);
+  const wrapi = await compile('openai-wrapi', ours);
+  assert.equal(wrapi, plain, `openai-wrapi's OpenAI types differ from the installed openai's (${members.length} names)`);
 }
 
 test('a library that brings openai 3 fails to load under register, naming the version and the oldest that works', async () => {
