@@ -1,7 +1,9 @@
 // The drop-in client: the real `OpenAI` class, pointed at the stage's proxy through its public
 // options (`baseURL`, `fetch`) and signing every attempt, retries included, in `prepareRequest`,
 // the hook openai-node runs before each attempt (its Bedrock provider signs there too).
-import { OpenAI as BaseOpenAI, type ClientOptions as BaseClientOptions } from 'openai';
+// A namespace import: a named import of `OpenAI` from openai 3 (which has none) would fail at link
+// time with Node's message; this way the check below says what is wrong and what works.
+import * as openai from 'openai';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import { watchBudget } from './budget.ts';
 import type { CredentialOptions } from './credentials.ts';
@@ -9,6 +11,12 @@ import { prepareProxyRequest, signerFor, type MutableRequest } from './proxy-cal
 import { checkProject, checkStaging, getSettings } from './settings.ts';
 import { sendSigned } from './sign.ts';
 import { isOpenAIUrl, resolveTarget, type StageTarget } from './target.ts';
+import { ownCopyDir, unsupportedCopy } from './openai-copies.ts';
+
+import BaseOpenAI = openai.OpenAI;
+type BaseClientOptions = openai.ClientOptions;
+
+if (typeof openai.OpenAI !== 'function') throw unsupportedCopy(ownCopyDir());
 
 type Fetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 

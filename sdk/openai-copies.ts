@@ -165,6 +165,15 @@ function mainOf(dir: string): string | undefined {
   }
 }
 
+/** The directory of the copy of `openai` this SDK itself resolves. */
+export function ownCopyDir(): string {
+  try {
+    return packageDirOf(req.resolve('openai')) ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 /** The version in a copy's package.json (its `exports` hide the file from `require`). */
 export function versionOf(dir: string): string {
   try {

@@ -7,10 +7,10 @@
  * ones loaded later included. Clients given a base URL other than OpenAI's are left alone.
  * Importing `openai-wrapi` does the same.
  */
-import { OpenAI as OwnOpenAI } from 'openai';
+import * as ownOpenAI from 'openai';
 import { guardRealtime, patchOpenAIClass, patchOpenAICopy, unpatchOpenAIClass } from './patch.ts';
 import { API_KEY_PLACEHOLDER } from './client.ts';
-import { watchOpenAICopies, type OpenAICopy } from './openai-copies.ts';
+import { ownCopyDir, watchOpenAICopies, type OpenAICopy } from './openai-copies.ts';
 
 export { getSettings, resetSettings, setCaching, setProject, setStaging } from './settings.ts';
 export { patchOpenAIClass } from './patch.ts';
@@ -32,8 +32,7 @@ export function register(): Promise<void> {
   // `openai` (and LangChain) refuse to build a client without a key; the proxy never sees it.
   if (typeof process !== 'undefined' && !process.env.OPENAI_API_KEY) process.env.OPENAI_API_KEY = API_KEY_PLACEHOLDER;
   active = true;
-  patchOpenAIClass(OwnOpenAI);
-  patched.add(OwnOpenAI);
+  patchCopy({ exports: ownOpenAI, dir: ownCopyDir() });
   return watchOpenAICopies(patchCopy, guardRealtime);
 }
 

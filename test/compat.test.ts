@@ -81,12 +81,12 @@ test.after(async () => {
 });
 
 /** A throwaway app: package.json, the scenario files, and a plain `npm install` of tarball + deps. */
-async function install(name: string, deps: string[], extra: Record<string, string> = {}): Promise<string> {
+async function install(name: string, deps: string[], flags: string[] = []): Promise<string> {
   const app = join(work, name.replace(/[^a-zA-Z0-9]+/g, '-'));
   await mkdir(app);
-  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'compat-app', private: true, dependencies: extra }));
+  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'compat-app', private: true }));
   for (const file of await readdir(scenarios)) await copyFile(join(scenarios, file), join(app, file));
-  await run(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...deps], { cwd: app, maxBuffer: 1 << 24, timeout: 240_000 });
+  await run(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', ...flags, tarball, ...deps], { cwd: app, maxBuffer: 1 << 24, timeout: 240_000 });
   return app;
 }
 
@@ -189,6 +189,17 @@ test('a library that brings openai 3 fails to load under register, naming the ve
   assert.is(out.name, 'WrapiError');
   assert.match(out.message, /cannot route openai 3\.\d+\.\d+ \(at .*legacy-lib\/node_modules\/openai\)/);
   assert.match(out.message, /openai 4\.0\.0 or newer/);
+});
+
+test('an app whose own openai is 3 (installed past the peer range) is told so at import, from ESM and CommonJS', async () => {
+  const app = await install('own-legacy', ['openai@3'], ['--legacy-peer-deps']);
+  await writeFile(join(app, 'own.mjs'), "import('openai-wrapi').then(() => console.log('{}'), (e) => console.log(JSON.stringify({ name: e.name, message: e.message })));\n");
+  await writeFile(join(app, 'own.cjs'), "try { require('openai-wrapi'); console.log('{}'); } catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }\n");
+  for (const entry of ['own.mjs', 'own.cjs']) {
+    const out = (await node(app, [entry])) as { name?: string; message?: string };
+    assert.is(out.name, 'WrapiError', `${entry}: ${out.message}`);
+    assert.match(out.message!, /cannot route openai 3\.\d+\.\d+ \(at .*\/node_modules\/openai\).*openai 4\.0\.0 or newer/);
+  }
 });
 
 test.run();
