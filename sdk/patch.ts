@@ -15,7 +15,7 @@ import { OLDEST_SUPPORTED_OPENAI, unsupportedCopy, type OpenAICopy } from './ope
 import { prepareProxyRequest, sharedSigner, type MutableRequest } from './proxy-call.ts';
 import { sendSigned } from './sign.ts';
 import { getSettings } from './settings.ts';
-import { OPENAI_BASE_URL, resolveTarget, type StageTarget } from './target.ts';
+import { OPENAI_BASE_URL, proxyTargetOf, resolveTarget, type StageTarget } from './target.ts';
 
 const PATCHED = Symbol.for('openai-wrapi.patched');
 const ROUTES = Symbol.for('openai-wrapi.routes');
@@ -38,6 +38,17 @@ const routed = (client: Patchable) =>
 /** Clients whose URLs this patch rewrote: only their requests get signed and watched. */
 const rerouted = new WeakSet<object>();
 
+/** Per client: the proxy its own base URL names, if any (a base URL does not change). */
+const proxies = new WeakMap<object, StageTarget | null>();
+function proxyOf(client: Patchable): StageTarget | undefined {
+  let target = proxies.get(client);
+  if (target === undefined) {
+    target = client.baseURL ? proxyTargetOf(client.baseURL, getSettings().staging) ?? null : null;
+    proxies.set(client, target);
+  }
+  return target ?? undefined;
+}
+
 function routeOf(url: string): StageTarget | undefined {
   for (const [base, target] of routes) if (url === base || url.startsWith(`${base}/`) || url.startsWith(`${base}?`)) return target;
   return undefined;
@@ -59,6 +70,12 @@ export function patchOpenAIClass(OpenAIClass: { prototype: object; name?: string
   proto.buildURL = function (this: Patchable, path, query, defaultBaseURL) {
     const url = buildURL.call(this, path, query, defaultBaseURL);
     if (!routed(this) || !(url === OPENAI_BASE_URL || url.startsWith(`${OPENAI_BASE_URL}/`) || url.startsWith(`${OPENAI_BASE_URL}?`))) {
+      // A plain client pointed at a proxy itself must be signed too, or it only collects 403s.
+      const proxy = WRAPI_CLIENT in this || this._provider ? undefined : proxyOf(this);
+      if (proxy) {
+        routes.set(proxy.baseURL, proxy);
+        rerouted.add(this);
+      }
       return url;
     }
     const target = resolveTarget(getSettings().staging);

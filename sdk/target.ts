@@ -93,6 +93,26 @@ export function resolveTarget(stage: string, opts: TargetOptions = {}): StageTar
   );
 }
 
+/**
+ * The proxy a client's own base URL names: the current stage's (as resolved), or any Lambda
+ * function URL (region from its host). Anything else (OpenAI, Azure, a model server) is not one.
+ */
+export function proxyTargetOf(baseURL: string, stage: string): StageTarget | undefined {
+  const base = baseURL.replace(/\/+$/, '');
+  try {
+    const current = resolveTarget(stage);
+    if (base === current.baseURL.replace(/\/+$/, '') || `${base}/` === current.proxyUrl) return current;
+  } catch {
+    // no proxy configured for the stage: only a function URL can still be one
+  }
+  try {
+    if (LAMBDA_URL_HOST.test(new URL(baseURL).hostname)) return fromUrl(stage, baseURL, 'the client\'s baseURL', {}, process.env);
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
 /** `dev, prod. Did you mean "prod"?` — stage names are case-sensitive, as the stacks' are. */
 function stagesNote(stage: string, stages: string[]): string {
   const close = stages.find((s) => s.toLowerCase() === stage.toLowerCase());

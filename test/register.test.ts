@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import { createRequire } from 'node:module';
 import { register, resetSettings, setProject, setStaging, unregister } from '../sdk/register.ts';
 import { WrapiConfigError } from '../sdk/errors.ts';
+import { proxyBaseURL } from '../sdk/fetch.ts';
 import { ChatOpenAI, OpenAIEmbeddings } from '@langchain/openai';
 import { OpenAI as EsmOpenAI, APIConnectionError } from 'openai';
 import { settled } from './helpers/stack.ts';
@@ -82,6 +83,24 @@ test('a bare new OpenAI() of either module format is routed, and every retry is 
     assert.is.not(sent[0].get('authorization'), sent[1].get('authorization'));
     assert.is(sent[1].get('openai-proxy-project'), 'lc');
   }
+});
+
+test('a plain client pointed at the proxy itself is signed too, not left to collect 403s', async () => {
+  setProject('plain');
+  const before = await spentBy('plain');
+  for (const [i, C] of [EsmOpenAI, CjsOpenAI].entries()) {
+    const sent: Headers[] = [];
+    const client = new C({
+      apiKey: 'sk-never-sent',
+      baseURL: proxyBaseURL('dev'),
+      maxRetries: 0,
+      fetch: (url, init) => (sent.push(new Headers(init?.headers)), fetch(url, init)),
+    });
+    const answer = await client.chat.completions.create(chat(`pointed at the proxy ${i} fake:words=2`));
+    assert.is(answer.choices[0].message.content, 'This answer.');
+    assert.match(sent[0].get('authorization') ?? '', /^AWS4-HMAC-SHA256 /, 'SigV4, not the bearer key');
+  }
+  await settled(t, async () => (await spentBy('plain')) - before === 2);
 });
 
 test('clients pointed elsewhere (Azure, a local model server) are left alone', async () => {

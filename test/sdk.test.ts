@@ -149,10 +149,12 @@ test('multipart bodies are signed as sent (the proxy then refuses the unpriced r
 });
 
 test('unsigned, wrongly signed and unknown-key clients are refused with 403', async () => {
-  const unsigned = new PlainOpenAI({ apiKey: 'sk-nothing', baseURL: `${t.stack.url}/dev/v1`, maxRetries: 0 });
-  const e1 = await unsigned.chat.completions.create(chat('x')).catch((e) => e);
-  assert.instance(e1, PermissionDeniedError);
-  assert.is(e1.code, 'invalid_signature');
+  // Unsigned: a raw request (an openai client pointed at the proxy is signed by the register patch).
+  const unsigned = await fetch(`${t.stack.url}/dev/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-nothing' }, body: JSON.stringify(chat('x')),
+  });
+  assert.is(unsigned.status, 403);
+  assert.is((await unsigned.json()).error.code, 'invalid_signature');
   const ann = (await import('../runtime/local/credentials.ts')).parseCredentials(
     await (await import('node:fs/promises')).readFile(`${t.home}/credentials`, 'utf8'),
   ).find((u) => u.name === 'ann')!;
