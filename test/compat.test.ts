@@ -1,7 +1,8 @@
 // The compatibility matrix: the packed SDK installed for real (a plain `npm install`, no flags)
 // beside each supported `openai` major, LangChain's lines (0.x nest their own `openai`), and the AI
-// SDK, each driven by one shared scenario against the local stack. Adding a version is one line in
-// ALL. Installs come from the npm registry, so the first run on a machine downloads them.
+// SDK, each driven by one shared scenario against the local stack, on Node 20 and on Node 22 (what
+// Lambda runs). Adding a version is one line in ALL. Installs come from the npm registry, so the
+// first run on a machine downloads them.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
@@ -64,6 +65,8 @@ let t: SdkStack;
 let work: string;
 let tarball: string;
 const started = Date.now();
+/** The Node versions every scenario runs on: this one (20) and 22, Lambda's, from its npm package. */
+const runtimes: { name: string; bin: string }[] = [{ name: `node ${process.versions.node}`, bin: process.execPath }];
 
 const projectOf = (combo: Combo) => `compat-${combo.name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/-+$/, '')}`;
 
@@ -73,11 +76,25 @@ test.before(async () => {
   for (const combo of COMBOS) await t.admin({ action: 'setLimit', project: projectOf(combo), limit: 5 });
   work = await mkdtemp(join(tmpdir(), 'wrapi-compat-'));
   ({ tarball } = await packInto(work));
+  if (process.versions.node.split('.')[0] !== '22') runtimes.push(await installNode('22'));
 });
+
+/** A Node binary of another major, from the npm package that ships it (node-<platform>-<arch>). */
+async function installNode(major: string): Promise<{ name: string; bin: string }> {
+  const dir = join(work, `node${major}`);
+  await mkdir(dir);
+  await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'node-runtime', private: true }));
+  const pkg = `node-${process.platform}-${process.arch}`;
+  await run(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', `${pkg}@${major}`], { cwd: dir, timeout: 240_000 });
+  const bin = join(dir, 'node_modules', pkg, 'bin', 'node');
+  const { stdout } = await run(bin, ['--version']);
+  assert.match(stdout, new RegExp(`^v${major}\\.`));
+  return { name: `node ${stdout.trim().slice(1)}`, bin };
+}
 test.after(async () => {
   await t.close();
   if (!process.env.COMPAT_KEEP) await rm(work, { recursive: true, force: true });
-  console.log(`    compatibility matrix: ${COMBOS.length} combinations in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log(`    compatibility matrix: ${COMBOS.length} combinations on ${runtimes.map((r) => r.name).join(' and ')} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 });
 
 /** A throwaway app: package.json, the scenario files, and a plain `npm install` of tarball + deps. */
@@ -90,8 +107,8 @@ async function install(name: string, deps: string[], flags: string[] = []): Prom
   return app;
 }
 
-async function node(app: string, args: string[], env: Record<string, string> = {}): Promise<unknown> {
-  const { stdout } = await run(process.execPath, args, { cwd: app, env: childEnv({ ...t.env, ...env }), timeout: 60_000 });
+async function node(app: string, args: string[], env: Record<string, string> = {}, bin = process.execPath): Promise<unknown> {
+  const { stdout } = await run(bin, args, { cwd: app, env: childEnv({ ...t.env, ...env }), timeout: 60_000 });
   return JSON.parse(stdout.trim().split('\n').at(-1)!);
 }
 
@@ -118,25 +135,29 @@ for (const [i, combo] of COMBOS.entries()) {
     const env = { COMPAT_PROJECT: project, COMPAT_TINY: 'compat-tiny', OPENAI_DEFAULT_PROJECT: project, OPENAI_DEFAULT_CACHING: '0' };
     const before = await requestsOf(project);
     if (combo.scenario === 'client') {
-      for (const entry of ['client.mjs', 'client.cjs']) {
-        assert.equal(await node(app, [entry], env), { ...EXPECTED.client, ...combo.expect, scope: project }, `${combo.name} ${entry}`);
+      for (const { name, bin } of runtimes) {
+        for (const entry of ['client.mjs', 'client.cjs']) {
+          assert.equal(await node(app, [entry], env, bin), { ...EXPECTED.client, ...combo.expect, scope: project }, `${combo.name} ${entry} on ${name}`);
+        }
       }
       await typesMatch(app);
-      // 7 billed calls per run (fewer where a feature is absent; the failures are not requests), per format.
+      // 7 billed calls per run (fewer where a feature is absent; the failures are not requests), per format and Node.
       const calls = 7 - Object.values(combo.expect ?? {}).filter((v) => v === 'absent').length;
-      await settled(t, async () => (await requestsOf(project)) - before >= 2 * calls);
+      await settled(t, async () => (await requestsOf(project)) - before >= 2 * runtimes.length * calls);
     } else if (combo.scenario === 'langchain') {
       const esm = combo.preload ? ['--import', 'openai-wrapi/register', 'langchain.mjs'] : ['langchain.mjs'];
-      for (const args of [esm, ['langchain.cjs']]) {
-        const out = (await node(app, args, env)) as { openai: string };
-        assert.equal({ ...out, openai: undefined }, { ...EXPECTED.langchain, openai: undefined }, `${combo.name} ${args.join(' ')}`);
-        assert.is(Number(out.openai.split('.')[0]), combo.openaiMajor, `LangChain used openai ${out.openai}`);
+      for (const { name, bin } of runtimes) {
+        for (const args of [esm, ['langchain.cjs']]) {
+          const out = (await node(app, args, env, bin)) as { openai: string };
+          assert.equal({ ...out, openai: undefined }, { ...EXPECTED.langchain, openai: undefined }, `${combo.name} ${args.join(' ')} on ${name}`);
+          assert.is(Number(out.openai.split('.')[0]), combo.openaiMajor, `LangChain used openai ${out.openai}`);
+        }
       }
       // invoke, stream and one batched embeddings call per run
-      await settled(t, async () => (await requestsOf(project)) - before >= 6);
+      await settled(t, async () => (await requestsOf(project)) - before >= 6 * runtimes.length);
     } else {
-      assert.equal(await node(app, ['ai-sdk.mjs'], env), EXPECTED['ai-sdk'], combo.name);
-      await settled(t, async () => (await requestsOf(project)) - before >= 3);
+      for (const { name, bin } of runtimes) assert.equal(await node(app, ['ai-sdk.mjs'], env, bin), EXPECTED['ai-sdk'], `${combo.name} on ${name}`);
+      await settled(t, async () => (await requestsOf(project)) - before >= 3 * runtimes.length);
     }
     assert.ok(t.fake.requests.every((r) => r.headers.authorization === `Bearer ${t.fake.apiKey}`), 'upstream only ever sees the stage key');
   });
