@@ -4,7 +4,10 @@
 // each client against a local server that answers at once (both sides in this process), with a raw
 // keep-alive node:http round trip as the floor; run in alternating rounds, reported as ratios: the
 // machine is shared and absolute figures drift.
+// Last, this process's CPU per proxied request's ledger work (reserve + settle on 4 scopes) against a
+// dynalite in another process, as the stack pays it: only the client side is counted.
 // Run: npx tsx bench/ledger.ts
+import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -136,3 +139,46 @@ sdk.destroy();
 leanCpu.destroy();
 agent.destroy();
 await new Promise((resolve) => instant.close(resolve));
+
+// ------------------------------------------------------------- CPU per request's ledger work
+
+// dynalite in its own process (as in bench/proxy.ts), so only the ledger's side is counted here.
+const child = fork(path.join(path.dirname(new URL(import.meta.url).pathname), 'stack-main.ts'), ['dynalite'], {
+  execArgv: ['--import', 'tsx'],
+  stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+});
+const remote: string = await new Promise((resolve) => child.on('message', (m: { ready?: boolean; endpoint?: string }) => m.ready && resolve(m.endpoint!)));
+const remoteSdk = dynamoClient(remote);
+await ensureLedgerTable(remoteSdk, 'ledger');
+remoteSdk.destroy();
+const remoteLean = leanClient(remote);
+const cycleDir = mkdtempSync(path.join(os.tmpdir(), 'wrapi-bench-'));
+const cycleLedgers: Record<string, Ledger> = {
+  'sqlite (WAL file)': openSqliteLedger(path.join(cycleDir, 'ledger.db')),
+  'lean client, dynalite in another process': createDynamoLedger({ tableName: 'ledger', client: remoteLean }),
+};
+let cycleId = 0;
+async function cycle(ledger: Ledger) {
+  const r = {
+    callId: `cycle-${cycleId++}`, month: '2026-11', day: '2026-11-26', expiresAt: Date.now() + 60_000,
+    holds: scopes.map((scope) => ({ scope, amount: 9_000, limit: 1e15 })),
+  };
+  await ledger.reserve(r);
+  await ledger.settle(settlementOf(r, delta, 'v1'));
+}
+const perRequest: Record<string, number[]> = Object.fromEntries(Object.keys(cycleLedgers).map((k) => [k, []]));
+for (const ledger of Object.values(cycleLedgers)) {
+  for (const s of scopes) await ledger.setLimit(s, 1e15);
+  await cpuPerCall(() => cycle(ledger), 200);
+}
+for (let r = 0; r < 6; r++) {
+  const names = Object.keys(cycleLedgers);
+  if (r % 2) names.reverse();
+  for (const name of names) perRequest[name].push(await cpuPerCall(() => cycle(cycleLedgers[name]), 200));
+}
+console.log(`\nCPU per request's ledger work (reserve + settle, 4 scopes; 6 rounds × 200, median; this process only):`);
+for (const [name, xs] of Object.entries(perRequest)) console.log(`${name.padEnd(42)} ${median(xs).toFixed(0).padStart(6)} µs`);
+await cycleLedgers['sqlite (WAL file)'].close!();
+rmSync(cycleDir, { recursive: true, force: true });
+remoteLean.destroy();
+child.kill();
