@@ -68,6 +68,28 @@ signing('same inputs as @smithy/signature-v4 give the same Authorization header'
   }
 });
 
+signing('the cached signing key rolls over at a day change, a credential refresh and back: smithy\'s header each time', async () => {
+  const host = 'dynamodb.eu-west-2.amazonaws.com';
+  const withToken = { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: SECRET, sessionToken: TOKEN };
+  const steps: [AwsCredentials, string][] = [
+    [withToken, '2026-11-30T23:59:59.999Z'],
+    [withToken, '2026-12-01T00:00:00.000Z'], // next day: a new signing key
+    [{ ...withToken, secretAccessKey: 'rotated/SECRET', sessionToken: 'token-2' }, '2026-12-01T00:00:01.000Z'], // refresh, same day
+    [{ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'rotated/SECRET' }, '2026-12-01T00:00:02.000Z'], // no token
+    [withToken, '2026-11-30T23:59:58.000Z'], // back to the first key: recomputed, not confused
+  ];
+  for (const [credentials, iso] of steps) {
+    const date = new Date(iso);
+    const body = JSON.stringify({ TableName: 't', Key: { pk: { S: 'é  b' } } });
+    const target = 'DynamoDB_20120810.UpdateItem';
+    const headers = signRequest({
+      credentials, region: 'eu-west-2', service: 'dynamodb', amzDate: amzDateOf(date),
+      headers: { host, 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': target }, payloadHash: sha256Hex(Buffer.from(body)),
+    });
+    assert.is(headers.authorization, await smithyAuthorization({ credentials, region: 'eu-west-2', date, host, target, body }), iso);
+  }
+});
+
 // ------------------------------------------------------------------------------- a scripted server
 
 interface Seen { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }

@@ -2,7 +2,8 @@
 // node:crypto and synchronous: the SDK's signer is generic, asynchronous and re-derives what we can
 // cache, and it runs on every ledger write. test/dynamo-http.test.ts checks it against
 // @smithy/signature-v4.
-import { createHash, createHmac } from 'node:crypto';
+import * as crypto from 'node:crypto';
+import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 
 export interface AwsCredentials {
   accessKeyId: string;
@@ -25,7 +26,11 @@ export interface SignInput {
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';
 
-export const sha256Hex = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
+// crypto.hash (Node ≥ 20.12) skips the Hash object: several times faster on a few hundred bytes.
+const oneShot = (crypto as { hash?: (algorithm: string, data: string | Uint8Array, encoding: 'hex') => string }).hash;
+export const sha256Hex: (data: string | Uint8Array) => string = oneShot
+  ? (data) => oneShot('sha256', data, 'hex')
+  : (data) => createHash('sha256').update(data).digest('hex');
 
 /** `2026-11-26T10:00:00.123Z` → `20261126T100000Z` */
 export const amzDateOf = (date: Date) => date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
@@ -55,17 +60,18 @@ export function signRequest(i: SignInput): Record<string, string> {
 
 /**
  * The derived key changes once a day (and with the secret on a credential refresh): cached, it saves
- * four HMACs per request. One entry: a process signs for one region and one set of credentials.
+ * four HMACs per request, and kept as a KeyObject, the key is not imported again for each signature.
+ * One entry: a process signs for one region and one set of credentials.
  */
-let cached: { id: string; key: Buffer } | undefined;
+let cached: { secret: string; date: string; region: string; service: string; key: KeyObject } | undefined;
 
-function signingKey(secret: string, date: string, region: string, service: string): Buffer {
-  const id = `${date}\n${region}\n${service}\n${secret}`;
-  if (cached?.id === id) return cached.key;
+function signingKey(secret: string, date: string, region: string, service: string): KeyObject {
+  const c = cached;
+  if (c && c.date === date && c.secret === secret && c.region === region && c.service === service) return c.key;
   const key = [date, region, service, 'aws4_request'].reduce<Buffer>(
     (k, part) => createHmac('sha256', k).update(part).digest(),
     Buffer.from(`AWS4${secret}`),
   );
-  cached = { id, key };
-  return key;
+  cached = { secret, date, region, service, key: createSecretKey(key) };
+  return cached.key;
 }
