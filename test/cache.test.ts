@@ -35,6 +35,17 @@ function bigTranscript(bytes = 3_000_000): Uint8Array {
   return new TextEncoder().encode(s);
 }
 
+/** Until every thread of `pid` is stopped (Linux /proc): SIGSTOP returns before they all are. */
+async function allThreadsStopped(pid: number): Promise<void> {
+  const { readdirSync, readFileSync } = await import("node:fs");
+  const state = (tid: string) => /^\d+ \(.*\) (\S)/s.exec(readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8"))?.[1];
+  for (let i = 0; i < 500; i++) {
+    if (readdirSync(`/proc/${pid}/task`).every((tid) => /^[Tt]$/.test(state(tid) ?? ""))) return;
+    await sleep(2);
+  }
+  throw new Error(`memcached ${pid} did not stop`);
+}
+
 async function timed<T>(p: Promise<T>): Promise<[T, number]> {
   const start = performance.now();
   const value = await p;
@@ -170,6 +181,7 @@ mc("hung server (SIGSTOP): gets resolve after the timeout, then skip it", async 
   const cache = createMemcachedCache({ servers: server.servers, timeoutMs: 300 });
   await cache.set(key("h"), response(new Uint8Array([1])), 60);
   process.kill(server.pid, "SIGSTOP");
+  await allThreadsStopped(server.pid); // a stop is delivered to each thread on its own: wait for every one
   try {
     const [first, firstMs] = await timed(cache.get(key("h")));
     const [second, secondMs] = await timed(cache.get(key("h")));
