@@ -2,7 +2,10 @@
 // with the caller's own credentials (here the local stack's, found through its outputs), opened
 // in a real headless Chromium. An admin sees the report; a user who is not an admin, a stage that
 // cannot be reached and a stage that is not set up each get a page saying what to do.
-import { test } from 'uvu';
+import { test as uvuTest } from 'uvu';
+import { hasChromium, unless } from './helpers/binaries.ts';
+
+const test = unless(hasChromium(), uvuTest);
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

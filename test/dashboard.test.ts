@@ -2,7 +2,10 @@
 // calls by two users in two projects on two models (one streamed, one a cache hit, one billed by
 // estimate), then the page's figures must equal the admin usage report, whatever the grouping and
 // month; the keyboard drives it; empty states and sessions say what they should.
-import { test } from 'uvu';
+import { test as uvuTest } from 'uvu';
+import { hasChromium, unless } from './helpers/binaries.ts';
+
+const test = unless(hasChromium(), uvuTest);
 import * as assert from 'uvu/assert';
 import { request } from 'node:http';
 import { join } from 'node:path';

@@ -12,7 +12,7 @@ const files = readdirSync(dir)
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort();
 
-interface Result { file: string; passed: number; failed: number; code: number | null; output: string; seconds?: number }
+interface Result { file: string; passed: number; failed: number; skipped?: number; code: number | null; output: string; seconds?: number }
 
 function runFile(file: string): Promise<Result> {
   const started = Date.now();
@@ -27,8 +27,9 @@ function runFile(file: string): Promise<Result> {
     child.on('close', (code) => {
       const total = sumOf(output, 'Total');
       const passed = sumOf(output, 'Passed');
-      const failed = Math.max(total - passed - sumOf(output, 'Skipped'), 0) || (code === 0 ? 0 : 1);
-      resolve({ file, passed, failed, code, output, seconds: (Date.now() - started) / 1000 });
+      const skipped = sumOf(output, 'Skipped');
+      const failed = Math.max(total - passed - skipped, 0) || (code === 0 ? 0 : 1);
+      resolve({ file, passed, failed, skipped, code, output, seconds: (Date.now() - started) / 1000 });
     });
   });
 }
@@ -54,6 +55,7 @@ function typecheck(): Promise<Result> {
 
 let passed = 0;
 let failed = 0;
+let skipped = 0;
 const started = Date.now();
 const queue = [...files];
 const checked = only.length === 0 ? typecheck() : undefined;
@@ -62,8 +64,12 @@ const workers = Array.from({ length: Number(process.env.TEST_JOBS ?? 2) }, async
     const r = await runFile(file);
     passed += r.passed;
     failed += r.failed;
+    skipped += r.skipped ?? 0;
     const ok = r.failed === 0 && r.code === 0;
-    console.log(`${ok ? 'ok  ' : 'FAIL'} ${file}  (${r.passed} passed, ${r.failed} failed, ${r.seconds!.toFixed(1)} s)`);
+    const skips = r.skipped ? `, ${r.skipped} skipped` : '';
+    console.log(`${ok ? 'ok  ' : 'FAIL'} ${file}  (${r.passed} passed, ${r.failed} failed${skips}, ${r.seconds!.toFixed(1)} s)`);
+    // Why a file skipped: the helper's one line per absent program.
+    for (const line of r.output.split('\n')) if (line.startsWith('skip: ')) console.log(`     ${line}`);
     if (!ok || process.env.TEST_VERBOSE) console.log(r.output.replace(/^/gm, '    '));
   }
 });
@@ -76,5 +82,5 @@ if (checked) {
   if (r.failed) console.log(r.output.replace(/^/gm, '    '));
 }
 console.log(`\n${files.length} test files in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-console.log(`${passed} passed, ${failed} failed`);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed > 0 ? 1 : 0);
