@@ -44,12 +44,8 @@ const req = createRequire(import.meta.url);
  */
 export function watchOpenAICopies(onCopy: OnCopy, onRealtime: OnRealtime): Promise<void> {
   installHooks(onCopy, onRealtime);
-  for (const [file, entry] of Object.entries(req.cache)) {
-    const dir = packageDirOf(file);
-    const name = dir && `openai/${file.slice(dir.length + 1).split(sep).join('/')}`;
-    if (name && REALTIME_FILE.test(name) && entry?.loaded) onRealtime(entry.exports as Record<string, unknown>);
-  }
-  return sweepLoadedCopies(onCopy);
+  sweepRequireCache(onCopy, onRealtime);
+  return sweepEsmCopies(onCopy);
 }
 
 /** Module hooks, once per process (the ESM and the CommonJS build of register may both load). */
@@ -74,16 +70,25 @@ function installHooks(onCopy: OnCopy, onRealtime: OnRealtime): void {
   }
 }
 
-async function sweepLoadedCopies(onCopy: OnCopy): Promise<void> {
-  const dirs = installedCopies();
-  // CommonJS: only what is loaded (the require hook sees the rest as it loads).
+/** CommonJS: only what is loaded already (the require hook sees the rest as it loads). */
+function sweepRequireCache(onCopy: OnCopy, onRealtime: OnRealtime): void {
+  const mains = new Map<string, string | undefined>(); // per copy, resolved once
   for (const [file, entry] of Object.entries(req.cache)) {
     const dir = packageDirOf(file);
-    if (dir && entry?.loaded && file === mainOf(dir)) onCopy({ exports: entry.exports, dir });
+    if (!dir || !entry?.loaded) continue;
+    if (!mains.has(dir)) mains.set(dir, mainOf(dir));
+    if (file === mains.get(dir)) onCopy({ exports: entry.exports, dir });
+    else if (REALTIME_FILE.test(`openai/${file.slice(dir.length + 1).split(sep).join('/')}`)) {
+      onRealtime(entry.exports as Record<string, unknown>);
+    }
   }
+}
+
+/** ESM builds cannot be listed as loaded: each installed copy's is loaded (or found loaded) here. */
+async function sweepEsmCopies(onCopy: OnCopy): Promise<void> {
   const later: Promise<void>[] = [];
   const requireModule = Boolean((process.features as { require_module?: boolean }).require_module);
-  for (const dir of dirs) {
+  for (const dir of installedCopies()) {
     const esm = join(dir, 'index.mjs');
     if (!existsSync(esm)) {
       // No ESM build: openai 3 and older. Refuse it if it is loaded; the hook refuses it on load.

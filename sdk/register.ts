@@ -8,7 +8,7 @@
  * Importing `openai-wrapi` does the same.
  */
 import * as ownOpenAI from 'openai';
-import { guardRealtime, patchOpenAIClass, patchOpenAICopy, unpatchOpenAIClass } from './patch.ts';
+import { guardRealtime, patchOpenAICopy, unpatchOpenAIClass } from './patch.ts';
 import { API_KEY_PLACEHOLDER } from './client.ts';
 import { ownCopyDir, watchOpenAICopies, type OpenAICopy } from './openai-copies.ts';
 
