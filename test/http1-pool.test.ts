@@ -2,7 +2,12 @@
 // server that answers with scripted bytes: framing (Content-Length, chunked, split anywhere), interim
 // answers, connection reuse only after a whole reply, and every malformed or cut reply failing the
 // request as retryable, never handing a reply to the wrong request.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -237,5 +242,47 @@ refusals('concurrent requests each get their own reply; destroy fails what is in
   await t.close();
 });
 
+const secure = suite('http/1.1 pool: TLS');
+
+/** A self-signed certificate for 127.0.0.1 (openssl), or undefined when openssl is missing. */
+function selfSigned(): { key: Buffer; cert: Buffer } | undefined {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wrapi-tls-'));
+  try {
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+      '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
+    ], { stdio: 'ignore' });
+    return { key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) };
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+secure('https: replies over TLS with the certificate verified; an untrusted certificate is refused', async () => {
+  const pair = selfSigned();
+  if (!pair) return console.log('  (openssl not found: TLS case skipped)');
+  let connections = 0;
+  const server = tls.createServer(pair, (socket) => {
+    connections++;
+    socket.on('data', () => socket.write(reply('{"tls":true}')));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const trusted = createHttp1Pool({ hostname: '127.0.0.1', port, secure: true, connectTimeoutMs: 2000, tls: { ca: pair.cert } });
+  for (let i = 0; i < 2; i++) assert.is((await trusted.request(request(), 2000)).body.toString(), '{"tls":true}');
+  assert.is(connections, 1, 'kept alive');
+  const untrusted = createHttp1Pool({ hostname: '127.0.0.1', port, secure: true, connectTimeoutMs: 2000 });
+  const error = await failure(untrusted.request(request(), 2000));
+  assert.ok(error.$retryable);
+  assert.match(String(error.code), /SELF_SIGNED|UNABLE_TO_VERIFY|CERT/);
+  trusted.destroy();
+  untrusted.destroy();
+  await new Promise((resolve) => server.close(resolve));
+});
+
 framing.run();
 refusals.run();
+secure.run();

@@ -15,8 +15,10 @@ export interface Http1PoolOptions {
   port: number;
   secure: boolean;
   connectTimeoutMs: number;
-  /** An idle connection is closed after this long (default 20 s). */
+  /** An idle connection is not used again after this long (default 20 s). */
   idleTimeoutMs?: number;
+  /** Extra TLS options (tests: a private CA). Certificates are always verified. */
+  tls?: Pick<tls.ConnectionOptions, 'ca'>;
 }
 
 export interface Http1Reply {
@@ -103,10 +105,12 @@ export function createHttp1Pool(opts: Http1PoolOptions): Http1Pool {
   function open(): Conn {
     const socket = opts.secure
       ? tls.connect({
+          ...opts.tls,
           host: opts.hostname,
           port: opts.port,
           servername: net.isIP(opts.hostname) ? undefined : opts.hostname,
           session,
+          rejectUnauthorized: true,
         })
       : net.connect({ host: opts.hostname, port: opts.port });
     const conn: Conn = { socket, connected: false };
