@@ -19,7 +19,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createDynamoHttpClient, type AwsCredentials } from '../runtime/store/dynamo-http.ts';
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
-import { amzDateOf, sha256Hex, signRequest } from '../runtime/store/sigv4-signer.ts';
+import { amzDateAt, amzDateOf, createJsonPostSigner, sha256Hex, signRequest } from '../runtime/store/sigv4-signer.ts';
 import { startDynalite } from './helpers/dynalite.ts';
 
 const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
@@ -68,25 +68,41 @@ signing('same inputs as @smithy/signature-v4 give the same Authorization header'
   }
 });
 
-signing('the cached signing key rolls over at a day change, a credential refresh and back: smithy\'s header each time', async () => {
+signing('the JSON POST signer gives smithy\'s header across a day change, a credential refresh and a new token', async () => {
   const host = 'dynamodb.eu-west-2.amazonaws.com';
+  const sign = createJsonPostSigner({ region: 'eu-west-2', service: 'dynamodb', host, contentType: 'application/x-amz-json-1.0' });
   const withToken = { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: SECRET, sessionToken: TOKEN };
+  // One signer instance through the sequence, so its cached signing key and token line must roll over.
   const steps: [AwsCredentials, string][] = [
     [withToken, '2026-11-30T23:59:59.999Z'],
-    [withToken, '2026-12-01T00:00:00.000Z'], // next day: a new signing key
+    [withToken, '2026-12-01T00:00:00.000Z'], // next day: new signing key
     [{ ...withToken, secretAccessKey: 'rotated/SECRET', sessionToken: 'token-2' }, '2026-12-01T00:00:01.000Z'], // refresh, same day
     [{ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'rotated/SECRET' }, '2026-12-01T00:00:02.000Z'], // no token
     [withToken, '2026-11-30T23:59:58.000Z'], // back to the first key: recomputed, not confused
   ];
   for (const [credentials, iso] of steps) {
-    const date = new Date(iso);
-    const body = JSON.stringify({ TableName: 't', Key: { pk: { S: 'é  b' } } });
-    const target = 'DynamoDB_20120810.UpdateItem';
-    const headers = signRequest({
-      credentials, region: 'eu-west-2', service: 'dynamodb', amzDate: amzDateOf(date),
-      headers: { host, 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': target }, payloadHash: sha256Hex(Buffer.from(body)),
-    });
-    assert.is(headers.authorization, await smithyAuthorization({ credentials, region: 'eu-west-2', date, host, target, body }), iso);
+    for (const [target, body] of [
+      ['DynamoDB_20120810.UpdateItem', JSON.stringify({ TableName: 't', Key: { pk: { S: 'é  b' } } })],
+      ['DynamoDB_20120810.GetItem', '{}'],
+    ]) {
+      const date = new Date(iso);
+      const amzDate = amzDateAt(date.getTime());
+      assert.is(amzDate, amzDateOf(date));
+      const expected = await smithyAuthorization({ credentials, region: 'eu-west-2', date, host, target, body });
+      assert.is(sign(credentials, amzDate, target, sha256Hex(body)), expected, `${iso} ${target}`);
+      // And the same as the generic signer.
+      const headers = signRequest({
+        credentials, region: 'eu-west-2', service: 'dynamodb', amzDate,
+        headers: { host, 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': target }, payloadHash: sha256Hex(Buffer.from(body)),
+      });
+      assert.is(headers.authorization, expected);
+    }
+  }
+});
+
+signing('amzDateAt formats each second once and follows the clock across seconds and days', () => {
+  for (const iso of ['2026-11-26T10:00:00.000Z', '2026-11-26T10:00:00.999Z', '2026-11-26T10:00:01.000Z', '2026-12-31T23:59:59.999Z', '2027-01-01T00:00:00.000Z', '2026-11-26T10:00:00.500Z']) {
+    assert.is(amzDateAt(Date.parse(iso)), amzDateOf(new Date(iso)), iso);
   }
 });
 
@@ -152,6 +168,23 @@ wire('POST / with the JSON input, the target, identity encoding and a smithy-ide
   const host = s.endpoint.slice('http://'.length);
   assert.is(req.headers.host, host);
   const expected = await smithyAuthorization({ credentials, region: 'eu-west-2', date, host, target: 'DynamoDB_20120810.UpdateItem', body: req.body });
+  assert.is(req.headers.authorization, expected);
+  client.destroy();
+  await s.close();
+});
+
+wire('a body with non-ASCII text: Content-Length in bytes, the body arrives intact and the signature covers it', async () => {
+  const s = await scripted([ok({})]);
+  const client = createDynamoHttpClient({ endpoint: s.endpoint, region: 'eu-west-2', credentials });
+  const input = { TableName: 'ledger', Key: { pk: { S: 'p' }, sk: { S: 'U#projé#arn:aws:iam::1:user/zoë#模型' } } };
+  await client.send(new GetItemCommand(input));
+  const [req] = s.seen;
+  assert.equal(JSON.parse(req.body), input);
+  assert.is(Number(req.headers['content-length']), Buffer.byteLength(req.body));
+  const amzDate = req.headers['x-amz-date'] as string;
+  const date = new Date(amzDate.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
+  const host = s.endpoint.slice('http://'.length);
+  const expected = await smithyAuthorization({ credentials, region: 'eu-west-2', date, host, target: 'DynamoDB_20120810.GetItem', body: req.body });
   assert.is(req.headers.authorization, expected);
   client.destroy();
   await s.close();

@@ -2,9 +2,8 @@
 // middleware, endpoint rules, serde, signing and retry strategy; the ledger makes 8+ calls per proxied
 // request. DynamoDB's wire format is the AttributeValue JSON the ledger already builds, so this client
 // takes the SDK's own command objects (the ledger code is the same for both clients), POSTs
-// `command.input` as JSON over a keep-alive agent, signs with sigv4-signer.ts and parses the reply.
-import http from 'node:http';
-import https from 'node:https';
+// `command.input` as JSON over kept-alive connections (http1-pool.ts), signs with sigv4-signer.ts and
+// parses the reply.
 import {
   BatchGetItemCommand,
   DeleteItemCommand,
@@ -14,7 +13,8 @@ import {
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { LEDGER_CLIENT_CONFIG, type LedgerClient } from './dynamo-ledger.ts';
-import { amzDateOf, sha256Hex, signRequest, type AwsCredentials } from './sigv4-signer.ts';
+import { createHttp1Pool } from './http1-pool.ts';
+import { amzDateAt, createJsonPostSigner, sha256Hex, type AwsCredentials } from './sigv4-signer.ts';
 
 export type { AwsCredentials } from './sigv4-signer.ts';
 export type CredentialProvider = () => Promise<AwsCredentials>;
@@ -74,83 +74,62 @@ export class DynamoHttpError extends Error {
 export function createDynamoHttpClient(opts: DynamoHttpOptions): DynamoHttpClient {
   const url = new URL(opts.endpoint ?? `https://dynamodb.${opts.region}.amazonaws.com`);
   const secure = url.protocol === 'https:';
-  const transport = secure ? https : http;
-  const agent = new transport.Agent({ keepAlive: true });
   const { connectTimeoutMs, requestTimeoutMs, maxAttempts } = { ...LEDGER_HTTP_CONFIG, ...definedOnly(opts) };
   const credentials = cachedCredentials(opts.credentials);
-  const base = {
-    agent,
+  const pool = createHttp1Pool({
     hostname: url.hostname.replace(/^\[|\]$/g, ''),
-    port: url.port || (secure ? 443 : 80),
-    method: 'POST',
-    path: '/',
-  };
+    port: Number(url.port) || (secure ? 443 : 80),
+    secure,
+    connectTimeoutMs,
+  });
+  const sign = createJsonPostSigner({ region: opts.region, service: 'dynamodb', host: url.host, contentType: CONTENT_TYPE });
+  // Everything before x-amz-date is the same on every request of an operation.
+  const heads = new Map([...OPERATIONS.values()].map((op) => [op, `POST / HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: ${CONTENT_TYPE}\r\nx-amz-target: ${TARGET_PREFIX}${op}\r\n`]));
+  let checked: AwsCredentials | undefined;
 
-  function attempt(operation: string, body: Buffer, payloadHash: string, creds: AwsCredentials): Promise<any> {
-    const headers = signRequest({
-      credentials: creds,
-      region: opts.region,
-      service: 'dynamodb',
-      amzDate: amzDateOf(new Date()),
-      headers: {
-        host: url.host,
-        'content-type': 'application/x-amz-json-1.0',
-        'x-amz-target': `DynamoDB_20120810.${operation}`,
-      },
-      payloadHash,
-    });
-    headers['content-length'] = String(body.length);
-    headers['accept-encoding'] = 'identity';
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      let connectTimer: NodeJS.Timeout | undefined;
-      const finish = (error: Error | undefined, value?: unknown) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        clearTimeout(connectTimer);
-        if (error) {
-          req.destroy();
-          reject(error);
-        } else resolve(value);
-      };
-      const req = transport.request({ ...base, headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          const [error, value] = readReply(res, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
-          finish(error, value);
-        });
-        res.on('error', (error) => finish(networkError(error)));
-        res.on('close', () => settled || finish(networkError(new Error('connection closed before the answer ended'))));
-      });
-      // The write may have landed when a timer fires: retrying is still safe (every write is idempotent).
-      const timer = setTimeout(
-        () => finish(new DynamoHttpError('TimeoutError', `DynamoDB did not answer within ${requestTimeoutMs} ms`, undefined, true)),
-        requestTimeoutMs,
-      );
-      req.on('socket', (socket) => {
-        if (!socket.connecting) return; // a kept-alive socket
-        connectTimer = setTimeout(
-          () => finish(new DynamoHttpError('TimeoutError', `no connection to DynamoDB within ${connectTimeoutMs} ms`, undefined, true)),
-          connectTimeoutMs,
-        );
-        socket.once(secure ? 'secureConnect' : 'connect', () => clearTimeout(connectTimer));
-      });
-      req.on('error', (error) => finish(networkError(error)));
-      req.end(body);
-    });
+  /** The whole request, signed now: head and body in one buffer, written in one piece. */
+  function serialise(operation: string, json: string, length: number, payloadHash: string, creds: AwsCredentials): Buffer {
+    if (creds !== checked) {
+      // Header values must not end the line early (the pool writes the head as given).
+      for (const v of [creds.accessKeyId, creds.sessionToken ?? '']) if (/[\r\n\0]/.test(v)) throw new TypeError('invalid AWS credentials');
+      checked = creds;
+    }
+    const amzDate = amzDateAt(Date.now());
+    const authorization = sign(creds, amzDate, TARGET_PREFIX + operation, payloadHash);
+    const head =
+      `${heads.get(operation)}x-amz-date: ${amzDate}\r\n` +
+      (creds.sessionToken ? `x-amz-security-token: ${creds.sessionToken}\r\n` : '') +
+      `authorization: ${authorization}\r\ncontent-length: ${length}\r\naccept-encoding: identity\r\nconnection: keep-alive\r\n\r\n`;
+    const headLength = Buffer.byteLength(head, 'latin1');
+    const request = Buffer.allocUnsafe(headLength + length);
+    request.write(head, 0, 'latin1');
+    request.write(json, headLength, 'utf8');
+    return request;
+  }
+
+  async function attempt(operation: string, json: string, length: number, payloadHash: string): Promise<any> {
+    const request = serialise(operation, json, length, payloadHash, await credentials());
+    let reply;
+    try {
+      reply = await pool.request(request, requestTimeoutMs);
+    } catch (error) {
+      throw networkError(error as Error);
+    }
+    const [error, value] = readReply(reply.status, reply.requestId, reply.body);
+    if (error) throw error;
+    return value;
   }
 
   return {
     async send(command: { input: object }) {
       const operation = OPERATIONS.get(command?.constructor);
       if (!operation) throw new TypeError(`the lean DynamoDB client does not send ${command?.constructor?.name}`);
-      const body = Buffer.from(JSON.stringify(command.input));
-      const payloadHash = sha256Hex(body);
+      const json = JSON.stringify(command.input);
+      const length = Buffer.byteLength(json);
+      const payloadHash = sha256Hex(json);
       for (let n = 1; ; n++) {
         try {
-          const out = await attempt(operation, body, payloadHash, await credentials());
+          const out = await attempt(operation, json, length, payloadHash);
           out.$metadata.attempts = n;
           return out;
         } catch (error) {
@@ -163,14 +142,15 @@ export function createDynamoHttpClient(opts: DynamoHttpOptions): DynamoHttpClien
         }
       }
     },
-    destroy: () => agent.destroy(),
+    destroy: () => pool.destroy(),
   } as DynamoHttpClient;
 }
 
+const CONTENT_TYPE = 'application/x-amz-json-1.0';
+const TARGET_PREFIX = 'DynamoDB_20120810.';
+
 /** The parsed output (with `$metadata`, as the SDK's), or DynamoDB's error as a DynamoHttpError. */
-function readReply(res: http.IncomingMessage, raw: Buffer): [DynamoHttpError | undefined, unknown?] {
-  const status = res.statusCode ?? 0;
-  const requestId = res.headers['x-amzn-requestid'] as string | undefined;
+function readReply(status: number, requestId: string | undefined, raw: Buffer): [DynamoHttpError | undefined, unknown?] {
   let json: any;
   try {
     json = raw.length === 0 ? {} : JSON.parse(raw.toString('utf8'));
@@ -190,7 +170,7 @@ function readReply(res: http.IncomingMessage, raw: Buffer): [DynamoHttpError | u
   return [new DynamoHttpError(name, message, status, retryable, requestId)];
 }
 
-/** Connection refused, reset, DNS…: retryable. Keeps Node's code (ECONNREFUSED…) and message. */
+/** Connection refused, reset, DNS, timeouts…: retryable. Keeps Node's code (ECONNREFUSED…) and message. */
 function networkError(error: Error): Error {
   return Object.assign(error, { $retryable: true });
 }

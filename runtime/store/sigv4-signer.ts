@@ -35,6 +35,18 @@ export const sha256Hex: (data: string | Uint8Array) => string = oneShot
 /** `2026-11-26T10:00:00.123Z` → `20261126T100000Z` */
 export const amzDateOf = (date: Date) => date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
 
+let lastSecond = NaN;
+let lastAmzDate = '';
+/** amzDateOf(new Date(ms)), formatted once per second: a ledger write signs several per millisecond. */
+export function amzDateAt(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== lastSecond) {
+    lastAmzDate = amzDateOf(new Date(second * 1000));
+    lastSecond = second;
+  }
+  return lastAmzDate;
+}
+
 /**
  * Adds x-amz-date, x-amz-security-token (when the credentials carry one) and authorization to
  * `headers` (mutated: the caller built it for this request) and returns it. Every header given is
@@ -46,7 +58,7 @@ export function signRequest(i: SignInput): Record<string, string> {
   if (credentials.sessionToken) headers['x-amz-security-token'] = credentials.sessionToken;
   const names = Object.keys(headers).sort();
   let canonicalHeaders = '';
-  for (const name of names) canonicalHeaders += `${name}:${headers[name].trim().replace(/\s+/g, ' ')}\n`;
+  for (const name of names) canonicalHeaders += `${name}:${canonicalValue(headers[name])}\n`;
   const signedHeaders = names.join(';');
   const canonicalRequest = `POST\n/\n\n${canonicalHeaders}\n${signedHeaders}\n${i.payloadHash}`;
   const date = i.amzDate.slice(0, 8);
@@ -57,6 +69,38 @@ export function signRequest(i: SignInput): Record<string, string> {
   headers.authorization = `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
   return headers;
 }
+
+/**
+ * A signer for JSON POSTs to `/` whose signed headers are exactly content-type, host, x-amz-date,
+ * x-amz-security-token (with session credentials) and x-amz-target: what signRequest computes for
+ * them, with the constant parts of the canonical request and the string to sign built once. Returns
+ * the Authorization header value.
+ */
+export function createJsonPostSigner(o: { region: string; service: string; host: string; contentType: string }) {
+  const head = `POST\n/\n\ncontent-type:${canonicalValue(o.contentType)}\nhost:${canonicalValue(o.host)}\nx-amz-date:`;
+  const tail = `/${o.region}/${o.service}/aws4_request`;
+  let token: { raw: string; line: string } | undefined;
+  return (credentials: AwsCredentials, amzDate: string, target: string, payloadHash: string): string => {
+    let signedHeaders = 'content-type;host;x-amz-date;x-amz-target';
+    let tokenLine = '';
+    if (credentials.sessionToken) {
+      if (token?.raw !== credentials.sessionToken) {
+        token = { raw: credentials.sessionToken, line: `x-amz-security-token:${canonicalValue(credentials.sessionToken)}\n` };
+      }
+      tokenLine = token.line;
+      signedHeaders = 'content-type;host;x-amz-date;x-amz-security-token;x-amz-target';
+    }
+    const canonicalRequest = `${head}${amzDate}\n${tokenLine}x-amz-target:${canonicalValue(target)}\n\n${signedHeaders}\n${payloadHash}`;
+    const date = amzDate.slice(0, 8);
+    const scope = date + tail;
+    const stringToSign = `${ALGORITHM}\n${amzDate}\n${scope}\n${sha256Hex(canonicalRequest)}`;
+    const key = signingKey(credentials.secretAccessKey, date, o.region, o.service);
+    const signature = createHmac('sha256', key).update(stringToSign).digest('hex');
+    return `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
+  };
+}
+
+const canonicalValue = (value: string) => value.trim().replace(/\s+/g, ' ');
 
 /**
  * The derived key changes once a day (and with the secret on a credential refresh): cached, it saves
