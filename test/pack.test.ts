@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -133,6 +133,33 @@ test('a fresh SDK-only install: small, and usable from ESM, CommonJS and the CLI
   const local = await run(bin, ['local'], { cwd: fresh, env: childEnv(t.env) }).catch((e) => e);
   assert.is(local.code, 1);
   assert.match(local.stderr, /The local stack needs packages an SDK install leaves out: npm install better-sqlite3@12 lru-cache@11 gpt-tokenizer@4/);
+});
+
+test('a checkout installed by path builds itself on install (prepare): its import and its bin work', async () => {
+  // What a user of an unpublished version does: `npm install ../openai-wrapi`. The checkout is the
+  // project's files without dist/ (as git has them) and with its dependencies installed.
+  const checkout = join(work, 'checkout');
+  const { stdout } = await run('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: root, maxBuffer: 1 << 24 });
+  for (const file of stdout.split('\0').filter(Boolean)) {
+    if (!(await stat(join(root, file)).catch(() => null))) continue; // deleted in the work tree
+    await mkdir(join(checkout, file, '..'), { recursive: true });
+    await copyFile(join(root, file), join(checkout, file));
+  }
+  await symlink(join(root, 'node_modules'), join(checkout, 'node_modules'));
+  assert.not.ok(await stat(join(checkout, 'dist')).catch(() => null), 'no dist/ before the install');
+
+  const app = join(work, 'from-checkout');
+  await mkdir(app);
+  await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'checkout-app', private: true }));
+  await run(npm, ['install', '--no-audit', '--no-fund', '--offline', checkout], { cwd: app, timeout: 120_000 });
+  const imported = await node(app, ['--input-type=module', '-e', `
+    const m = await import('openai-wrapi');
+    console.log(JSON.stringify({ client: typeof m.default, setLimits: typeof m.setLimits }));
+  `]);
+  assert.equal(JSON.parse(imported.stdout), { client: 'function', setLimits: 'function' });
+  const bin = join(app, 'node_modules/.bin/openai-wrapi');
+  const limits = JSON.parse((await run(bin, ['limits', 'ls', '--project', 'pack-esm', '--json'], { env: childEnv(t.env) })).stdout);
+  assert.equal(limits.limits.map((l: { project: string }) => l.project), ['pack-esm']);
 });
 
 test('TypeScript users get the openai types (OpenAI.Chat..., streams) and ours, from ESM and CommonJS', async () => {
