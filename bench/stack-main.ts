@@ -3,7 +3,7 @@
  * each have their own event loop. Started with `node --import tsx bench/stack-main.ts <role>`
  * through child_process.fork (an IPC channel is required); the parent talks to it by messages.
  *
- *   fake      the fake OpenAI upstream (test/fixtures/fake-openai.ts) on a free 127.0.0.1 port
+ *   fake      the fake OpenAI upstream (runtime/local/simulated-openai.ts) on a free 127.0.0.1 port
  *   dynalite  an in-memory dynalite (DynamoDB-compatible) on a free 127.0.0.1 port
  *   stack     the local stack (runtime/local/stack.ts) with an instrumented ledger:
  *             env BENCH_HOME        data folder (credentials, SQLite files)
@@ -49,7 +49,7 @@ const memory = () => {
 };
 
 if (role === 'fake') {
-  const { startFakeOpenAI } = await import('../test/fixtures/fake-openai.ts');
+  const { startFakeOpenAI } = await import('../runtime/local/simulated-openai.ts');
   const fake = await startFakeOpenAI({});
   // The fixture records every request for tests; a bench sends ~100k, so forget them as we go.
   setInterval(() => (fake.requests.length = 0), 500).unref();

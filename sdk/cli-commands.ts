@@ -197,7 +197,11 @@ export const COMMANDS: Command[] = [
   {
     path: 'local',
     summary: 'start the local stack (same as npm start), until Ctrl-C',
-    options: { home: HOME, port: { type: 'string', arg: 'PORT', help: 'port on 127.0.0.1 (default $PORT or 8787)' } },
+    options: {
+      home: HOME,
+      port: { type: 'string', arg: 'PORT', help: 'port on 127.0.0.1 (default $PORT or 8787)' },
+      demo: { type: 'boolean', help: 'answer every call from a simulated OpenAI: no key needed, nothing billed (also OPENAI_WRAPI_DEMO=1)' },
+    },
     async run({ values, json }) {
       if (values.port !== undefined && !/^\d{1,5}$/.test(String(values.port))) throw new UsageError(`--port must be a port number (got "${printable(String(values.port))}")`);
       const missing = ['better-sqlite3', 'lru-cache', 'gpt-tokenizer'].filter((name) => !resolvable(name));
@@ -209,7 +213,7 @@ export const COMMANDS: Command[] = [
       process.env.OPENAI_WRAPI_HOME = resolve(str(values.home) ?? process.env.OPENAI_WRAPI_HOME ?? '.openai-wrapi');
       if (values.port !== undefined) process.env.PORT = String(values.port);
       const { runLocalStack } = await import('../runtime/local/run.ts');
-      await runLocalStack({ json });
+      await runLocalStack({ json, demo: values.demo === true || process.env.OPENAI_WRAPI_DEMO === '1' });
       return -1; // runs until stopped
     },
   },

@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import http from 'node:http';
 import OpenAI from 'openai';
 import { encode, decode } from 'gpt-tokenizer';
-import { startFakeOpenAI, type FakeOpenAI } from './fixtures/fake-openai.ts';
+import { startFakeOpenAI, type FakeOpenAI } from '../runtime/local/simulated-openai.ts';
 
 let fake: FakeOpenAI;
 let client: OpenAI;

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHttpUpstream } from '../runtime/store/http-upstream.ts';
-import { startFakeOpenAI, type FakeOpenAI } from './fixtures/fake-openai.ts';
+import { startFakeOpenAI, type FakeOpenAI } from '../runtime/local/simulated-openai.ts';
 
 let fake: FakeOpenAI;
 const upstream = createHttpUpstream();

@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { invokeStreaming, type StreamingResult } from './helpers/awslambda-stub.ts';
 import { startDynalite, type DynaliteServer } from './helpers/dynalite.ts';
-import { startFakeOpenAI, type FakeOpenAI } from './fixtures/fake-openai.ts';
+import { startFakeOpenAI, type FakeOpenAI } from '../runtime/local/simulated-openai.ts';
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
 import type { FunctionUrlEvent } from '../runtime/lambda/function-url.ts';
 

@@ -1,8 +1,10 @@
 // Runs the local stack until Ctrl-C or SIGTERM, telling the operator what runs where: as text, or
 // (`openai-wrapi local --json`) as one JSON object per line, the first one saying where it runs.
 import { inspect } from 'node:util';
+import { randomBytes } from 'node:crypto';
 import { startLocalStack, type LocalStack } from './stack.ts';
 import type { Logger } from '../core/ports.ts';
+import type { FakeOpenAI } from './simulated-openai.ts';
 
 /**
  * Control and bidi characters as visible escapes (`\x1b`, `\u{202e}`): a terminal would act on
@@ -19,30 +21,54 @@ const printable = (text: string) =>
 const line = (message: string, fields?: Record<string, unknown>) =>
   printable(fields ? `${message} ${inspect(fields, { breakLength: Infinity })}` : message);
 
-const textLogger: Logger = {
+/** Call lines as text; in demo mode each one says its answer was simulated (the cost is what OpenAI would bill). */
+const textLogger = (demo: boolean): Logger => ({
   info(message, fields) {
     if (message !== 'call' || !fields) return console.log(line(message, fields));
     const f = fields as Record<string, unknown>;
     const cost = typeof f.cost === 'number' ? `$${(f.cost / 1e9).toFixed(6)}` : '';
-    console.log(printable(`[${f.stage}] ${f.route} ${f.user} project=${f.project} model=${f.model} ${f.status ?? ''} ${cost} ${f.cache}${f.estimated ? ' (estimated)' : ''}`));
+    const tail = `${f.estimated ? ' (estimated)' : ''}${demo ? ' (simulated: nothing billed)' : ''}`;
+    console.log(printable(`[${f.stage}] ${f.route} ${f.user} project=${f.project} model=${f.model} ${f.status ?? ''} ${cost} ${f.cache}${tail}`));
   },
   error: (message, fields) => console.error(line(message, fields)),
-};
+});
 
 /** One JSON object per line, with what JSON leaves raw of those characters as `\u` escapes. */
 const jsonLine = (value: unknown) =>
   JSON.stringify(value).replace(/[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
-const jsonLogger: Logger = {
-  info: (message, fields) => console.log(jsonLine({ event: message, ...fields })),
+const jsonLogger = (demo: boolean): Logger => ({
+  info: (message, fields) => console.log(jsonLine({ event: message, ...fields, ...(demo && message === 'call' ? { simulated: true } : {}) })),
   error: (message, fields) => console.error(jsonLine({ event: message, level: 'error', ...fields })),
-};
+});
 
-export async function runLocalStack(opts: { json?: boolean } = {}): Promise<void> {
+/** `--demo` or OPENAI_WRAPI_DEMO=1: only when asked for, never because a key is missing. */
+export const demoRequested = (argv: string[], env: NodeJS.ProcessEnv) => argv.includes('--demo') || env.OPENAI_WRAPI_DEMO === '1';
+
+/**
+ * Demo mode: every stage's upstream is the simulated OpenAI on loopback, with a key made up for this
+ * run, whatever OpenAI key or upstream the environment holds (so a demo can never spend money).
+ */
+async function startDemoUpstream(env: NodeJS.ProcessEnv): Promise<{ simulated: FakeOpenAI; env: NodeJS.ProcessEnv }> {
+  const { startFakeOpenAI } = await import('./simulated-openai.ts');
+  const simulated = await startFakeOpenAI({ demo: true, apiKey: `sk-demo-${randomBytes(12).toString('hex')}` });
+  const demoEnv: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!/^(OPENAI_API_KEY|OPENAI_WRAPI_UPSTREAM_URL|OPENAI_ORG_ID)(_|$)/.test(name)) demoEnv[name] = value;
+  }
+  return { simulated, env: { ...demoEnv, OPENAI_API_KEY: simulated.apiKey, OPENAI_WRAPI_UPSTREAM_URL: simulated.url } };
+}
+
+export async function runLocalStack(opts: { json?: boolean; demo?: boolean } = {}): Promise<void> {
+  const demo = opts.demo ?? demoRequested(process.argv.slice(2), process.env);
   let stack: LocalStack;
+  let simulated: FakeOpenAI | undefined;
   try {
-    stack = await startLocalStack({ log: opts.json ? jsonLogger : textLogger });
+    let env = process.env;
+    if (demo) ({ simulated, env } = await startDemoUpstream(process.env));
+    stack = await startLocalStack({ env, log: opts.json ? jsonLogger(demo) : textLogger(demo), simulatedUpstream: demo });
   } catch (err) {
+    await simulated?.close();
     const message = `could not start the local stack: ${err instanceof Error ? err.message : String(err)}`;
     console.error(opts.json ? jsonLine({ error: { message, code: 'local_stack_failed' } }) : `openai-wrapi: ${message}`);
     process.exit(1);
@@ -51,6 +77,7 @@ export async function runLocalStack(opts: { json?: boolean } = {}): Promise<void
   // that finds no handler kills the process outright.
   const stop = async () => {
     await stack.close();
+    await simulated?.close();
     process.exit(0);
   };
   process.on('SIGINT', stop);
@@ -64,16 +91,21 @@ export async function runLocalStack(opts: { json?: boolean } = {}): Promise<void
       outputsFile: stack.outputsFile,
       dashboardUrl: stack.dashboardUrl,
       stages: Object.values(stack.stages).map((s) => ({ stage: s.stage, proxyUrl: `${stack.url}/${s.stage}/`, upstream: s.config.upstreamUrl, stores: s.stores })),
+      ...(demo ? { simulated: true } : {}),
       warnings: stack.warnings,
     }));
   } else {
-    console.log(`openai-wrapi local stack on ${stack.url}`);
+    console.log(`openai-wrapi local stack on ${stack.url}${demo ? ' (demo: a simulated OpenAI answers every call)' : ''}`);
+    if (demo) {
+      console.log('  DEMO MODE: no call reaches OpenAI and nothing is billed. Answers are simulated, costs are what');
+      console.log('  OpenAI would bill for them. Without --demo, the stack calls OpenAI with OPENAI_API_KEY.');
+    }
     console.log(`  data:        ${stack.home}`);
     console.log(`  credentials: ${stack.credentialsFile} (profile "default" is an admin)`);
     console.log(`  outputs:     ${stack.outputsFile}`);
     console.log(`  dashboard:   ${stack.dashboardUrl}  (the link carries a secret token; it changes at every start)`);
     for (const s of Object.values(stack.stages)) {
-      console.log(`  ${s.stage}: proxy ${stack.url}/${s.stage}/  upstream ${s.config.upstreamUrl}  (${s.stores})`);
+      console.log(`  ${s.stage}: proxy ${stack.url}/${s.stage}/  upstream ${s.config.upstreamUrl}${demo ? ' (simulated)' : ''}  (${s.stores})`);
     }
     for (const w of stack.warnings) console.log(`  ! ${w}`);
   }

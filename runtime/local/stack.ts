@@ -37,6 +37,8 @@ export interface LocalStackOptions {
   wrapLedger?: (ledger: Ledger, stage: string) => Ledger;
   /** The clock that decides months and days (tests move it across a month's end). */
   now?: () => number;
+  /** Demo mode: the upstream is the simulated OpenAI; outputs.json says so for the SDK and CLI. */
+  simulatedUpstream?: boolean;
 }
 
 export interface StageRuntime {
@@ -109,7 +111,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     if (!config.apiKey && config.upstreamUrl === DEFAULT_UPSTREAM_URL) {
       warnings.push(
         `stage ${stage}: no OpenAI API key, so its calls will be refused. Set OPENAI_API_KEY (or OPENAI_API_KEY_${stage.toUpperCase()}), ` +
-          `or point OPENAI_WRAPI_UPSTREAM_URL at an OpenAI-compatible server.`,
+          `or point OPENAI_WRAPI_UPSTREAM_URL at an OpenAI-compatible server, or try it with a simulated OpenAI: npm start -- --demo.`,
       );
     }
   }
@@ -269,7 +271,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
   });
   const url = `http://${host}:${(server.address() as AddressInfo).port}`;
   const outputsFile = join(home, 'outputs.json');
-  await writeOutputs(outputsFile, url, region, creds.file, stages);
+  await writeOutputs(outputsFile, url, region, creds.file, stages, opts.simulatedUpstream === true);
 
   return {
     url,
@@ -307,6 +309,7 @@ async function writeOutputs(
   region: string,
   credentialsFile: string,
   stages: Record<string, StageRuntime>,
+  simulated: boolean,
 ): Promise<void> {
   const outputs: Record<string, unknown> = {};
   for (const s of Object.values(stages)) {
@@ -321,6 +324,7 @@ async function writeOutputs(
       // The only keys this stack accepts: the SDK and CLI sign with them when they target it.
       credentialsFile,
       local: true,
+      ...(simulated ? { simulatedUpstream: true } : {}),
     };
   }
   const tmp = `${file}.${process.pid}.tmp`;

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { startFakeOpenAI, type FakeOpenAI } from '../fixtures/fake-openai.ts';
+import { startFakeOpenAI, type FakeOpenAI } from '../../runtime/local/simulated-openai.ts';
 import { startLocalStack, type LocalStack, type LocalStackOptions } from '../../runtime/local/stack.ts';
 import { addUser, loadOrCreateCredentials, type LocalUser } from '../../runtime/local/credentials.ts';
 import { signedFetch } from '../../sdk/sign.ts';
