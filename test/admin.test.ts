@@ -180,4 +180,41 @@ test('an unexpected failure answers with a request id and is logged with it, wit
   assert.not.match(JSON.stringify(r) + JSON.stringify(lines), /fire|secret/);
 });
 
+test('Invoke: an unexpected failure carries the response\'s request id, in the answer and in the log line', async () => {
+  const lines: { message: string; fields?: Record<string, unknown> }[] = [];
+  const broken = await startTestStack({
+    stack: {
+      log: { info() {}, error: (message, fields) => lines.push({ message, fields }) },
+      // Every other ledger call works: only listing limits fails, with a message that must not leak.
+      wrapLedger: (ledger) =>
+        new Proxy(ledger, {
+          get(target, name) {
+            if (name === 'listLimits') return async () => { throw new Error('disk on fire at /secret/path'); };
+            const value = Reflect.get(target, name);
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        }),
+    },
+  });
+  try {
+    const lambda = new LambdaClient({
+      endpoint: broken.stack.url,
+      region: 'us-east-1',
+      credentials: fromIni({ profile: 'default', filepath: `${broken.home}/credentials`, configFilepath: '/nonexistent', ignoreCache: true }),
+      maxAttempts: 1,
+    });
+    const out = await lambda.send(new InvokeCommand({ FunctionName: 'openai-admin-dev', Payload: JSON.stringify({ action: 'listLimits' }) }));
+    const answer = JSON.parse(Buffer.from(out.Payload!).toString());
+    const requestId = out.$metadata.requestId;
+    assert.match(requestId ?? '', /^[0-9a-f-]{36}$/);
+    assert.is(answer.error.code, 'admin_error');
+    assert.match(answer.error.message, `request ${requestId}`);
+    const logged = lines.filter((l) => l.message === 'admin error');
+    assert.equal(logged.map((l) => [l.fields?.stage, l.fields?.action, l.fields?.requestId]), [['dev', 'listLimits', requestId]]);
+    assert.not.match(JSON.stringify(answer) + JSON.stringify(lines), /fire|secret/);
+  } finally {
+    await broken.close();
+  }
+});
+
 test.run();
