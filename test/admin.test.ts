@@ -8,7 +8,10 @@ import { readFile } from 'node:fs/promises';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { fromIni } from '@aws-sdk/credential-providers';
 import { startTestStack, settled, type TestStack } from './helpers/stack.ts';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { Sha256 } from '@aws-crypto/sha256-js';
 import { createAdmin } from '../runtime/core/admin.ts';
+import { addUser } from '../runtime/local/credentials.ts';
 import type { Ledger } from '../runtime/core/ports.ts';
 
 let t: TestStack;
@@ -161,6 +164,19 @@ test('openai-wrapi local users add: a new user can call at once, as admin only w
   assert.match(dup.stderr, /already/);
   await run(process.execPath, [...cli, 'local', 'users', 'add', 'dora', '--admin', '--home', t.home]);
   assert.ok((await invoke('dora', { action: 'listLimits' })).ok);
+});
+
+test('a user added while the stack runs can call at once with a presigned URL too (the verifier asks the credentials file)', async () => {
+  const erin = await addUser(t.home, 'erin', false);
+  const signer = new SignatureV4({ credentials: erin, region: 'us-east-1', service: 'lambda', sha256: Sha256 });
+  const url = new URL(`${t.stack.url}/dev/v1/models`);
+  const presigned = await signer.presign(
+    { method: 'GET', protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: url.pathname, headers: { host: url.host } },
+    { expiresIn: 300 },
+  );
+  const query = Object.entries(presigned.query ?? {}).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`).join('&');
+  const res = await fetch(`${url}?${query}`);
+  assert.is(res.status, 200, await res.clone().text());
 });
 
 test('an unexpected failure answers with a request id and is logged with it, without the error text', async () => {
