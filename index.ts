@@ -13,10 +13,15 @@ import { fileURLToPath } from 'node:url';
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
 import * as esbuild from 'esbuild';
-// Values shared with the runtime, so names and table layout cannot drift apart. Both modules are
-// plain data with no imports.
-import { adminFunctionName as adminFunctionNameOf } from './runtime/core/protocol.ts';
-import { LEDGER_TABLE } from './runtime/store/ledger-table.ts';
+// Names shared with the runtime (environment variables, function and table names, the table's keys),
+// so the two cannot drift apart: plain data with no imports.
+import {
+  adminFunctionName as adminFunctionNameOf,
+  DEPLOYED_ENV as ENV,
+  LEDGER_TABLE,
+  ledgerTableName,
+  proxyFunctionName as proxyFunctionNameOf,
+} from './runtime/core/contract.ts';
 
 // ------------------------------------------------------------------------------------------ config
 
@@ -111,8 +116,9 @@ const prefix = `openai-wrapi-${stage}`;
 const tags = { project: 'openai-wrapi', stage };
 const named = (name: string) => ({ ...tags, Name: name });
 
-const PROXY_NAME = `openai-proxy-${stage}`;
+const PROXY_NAME = proxyFunctionNameOf(stage);
 const ADMIN_NAME = adminFunctionNameOf(stage);
+const TABLE_NAME = ledgerTableName(stage);
 const MEMCACHED_PORT = 11211;
 
 const [{ region }, { accountId }, { partition }] = await Promise.all([aws.getRegion(), aws.getCallerIdentity(), aws.getPartition()]);
@@ -201,7 +207,7 @@ const lambdaCode = await bundleLambdaCode();
 const table = new aws.dynamodb.Table(
   `${prefix}-ledger`,
   {
-    name: prefix,
+    name: TABLE_NAME,
     billingMode: 'PAY_PER_REQUEST',
     hashKey: LEDGER_TABLE.hashKey,
     rangeKey: LEDGER_TABLE.rangeKey,
@@ -513,11 +519,11 @@ const functionDefaults = {
   tags,
 };
 
-/** The runtime's settings (runtime/core/config.ts, runtime/lambda/stores.ts): names and knobs, never secrets. */
+/** What the functions read (runtime/lambda/settings.ts), named by the contract: names and knobs, never secrets. */
 const commonEnvironment: Record<string, pulumi.Input<string>> = {
-  OPENAI_WRAPI_STAGE: stage,
-  OPENAI_WRAPI_TABLE: table.name,
-  ...(memcachedServers ? { OPENAI_WRAPI_MEMCACHED: memcachedServers } : {}),
+  [ENV.stage]: stage,
+  [ENV.table]: table.name,
+  ...(memcachedServers ? { [ENV.memcached]: memcachedServers } : {}),
 };
 
 const proxy = new aws.lambda.Function(
@@ -535,16 +541,14 @@ const proxy = new aws.lambda.Function(
     environment: {
       variables: {
         ...commonEnvironment,
-        OPENAI_WRAPI_SECRET_ARN: openaiSecret.arn,
+        [ENV.secretArn]: openaiSecret.arn,
         // Give up on the upstream 10 s before Lambda stops the function, so that the proxy still
         // settles the call (an estimate for a cut stream) instead of being killed half way.
-        OPENAI_WRAPI_TIMEOUT_MS: String((settings.proxyTimeoutSeconds - 10) * 1000),
-        OPENAI_WRAPI_FAIL_OPEN: settings.failOpen ? '1' : '0',
-        ...(settings.defaultProjectLimitUsd !== undefined
-          ? { OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT: String(settings.defaultProjectLimitUsd) }
-          : {}),
-        ...(settings.upstreamUrl ? { OPENAI_WRAPI_UPSTREAM_URL: settings.upstreamUrl } : {}),
-        ...(settings.sessionNamedRoles.length ? { OPENAI_WRAPI_SESSION_NAMED_ROLES: settings.sessionNamedRoles.join(',') } : {}),
+        [ENV.timeoutMs]: String((settings.proxyTimeoutSeconds - 10) * 1000),
+        [ENV.failOpen]: settings.failOpen ? '1' : '0',
+        ...(settings.defaultProjectLimitUsd !== undefined ? { [ENV.defaultProjectLimit]: String(settings.defaultProjectLimitUsd) } : {}),
+        ...(settings.upstreamUrl ? { [ENV.upstreamUrl]: settings.upstreamUrl } : {}),
+        ...(settings.sessionNamedRoles.length ? { [ENV.sessionNamedRoles]: settings.sessionNamedRoles.join(',') } : {}),
       },
     },
   },

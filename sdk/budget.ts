@@ -4,6 +4,7 @@
 import {
   HEADER_BUDGET_LIMIT, HEADER_BUDGET_REMAINING, HEADER_BUDGET_SCOPE, HEADER_CACHE, HEADER_COST,
 } from '../runtime/core/protocol.ts';
+import { parseBudgetScope } from '../runtime/core/contract.ts';
 
 /** What the proxy said about a call's money. Amounts in USD. */
 export interface Budget {
@@ -38,7 +39,7 @@ export function budgetOf(response: Response | Headers | { headers: Headers }): B
   const cost = num(HEADER_COST);
   const remaining = num(HEADER_BUDGET_REMAINING);
   const limit = num(HEADER_BUDGET_LIMIT);
-  const scope = parseScope(headers.get(HEADER_BUDGET_SCOPE));
+  const scope = parseBudgetScope(headers.get(HEADER_BUDGET_SCOPE));
   const cache = headers.get(HEADER_CACHE);
   if (cost !== undefined) budget.cost = cost;
   if (remaining !== undefined) budget.remaining = remaining;
@@ -47,21 +48,6 @@ export function budgetOf(response: Response | Headers | { headers: Headers }): B
   if (limit !== undefined && remaining !== undefined && limit > 0) budget.used = Math.min(1, Math.max(0, (limit - remaining) / limit));
   if (cache) budget.cache = cache;
   return Object.keys(budget).length ? budget : undefined;
-}
-
-function parseScope(value: string | null): Budget['scope'] {
-  if (!value) return undefined;
-  const parts: Record<string, string> = {};
-  for (const piece of value.split(' ')) {
-    const eq = piece.indexOf('=');
-    if (eq < 0) continue;
-    try {
-      parts[piece.slice(0, eq)] = decodeURIComponent(piece.slice(eq + 1));
-    } catch {
-      parts[piece.slice(0, eq)] = piece.slice(eq + 1);
-    }
-  }
-  return parts.project === undefined ? undefined : { project: parts.project, user: parts.user ?? '*', model: parts.model ?? '*' };
 }
 
 const KEY = Symbol.for('openai-wrapi.budget-warned');

@@ -213,7 +213,7 @@ export const COMMANDS: Command[] = [
       process.env.OPENAI_WRAPI_HOME = resolve(str(values.home) ?? process.env.OPENAI_WRAPI_HOME ?? '.openai-wrapi');
       if (values.port !== undefined) process.env.PORT = String(values.port);
       const { runLocalStack } = await import('../runtime/local/run.ts');
-      await runLocalStack({ json, demo: values.demo === true || process.env.OPENAI_WRAPI_DEMO === '1' });
+      await runLocalStack({ json, ...(values.demo === true ? { demo: true } : {}) }); // else OPENAI_WRAPI_DEMO decides
       return -1; // runs until stopped
     },
   },

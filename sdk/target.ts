@@ -5,7 +5,7 @@
 // Synchronous on purpose: the `openai` client builds URLs synchronously.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { adminFunctionName } from '../runtime/core/protocol.ts';
+import { adminFunctionName } from '../runtime/core/contract.ts';
 import { WrapiConfigError } from './errors.ts';
 import { checkStaging, readEnv } from './settings.ts';
 

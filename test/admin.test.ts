@@ -8,7 +8,10 @@ import { readFile } from 'node:fs/promises';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { fromIni } from '@aws-sdk/credential-providers';
 import { startTestStack, settled, type TestStack } from './helpers/stack.ts';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { Sha256 } from '@aws-crypto/sha256-js';
 import { createAdmin } from '../runtime/core/admin.ts';
+import { addUser } from '../runtime/local/credentials.ts';
 import type { Ledger } from '../runtime/core/ports.ts';
 
 let t: TestStack;
@@ -163,6 +166,19 @@ test('openai-wrapi local users add: a new user can call at once, as admin only w
   assert.ok((await invoke('dora', { action: 'listLimits' })).ok);
 });
 
+test('a user added while the stack runs can call at once with a presigned URL too (the verifier asks the credentials file)', async () => {
+  const erin = await addUser(t.home, 'erin', false);
+  const signer = new SignatureV4({ credentials: erin, region: 'us-east-1', service: 'lambda', sha256: Sha256 });
+  const url = new URL(`${t.stack.url}/dev/v1/models`);
+  const presigned = await signer.presign(
+    { method: 'GET', protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: url.pathname, headers: { host: url.host } },
+    { expiresIn: 300 },
+  );
+  const query = Object.entries(presigned.query ?? {}).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`).join('&');
+  const res = await fetch(`${url}?${query}`);
+  assert.is(res.status, 200, await res.clone().text());
+});
+
 test('an unexpected failure answers with a request id and is logged with it, without the error text', async () => {
   const lines: { message: string; fields?: Record<string, unknown> }[] = [];
   const broken = createAdmin({
@@ -178,6 +194,43 @@ test('an unexpected failure answers with a request id and is logged with it, wit
   assert.ok(id, r.error.message);
   assert.equal(lines, [{ message: 'admin error', fields: { stage: 'dev', action: 'listLimits', requestId: id, error: 'Error' } }]);
   assert.not.match(JSON.stringify(r) + JSON.stringify(lines), /fire|secret/);
+});
+
+test('Invoke: an unexpected failure carries the response\'s request id, in the answer and in the log line', async () => {
+  const lines: { message: string; fields?: Record<string, unknown> }[] = [];
+  const broken = await startTestStack({
+    stack: {
+      log: { info() {}, error: (message, fields) => lines.push({ message, fields }) },
+      // Every other ledger call works: only listing limits fails, with a message that must not leak.
+      wrapLedger: (ledger) =>
+        new Proxy(ledger, {
+          get(target, name) {
+            if (name === 'listLimits') return async () => { throw new Error('disk on fire at /secret/path'); };
+            const value = Reflect.get(target, name);
+            return typeof value === 'function' ? value.bind(target) : value;
+          },
+        }),
+    },
+  });
+  try {
+    const lambda = new LambdaClient({
+      endpoint: broken.stack.url,
+      region: 'us-east-1',
+      credentials: fromIni({ profile: 'default', filepath: `${broken.home}/credentials`, configFilepath: '/nonexistent', ignoreCache: true }),
+      maxAttempts: 1,
+    });
+    const out = await lambda.send(new InvokeCommand({ FunctionName: 'openai-admin-dev', Payload: JSON.stringify({ action: 'listLimits' }) }));
+    const answer = JSON.parse(Buffer.from(out.Payload!).toString());
+    const requestId = out.$metadata.requestId;
+    assert.match(requestId ?? '', /^[0-9a-f-]{36}$/);
+    assert.is(answer.error.code, 'admin_error');
+    assert.match(answer.error.message, `request ${requestId}`);
+    const logged = lines.filter((l) => l.message === 'admin error');
+    assert.equal(logged.map((l) => [l.fields?.stage, l.fields?.action, l.fields?.requestId]), [['dev', 'listLimits', requestId]]);
+    assert.not.match(JSON.stringify(answer) + JSON.stringify(lines), /fire|secret/);
+  } finally {
+    await broken.close();
+  }
 });
 
 test.run();

@@ -46,12 +46,24 @@ test('the Lambda adapter never imports the local stack, and the local stack neve
   for (const file of files('runtime/local')) for (const spec of imports(file)) assert.not.ok(target(file, spec).startsWith('runtime/lambda/'), `${file} → ${spec}`);
 });
 
-test('sdk/ reaches runtime/ only for the wire protocol and to launch or administer the local stack', () => {
+/** The zero-import modules others may load without loading runtime code: the wire protocol and the deploy contract. */
+const CONTRACTS = ['runtime/core/protocol.ts', 'runtime/core/contract.ts'];
+
+test('the wire protocol and the deploy contract import nothing', () => {
+  for (const file of CONTRACTS) assert.equal(imports(file), [], file);
+});
+
+test('index.ts reaches runtime/ only for the deploy contract (the functions\' code goes through the bundler)', () => {
+  const reached = imports('index.ts').map((spec) => target('index.ts', spec)).filter((to) => to.startsWith('runtime/'));
+  assert.equal(reached, ['runtime/core/contract.ts']);
+});
+
+test('sdk/ reaches runtime/ only for the wire protocol, the deploy contract, and to launch or administer the local stack', () => {
   for (const file of files('sdk')) {
     for (const spec of imports(file)) {
       const to = target(file, spec);
       if (!to.startsWith('runtime/')) continue;
-      assert.ok(to === 'runtime/core/protocol.ts' || to.startsWith('runtime/local/'), `${file} imports ${spec}`);
+      assert.ok(CONTRACTS.includes(to) || to.startsWith('runtime/local/'), `${file} imports ${spec}`);
     }
   }
 });

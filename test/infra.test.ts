@@ -5,6 +5,9 @@ import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LEDGER_TABLE } from '../runtime/store/dynamo-ledger.ts';
+import { DEPLOYED_ENV, LAMBDA_PROVIDED_ENV, UNDEPLOYED_ENV, adminFunctionName, ledgerTableName, proxyFunctionName } from '../runtime/core/contract.ts';
+import { readAdminSettings, readProxySettings } from '../runtime/lambda/settings.ts';
+import { localOutputs } from '../runtime/local/outputs.ts';
 import {
   ACCOUNT,
   BASE_CONFIG,
@@ -276,6 +279,56 @@ runs('the runtime settings reach the proxy as the variables runtime/core/config.
   assert.equal(sorted(Object.keys(envOf(adminOf(full)))), ['OPENAI_WRAPI_MEMCACHED', 'OPENAI_WRAPI_STAGE', 'OPENAI_WRAPI_TABLE']);
 });
 
+/**
+ * The variable names `read` asks for, given the environment the program wrote: a map that records
+ * every lookup (a per-stage override `X_DEV` counts as `X`, the local stack's spelling of it).
+ */
+function namesRead(written: Record<string, string>, read: (env: Record<string, string | undefined>) => unknown): string[] {
+  const names = new Set<string>();
+  const env = new Proxy({ ...written, AWS_REGION: REGION }, {
+    get(target, name) {
+      if (typeof name === 'string') names.add(name.replace(/_DEV$/, ''));
+      return Reflect.get(target, name);
+    },
+  });
+  read(env);
+  return sorted([...names]);
+}
+
+const PROVIDED_ELSEWHERE: string[] = [...Object.values(UNDEPLOYED_ENV), ...LAMBDA_PROVIDED_ENV];
+
+runs('each function\'s runtime reads exactly the variables the program writes it, besides those it documents as provided elsewhere', () => {
+  const functions = [
+    { fn: proxyOf(full), read: readProxySettings },
+    { fn: adminOf(full), read: readAdminSettings },
+  ];
+  for (const { fn, read } of functions) {
+    const written = envOf(fn);
+    const read_ = namesRead(written, read);
+    assert.equal(read_.filter((name) => !PROVIDED_ELSEWHERE.includes(name)), sorted(Object.keys(written)), fn.name);
+    for (const name of Object.keys(written)) assert.ok((Object.values(DEPLOYED_ENV) as string[]).includes(name), `${fn.name}: ${name} is not in DEPLOYED_ENV`);
+  }
+  // With every optional setting on, the two functions together use every deployed name.
+  const everyWritten = new Set(functions.flatMap(({ fn }) => Object.keys(envOf(fn))));
+  assert.equal(sorted([...everyWritten]), sorted(Object.values(DEPLOYED_ENV)));
+});
+
+runs('the program\'s values are ones the runtime accepts, and name the resources it creates', () => {
+  const proxy = readProxySettings(envOf(proxyOf(full)));
+  assert.is(proxy.stage, 'dev');
+  assert.is(proxy.config.maxTimeoutMs, 290_000);
+  assert.is(proxy.config.failOpen, true);
+  assert.is(proxy.config.upstreamUrl, 'https://gateway.example.com/v1');
+  assert.equal(proxy.identity.sessionNamedRoles, ['DataScience', 'Analysts']);
+  assert.is(proxy.secret?.arn, full.one(T.secret).state.arn);
+  assert.is(proxy.stores.tableName, full.one(T.table).state.name);
+  assert.ok(proxy.stores.memcachedServers);
+  assert.equal(readAdminSettings(envOf(adminOf(full))).stores, { ...proxy.stores, region: 'us-east-1' });
+  assert.is(full.one(T.table).inputs.name, ledgerTableName('dev'));
+  assert.is(proxyOf(full).inputs.name, proxyFunctionName('dev'));
+  assert.is(adminOf(full).inputs.name, adminFunctionName('dev'));
+});
+
 runs('both functions run in the private subnets, in the functions\' security group', () => {
   for (const run of [full, single]) {
     const sg = run.one(T.securityGroup, '-functions');
@@ -485,12 +538,14 @@ runs('outputs: the eight names, nothing else, none secret, pointing at the right
   assert.is(noCache.outputs.cacheEndpoint.value, null);
 });
 
-runs('the local stack writes the same output names (runtime/local/stack.ts)', () => {
-  const source = readFileSync(new URL('../runtime/local/stack.ts', import.meta.url), 'utf8');
-  const block = source.slice(source.indexOf('outputs[s.stage] = {'), source.indexOf('};', source.indexOf('outputs[s.stage] = {')));
-  const localNames = [...block.matchAll(/^\s+(\w+)[:,]/gm)].map((m) => m[1]).filter((n) => !['lambdaEndpoint', 'credentialsFile', 'local'].includes(n));
+runs('the local stack writes the same output names (runtime/local/outputs.ts), and the same function and table names', () => {
+  const local = localOutputs({ url: 'http://127.0.0.1:8787', region: REGION, credentialsFile: '/tmp/credentials', stages: ['dev'] }).dev as Record<string, unknown>;
+  const localNames = Object.keys(local).filter((n) => !['lambdaEndpoint', 'credentialsFile', 'local'].includes(n));
   assert.ok(localNames.length >= 6, `found ${localNames}`);
   for (const name of localNames) assert.ok(OUTPUTS.includes(name), `the local stack writes ${name}, the program does not`);
+  for (const name of ['proxyFunctionName', 'adminFunctionName', 'tableName', 'region']) {
+    assert.is(local[name], full.outputs[name].value, name);
+  }
 });
 
 runs.run();

@@ -16,12 +16,17 @@ export interface AdminDeps {
   /** Called after limits or prices change (clears the proxy's policy cache in the same process). */
   onChange?: () => void;
   /** Where an unexpected failure is told, with the request id its caller is given. */
-  log?: Logger;
+  log: Logger;
 }
 
 export type AdminResult = ({ ok: true } & Record<string, unknown>) | ({ ok: false } & ErrorBody);
 
-export type AdminHandler = (request: unknown) => Promise<AdminResult>;
+/** Per invocation: the platform's request id (Lambda's, the local Invoke API's), else a new one. */
+export interface AdminInvocation {
+  requestId?: string;
+}
+
+export type AdminHandler = (request: unknown, invocation?: AdminInvocation) => Promise<AdminResult>;
 
 /**
  * Project and user names: no `#` (it joins scope keys), no control, invisible formatting or bidi
@@ -141,7 +146,7 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
     },
   };
 
-  return async (request) => {
+  return async (request, invocation) => {
     try {
       if (!request || typeof request !== 'object') throw badRequest('The admin request must be a JSON object with an "action".');
       const req = request as Record<string, unknown>;
@@ -152,9 +157,11 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       return { ok: true, stage, ...(await action(req)) };
     } catch (err) {
       if (err instanceof WrapiError) return { ok: false, ...err.body() };
-      const id = crypto.randomUUID();
+      // The same id in the log line and in the answer, and nothing else of the error: its text may
+      // hold a path, a key or a table name.
+      const id = invocation?.requestId ?? crypto.randomUUID();
       const action = (request as { action?: unknown } | null)?.action;
-      deps.log?.error('admin error', { stage, action: typeof action === 'string' ? action : undefined, requestId: id, error: errorName(err) });
+      deps.log.error('admin error', { stage, action: typeof action === 'string' ? action : undefined, requestId: id, error: errorName(err) });
       return {
         ok: false,
         error: { message: `The admin function failed (request ${id}); its logs say why.`, type: 'server_error', param: null, code: 'admin_error' },

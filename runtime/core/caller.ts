@@ -1,3 +1,4 @@
+import { ENV } from './contract.ts';
 import type { Caller } from './proxy.ts';
 
 /** IAM Identity Center's roles: AWS sets their session name to the signed-in user. */
@@ -40,6 +41,6 @@ export function callerFromArn(arn: string, rules: IdentityRules = {}): Caller | 
 
 /** `OPENAI_WRAPI_SESSION_NAMED_ROLES`: role names, comma-separated. */
 export function identityRules(env: Record<string, string | undefined>): IdentityRules {
-  const roles = (env.OPENAI_WRAPI_SESSION_NAMED_ROLES ?? '').split(',').map((r) => r.trim()).filter(Boolean);
+  const roles = (env[ENV.sessionNamedRoles] ?? '').split(',').map((r) => r.trim()).filter(Boolean);
   return { sessionNamedRoles: roles };
 }

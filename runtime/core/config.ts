@@ -1,5 +1,6 @@
 // Typed configuration from an environment map. The core never reads the process environment: the
 // composition roots (Lambda, local stack) pass theirs in.
+import { ENV, stageEnvName } from './contract.ts';
 import type { Nano } from './ports.ts';
 import { usdToNano } from './pricing.ts';
 
@@ -40,7 +41,7 @@ type Env = Record<string, string | undefined>;
 export function readProxyConfig(env: Env, stage: string): ProxyConfig {
   const problems: string[] = [];
   const get = (name: string): string | undefined => {
-    const value = env[`${name}_${stage.toUpperCase()}`] ?? env[name];
+    const value = env[stageEnvName(name, stage)] ?? env[name];
     return value?.trim() ? value.trim() : undefined;
   };
   const number = (name: string, fallback: number, min = 0): number => {
@@ -53,21 +54,21 @@ export function readProxyConfig(env: Env, stage: string): ProxyConfig {
     }
     return value;
   };
-  const upstreamUrl = (get('OPENAI_WRAPI_UPSTREAM_URL') ?? DEFAULT_UPSTREAM_URL).replace(/\/+$/, '');
-  if (!/^https?:\/\//.test(upstreamUrl)) problems.push(`OPENAI_WRAPI_UPSTREAM_URL must be an http(s) URL`);
-  const defaultLimit = get('OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT');
+  const upstreamUrl = (get(ENV.upstreamUrl) ?? DEFAULT_UPSTREAM_URL).replace(/\/+$/, '');
+  if (!/^https?:\/\//.test(upstreamUrl)) problems.push(`${ENV.upstreamUrl} must be an http(s) URL`);
+  const defaultLimit = get(ENV.defaultProjectLimit);
+  const failOpen = get(ENV.failOpen);
   const config: ProxyConfig = {
     stage,
     upstreamUrl,
-    apiKey: get('OPENAI_API_KEY'),
-    orgId: get('OPENAI_ORG_ID'),
-    defaultProjectLimit:
-      defaultLimit === undefined ? undefined : usdToNano(number('OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT', 0)),
-    failOpen: get('OPENAI_WRAPI_FAIL_OPEN') === '1' || get('OPENAI_WRAPI_FAIL_OPEN') === 'true',
-    maxTimeoutMs: number('OPENAI_WRAPI_TIMEOUT_MS', 600_000, 1),
-    maxBodyBytes: number('OPENAI_WRAPI_MAX_BODY_BYTES', 6 * 1024 * 1024, 1),
-    cacheTtlSeconds: number('OPENAI_WRAPI_CACHE_TTL', 7 * 24 * 3600, 1),
-    policyCacheMs: number('OPENAI_WRAPI_POLICY_CACHE_MS', 5_000),
+    apiKey: get(ENV.apiKey),
+    orgId: get(ENV.orgId),
+    defaultProjectLimit: defaultLimit === undefined ? undefined : usdToNano(number(ENV.defaultProjectLimit, 0)),
+    failOpen: failOpen === '1' || failOpen === 'true',
+    maxTimeoutMs: number(ENV.timeoutMs, 600_000, 1),
+    maxBodyBytes: number(ENV.maxBodyBytes, 6 * 1024 * 1024, 1),
+    cacheTtlSeconds: number(ENV.cacheTtlSeconds, 7 * 24 * 3600, 1),
+    policyCacheMs: number(ENV.policyCacheMs, 5_000),
   };
   if (problems.length) throw new ConfigError(problems);
   return config;

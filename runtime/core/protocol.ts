@@ -13,16 +13,13 @@ export const HEADER_COST = 'openai-proxy-cost';
 export const HEADER_BUDGET_REMAINING = 'openai-proxy-budget-remaining';
 /** Response header: the limit (USD) of that tightest scope. */
 export const HEADER_BUDGET_LIMIT = 'openai-proxy-budget-limit';
-/** Response header: which scope that is, e.g. `project=research user=* model=*`. */
+/** Response header: which scope that is, e.g. `project=research user=* model=*` (contract.ts: formatBudgetScope). */
 export const HEADER_BUDGET_SCOPE = 'openai-proxy-budget-scope';
 export const DEFAULT_PROJECT = 'N/A';
 /** Wildcard used in limit and usage scopes: "any user" / "any model". */
 export const ANY = '*';
 export const STAGES = ['dev', 'prod'] as const;
 export type Stage = (typeof STAGES)[number];
-
-/** The name of a stage's admin function, on AWS and in the local stack. */
-export const adminFunctionName = (stage: string): string => `openai-admin-${stage}`;
 
 /** The smallest non-zero USD amount (limits; prices per 1M tokens): below it, nano-USD rounds it to 0. */
 export const MIN_USD = 0.000001;

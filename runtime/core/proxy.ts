@@ -4,6 +4,7 @@ import { afterResponse, Bill, errorName, retried, type CountTokens, type Outcome
 import { assertBillable } from './billable.ts';
 import { cacheKey } from './cache-key.ts';
 import type { ProxyConfig } from './config.ts';
+import { formatBudgetScope } from './contract.ts';
 import {
   WrapiError, badRequest, forbidden, notFound, overBudget, stageKeyRejected, toErrorResponse, tooLarge, unavailable,
 } from './errors.ts';
@@ -373,7 +374,7 @@ function setBudgetHeaders(headers: Headers, bill: Bill, cost: number | undefined
   const { scope, limit } = tightest;
   headers.set(P.HEADER_BUDGET_REMAINING, nanoToUsd(Math.max(0, tightest.remaining)).toFixed(6));
   headers.set(P.HEADER_BUDGET_LIMIT, nanoToUsd(limit).toFixed(6));
-  headers.set(P.HEADER_BUDGET_SCOPE, `project=${encodeURIComponent(scope.project)} user=${encodeURIComponent(scope.user)} model=${encodeURIComponent(scope.model)}`);
+  headers.set(P.HEADER_BUDGET_SCOPE, formatBudgetScope(scope));
 }
 
 /** Headers a cache hit replays: the upstream's, not our per-call ones (set afresh on a hit). */

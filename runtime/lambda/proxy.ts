@@ -4,35 +4,43 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { badRequest, forbidden, toErrorResponse } from '../core/errors.ts';
+import type { IdentityRules } from '../core/caller.ts';
 import { createProxy, type Caller, type ProxyHandler } from '../core/proxy.ts';
 import { bodyOf, callerOf, toRequest, type FunctionUrlEvent } from './function-url.ts';
-import { identityRules } from '../core/caller.ts';
 import { lambdaStores, lambdaLogger } from './stores.ts';
-import { readProxyConfig } from '../core/config.ts';
 import { createHttpUpstream } from '../store/http-upstream.ts';
 import { countTokens } from '../store/tokenizer.ts';
-import { loadSecrets } from './secrets.ts';
+import { withCredentials } from './secrets.ts';
+import { readProxySettings } from './settings.ts';
 
-let proxy: Promise<ProxyHandler> | undefined;
-/** Which roles' session names name a user: read once per instance, with the function's settings. */
-const rules = identityRules(process.env);
-
-async function build(): Promise<ProxyHandler> {
-  const env = { ...process.env, ...(await loadSecrets(process.env)) };
-  const config = readProxyConfig(env, env.OPENAI_WRAPI_STAGE ?? 'dev');
-  const { ledger, cache } = lambdaStores(env);
-  return createProxy({ config, ledger, cache, upstream: createHttpUpstream(), countTokens, log: lambdaLogger });
+interface Instance {
+  proxy: ProxyHandler;
+  /** Which roles' session names name a user: read once per instance, with the function's settings. */
+  rules: IdentityRules;
 }
 
-async function serve(event: FunctionUrlEvent, caller: Caller, pending: Promise<unknown>[]): Promise<Response> {
-  let ready: ProxyHandler;
+let instance: Promise<Instance> | undefined;
+
+async function build(): Promise<Instance> {
+  const settings = readProxySettings(process.env);
+  const config = await withCredentials(settings);
+  const { ledger, cache } = lambdaStores(settings.stores);
+  const proxy = createProxy({ config, ledger, cache, upstream: createHttpUpstream(), countTokens, log: lambdaLogger });
+  return { proxy, rules: settings.identity };
+}
+
+/** The instance, built on the first call; a failed cold start answers an error and is retried next time. */
+async function ready(): Promise<Instance | Response> {
   try {
-    ready = await (proxy ??= build());
+    return await (instance ??= build());
   } catch (err) {
-    proxy = undefined; // let the next invocation retry a failed cold start
+    instance = undefined;
     lambdaLogger.error('cold start failed', { error: err instanceof Error ? err.name : 'unknown' });
     return toErrorResponse(err);
   }
+}
+
+async function serve(event: FunctionUrlEvent, caller: Caller, proxy: ProxyHandler, pending: Promise<unknown>[]): Promise<Response> {
   let req: Request;
   let body: Uint8Array | undefined;
   try {
@@ -41,19 +49,18 @@ async function serve(event: FunctionUrlEvent, caller: Caller, pending: Promise<u
   } catch {
     return toErrorResponse(badRequest('The request could not be read.'));
   }
-  return ready(req, { caller, body, waitUntil: (p) => pending.push(p) });
+  return proxy(req, { caller, body, waitUntil: (p) => pending.push(p) });
 }
 
 export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (event, responseStream) => {
   const pending: Promise<unknown>[] = [];
   let res: Response;
-  const caller = callerOf(event, rules);
-  if (!caller) {
-    // Only reachable if the URL were deployed without AWS_IAM auth: never serve anonymous callers.
-    res = toErrorResponse(forbidden('The proxy only serves callers verified by AWS IAM (SigV4).', 'unsigned_request'));
-  } else {
-    res = await serve(event, caller, pending);
-  }
+  const built = await ready();
+  const caller = built instanceof Response ? undefined : callerOf(event, built.rules);
+  if (built instanceof Response) res = built;
+  else if (caller) res = await serve(event, caller, built.proxy, pending);
+  // Only reachable if the URL were deployed without AWS_IAM auth: never serve anonymous callers.
+  else res = toErrorResponse(forbidden('The proxy only serves callers verified by AWS IAM (SigV4).', 'unsigned_request'));
   const out = awslambda.HttpResponseStream.from(responseStream, {
     statusCode: res.status,
     headers: Object.fromEntries(res.headers),

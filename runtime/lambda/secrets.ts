@@ -1,11 +1,13 @@
 // The stage's OpenAI key and org id. Deployed stacks keep them in Secrets Manager (named by
 // OPENAI_WRAPI_SECRET_ARN) and read them once per cold start; without it, the environment is used.
-type Env = Record<string, string | undefined>;
+import type { ProxyConfig } from '../core/config.ts';
+import type { ProxySettings } from './settings.ts';
 
-export async function loadSecrets(env: Env): Promise<Env> {
-  const arn = env.OPENAI_WRAPI_SECRET_ARN;
-  if (!arn) return {};
+/** The proxy's configuration with the secret's credentials in place of the environment's. */
+export async function withCredentials(settings: ProxySettings): Promise<ProxyConfig> {
+  if (!settings.secret) return settings.config;
   const { readSecretJson } = await import('./secrets-manager.ts');
-  const secret = await readSecretJson(arn, env.AWS_REGION ?? 'us-east-1');
-  return { OPENAI_API_KEY: secret.openaiApiKey, OPENAI_ORG_ID: secret.openaiOrgId };
+  const secret = await readSecretJson(settings.secret.arn, settings.secret.region);
+  const clean = (value: unknown) => (typeof value === 'string' && value.trim() ? value.trim() : undefined);
+  return { ...settings.config, apiKey: clean(secret.openaiApiKey), orgId: clean(secret.openaiOrgId) };
 }

@@ -5,8 +5,7 @@ import { createDynamoHttpClient, envCredentials } from '../store/dynamo-http.ts'
 import { createDynamoLedger } from '../store/dynamo-ledger.ts';
 import { createLruCache } from '../store/lru-cache.ts';
 import { createMemcachedCache } from '../store/memcached-cache.ts';
-
-type Env = Record<string, string | undefined>;
+import type { StoreSettings } from './settings.ts';
 
 /** One JSON line per event in CloudWatch; callers never pass prompts or keys. */
 export const lambdaLogger: Logger = {
@@ -14,20 +13,17 @@ export const lambdaLogger: Logger = {
   error: (message, fields) => console.error(JSON.stringify({ level: 'error', message, ...fields })),
 };
 
-export function lambdaStores(env: Env): { ledger: Ledger; cache: ResponseCache } {
-  const tableName = env.OPENAI_WRAPI_TABLE;
-  if (!tableName) throw new Error('OPENAI_WRAPI_TABLE is not set');
+export function lambdaStores(settings: StoreSettings): { ledger: Ledger; cache: ResponseCache } {
   // The lean client (a fraction of the SDK's CPU per call) with the role's credentials, which Lambda
   // puts in the environment; timeouts and retries are LEDGER_HTTP_CONFIG's.
   const client = createDynamoHttpClient({
-    region: env.AWS_REGION ?? 'us-east-1',
-    endpoint: env.OPENAI_WRAPI_DYNAMODB_ENDPOINT || undefined,
-    credentials: envCredentials(env),
+    region: settings.region,
+    endpoint: settings.dynamodbEndpoint,
+    credentials: envCredentials(process.env),
   });
-  const ledger = createDynamoLedger({ tableName, client });
-  const servers = env.OPENAI_WRAPI_MEMCACHED;
-  const cache = servers
-    ? createMemcachedCache({ servers, logger: lambdaLogger })
+  const ledger = createDynamoLedger({ tableName: settings.tableName, client });
+  const cache = settings.memcachedServers
+    ? createMemcachedCache({ servers: settings.memcachedServers, logger: lambdaLogger })
     : createLruCache({ maxBytes: 16 * 1024 * 1024 });
   return { ledger, cache };
 }

@@ -4,6 +4,7 @@ import { inspect } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { startLocalStack, type LocalStack } from './stack.ts';
 import type { Logger } from '../core/ports.ts';
+import { ENV, LOCAL_ENV } from '../core/contract.ts';
 import type { FakeOpenAI } from './simulated-openai.ts';
 
 /**
@@ -43,7 +44,7 @@ const jsonLogger = (demo: boolean): Logger => ({
 });
 
 /** `--demo` or OPENAI_WRAPI_DEMO=1: only when asked for, never because a key is missing. */
-export const demoRequested = (argv: string[], env: NodeJS.ProcessEnv) => argv.includes('--demo') || env.OPENAI_WRAPI_DEMO === '1';
+export const demoRequested = (argv: string[], env: NodeJS.ProcessEnv) => argv.includes('--demo') || env[LOCAL_ENV.demo] === '1';
 
 /**
  * Demo mode: every stage's upstream is the simulated OpenAI on loopback, with a key made up for this
@@ -52,11 +53,13 @@ export const demoRequested = (argv: string[], env: NodeJS.ProcessEnv) => argv.in
 async function startDemoUpstream(env: NodeJS.ProcessEnv): Promise<{ simulated: FakeOpenAI; env: NodeJS.ProcessEnv }> {
   const { startFakeOpenAI } = await import('./simulated-openai.ts');
   const simulated = await startFakeOpenAI({ demo: true, apiKey: `sk-demo-${randomBytes(12).toString('hex')}` });
+  // The variables and their per-stage overrides (`OPENAI_API_KEY_DEV`) are all left out.
+  const replaced = [ENV.apiKey, ENV.orgId, ENV.upstreamUrl];
   const demoEnv: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(env)) {
-    if (!/^(OPENAI_API_KEY|OPENAI_WRAPI_UPSTREAM_URL|OPENAI_ORG_ID)(_|$)/.test(name)) demoEnv[name] = value;
+    if (!replaced.some((r) => name === r || name.startsWith(`${r}_`))) demoEnv[name] = value;
   }
-  return { simulated, env: { ...demoEnv, OPENAI_API_KEY: simulated.apiKey, OPENAI_WRAPI_UPSTREAM_URL: simulated.url } };
+  return { simulated, env: { ...demoEnv, [ENV.apiKey]: simulated.apiKey, [ENV.upstreamUrl]: simulated.url } };
 }
 
 export async function runLocalStack(opts: { json?: boolean; demo?: boolean } = {}): Promise<void> {

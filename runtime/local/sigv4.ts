@@ -28,7 +28,8 @@ export type VerifyResult =
   | { ok: false; status: 403; message: string };
 
 export interface VerifierOptions {
-  lookup(accessKeyId: string): LocalUser | undefined;
+  /** The user a signature's access key id names; asked only once the request is well formed. */
+  lookup(accessKeyId: string): LocalUser | undefined | Promise<LocalUser | undefined>;
   region: string;
   service?: 'lambda';
   /** Allowed clock difference; 15 minutes by default. */
@@ -61,7 +62,7 @@ export function createVerifier(opts: VerifierOptions): (req: SignedRequestParts)
   const now = opts.now ?? Date.now;
   const deny = (message: string): VerifyResult => ({ ok: false, status: 403, message });
 
-  const verify = (req: SignedRequestParts): VerifyResult => {
+  return async (req: SignedRequestParts): Promise<VerifyResult> => {
     const auth = readAuth(req);
     if (typeof auth === 'string') return deny(auth);
     const { credential, signedHeaders, signature, amzDate, expiresS } = auth;
@@ -70,7 +71,7 @@ export function createVerifier(opts: VerifierOptions): (req: SignedRequestParts)
     if (terminator !== 'aws4_request' || extra !== undefined) {
       return deny('Credential must have the form <key>/<YYYYMMDD>/<region>/<service>/aws4_request');
     }
-    const user = opts.lookup(accessKeyId);
+    const user = await opts.lookup(accessKeyId);
     if (!user) return deny('The security token included in the request is invalid');
 
     const signedAt = parseAmzDate(amzDate);
@@ -111,7 +112,6 @@ export function createVerifier(opts: VerifierOptions): (req: SignedRequestParts)
     const ok = given.length === 64 && timingSafeEqual(given, Buffer.from(expected));
     return ok ? { ok: true, user, signedHeaders: signedHeaders.toLowerCase().split(';') } : deny('The request signature does not match');
   };
-  return async (req) => verify(req);
 }
 
 interface AuthParams {

@@ -2,13 +2,14 @@
 // or DynamoDB (a real table or dynalite) when an endpoint is configured; an in-process LRU cache
 // unless memcached servers are configured.
 import { join } from 'node:path';
+import { ENV, LOCAL_ENV, ledgerTableName } from '../core/contract.ts';
 import type { Ledger, Logger, ResponseCache } from '../core/ports.ts';
 import { createLruCache } from '../store/lru-cache.ts';
 
 type Env = Record<string, string | undefined>;
 
 export async function openLocalLedger(env: Env, home: string, stage: string): Promise<{ ledger: Ledger; describe: string }> {
-  const endpoint = env.OPENAI_WRAPI_DYNAMODB_ENDPOINT;
+  const endpoint = env[ENV.dynamodbEndpoint];
   if (endpoint) {
     const { DynamoDBClient } = await import('@aws-sdk/client-dynamodb');
     const { createDynamoLedger, ensureLedgerTable, LEDGER_CLIENT_CONFIG } = await import('../store/dynamo-ledger.ts');
@@ -19,7 +20,7 @@ export async function openLocalLedger(env: Env, home: string, stage: string): Pr
       /^https?:\/\/(127\.|localhost)/.test(endpoint) && !env.AWS_ACCESS_KEY_ID
         ? { accessKeyId: 'local', secretAccessKey: 'local' }
         : (await import('@aws-sdk/credential-provider-node')).defaultProvider();
-    const tableName = `${env.OPENAI_WRAPI_TABLE_PREFIX ?? 'openai-wrapi'}-${stage}`;
+    const tableName = ledgerTableName(stage, env[LOCAL_ENV.tablePrefix]);
     // Creating the table (and waiting for it) stays on the SDK client; the ledger's calls use the lean
     // one, as the Lambdas do.
     const admin = new DynamoDBClient({ ...LEDGER_CLIENT_CONFIG, endpoint, region, credentials });
@@ -42,7 +43,7 @@ export async function openLocalLedger(env: Env, home: string, stage: string): Pr
 }
 
 export async function openLocalCache(env: Env, stage: string, log: Logger): Promise<{ cache: ResponseCache; describe: string }> {
-  const servers = env.OPENAI_WRAPI_MEMCACHED;
+  const servers = env[ENV.memcached];
   if (servers) {
     const { createMemcachedCache } = await import('../store/memcached-cache.ts');
     // 250 ms, not Lambda's 50: on a busy laptop a scheduler pause outlasts a loopback round trip,

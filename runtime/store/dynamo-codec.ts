@@ -14,7 +14,7 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { DailyRow, LimitRow, PriceOverride, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
 import { COUNTERS } from './ledger-common.ts';
-import { LEDGER_TABLE } from './ledger-table.ts';
+import { LEDGER_TABLE } from '../core/contract.ts';
 
 export type Item = Record<string, AttributeValue>;
 export type Key = { pk: { S: string }; sk: { S: string } };

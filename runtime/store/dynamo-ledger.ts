@@ -18,7 +18,7 @@ import {
   type QueryCommandInput,
 } from '@aws-sdk/client-dynamodb';
 import type { ExpiredHold, Hold, Ledger, Nano, Reservation, Scope } from '../core/ports.ts';
-import { LEDGER_TABLE } from './ledger-table.ts';
+import { LEDGER_TABLE } from '../core/contract.ts';
 import { COUNTERS, isListed, sortDaily, sortLimits, sortUsage } from './ledger-common.ts';
 import {
   LIMIT_PK,
@@ -49,7 +49,7 @@ import {
   type Item,
 } from './dynamo-codec.ts';
 
-export { LEDGER_TABLE } from './ledger-table.ts';
+export { LEDGER_TABLE } from '../core/contract.ts';
 
 /**
  * Client settings for the Lambdas (merge with region): a dead or hanging DynamoDB must turn into a

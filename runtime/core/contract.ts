@@ -1,0 +1,116 @@
+// What the Pulumi program (index.ts), the runtime and the SDK must spell the same way: the functions'
+// environment variables, the names of the functions and the table, the table's keys, and the
+// budget-scope header's format. Plain data and tiny pure functions with no imports on purpose: the
+// program loads this without loading runtime code, and the SDK without pulling in the runtime.
+
+/** The variables the program writes into a function's environment (and nothing else does on AWS). */
+export const DEPLOYED_ENV = {
+  /** `dev`, `prod`, …: the stage the function serves. */
+  stage: 'OPENAI_WRAPI_STAGE',
+  /** The ledger's DynamoDB table name. */
+  table: 'OPENAI_WRAPI_TABLE',
+  /** `host:port,…` of the memcached nodes; absent: a per-instance memory cache. */
+  memcached: 'OPENAI_WRAPI_MEMCACHED',
+  /** Secrets Manager secret holding `{ openaiApiKey, openaiOrgId }` (the proxy only). */
+  secretArn: 'OPENAI_WRAPI_SECRET_ARN',
+  /** The longest upstream call, in ms. */
+  timeoutMs: 'OPENAI_WRAPI_TIMEOUT_MS',
+  /** `1`/`true`: forward calls unmetered when the ledger is unreachable. */
+  failOpen: 'OPENAI_WRAPI_FAIL_OPEN',
+  /** USD per month for projects without a limit of their own. */
+  defaultProjectLimit: 'OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT',
+  /** An OpenAI-compatible base URL including `/v1`. */
+  upstreamUrl: 'OPENAI_WRAPI_UPSTREAM_URL',
+  /** Roles whose session name is the user, comma-separated. */
+  sessionNamedRoles: 'OPENAI_WRAPI_SESSION_NAMED_ROLES',
+} as const;
+
+/**
+ * Variables the runtime reads that the program never writes: the OpenAI credentials (on AWS they come
+ * from the secret, merged in at cold start; locally from the environment), knobs whose defaults
+ * suit AWS, and the DynamoDB endpoint of tests and the local stack.
+ */
+export const UNDEPLOYED_ENV = {
+  apiKey: 'OPENAI_API_KEY',
+  orgId: 'OPENAI_ORG_ID',
+  maxBodyBytes: 'OPENAI_WRAPI_MAX_BODY_BYTES',
+  cacheTtlSeconds: 'OPENAI_WRAPI_CACHE_TTL',
+  policyCacheMs: 'OPENAI_WRAPI_POLICY_CACHE_MS',
+  dynamodbEndpoint: 'OPENAI_WRAPI_DYNAMODB_ENDPOINT',
+} as const;
+
+/** What Lambda itself puts in every function's environment (the region, the role's credentials). */
+export const LAMBDA_PROVIDED_ENV = ['AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'] as const;
+
+/** Every variable a function may read, by what it means. */
+export const ENV = { ...DEPLOYED_ENV, ...UNDEPLOYED_ENV } as const;
+
+/** The local stack's own variables (no Lambda has them). */
+export const LOCAL_ENV = {
+  /** Data folder: credentials, ledgers, outputs.json. */
+  home: 'OPENAI_WRAPI_HOME',
+  region: 'OPENAI_WRAPI_REGION',
+  /** With a DynamoDB endpoint: tables are `<prefix>-<stage>`. */
+  tablePrefix: 'OPENAI_WRAPI_TABLE_PREFIX',
+  port: 'PORT',
+  /** `1`: demo mode, every stage answered by the simulated OpenAI (same as `--demo`). */
+  demo: 'OPENAI_WRAPI_DEMO',
+} as const;
+
+/**
+ * A per-stage override of `name` (`OPENAI_API_KEY_DEV` for `OPENAI_API_KEY`): the local stack serves
+ * every stage from one environment.
+ */
+export const stageEnvName = (name: string, stage: string): string => `${name}_${stage.toUpperCase()}`;
+
+/** The name of a stage's metering proxy function. */
+export const proxyFunctionName = (stage: string): string => `openai-proxy-${stage}`;
+/** The name of a stage's admin function, on AWS and in the local stack. */
+export const adminFunctionName = (stage: string): string => `openai-admin-${stage}`;
+/** The name of a stage's ledger table. */
+export const ledgerTableName = (stage: string, prefix = 'openai-wrapi'): string => `${prefix}-${stage}`;
+
+/** The table the program creates: exactly the keys the ledger uses, no indexes. */
+export const LEDGER_TABLE = {
+  hashKey: 'pk',
+  rangeKey: 'sk',
+  attributes: [
+    { name: 'pk', type: 'S' },
+    { name: 'sk', type: 'S' },
+  ],
+  /** Epoch seconds after which DynamoDB's TTL deletes an item (remembered response sizes). */
+  ttlAttribute: 'ttl',
+} as const;
+
+/** A limited scope as the budget-scope response header names it; `*` is "any". */
+export interface BudgetScope {
+  project: string;
+  user: string;
+  model: string;
+}
+
+/** The budget-scope header's value: `project=research user=* model=gpt-4o`, each part URI-encoded. */
+export const formatBudgetScope = (scope: BudgetScope): string =>
+  `project=${encodeURIComponent(scope.project)} user=${encodeURIComponent(scope.user)} model=${encodeURIComponent(scope.model)}`;
+
+/**
+ * Reads a budget-scope header's value. Undefined without a project; a missing user or model is `*`.
+ * Unknown parts are skipped and a part that is not valid URI encoding is taken as it is, so a newer
+ * proxy's header still reads.
+ */
+export function parseBudgetScope(value: string | null | undefined): BudgetScope | undefined {
+  if (!value) return undefined;
+  const parts = new Map<string, string>();
+  for (const piece of value.split(' ')) {
+    const eq = piece.indexOf('=');
+    if (eq < 0) continue;
+    const raw = piece.slice(eq + 1);
+    try {
+      parts.set(piece.slice(0, eq), decodeURIComponent(raw));
+    } catch {
+      parts.set(piece.slice(0, eq), raw);
+    }
+  }
+  const project = parts.get('project');
+  return project === undefined ? undefined : { project, user: parts.get('user') ?? '*', model: parts.get('model') ?? '*' };
+}

@@ -1,0 +1,61 @@
+// Everything each function reads from its environment, read in one place per function, so that the
+// infra test can check those names against the ones the Pulumi program writes.
+import { identityRules, type IdentityRules } from '../core/caller.ts';
+import { readProxyConfig, type ProxyConfig } from '../core/config.ts';
+import { ENV, LAMBDA_PROVIDED_ENV } from '../core/contract.ts';
+
+type Env = Record<string, string | undefined>;
+
+export interface StoreSettings {
+  tableName: string;
+  region: string;
+  /** Tests point the ledger at dynalite; on AWS, absent. */
+  dynamodbEndpoint?: string;
+  /** `host:port,…`; absent: a per-instance memory cache. */
+  memcachedServers?: string;
+}
+
+export interface AdminSettings {
+  stage: string;
+  stores: StoreSettings;
+}
+
+export interface ProxySettings extends AdminSettings {
+  /** The secret with the stage's OpenAI credentials; absent: they come from the environment. */
+  secret?: { arn: string; region: string };
+  /** Without the credentials the secret holds: {@link withCredentials} adds them. */
+  config: ProxyConfig;
+  identity: IdentityRules;
+}
+
+const [AWS_REGION] = LAMBDA_PROVIDED_ENV;
+const regionOf = (env: Env) => env[AWS_REGION] ?? 'us-east-1';
+const stageOf = (env: Env) => env[ENV.stage] ?? 'dev';
+
+export function readStoreSettings(env: Env): StoreSettings {
+  const tableName = env[ENV.table];
+  if (!tableName) throw new Error(`${ENV.table} is not set`);
+  return {
+    tableName,
+    region: regionOf(env),
+    dynamodbEndpoint: env[ENV.dynamodbEndpoint] || undefined,
+    memcachedServers: env[ENV.memcached] || undefined,
+  };
+}
+
+export function readAdminSettings(env: Env): AdminSettings {
+  return { stage: stageOf(env), stores: readStoreSettings(env) };
+}
+
+/** Throws ConfigError (every bad value at once) or a missing table's Error. */
+export function readProxySettings(env: Env): ProxySettings {
+  const stage = stageOf(env);
+  const arn = env[ENV.secretArn];
+  return {
+    stage,
+    secret: arn ? { arn, region: regionOf(env) } : undefined,
+    config: readProxyConfig(env, stage),
+    identity: identityRules(env),
+    stores: readStoreSettings(env),
+  };
+}
