@@ -418,7 +418,7 @@ const openaiSecret = new aws.secretsmanager.Secret(`${prefix}-openai`, {
   description: `OpenAI API key and organization id of the openai-wrapi ${stage} stage`,
   tags,
 });
-new aws.secretsmanager.SecretVersion(`${prefix}-openai`, {
+const openaiSecretVersion = new aws.secretsmanager.SecretVersion(`${prefix}-openai`, {
   secretId: openaiSecret.id,
   secretString: pulumi.secret(
     pulumi.jsonStringify({
@@ -542,6 +542,9 @@ const proxy = new aws.lambda.Function(
       variables: {
         ...commonEnvironment,
         [ENV.secretArn]: openaiSecret.arn,
+        // A new key is a new version id: the function's configuration changes with it, so Lambda
+        // replaces every warm instance, and each new one reads exactly this version.
+        [ENV.secretVersion]: openaiSecretVersion.versionId,
         // Give up on the upstream 10 s before Lambda stops the function, so that the proxy still
         // settles the call (an estimate for a cut stream) instead of being killed half way.
         [ENV.timeoutMs]: String((settings.proxyTimeoutSeconds - 10) * 1000),

@@ -262,6 +262,19 @@ runs('the proxy takes its timeout and memory from config and stops waiting on th
   assert.is(envOf(proxyOf(single)).OPENAI_WRAPI_TIMEOUT_MS, '590000');
 });
 
+runs('a rotated key (pulumi config set --secret openaiApiKey, pulumi up) changes the proxy\'s configuration', async () => {
+  const before = envOf(proxyOf(noCache));
+  assert.is(before.OPENAI_WRAPI_SECRET_VERSION, noCache.one(T.secretVersion).state.versionId);
+  assert.match(before.OPENAI_WRAPI_SECRET_VERSION, /^[0-9a-f]{8}-/);
+  const rotated = await runProgram({ ...BASE_CONFIG, useElastiCache: false, numAzs: 3, openaiApiKey: 'sk-test-rotated-key-9876543210' });
+  const after = envOf(proxyOf(rotated));
+  assert.is.not(after.OPENAI_WRAPI_SECRET_VERSION, before.OPENAI_WRAPI_SECRET_VERSION, 'a new version id: Lambda replaces the warm instances');
+  const { OPENAI_WRAPI_SECRET_VERSION: _a, ...restBefore } = before;
+  const { OPENAI_WRAPI_SECRET_VERSION: _b, ...restAfter } = after;
+  assert.equal(restAfter, restBefore, 'and nothing else changes');
+  assert.not.ok(JSON.stringify(after).includes('sk-test-rotated'), 'the key itself never reaches the environment');
+});
+
 runs('the runtime settings reach the proxy as the variables runtime/core/config.ts reads', () => {
   const env = envOf(proxyOf(full));
   assert.is(env.OPENAI_WRAPI_STAGE, 'dev');

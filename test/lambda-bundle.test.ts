@@ -160,11 +160,15 @@ failures.run();
 interface FakeSecretsManager {
   endpoint: string;
   calls: { target: string; secretId: string; signed: boolean }[];
+  /** A new current version, as a rotation in Secrets Manager makes one. */
+  rotate(secret: Record<string, string>, versionId: string): void;
   close(): Promise<void>;
 }
 
-async function startFakeSecretsManager(secretArn: string, secret: Record<string, string>): Promise<FakeSecretsManager> {
+async function startFakeSecretsManager(secretArn: string, initial: Record<string, string>): Promise<FakeSecretsManager> {
   const calls: FakeSecretsManager['calls'] = [];
+  let versionId = 'a1b2c3d4-5678-90ab-cdef-EXAMPLE11111';
+  let secret = initial;
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk) => (body += chunk));
@@ -183,7 +187,7 @@ async function startFakeSecretsManager(secretArn: string, secret: Record<string,
           ARN: secretArn,
           Name: secretArn.split(':').pop(),
           SecretString: JSON.stringify(secret),
-          VersionId: 'a1b2c3d4-5678-90ab-cdef-EXAMPLE11111',
+          VersionId: versionId,
           VersionStages: ['AWSCURRENT'],
           CreatedDate: 1_764_000_000,
         }),
@@ -194,6 +198,10 @@ async function startFakeSecretsManager(secretArn: string, secret: Record<string,
   return {
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     calls,
+    rotate(next, id) {
+      secret = next;
+      versionId = id;
+    },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
@@ -313,6 +321,33 @@ handlers('a project without a limit is refused by the bundled proxy, before any 
   assert.ok(r.statusCode >= 400 && r.statusCode < 500, `status ${r.statusCode}`);
   assert.type(json(r).error?.message, 'string');
   assert.is(fake.requests.length, before);
+});
+
+handlers('a key rotated in Secrets Manager directly: the call OpenAI refuses re-reads the secret once, the next call uses the new key', async () => {
+  const oldKey = fake.apiKey;
+  const newKey = 'sk-rotated-in-secrets-manager-0001';
+  fake.apiKey = newKey; // OpenAI now only takes the new key, and the secret holds it
+  secrets.rotate({ openaiApiKey: newKey, openaiOrgId: 'org-from-secrets-manager' }, 'b2c3d4e5-6789-01ab-cdef-EXAMPLE22222');
+  const reads = secrets.calls.length;
+  try {
+    const refused = await invokeStreaming(proxy, event({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Rotated one.' }] }));
+    assert.is(refused.statusCode, 502, refused.body);
+    assert.is(json(refused).error.code, 'stage_key_rejected');
+    assert.is(secrets.calls.length, reads + 1, 'the refusal re-read the secret before the handler returned');
+    const before = fake.requests.length;
+    const ok = await invokeStreaming(proxy, event({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Rotated two.' }] }));
+    assert.is(ok.statusCode, 200, ok.body);
+    assert.is(fake.requests[before].headers.authorization, `Bearer ${newKey}`);
+    // A key that is simply wrong (the secret holds no better one) is not re-read on every call.
+    fake.apiKey = 'sk-revoked-everywhere';
+    for (const content of ['Rejected one.', 'Rejected two.']) {
+      const r = await invokeStreaming(proxy, event({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] }));
+      assert.is(json(r).error.code, 'stage_key_rejected');
+    }
+    assert.is(secrets.calls.length, reads + 1, 'at most one re-read a minute');
+  } finally {
+    fake.apiKey = oldKey;
+  }
 });
 
 handlers.run();

@@ -13,6 +13,11 @@ export const DEPLOYED_ENV = {
   memcached: 'OPENAI_WRAPI_MEMCACHED',
   /** Secrets Manager secret holding `{ openaiApiKey, openaiOrgId }` (the proxy only). */
   secretArn: 'OPENAI_WRAPI_SECRET_ARN',
+  /**
+   * The secret's version deployed with this configuration (the proxy only). A rotated key is a new
+   * version, so a new value here: Lambda updates the function and no warm instance keeps the old key.
+   */
+  secretVersion: 'OPENAI_WRAPI_SECRET_VERSION',
   /** The longest upstream call, in ms. */
   timeoutMs: 'OPENAI_WRAPI_TIMEOUT_MS',
   /** `1`/`true`: forward calls unmetered when the ledger is unreachable. */

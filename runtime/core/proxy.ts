@@ -53,6 +53,8 @@ export interface ProxyDeps {
   policy?: PolicyReader;
   /** Ids that mark a call's ledger writes; random unless a test fixes them. */
   newCallId?: () => string;
+  /** OpenAI refused the stage's key (401): the Lambda re-reads its secret, in case it was rotated. */
+  onKeyRejected?: () => void;
 }
 
 export type ProxyHandler = (req: Request, ctx: CallContext) => Promise<Response>;
@@ -304,6 +306,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
   function keyRejected(res: Response): WrapiError {
     res.body?.cancel().catch(() => undefined);
     log.error('OpenAI rejected the stage API key', { stage: config.stage, status: res.status });
+    deps.onKeyRejected?.();
     return stageKeyRejected(config.stage);
   }
 

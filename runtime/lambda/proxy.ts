@@ -11,22 +11,60 @@ import { lambdaStores, lambdaLogger } from './stores.ts';
 import { createHttpUpstream } from '../store/http-upstream.ts';
 import { countTokens } from '../store/tokenizer.ts';
 import { withCredentials } from './secrets.ts';
-import { readProxySettings } from './settings.ts';
+import { readProxySettings, type ProxySettings } from './settings.ts';
+import type { ProxyConfig } from '../core/config.ts';
 
 interface Instance {
   proxy: ProxyHandler;
   /** Which roles' session names name a user: read once per instance, with the function's settings. */
   rules: IdentityRules;
+  settings: ProxySettings;
+  stores: ReturnType<typeof lambdaStores>;
+  apiKey?: string;
 }
 
+/** After OpenAI refuses the key, an instance re-reads the secret at most this often. */
+const KEY_RECHECK_MS = 60_000;
+
 let instance: Promise<Instance> | undefined;
+let recheck: Promise<void> | undefined;
+let lastRecheck = 0;
 
 async function build(): Promise<Instance> {
   const settings = readProxySettings(process.env);
-  const config = await withCredentials(settings);
-  const { ledger, cache } = lambdaStores(settings.stores);
-  const proxy = createProxy({ config, ledger, cache, upstream: createHttpUpstream(), countTokens, log: lambdaLogger });
-  return { proxy, rules: settings.identity };
+  const credentials = await withCredentials(settings);
+  if (credentials.notDeployed) {
+    lambdaLogger.info('the secret\'s current version is not the one deployed with this function: rotated outside pulumi up?', {
+      versionId: credentials.versionId,
+    });
+  }
+  return assemble(settings, lambdaStores(settings.stores), credentials.config);
+}
+
+function assemble(settings: ProxySettings, stores: Instance['stores'], config: ProxyConfig): Instance {
+  const proxy = createProxy({ config, ledger: stores.ledger, cache: stores.cache, upstream: createHttpUpstream(), countTokens, log: lambdaLogger, onKeyRejected });
+  return { proxy, rules: settings.identity, settings, stores, apiKey: config.apiKey };
+}
+
+/**
+ * OpenAI refused the key this instance holds. A key rotated by `pulumi up` never gets here (the new
+ * version id replaces the instances); one rotated in Secrets Manager directly does: read the
+ * current version and, if it holds another key, serve the next calls with it.
+ */
+function onKeyRejected(): void {
+  const built = instance;
+  if (!built || recheck || Date.now() - lastRecheck < KEY_RECHECK_MS) return;
+  lastRecheck = Date.now();
+  recheck = (async () => {
+    const old = await built;
+    const { config, versionId } = await withCredentials(old.settings);
+    if (config.apiKey && config.apiKey !== old.apiKey && instance === built) {
+      instance = Promise.resolve(assemble(old.settings, old.stores, config));
+      lambdaLogger.info('OpenAI rejected the stage key; the secret holds another one now, used from the next call', { versionId });
+    }
+  })()
+    .catch((err) => lambdaLogger.error('could not re-read the secret', { error: err instanceof Error ? err.name : 'unknown' }))
+    .finally(() => (recheck = undefined));
 }
 
 /** The instance, built on the first call; a failed cold start answers an error and is retried next time. */
@@ -78,4 +116,5 @@ export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (even
   // Lambda freezes the instance once the handler returns: settle before that. Work may add work (a
   // stream the client left is read to its end, then settled), so wait until none is left.
   while (pending.length > 0) await Promise.allSettled(pending.splice(0));
+  await recheck; // a secret re-read started by this call, before Lambda freezes the instance
 });

@@ -1,8 +1,8 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 
-/** The secret is a JSON object: `{ "openaiApiKey": "sk-…", "openaiOrgId": "org-…" }`. */
-export async function readSecretJson(arn: string, region: string): Promise<{ openaiApiKey?: string; openaiOrgId?: string }> {
+/** The secret's current version: a JSON object `{ "openaiApiKey": "sk-…", "openaiOrgId": "org-…" }`, and its id. */
+export async function readSecretJson(arn: string, region: string): Promise<{ value: { openaiApiKey?: string; openaiOrgId?: string }; versionId?: string }> {
   const client = new SecretsManagerClient({ region });
   const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));
-  return JSON.parse(out.SecretString ?? '{}');
+  return { value: JSON.parse(out.SecretString ?? '{}'), versionId: out.VersionId };
 }

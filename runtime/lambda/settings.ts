@@ -21,8 +21,12 @@ export interface AdminSettings {
 }
 
 export interface ProxySettings extends AdminSettings {
-  /** The secret with the stage's OpenAI credentials; absent: they come from the environment. */
-  secret?: { arn: string; region: string };
+  /**
+   * The secret with the stage's OpenAI credentials (absent: they come from the environment), and the
+   * version `pulumi up` deployed with this configuration (its id changes the configuration, so a
+   * rotated key replaces every warm instance).
+   */
+  secret?: { arn: string; region: string; versionId?: string };
   /** Without the credentials the secret holds: {@link withCredentials} adds them. */
   config: ProxyConfig;
   identity: IdentityRules;
@@ -53,7 +57,7 @@ export function readProxySettings(env: Env): ProxySettings {
   const arn = env[ENV.secretArn];
   return {
     stage,
-    secret: arn ? { arn, region: regionOf(env) } : undefined,
+    secret: arn ? { arn, region: regionOf(env), versionId: env[ENV.secretVersion] || undefined } : undefined,
     config: readProxyConfig(env, stage),
     identity: identityRules(env),
     stores: readStoreSettings(env),

@@ -638,7 +638,7 @@ export async function startFakeOpenAI(opts: FakeOpenAIOptions = {}): Promise<Fak
     try { body = raw ? JSON.parse(raw) : undefined; } catch { badJson = true; }
     requests.push({ method, path, search: url.search, headers: flatHeaders(req.headers), body });
     ctx.apiKeySent = /^Bearer\s+(.*)$/i.exec(String(req.headers.authorization ?? ''))?.[1] ?? '';
-    if (ctx.apiKeySent !== apiKey) return sendError(ctx, 401, badKeyError(ctx.apiKeySent));
+    if (ctx.apiKeySent !== fake.apiKey) return sendError(ctx, 401, badKeyError(ctx.apiKeySent)); // tests may rotate it
     if (badJson) return sendError(ctx, 400, invalid('We could not parse the JSON body of your request. (HINT: This ' +
       "likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what " +
       'was sent was not valid JSON.)'));

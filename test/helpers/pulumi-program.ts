@@ -3,6 +3,7 @@
 // module URL; @pulumi/* stay shared, so the mocks apply), then returns every resource it registered
 // with its inputs, and its stack outputs with their secretness.
 // https://www.pulumi.com/docs/iac/guides/testing/unit/
+import { createHash } from 'node:crypto';
 import * as pulumi from '@pulumi/pulumi';
 
 export const PROJECT = 'openai-wrapi';
@@ -141,6 +142,11 @@ function computed(type: string, name: string, id: string, inputs: Record<string,
       return { arn: arn('dynamodb', `table/${physical}`), name: physical };
     case 'aws:secretsmanager/secret:Secret':
       return { arn: arn('secretsmanager', `secret:${physical}-AbCdEf`), name: physical };
+    case 'aws:secretsmanager/secretVersion:SecretVersion': {
+      // Secrets Manager gives each new value a new version id: here one derived from the value.
+      const hex = createHash('sha256').update(JSON.stringify(inputs.secretString)).digest('hex');
+      return { versionId: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}` };
+    }
     case 'aws:cloudwatch/logGroup:LogGroup':
       return { arn: arn('logs', `log-group:${physical}`), name: physical };
     case 'aws:iam/role:Role':
