@@ -45,6 +45,10 @@ interface Settings {
   upstreamUrl?: string;
   /** Roles whose session name is the user (their trust policy forces it); see the README. */
   sessionNamedRoles: string[];
+  /** Concurrency reserved for the admin function, so a saturated proxy cannot lock admins out; undefined = none. */
+  adminReservedConcurrency?: number;
+  /** The most proxy instances at once (Lambda's reserved concurrency: also reserved); undefined = the account's pool. */
+  proxyMaxConcurrency?: number;
   openaiApiKey: pulumi.Output<string>;
   openaiOrgId?: pulumi.Output<string>;
 }
@@ -58,6 +62,8 @@ function readSettings(): Settings {
     if (!Number.isInteger(value) || value < min || value > max) problems.push(`${key} must be an integer from ${min} to ${max} (got ${value})`);
     return value;
   };
+  const optionalInteger = (key: string, min: number, max: number): number | undefined =>
+    config.getNumber(key) === undefined ? undefined : integer(key, 0, min, max);
 
   const settings: Settings = {
     // Lowercase words joined by single dashes, at most 20 characters: valid in every name it ends up in
@@ -75,6 +81,10 @@ function readSettings(): Settings {
     tableDeletionProtection: config.getBoolean('tableDeletionProtection') ?? true,
     upstreamUrl: config.get('upstreamUrl'),
     sessionNamedRoles: config.getObject<string[]>('sessionNamedRoles') ?? [],
+    // Lambda keeps 100 of the account's concurrency unreserved, and new accounts may have a quota of
+    // 10: both are off unless set, and Lambda refuses a reservation the quota cannot cover.
+    adminReservedConcurrency: optionalInteger('adminReservedConcurrency', 1, 1000),
+    proxyMaxConcurrency: optionalInteger('proxyMaxConcurrency', 1, 100_000),
     openaiApiKey: config.requireSecret('openaiApiKey'),
     openaiOrgId: config.getSecret('openaiOrgId'),
   };
@@ -537,6 +547,9 @@ const proxy = new aws.lambda.Function(
     handler: 'proxy.handler',
     timeout: settings.proxyTimeoutSeconds,
     memorySize: settings.proxyMemoryMb,
+    // A streamed call holds an instance for its whole length: this caps how many run at once (a
+    // call beyond it gets a 429 from the function URL, which the openai client retries).
+    ...(settings.proxyMaxConcurrency !== undefined ? { reservedConcurrentExecutions: settings.proxyMaxConcurrency } : {}),
     loggingConfig: { logFormat: 'Text', logGroup: proxyLogs.name },
     environment: {
       variables: {
@@ -579,6 +592,7 @@ const admin = new aws.lambda.Function(
     handler: 'admin.handler',
     timeout: 60, // a month's usage report is a few paged Queries
     memorySize: 256,
+    ...(settings.adminReservedConcurrency !== undefined ? { reservedConcurrentExecutions: settings.adminReservedConcurrency } : {}),
     loggingConfig: { logFormat: 'Text', logGroup: adminLogs.name },
     environment: { variables: commonEnvironment },
   },

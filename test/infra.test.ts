@@ -63,6 +63,8 @@ const FULL_CONFIG = {
   tableDeletionProtection: true,
   upstreamUrl: 'https://gateway.example.com/v1',
   sessionNamedRoles: ['DataScience', 'Analysts'],
+  adminReservedConcurrency: 5,
+  proxyMaxConcurrency: 200,
 };
 let full: ProgramRun; // 3 AZs, ElastiCache, every setting changed from its default
 let single: ProgramRun; // 1 AZ, defaults, no org id
@@ -273,6 +275,15 @@ runs('a rotated key (pulumi config set --secret openaiApiKey, pulumi up) changes
   const { OPENAI_WRAPI_SECRET_VERSION: _b, ...restAfter } = after;
   assert.equal(restAfter, restBefore, 'and nothing else changes');
   assert.not.ok(JSON.stringify(after).includes('sk-test-rotated'), 'the key itself never reaches the environment');
+});
+
+runs('concurrency: admins keep a reserve and the proxy a ceiling when set; neither by default (low account quotas)', () => {
+  assert.is(adminOf(full).inputs.reservedConcurrentExecutions, 5);
+  assert.is(proxyOf(full).inputs.reservedConcurrentExecutions, 200);
+  for (const run of [single, noCache]) {
+    assert.is(adminOf(run).inputs.reservedConcurrentExecutions, undefined);
+    assert.is(proxyOf(run).inputs.reservedConcurrentExecutions, undefined);
+  }
 });
 
 runs('the runtime settings reach the proxy as the variables runtime/core/config.ts reads', () => {
@@ -587,8 +598,10 @@ errors('a key set without --secret is refused', async () => {
 errors('every bad value is reported at once', async () => {
   const message = await failure({
     ...BASE_CONFIG, numAzs: 0, proxyTimeoutSeconds: 1000, logRetentionDays: 10, upstreamUrl: 'http://api.example.com/v1',
-    sessionNamedRoles: ['ok', 'not a role/name'],
+    sessionNamedRoles: ['ok', 'not a role/name'], proxyMaxConcurrency: 0, adminReservedConcurrency: 2.5,
   });
+  assert.match(message, 'proxyMaxConcurrency must be an integer from 1 to 100000 (got 0)');
+  assert.match(message, 'adminReservedConcurrency must be an integer from 1 to 1000 (got 2.5)');
   assert.match(message, 'sessionNamedRoles must be a list of IAM role names');
   assert.match(message, 'numAzs must be an integer from 1 to 6 (got 0)');
   assert.match(message, 'proxyTimeoutSeconds must be an integer from 30 to 900 (got 1000)');
