@@ -139,7 +139,7 @@ interface Statement {
   Principal?: '*' | { Service: string };
   Action: string | string[];
   Resource?: pulumi.Input<string> | pulumi.Input<string>[];
-  Condition?: Record<string, Record<string, string>>;
+  Condition?: Record<string, Record<string, pulumi.Input<string>>>;
 }
 const policyDocument = (statements: Statement[]) => pulumi.jsonStringify({ Version: '2012-10-17', Statement: statements });
 
@@ -249,6 +249,25 @@ const ADMIN_TABLE_ACTIONS = [
   'dynamodb:DeleteItem', // remove a limit or a price
 ];
 
+// --------------------------------------------------------------------------------- execution roles
+//
+// Created before the network. Lambda deletes a function's network interfaces some time after the
+// function is gone, with the function's execution role; so the role and its VPC permissions are
+// deleted after the subnets and the security group (which depend on them), never before.
+
+function executionRole(kind: FunctionRole, functionName: string): aws.iam.Role {
+  return new aws.iam.Role(`${prefix}-${kind}-role`, {
+    description: `Execution role of ${functionName}`,
+    assumeRolePolicy: policyDocument([
+      { Sid: 'LambdaAssumesRole', Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
+    ]),
+    tags,
+  });
+}
+
+const proxyExecutionRole = executionRole('proxy', PROXY_NAME);
+const adminExecutionRole = executionRole('admin', ADMIN_NAME);
+
 // ----------------------------------------------------------------------------------------- network
 //
 // The network exists only for the cache: ElastiCache lives in a VPC, so the functions must join it,
@@ -261,6 +280,8 @@ const ADMIN_TABLE_ACTIONS = [
 // component, one opaque resource under test mocks), and no extra provider plugin is needed.
 
 interface Network {
+  /** The functions' permission to manage their network interfaces, one policy per execution role. */
+  vpcAccess: aws.iam.RolePolicy[];
   privateSubnets: aws.ec2.Subnet[];
   /** Attached to both functions; the only source the cache accepts. */
   functionsSecurityGroup: aws.ec2.SecurityGroup;
@@ -286,6 +307,10 @@ async function createNetwork(numAzs: number): Promise<Network> {
     enableDnsHostnames: true,
     tags: named(`${prefix}-vpc`),
   });
+  const vpcAccess = [
+    vpcAccessPolicy('proxy', proxyExecutionRole, vpc),
+    vpcAccessPolicy('admin', adminExecutionRole, vpc),
+  ];
   const internetGateway = new aws.ec2.InternetGateway(`${prefix}-igw`, { vpcId: vpc.id, tags: named(`${prefix}-igw`) });
   const publicRouteTable = new aws.ec2.RouteTable(`${prefix}-public`, { vpcId: vpc.id, tags: named(`${prefix}-public`) });
   new aws.ec2.Route(`${prefix}-public-internet`, {
@@ -316,13 +341,18 @@ async function createNetwork(numAzs: number): Promise<Network> {
       { dependsOn: [internetGateway] },
     );
 
-    const privateSubnet = new aws.ec2.Subnet(`${prefix}-private-${az}`, {
-      vpcId: vpc.id,
-      availabilityZone: zones[i],
-      cidrBlock: privateCidr(i),
-      mapPublicIpOnLaunch: false,
-      tags: named(`${prefix}-private-${az}`),
-    });
+    // Holds the functions' network interfaces: deleted before the permission to delete them.
+    const privateSubnet = new aws.ec2.Subnet(
+      `${prefix}-private-${az}`,
+      {
+        vpcId: vpc.id,
+        availabilityZone: zones[i],
+        cidrBlock: privateCidr(i),
+        mapPublicIpOnLaunch: false,
+        tags: named(`${prefix}-private-${az}`),
+      },
+      { dependsOn: vpcAccess },
+    );
     const privateRouteTable = new aws.ec2.RouteTable(`${prefix}-private-${az}`, { vpcId: vpc.id, tags: named(`${prefix}-private-${az}`) });
     new aws.ec2.Route(`${prefix}-private-${az}-nat`, {
       routeTableId: privateRouteTable.id,
@@ -354,11 +384,15 @@ async function createNetwork(numAzs: number): Promise<Network> {
   });
 
   // Rules are separate resources: the two groups refer to each other.
-  const functionsSecurityGroup = new aws.ec2.SecurityGroup(`${prefix}-functions`, {
-    vpcId: vpc.id,
-    description: 'openai-wrapi functions: nothing in; out to HTTPS and to the cache',
-    tags: named(`${prefix}-functions`),
-  });
+  const functionsSecurityGroup = new aws.ec2.SecurityGroup(
+    `${prefix}-functions`,
+    {
+      vpcId: vpc.id,
+      description: 'openai-wrapi functions: nothing in; out to HTTPS and to the cache',
+      tags: named(`${prefix}-functions`),
+    },
+    { dependsOn: vpcAccess }, // in use by the network interfaces, like the private subnets
+  );
   const cacheSecurityGroup = new aws.ec2.SecurityGroup(`${prefix}-cache`, {
     vpcId: vpc.id,
     description: 'openai-wrapi memcached: in from the functions only',
@@ -389,7 +423,41 @@ async function createNetwork(numAzs: number): Promise<Network> {
     referencedSecurityGroupId: functionsSecurityGroup.id,
   });
 
-  return { privateSubnets, functionsSecurityGroup, cacheSecurityGroup };
+  return { vpcAccess, privateSubnets, functionsSecurityGroup, cacheSecurityGroup };
+}
+
+/**
+ * Lambda creates and deletes the functions' network interfaces with their execution role. The two
+ * Describe actions support no resource-level permissions (they need "*"); the others are limited to
+ * this VPC (ec2:Vpc), except the new interface itself, for which CreateNetworkInterface has no VPC
+ * key (this account's interfaces in this region). Only the VPC is referenced, so the subnets and the
+ * security group can depend on this policy. Its own resource, not part of the role's main policy:
+ * https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html#configuration-vpc-permissions
+ */
+function vpcAccessPolicy(kind: FunctionRole, role: aws.iam.Role, vpc: aws.ec2.Vpc): aws.iam.RolePolicy {
+  const scope = (type: string) => `arn:${partition}:ec2:${region}:${accountId}:${type}/*`;
+  const inThisVpc = { ArnEquals: { 'ec2:Vpc': vpc.arn } };
+  return new aws.iam.RolePolicy(`${prefix}-${kind}-vpc-access`, {
+    role: role.id,
+    policy: policyDocument([
+      { Sid: 'DescribeNetworkInterfaces', Effect: 'Allow', Action: ['ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets'], Resource: '*' },
+      { Sid: 'CreateNetworkInterfaces', Effect: 'Allow', Action: 'ec2:CreateNetworkInterface', Resource: scope('network-interface') },
+      {
+        Sid: 'InThisVpcsSubnetsAndSecurityGroups',
+        Effect: 'Allow',
+        Action: 'ec2:CreateNetworkInterface',
+        Resource: [scope('subnet'), scope('security-group')],
+        Condition: inThisVpc,
+      },
+      {
+        Sid: 'ManageNetworkInterfacesInThisVpc',
+        Effect: 'Allow',
+        Action: ['ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses'],
+        Resource: scope('network-interface'),
+        Condition: inThisVpc,
+      },
+    ]),
+  });
 }
 
 const network = settings.useElastiCache ? await createNetwork(settings.numAzs) : undefined;
@@ -452,45 +520,8 @@ const logGroupFor = (role: FunctionRole, functionName: string) =>
 const proxyLogs = logGroupFor('proxy', PROXY_NAME);
 const adminLogs = logGroupFor('admin', ADMIN_NAME);
 
-/**
- * Lambda creates and deletes the functions' network interfaces with their execution role. The two
- * Describe actions support no resource-level permissions (they need "*"); the others are limited to
- * this account's network interfaces in this region, our private subnets and our security group.
- * https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html#configuration-vpc-permissions
- */
-function vpcAccessStatements(net: Network): Statement[] {
-  const networkInterfaces = `arn:${partition}:ec2:${region}:${accountId}:network-interface/*`;
-  return [
-    {
-      Sid: 'DescribeNetworkInterfaces',
-      Effect: 'Allow',
-      Action: ['ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets'],
-      Resource: '*',
-    },
-    {
-      Sid: 'CreateNetworkInterfacesInPrivateSubnets',
-      Effect: 'Allow',
-      Action: 'ec2:CreateNetworkInterface',
-      Resource: [networkInterfaces, ...net.privateSubnets.map((s) => s.arn), net.functionsSecurityGroup.arn],
-    },
-    {
-      Sid: 'ManageNetworkInterfaces',
-      Effect: 'Allow',
-      Action: ['ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses'],
-      Resource: networkInterfaces,
-    },
-  ];
-}
-
-/** An execution role with one inline policy: its own log group, `statements`, and VPC access when in the VPC. */
-function executionRole(kind: FunctionRole, functionName: string, logGroup: aws.cloudwatch.LogGroup, statements: Statement[]) {
-  const role = new aws.iam.Role(`${prefix}-${kind}-role`, {
-    description: `Execution role of ${functionName}`,
-    assumeRolePolicy: policyDocument([
-      { Sid: 'LambdaAssumesRole', Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' },
-    ]),
-    tags,
-  });
+/** The role's inline policy: its own log group and `statements` (VPC access is a policy of its own). */
+function roleAccess(kind: FunctionRole, role: aws.iam.Role, logGroup: aws.cloudwatch.LogGroup, statements: Statement[]) {
   const policy = new aws.iam.RolePolicy(`${prefix}-${kind}-policy`, {
     role: role.id,
     policy: policyDocument([
@@ -501,18 +532,17 @@ function executionRole(kind: FunctionRole, functionName: string, logGroup: aws.c
         Resource: pulumi.interpolate`${logGroup.arn}:*`,
       },
       ...statements,
-      ...(network ? vpcAccessStatements(network) : []),
     ]),
   });
   return { role, policy };
 }
 
-const proxyRole = executionRole('proxy', PROXY_NAME, proxyLogs, [
+const proxyRole = roleAccess('proxy', proxyExecutionRole, proxyLogs, [
   { Sid: 'LedgerReadWrite', Effect: 'Allow', Action: PROXY_TABLE_ACTIONS, Resource: table.arn },
   { Sid: 'ReadOpenAICredentials', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: openaiSecret.arn },
 ]);
 // The admin flushes the cache over the network (the functions' security group): no IAM for that.
-const adminRole = executionRole('admin', ADMIN_NAME, adminLogs, [
+const adminRole = roleAccess('admin', adminExecutionRole, adminLogs, [
   { Sid: 'LedgerAdmin', Effect: 'Allow', Action: ADMIN_TABLE_ACTIONS, Resource: table.arn },
 ]);
 
@@ -569,7 +599,7 @@ const proxy = new aws.lambda.Function(
     },
   },
   // Lambda checks at creation that the role may create network interfaces: the policy comes first.
-  { dependsOn: [proxyRole.policy] },
+  { dependsOn: [proxyRole.policy, ...(network?.vpcAccess ?? [])] },
 );
 
 // AWS_IAM: AWS verifies each caller's SigV4 signature and hands the proxy the verified identity
@@ -596,7 +626,7 @@ const admin = new aws.lambda.Function(
     loggingConfig: { logFormat: 'Text', logGroup: adminLogs.name },
     environment: { variables: commonEnvironment },
   },
-  { dependsOn: [adminRole.policy] },
+  { dependsOn: [adminRole.policy, ...(network?.vpcAccess ?? [])] },
 );
 
 // ------------------------------------------------------------------------------ policies for people

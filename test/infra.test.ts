@@ -116,14 +116,19 @@ function policyDocuments(run: ProgramRun): PolicyDoc[] {
   return docs;
 }
 
-/** The inline policy of a function's execution role. */
-function rolePolicyOf(run: ProgramRun, fn: Registered): Stmt[] {
+/** The inline policies of a function's execution role: its own, and in the VPC its network access. */
+function rolePoliciesOf(run: ProgramRun, fn: Registered): { main: Stmt[]; vpcAccess?: Stmt[] } {
   const role = run.resources.find((r) => r.type === T.role && r.state.arn === fn.inputs.role)!;
   const policies = run.ofType(T.rolePolicy).filter((p) => p.inputs.role === role.id);
-  assert.is(policies.length, 1, `${fn.inputs.name}'s role has one inline policy`);
   assert.is(run.resources.filter((r) => r.type.startsWith('aws:iam/rolePolicyAttachment')).length, 0, 'no managed policies');
-  return policyDocuments(run).find((d) => d.where === `${policies[0].name}.policy`)!.statements;
+  const doc = (p: Registered | undefined) => p && policyDocuments(run).find((d) => d.where === `${p.name}.policy`)!.statements;
+  const vpc = policies.filter((p) => p.name.endsWith('-vpc-access'));
+  const main = policies.filter((p) => !p.name.endsWith('-vpc-access'));
+  assert.is(main.length, 1, `${fn.inputs.name}'s role has one main inline policy`);
+  assert.ok(vpc.length <= 1, `${fn.inputs.name}'s role has at most one VPC access policy`);
+  return { main: doc(main[0])!, vpcAccess: doc(vpc[0]) };
 }
+const rolePolicyOf = (run: ProgramRun, fn: Registered): Stmt[] => rolePoliciesOf(run, fn).main;
 /** A function's log group, by its name. */
 const logGroupOf = (run: ProgramRun, functionName: string) =>
   run.ofType(T.logGroup).find((g) => g.inputs.name === `/aws/lambda/${functionName}`)!;
@@ -458,7 +463,7 @@ runs('no function environment holds the key, the org id or a variable meant for 
 runs('no IAM policy document grants a wildcard action or a "*" resource where a specific one exists', () => {
   for (const run of [full, single, noCache]) {
     const docs = policyDocuments(run);
-    assert.is(docs.length, run === noCache ? 6 : 7);
+    assert.is(docs.length, run === noCache ? 6 : 9);
     for (const { where, statements } of docs) {
       for (const s of statements) {
         assert.is(s.Effect, 'Allow', where);
@@ -470,8 +475,10 @@ runs('no IAM policy document grants a wildcard action or a "*" resource where a 
           if (resource === '*') {
             assert.ok(s.Action.every((a) => NO_RESOURCE_LEVEL.has(a)), `${where} ${s.Sid}: "*" for ${s.Action}`);
           } else if (resource.includes('*')) {
-            // A wildcard only below a specific resource: a log group's streams, this account's ENIs.
-            assert.match(resource, new RegExp(`^arn:aws:(logs:${REGION}:${ACCOUNT}:log-group:/aws/lambda/openai-(proxy|admin)-dev:\\*|ec2:${REGION}:${ACCOUNT}:network-interface/\\*)$`), `${where} ${s.Sid}: ${resource}`);
+            // A wildcard only below a specific resource: a log group's streams, this account's ENIs,
+            // and subnets and security groups only with the condition that they are in our VPC.
+            assert.match(resource, new RegExp(`^arn:aws:(logs:${REGION}:${ACCOUNT}:log-group:/aws/lambda/openai-(proxy|admin)-dev:\\*|ec2:${REGION}:${ACCOUNT}:(network-interface|subnet|security-group)/\\*)$`), `${where} ${s.Sid}: ${resource}`);
+            if (/:(subnet|security-group)\/\*$/.test(resource)) assert.ok(s.Condition?.ArnEquals?.['ec2:Vpc'], `${where} ${s.Sid}: ${resource} without ec2:Vpc`);
           } else {
             assert.match(resource, /^arn:aws:/, `${where} ${s.Sid}: ${resource}`);
           }
@@ -489,11 +496,15 @@ runs('execution roles: Lambda assumes them; the proxy reads its secret and uses 
       assert.is(statement.Action, 'sts:AssumeRole');
     }
     const vpc = run === full ? VPC_ACTIONS : [];
+    const all = (fn: Registered) => {
+      const { main, vpcAccess } = rolePoliciesOf(run, fn);
+      return [...main, ...(vpcAccess ?? [])];
+    };
     const table = run.one(T.table).state.arn;
 
     const proxy = rolePolicyOf(run, proxyOf(run));
     assert.equal(
-      actionsOf(proxy),
+      actionsOf(all(proxyOf(run))),
       sorted(['logs:CreateLogStream', 'logs:PutLogEvents', 'dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'secretsmanager:GetSecretValue', ...vpc]),
     );
     for (const a of ['dynamodb:BatchGetItem', 'dynamodb:UpdateItem']) assert.equal(resourcesFor(proxy, a), [table], a);
@@ -502,18 +513,44 @@ runs('execution roles: Lambda assumes them; the proxy reads its secret and uses 
 
     const admin = rolePolicyOf(run, adminOf(run));
     // The admin charges holds past their deadline before a report: UpdateItem, like the proxy's settle.
-    assert.equal(actionsOf(admin), sorted(['logs:CreateLogStream', 'logs:PutLogEvents', 'dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', ...vpc]));
+    assert.equal(actionsOf(all(adminOf(run))), sorted(['logs:CreateLogStream', 'logs:PutLogEvents', 'dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', ...vpc]));
     assert.equal(resourcesFor(admin, 'dynamodb:Query'), [table]);
     assert.equal(resourcesFor(admin, 'logs:PutLogEvents'), [`${logGroupOf(run, 'openai-admin-dev').state.arn}:*`]);
   }
 });
 
-runs('VPC access is limited to our private subnets, our security group and this account\'s network interfaces', () => {
-  const statements = rolePolicyOf(full, proxyOf(full));
-  const eni = `arn:aws:ec2:${REGION}:${ACCOUNT}:network-interface/*`;
-  const subnets = privateSubnetIds(full).map((id) => full.byId(id)!.state.arn);
-  assert.equal(sorted(resourcesFor(statements, 'ec2:CreateNetworkInterface')), sorted([eni, ...subnets, full.one(T.securityGroup, '-functions').state.arn]));
-  for (const a of ['ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses']) assert.equal(resourcesFor(statements, a), [eni], a);
+runs('VPC access is limited to our VPC (and this account\'s new network interfaces), in a policy of its own', () => {
+  for (const fn of [proxyOf(full), adminOf(full)]) {
+    const { main, vpcAccess } = rolePoliciesOf(full, fn);
+    assert.not.ok(main.some((s) => s.Action.some((a) => a.startsWith('ec2:'))), 'no network permission in the main policy');
+    const statements = vpcAccess!;
+    const scope = (type: string) => `arn:aws:ec2:${REGION}:${ACCOUNT}:${type}/*`;
+    const inVpc = { ArnEquals: { 'ec2:Vpc': full.one(T.vpc).state.arn } };
+    const create = statements.filter((s) => s.Action.includes('ec2:CreateNetworkInterface'));
+    // CreateNetworkInterface has no VPC condition key for the new interface itself; it has for the subnet and group.
+    assert.equal(create.map((s) => [sorted(s.Resource), s.Condition]), [
+      [[scope('network-interface')], undefined],
+      [sorted([scope('subnet'), scope('security-group')]), inVpc],
+    ]);
+    for (const a of ['ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses']) {
+      const s = statements.find((x) => x.Action.includes(a))!;
+      assert.equal([s.Resource, s.Condition], [[scope('network-interface')], inVpc], a);
+    }
+  }
+  assert.is(rolePoliciesOf(noCache, proxyOf(noCache)).vpcAccess, undefined, 'outside a VPC: none');
+});
+
+runs('teardown: the network interfaces\' subnets and security group go before the permission Lambda needs to delete them', () => {
+  const vpcAccess = full.ofType(T.rolePolicy).filter((p) => p.name.endsWith('-vpc-access')).map((p) => p.name);
+  assert.is(vpcAccess.length, 2);
+  const holders = [...privateSubnetIds(full).map((id) => full.byId(id)!), full.one(T.securityGroup, '-functions')];
+  // pulumi destroy deletes a resource before what it depends on.
+  for (const r of holders) for (const p of vpcAccess) assert.ok(r.dependsOn.includes(p), `${r.name} depends on ${p}`);
+  for (const p of vpcAccess) {
+    const deps = full.resources.find((r) => r.name === p)!.dependsOn;
+    assert.not.ok(holders.some((h) => deps.includes(h.name)), `${p} must not depend on what depends on it`);
+  }
+  for (const fn of [proxyOf(full), adminOf(full)]) for (const p of vpcAccess) assert.ok(fn.dependsOn.includes(p), `${fn.name} is created after ${p}`);
 });
 
 runs('every DynamoDB call the ledger makes is granted to a function (the policies follow the runtime)', () => {

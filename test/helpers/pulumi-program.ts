@@ -34,6 +34,11 @@ export interface Registered {
   inputs: Record<string, any>;
   /** What the mock "cloud" answered: inputs plus computed attributes (arn, urls, …). */
   state: Record<string, any>;
+  /**
+   * Logical names of the resources this one depends on, as the engine is told (explicit dependsOn and
+   * resources its inputs refer to): what `pulumi destroy` deletes after this one.
+   */
+  dependsOn: string[];
 }
 
 export interface StackOutput {
@@ -73,7 +78,7 @@ export async function runProgram(config: Record<string, string | number | boolea
       newResource(args) {
         const id = `${args.type.split(':').pop()!.toLowerCase()}-${args.name}`; // unique per type and name
         const state = { ...args.inputs, ...computed(args.type, args.name, id, args.inputs) };
-        resources.push({ type: args.type, name: args.name, id, inputs: args.inputs, state });
+        resources.push({ type: args.type, name: args.name, id, inputs: args.inputs, state, dependsOn: dependencies.get(args.name) ?? [] });
         return { id, state };
       },
       call(args) {
@@ -84,6 +89,15 @@ export async function runProgram(config: Record<string, string | number | boolea
     'dev',
     false,
   );
+  // The mocks are not told a resource's dependencies; the monitor's requests carry them (as URNs).
+  const dependencies = new Map<string, string[]>();
+  const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: any, callback: unknown): unknown };
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) => {
+    const names = (req.getDependenciesList() as string[]).map((urn) => urn.slice(urn.lastIndexOf('::') + 2));
+    dependencies.set(req.getName(), [...new Set(names)]);
+    return register(req, callback);
+  };
 
   const program = new URL(opts.program ?? DEFAULT_PROGRAM);
   program.searchParams.set('run', String(++runs));
@@ -153,6 +167,8 @@ function computed(type: string, name: string, id: string, inputs: Record<string,
       return { arn: arn('iam', `role/${physical}`, ''), name: physical };
     case 'aws:iam/policy:Policy':
       return { arn: arn('iam', `policy/${physical}`, ''), name: physical };
+    case 'aws:ec2/vpc:Vpc':
+      return { arn: arn('ec2', `vpc/${id}`) };
     case 'aws:ec2/subnet:Subnet':
       return { arn: arn('ec2', `subnet/${id}`) };
     case 'aws:ec2/securityGroup:SecurityGroup':
