@@ -275,9 +275,11 @@ const adminExecutionRole = executionRole('admin', ADMIN_NAME);
 // through a (free) gateway endpoint. Without ElastiCache: no VPC, no NAT gateways, no Elastic IPs;
 // the functions run in Lambda's own network, which reaches all of these directly.
 //
-// Built from @pulumi/aws resources rather than awsx.ec2.Vpc: the layout is a handful of resources per
+// Built from @pulumi/aws resources rather than awsx.ec2.Vpc: the private subnets and the functions'
+// security group must depend on the VPC-access policies (safe teardown, see vpcAccessPolicy), and a
+// component's children do not inherit its dependsOn. The layout is a handful of resources per
 // AZ, each one visible in `pulumi preview` and asserted in the unit tests (awsx's Vpc is a remote
-// component, one opaque resource under test mocks), and no extra provider plugin is needed.
+// component, one opaque resource under test mocks).
 
 interface Network {
   /** The functions' permission to manage their network interfaces, one policy per execution role. */
