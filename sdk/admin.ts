@@ -3,7 +3,8 @@
 // endpoint when the outputs name one. Refusals are typed errors carrying the server's message.
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type {
-  AdminRequest, AudioPriceDto, LimitDto, LimitStatus, LimitsReport, LongContextDto, PriceDto, UsageDto, UsageReport, UsageTotals,
+  AdminRequest, AudioPriceDto, LimitDto, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto,
+  UsageReport, UsageTotals,
 } from '../runtime/core/protocol.ts';
 import { isUsdAmount, MAX_USD, MIN_USD } from '../runtime/core/protocol.ts';
 import { credentialsProvider, type CredentialOptions } from './credentials.ts';
@@ -11,7 +12,9 @@ import { WrapiAccessDeniedError, WrapiAdminError, WrapiConfigError, WrapiConnect
 import { checkProject, getSettings } from './settings.ts';
 import { resolveTarget, type StageTarget } from './target.ts';
 
-export type { AudioPriceDto, LimitDto, LimitStatus, LimitsReport, LongContextDto, PriceDto, UsageDto, UsageReport, UsageTotals };
+export type {
+  AudioPriceDto, LimitDto, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto, UsageReport, UsageTotals,
+};
 
 /** Where and as whom to call the admin function. */
 export interface AdminOptions extends CredentialOptions {
@@ -112,6 +115,54 @@ export async function getPrices(options: AdminOptions & { model?: string } = {})
 /** Empties the stage's response cache. */
 export async function flushCache(options: AdminOptions = {}): Promise<void> {
   await invokeAdmin({ action: 'flushCache' }, options);
+}
+
+/** Who a membership change is about: exactly one of `user` or `role`. */
+export interface MemberScope {
+  /** Default: the current project (`setProject`). */
+  project?: string;
+  /** A caller as the proxy names it: `alice`, `federated:bob`, `AWSReservedSSO_Dev_0a1b/alice`. */
+  user?: string;
+  /** An IAM role: everyone who comes through it (stored as `role/*`). */
+  role?: string;
+}
+
+/**
+ * Adds a member to a project. A project with members refuses every other caller (403,
+ * `project_access_denied`); one without members is open to every signed caller.
+ * `added` is false when it was a member already.
+ *
+ * @example await grantMember({ staging: 'prod', project: 'research', role: 'data-science' });
+ */
+export async function grantMember(options: MemberScope & AdminOptions): Promise<{ project: string; member: string; added: boolean }> {
+  const out = await invokeAdmin({ action: 'grantMember', ...memberScope(options) }, options);
+  return { project: out.project as string, member: out.member as string, added: out.added as boolean };
+}
+
+/**
+ * Removes a member; the project is open again once it has none. Throws `WrapiAdminError`
+ * (`member_not_found`) if it was not one. Running proxy instances see it within the policy cache
+ * (`OPENAI_WRAPI_POLICY_CACHE_MS`, 5 s by default).
+ */
+export async function revokeMember(options: MemberScope & AdminOptions): Promise<{ project: string; member: string }> {
+  const out = await invokeAdmin({ action: 'revokeMember', ...memberScope(options) }, options);
+  return { project: out.project as string, member: out.member as string };
+}
+
+/** The projects that have members (optionally only `project`); projects not listed are open. */
+export async function getMembers(options: AdminOptions & { project?: string } = {}): Promise<MembersReport> {
+  const out = await invokeAdmin({ action: 'listMembers', ...(options.project ? { project: options.project } : {}) }, options);
+  return { stage: out.stage, projects: out.projects as ProjectMembersDto[] };
+}
+
+function memberScope(options: MemberScope): { project: string; user?: string; role?: string } {
+  if ((options.user === undefined) === (options.role === undefined)) {
+    throw new WrapiConfigError('Give exactly one of user (a caller, e.g. alice) or role (everyone who comes through an IAM role).');
+  }
+  return {
+    project: checkProject(options.project ?? getSettings().project, 'project'),
+    ...(options.user !== undefined ? { user: selector(options.user, 'user') } : { role: selector(options.role, 'role') }),
+  };
 }
 
 function scope(options: LimitScope): { project: string; user?: string; model?: string } {

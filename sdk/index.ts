@@ -8,7 +8,7 @@
  *   other libraries build (importing this module patches the `openai` package, as
  *   `openai-wrapi/register` does).
  * - `setLimits`, `removeLimit`, `getLimits`, `getUsage`, `setPrice`, `removePrice`, `getPrices`,
- *   `flushCache` — the admin functions.
+ *   `flushCache`, `grantMember`, `revokeMember`, `getMembers` — the admin functions.
  * - `createFetch`, `proxyBaseURL` — for clients that do not use the `openai` package.
  * - `budgetOf(response)` — the cost and remaining budget the proxy reported for a call.
  *
@@ -21,9 +21,10 @@ export * from 'openai';
 export { OpenAI, OpenAI as default, isWrapiClient, type ClientOptions, type WrapiOptions } from './client.ts';
 export { getSettings, resetSettings, setCaching, setProject, setStaging, type Settings } from './settings.ts';
 export {
-  adminTarget, flushCache, getLimits, getPrices, getUsage, invokeAdmin, removeLimit, removePrice, setLimits, setPrice,
-  type AdminOptions, type LimitDto, type LimitScope, type LimitStatus, type LimitsReport, type PriceDto, type PricesReport,
-  type UsageDto, type UsageReport, type UsageTotals,
+  adminTarget, flushCache, getLimits, getMembers, getPrices, getUsage, grantMember, invokeAdmin, removeLimit, removePrice, revokeMember,
+  setLimits, setPrice,
+  type AdminOptions, type LimitDto, type LimitScope, type LimitStatus, type LimitsReport, type MemberScope, type MembersReport,
+  type PriceDto, type PricesReport, type ProjectMembersDto, type UsageDto, type UsageReport, type UsageTotals,
 } from './admin.ts';
 export { createFetch, proxyBaseURL, type FetchOptions } from './fetch.ts';
 export { signedFetch, type SignedFetchOptions } from './sign.ts';

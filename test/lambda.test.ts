@@ -195,6 +195,30 @@ test('session names count as the user where AWS sets them (Identity Center) or t
   assert.equal((await usageRows('sessions')).map((x) => x.user).sort(), ['AWSReservedSSO_Dev_0123abcd/carol@example.com', 'Analysts/dan']);
 });
 
+test('project members over DynamoDB: a granted role admits its callers and session users; others get 403, nothing recorded', async () => {
+  assert.ok((await admin({ action: 'setLimit', project: 'members', limit: 5 })).ok);
+  for (const role of ['DataScientist', 'Analysts']) assert.ok((await admin({ action: 'grantMember', project: 'members', role })).ok);
+  const as = (userArn: string) => {
+    const base = structuredClone(ROLE_EVENT);
+    base.requestContext.authorizer!.iam!.userArn = userArn;
+    return base;
+  };
+  const headers = { 'openai-proxy-project': 'members' };
+  const before = fake.requests.length;
+  // alice (an IAM user) and a role never granted.
+  for (const base of [IAM_EVENT, as('arn:aws:sts::123456789012:assumed-role/Ops/dan')]) {
+    const r = await invokeStreaming(proxy, event({ base, body: chat('fake:words=2'), headers }));
+    assert.is(r.statusCode, 403, r.body);
+    assert.is(json(r).error.code, 'project_access_denied');
+  }
+  assert.is(fake.requests.length, before);
+  for (const base of [ROLE_EVENT, as('arn:aws:sts::123456789012:assumed-role/Analysts/dan')]) {
+    const r = await invokeStreaming(proxy, event({ base, body: chat('fake:words=2'), headers }));
+    assert.is(r.statusCode, 200, r.body);
+  }
+  assert.equal((await usageRows('members')).map((x) => x.user).sort(), ['Analysts/dan', 'DataScientist/*']);
+});
+
 test('streamed chat: bytes arrive as the upstream sends them, [DONE], no usage chunk, exact usage', async () => {
   const words = 6;
   const body = chat(`fake:words=${words} fake:slow=30`, { stream: true });

@@ -67,15 +67,17 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
   }
 
   test('an empty ledger reads empty', async () => {
-    assert.equal(await ledger.read([], []), { limits: [], prices: [] });
+    assert.equal(await ledger.read([], []), { limits: [], prices: [], members: new Map() });
     assert.equal(await ledger.read([scope('p'), scope('p', ALICE, 'gpt-4o')], ['gpt-4o']), {
       limits: [undefined, undefined],
       prices: [undefined],
+      members: new Map(),
     });
     assert.equal(await ledger.usage(M), []);
     assert.equal(await ledger.daily(M), []);
     assert.equal(await ledger.listLimits(), []);
     assert.equal(await ledger.listPrices(), []);
+    assert.equal(await ledger.listMembers(), []);
     assert.equal(await ledger.reserve(reservation([])), { ok: true, committed: [] });
     assert.equal(await ledger.expired(M, FAR * 2), []);
   });
@@ -131,6 +133,34 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     const plain = price('gpt-5.4', { input: 3, updatedAt: '2026-11-28T00:00:00.000Z' });
     await ledger.setPrice(plain);
     assert.equal((await ledger.read([], ['gpt-5.4'])).prices, [plain]);
+  });
+
+  test('members: add (once), read with the limits of the projects the scopes name, list, remove', async () => {
+    assert.is(await ledger.addMember('p', 'bob'), true);
+    assert.is(await ledger.addMember('p', 'alice'), true);
+    assert.is(await ledger.addMember('p', 'alice'), false, 'already a member');
+    assert.is(await ledger.addMember('p', 'data-science/*'), true);
+    assert.is(await ledger.addMember('q', 'AWSReservedSSO_Dev_0a1b/carol@example.com'), true);
+    await ledger.setLimit(scope('p'), 5);
+    const read = await ledger.read([scope('p'), scope('p', 'alice'), scope('open')], ['gpt-4o']);
+    assert.equal(read.limits, [5, undefined, undefined]);
+    // Sorted, and a project without members is absent (open) rather than an empty list.
+    assert.equal(read.members, new Map([['p', ['alice', 'bob', 'data-science/*']]]));
+    assert.equal(await ledger.listMembers(), [
+      { project: 'p', members: ['alice', 'bob', 'data-science/*'] },
+      { project: 'q', members: ['AWSReservedSSO_Dev_0a1b/carol@example.com'] },
+    ]);
+    assert.is(await ledger.removeMember('p', 'bob'), true);
+    assert.is(await ledger.removeMember('p', 'bob'), false, 'not a member any more');
+    assert.is(await ledger.removeMember('nope', 'bob'), false);
+    assert.is(await ledger.removeMember('q', 'AWSReservedSSO_Dev_0a1b/carol@example.com'), true);
+    // The last member revoked: the project is open again, and not listed.
+    assert.equal((await ledger.read([scope('q')], [])).members, new Map());
+    assert.equal(await ledger.listMembers(), [{ project: 'p', members: ['alice', 'data-science/*'] }]);
+    assert.equal(await ledger.listLimits(), [{ scope: scope('p'), limit: 5 }], 'members are not limits');
+    // The revoked one can be added again.
+    assert.is(await ledger.addMember('q', 'AWSReservedSSO_Dev_0a1b/carol@example.com'), true);
+    assert.equal((await ledger.read([scope('q')], [])).members, new Map([['q', ['AWSReservedSSO_Dev_0a1b/carol@example.com']]]));
   });
 
   test('reserve under the limit returns committed totals', async () => {

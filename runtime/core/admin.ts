@@ -3,10 +3,14 @@
 import { badRequest, WrapiError } from './errors.ts';
 import { chargeExpired, errorName } from './bill.ts';
 import { isDetail, modelFamily, monthOf } from './limits.ts';
+import { roleMember } from './membership.ts';
 import type { DailyRow, Ledger, Logger, PriceOverride, ResponseCache, Scope, UsageRow } from './ports.ts';
 import { modelCandidates, nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo, type Price } from './pricing.ts';
 import { MODEL_ID, MODEL_ID_RULE } from './request-facts.ts';
-import { ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type UsageDto, type UsageTotals } from './protocol.ts';
+import {
+  ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type ProjectMembersDto, type UsageDto,
+  type UsageTotals,
+} from './protocol.ts';
 
 export interface AdminDeps {
   stage: string;
@@ -38,6 +42,11 @@ export type AdminHandler = (request: unknown, invocation?: AdminInvocation) => P
 const NAME = /^[^#\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}][^#\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]{0,127}(?<!\s)$/u;
 const NAME_RULE = 'at most 128 characters, without "#", control or invisible formatting characters, no space at either end';
 const MONTH = /^\d{4}-(0[1-9]|1[0-2])$/;
+/** A caller's name (an SSO role and its user's e-mail can pass 128 characters): no space, no `#`. */
+const MEMBER = /^[^#\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]{1,256}$/u;
+/** IAM role names: 1-64 of letters, digits and + = , . @ _ - (so no `/`, and never `*`). */
+const ROLE = /^[\w+=,.@-]{1,64}$/;
+const WHOLE_ROLE = /^[^/*]+\/\*$/;
 
 export function createAdmin(deps: AdminDeps): AdminHandler {
   const { ledger, stage } = deps;
@@ -140,6 +149,27 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       const ids = new Set([...tablePrices().map((p) => p.model), ...overrides.keys()]);
       return { table: priceTableInfo, prices: [...ids].sort((a, b) => a.localeCompare(b)).map((id) => priceOf(id)!) };
     },
+    async grantMember(req) {
+      const project = name(req.project, 'project');
+      const member = memberOf(req);
+      const added = await ledger.addMember(project, member);
+      changed();
+      return { project, member, added };
+    },
+    async revokeMember(req) {
+      const project = name(req.project, 'project');
+      const member = memberOf(req);
+      if (!(await ledger.removeMember(project, member))) {
+        throw badRequest(`"${member}" is not a member of project "${project}" in stage ${stage}.`, 'member_not_found');
+      }
+      changed();
+      return { project, member };
+    },
+    async listMembers(req) {
+      const project = optionalName(req.project, 'project');
+      const rows = await ledger.listMembers();
+      return { projects: rows.filter((r) => !project || r.project === project) satisfies ProjectMembersDto[] };
+    },
     async flushCache() {
       await deps.cache.flush();
       return { flushed: true };
@@ -191,6 +221,34 @@ function scopeOf(req: Record<string, unknown>): Scope {
     user: optionalName(req.user, 'user') ?? ANY,
     model: model === undefined ? ANY : modelFamily(model),
   };
+}
+
+/**
+ * Exactly one of `user` (a caller as the proxy names it; `Role/*` is the whole role) or `role`
+ * (stored as `Role/*`). `*` alone would be everyone: a project open to all simply has no members.
+ */
+function memberOf(req: Record<string, unknown>): string {
+  const user = req.user ?? undefined;
+  const role = req.role ?? undefined;
+  if ((user === undefined) === (role === undefined)) {
+    throw badRequest('Give exactly one of "user" (a caller as the proxy names it, e.g. alice) or "role" (everyone who comes through an IAM role).', 'invalid_member');
+  }
+  if (role !== undefined) {
+    if (typeof role !== 'string' || !ROLE.test(role)) {
+      throw badRequest('"role" must be an IAM role name (1-64 letters, digits or + = , . @ _ -).', 'invalid_member', 'role');
+    }
+    return roleMember(role);
+  }
+  // `*` only as a whole role's `Role/*`.
+  if (typeof user !== 'string' || !MEMBER.test(user) || (user.includes('*') && !WHOLE_ROLE.test(user))) {
+    throw badRequest(
+      '"user" must be a caller as the proxy names it (alice, federated:bob, Role/session, or Role/* for a whole role): ' +
+        'at most 256 characters, without spaces, "#" or control characters.',
+      'invalid_member',
+      'user',
+    );
+  }
+  return user;
 }
 
 function usdAmount(value: unknown, field: string): number {

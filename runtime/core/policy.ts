@@ -1,10 +1,13 @@
-// Limits and price overrides for a call, read in one ledger round trip. A warm instance reuses
-// what it read for a few seconds; admin writes in the same process clear it at once.
+// Limits, price overrides and the project's members for a call, read in one ledger round trip. A
+// warm instance reuses what it read for a few seconds (OPENAI_WRAPI_POLICY_CACHE_MS); admin writes
+// in the same process clear it at once, other instances see them when their copy expires.
 import type { Ledger, Nano, PriceOverride, Scope } from './ports.ts';
 
 export interface Policy {
   limits: (Nano | undefined)[];
   prices: (PriceOverride | undefined)[];
+  /** Members of the call's project, when it has any (see membership.ts). */
+  members: ReadonlyMap<string, readonly string[]>;
   /** The remembered size of the response the call continues, when it continues one. */
   history?: number;
 }

@@ -112,6 +112,13 @@ export interface LimitRow {
   limit: Nano;
 }
 
+/** A project restricted to its members (see membership.ts for what a member name matches). */
+export interface MemberRow {
+  project: string;
+  /** Sorted; never empty (a project whose last member was revoked is open again and not listed). */
+  members: string[];
+}
+
 /**
  * An admin's price for a model, USD per 1M tokens. Beats the shipped table at once, for this id
  * and every id that resolves to it. Long-context and audio rates it leaves out keep the table's.
@@ -135,13 +142,21 @@ export interface PriceOverride {
  * unreachable; the core turns that into a 503 (or fails open when configured to).
  */
 export interface Ledger {
-  /** One round trip: the limit of each scope (undefined = none) and any price override per model. */
+  /**
+   * One round trip: the limit of each scope (undefined = none), any price override per model, and
+   * the members of the projects the scopes name (a project without members is absent: it is open).
+   */
   read(
     scopes: Scope[],
     models: string[],
     /** Responses a call continues (`previous_response_id`): their remembered size comes back too. */
     responses?: string[],
-  ): Promise<{ limits: (Nano | undefined)[]; prices: (PriceOverride | undefined)[]; responses?: (number | undefined)[] }>;
+  ): Promise<{
+    limits: (Nano | undefined)[];
+    prices: (PriceOverride | undefined)[];
+    members: ReadonlyMap<string, readonly string[]>;
+    responses?: (number | undefined)[];
+  }>;
   /**
    * Remember how many tokens a settled response carries forward (its input plus output), so a call
    * that continues it is reserved by that instead of the model's whole input window. Idempotent.
@@ -173,6 +188,12 @@ export interface Ledger {
   setPrice(price: PriceOverride): Promise<void>;
   removePrice(model: string): Promise<boolean>;
   listPrices(): Promise<PriceOverride[]>;
+  /** Adds a member to a project. False when it was one already. */
+  addMember(project: string, member: string): Promise<boolean>;
+  /** False when it was not a member. */
+  removeMember(project: string, member: string): Promise<boolean>;
+  /** Every project that has members, by project name. */
+  listMembers(): Promise<MemberRow[]>;
   close?(): Promise<void>;
 }
 

@@ -125,6 +125,21 @@ export interface AudioPriceDto {
   output?: number | null;
 }
 
+/**
+ * A project open only to its members. A member is a caller as the proxy names it (`alice`,
+ * `federated:bob`, `AWSReservedSSO_Dev_0a1b/alice`) or a whole IAM role (`data-science/*`).
+ */
+export interface ProjectMembersDto {
+  project: string;
+  members: string[];
+}
+
+/** The admin `listMembers` answer: only projects that have members (the others are open). */
+export interface MembersReport {
+  stage: string;
+  projects: ProjectMembersDto[];
+}
+
 /** Requests the admin function accepts (the Lambda payload, JSON). */
 export type AdminRequest =
   | { action: 'setLimit'; project: string; user?: string; model?: string; limit: number }
@@ -144,7 +159,11 @@ export type AdminRequest =
     }
   | { action: 'removePrice'; model: string }
   | { action: 'listPrices'; model?: string }
-  | { action: 'flushCache' };
+  | { action: 'flushCache' }
+  /** Restrict a project to its members: give exactly one of `user` or `role`. */
+  | { action: 'grantMember'; project: string; user?: string; role?: string }
+  | { action: 'revokeMember'; project: string; user?: string; role?: string }
+  | { action: 'listMembers'; project?: string };
 
 /** The OpenAI error envelope, used for every refusal so clients get typed errors. */
 export interface ErrorBody {

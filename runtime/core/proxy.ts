@@ -1,5 +1,5 @@
-// The request path (DESIGN.md "Request path"): route → cache → limits and reservation → forward
-// (streamed without buffering) → settle after the response is complete.
+// The request path (DESIGN.md "Request path"): route → membership → cache → limits and reservation
+// → forward (streamed without buffering) → settle after the response is complete.
 import { afterResponse, Bill, errorName, retried, type CountTokens, type Outcome } from './bill.ts';
 import { assertBillable } from './billable.ts';
 import { cacheKey } from './cache-key.ts';
@@ -12,6 +12,7 @@ import { clientResponseHeaders, forward, gatewayError, interruptedError, mayHave
 import {
   callScopes, dayOf, effectiveLimits, holdsFor, monthOf, noLimitMessage, overBudgetMessage,
 } from './limits.ts';
+import { isMember, notMemberMessage } from './membership.ts';
 import { createPolicyReader, type Policy, type PolicyReader } from './policy.ts';
 import type { CachedResponse, Ledger, Logger, Reservation, ReserveResult, ResponseCache, Scope, Upstream } from './ports.ts';
 import { modelCandidates, resolvePrice, nanoToUsd } from './pricing.ts';
@@ -139,10 +140,14 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     return { route, url, req, project, body, facts, scopes, key, policy: read };
   }
 
-  /** A cached answer: replayed as it was, free, counted with the cost it saved. */
+  /**
+   * A cached answer: replayed as it was, free, counted with the cost it saved. Only to a caller
+   * the project admits: the policy was asked for alongside the cache, so this adds no round trip.
+   */
   async function replayHit(call: Admitted, key: string, ctx: CallContext): Promise<Response | undefined> {
     const hit = await cacheGet(key);
     if (!hit) return undefined;
+    assertMember(await ledgerCall(() => call.policy), call, ctx);
     const at = now();
     ctx.waitUntil(
       afterResponse()
@@ -160,6 +165,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
   async function reserve(call: Admitted, ctx: CallContext): Promise<Bill> {
     const { facts, route } = call;
     const read = await ledgerCall(() => call.policy);
+    assertMember(read, call, ctx);
     const price = resolvePrice(facts.model, read?.prices);
     if (!price) {
       throw badRequest(
@@ -196,6 +202,14 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       ledger, log, reservation, held: reserved !== undefined, reserved, price, worst,
       reasoning: isReasoning(facts.model, facts), facts, countTokens: deps.countTokens, tags: tagsOf(call, ctx),
     });
+  }
+
+  /** A project with members refuses everyone else (unread when the ledger is down and the stack fails open). */
+  function assertMember(read: Policy | undefined, call: Admitted, ctx: CallContext): void {
+    const members = read?.members.get(call.project);
+    if (members?.length && !isMember(ctx.caller.user, members)) {
+      throw forbidden(notMemberMessage(config.stage, call.project, ctx.caller.user), 'project_access_denied');
+    }
   }
 
   /** Reservations are idempotent: one failure (or lost reply) is simply asked again. */

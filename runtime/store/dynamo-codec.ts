@@ -6,13 +6,14 @@
 //   prices  pk `PRICE`       sk `model`                            input, cachedInput?, output, updatedAt,
 //                                                                  lcThreshold?, lcInput?, lcCachedInput?, lcOutput?,
 //                                                                  audioInput?, audioCachedInput?, audioOutput?
+//   members pk `MEMBERS`     sk `project`                          members (string set; absent once the last is revoked)
 //   months  pk `MONTHS`      sk `2026-11`                          firstDay (a month with settled usage)
 //   responses pk `R#resp_…`   sk `R`                                tokens, ttl (epoch s, DynamoDB TTL deletes it)
 // A month's usage, days included, is one partition, so reports are one paginated Query;
 // the months with usage are one small partition too, so listing them needs no Scan.
 // Project and model never contain '#'; the user (an IAM ARN) is whatever lies between them.
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
-import type { DailyRow, LimitRow, PriceOverride, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
+import type { DailyRow, LimitRow, MemberRow, PriceOverride, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
 import { COUNTERS } from './ledger-common.ts';
 import { LEDGER_TABLE } from '../core/contract.ts';
 
@@ -27,11 +28,13 @@ export const USAGE_PREFIX = 'U#';
 export const LIMIT_PK = 'LIMIT';
 export const PRICE_PK = 'PRICE';
 export const MONTHS_PK = 'MONTHS';
+export const MEMBERS_PK = 'MEMBERS';
 
 export const usageKey = (month: string, scope: Scope) => key(usagePk(month), USAGE_PREFIX + scopePart(scope));
 export const limitKey = (scope: Scope) => key(LIMIT_PK, scopePart(scope));
 export const priceKey = (model: string) => key(PRICE_PK, model);
 export const monthKey = (month: string) => key(MONTHS_PK, month);
+export const memberKey = (project: string) => key(MEMBERS_PK, project);
 export const responseKey = (id: string) => key(`R#${id}`, 'R');
 /** The attribute DynamoDB's TTL reads (the table enables it): epoch seconds. */
 export const TTL_ATTRIBUTE = LEDGER_TABLE.ttlAttribute;
@@ -105,6 +108,9 @@ export function monthMark(day: string) {
 
 export const toLimit = (item: Item): LimitRow => ({ scope: parseScope(item.sk.S!.split('#')), limit: readNum(item, 'limit') });
 export const limitItem = (scope: Scope, limit: number): Item => ({ ...limitKey(scope), limit: num(limit) });
+
+/** The set's order is DynamoDB's: callers sort. */
+export const toMembers = (item: Item): MemberRow => ({ project: item.sk.S!, members: item.members?.SS ?? [] });
 
 const optNum = (item: Item, name: string): number | undefined => (item[name]?.N === undefined ? undefined : Number(item[name].N));
 

@@ -19,9 +19,10 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import type { ExpiredHold, Hold, Ledger, Nano, Reservation, Scope } from '../core/ports.ts';
 import { LEDGER_TABLE } from '../core/contract.ts';
-import { COUNTERS, isListed, sortDaily, sortLimits, sortUsage } from './ledger-common.ts';
+import { COUNTERS, isListed, sortDaily, sortLimits, sortMembers, sortNames, sortUsage } from './ledger-common.ts';
 import {
   LIMIT_PK,
+  MEMBERS_PK,
   MONTHS_PK,
   PRICE_PK,
   USAGE_PREFIX,
@@ -33,6 +34,7 @@ import {
   keyId,
   limitItem,
   limitKey,
+  memberKey,
   monthKey,
   monthMark,
   num,
@@ -42,6 +44,7 @@ import {
   TTL_ATTRIBUTE,
   toDaily,
   toLimit,
+  toMembers,
   toPrice,
   toUsage,
   usageKey,
@@ -182,6 +185,26 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       });
   }
 
+  /** False when the condition refused: the member was already there (ADD) or was not (DELETE). */
+  async function changeMember(project: string, member: string, update: string, condition: string): Promise<boolean> {
+    try {
+      await client.send(
+        new UpdateItemCommand({
+          TableName,
+          Key: memberKey(project),
+          UpdateExpression: update,
+          ConditionExpression: condition,
+          ExpressionAttributeNames: { '#m': 'members' },
+          ExpressionAttributeValues: { ':m': { SS: [member] }, ':member': { S: member } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (isRefusal(error)) return false;
+      throw error;
+    }
+  }
+
   /** Marks the month as having usage: once per instance and month, with the first write of it. */
   function markMonth(month: string, day: string): Promise<unknown> | undefined {
     if (marked.has(month)) return undefined;
@@ -192,10 +215,18 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
 
   return {
     async read(scopes, models, responses) {
-      const found = await batchGet([...scopes.map(limitKey), ...models.map(priceKey), ...(responses ?? []).map(responseKey)]);
+      const projects = [...new Set(scopes.map((s) => s.project))];
+      const found = await batchGet([
+        ...scopes.map(limitKey), ...models.map(priceKey), ...projects.map(memberKey), ...(responses ?? []).map(responseKey),
+      ]);
       const get = (k: Item) => found.get(keyId(k));
       const now = Date.now();
       return {
+        members: new Map(
+          projects
+            .map((project) => [project, sortNames(toMembers(get(memberKey(project)) ?? memberKey(project)).members)] as const)
+            .filter(([, members]) => members.length > 0),
+        ),
         // TTL deletes expired items within a day or two: until then they are skipped here.
         ...(responses
           ? {
@@ -322,6 +353,18 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     },
     async listPrices() {
       return (await queryPartition(PRICE_PK)).map(toPrice);
+    },
+
+    // One item per project, its members a string set: ADD and DELETE change it atomically, and the
+    // condition tells whether the member was (not) there without a read first.
+    async addMember(project, member) {
+      return changeMember(project, member, 'ADD #m :m', 'NOT contains(#m, :member)');
+    },
+    async removeMember(project, member) {
+      return changeMember(project, member, 'DELETE #m :m', 'contains(#m, :member)');
+    },
+    async listMembers() {
+      return sortMembers((await queryPartition(MEMBERS_PK)).map(toMembers));
     },
   };
 }

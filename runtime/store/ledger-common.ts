@@ -1,5 +1,5 @@
 // Small pieces both ledger implementations share, so they cannot drift apart.
-import type { DailyRow, LimitRow, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
+import type { DailyRow, LimitRow, MemberRow, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
 
 /** The counters of a usage row, in a fixed order (column and attribute names derive from these). */
 export const COUNTERS = [
@@ -33,6 +33,13 @@ function compareScope(a: Scope, b: Scope): number {
 export const sortUsage = (rows: UsageRow[]) => rows.sort(compareScope);
 export const sortDaily = (rows: DailyRow[]) => rows.sort((a, b) => compareText(a.day, b.day) || compareScope(a, b));
 export const sortLimits = (rows: LimitRow[]) => rows.sort((a, b) => compareScope(a.scope, b.scope));
+export const sortNames = (names: string[]) => names.sort(compareText);
+/** Projects with members, each list sorted; projects left with none are dropped (they are open). */
+export const sortMembers = (rows: MemberRow[]) =>
+  rows
+    .filter((r) => r.members.length > 0)
+    .map((r) => ({ project: r.project, members: sortNames(r.members) }))
+    .sort((a, b) => compareText(a.project, b.project));
 
 /** `YYYY-MM-DD` → `YYYY-MM`. */
 export const monthOf = (day: string) => day.slice(0, 7);

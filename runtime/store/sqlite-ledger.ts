@@ -6,6 +6,7 @@ import type {
   ExpiredHold,
   Ledger,
   LimitRow,
+  MemberRow,
   Nano,
   PriceOverride,
   Reservation,
@@ -14,7 +15,7 @@ import type {
   Settlement,
   UsageRow,
 } from '../core/ports.ts';
-import { COUNTERS, isListed, sortDaily, sortLimits, sortUsage } from './ledger-common.ts';
+import { COUNTERS, isListed, sortDaily, sortLimits, sortMembers, sortNames, sortUsage } from './ledger-common.ts';
 
 const COUNTER_COLUMNS = COUNTERS.map((c) => `${c} INTEGER NOT NULL DEFAULT 0`).join(', ');
 
@@ -39,6 +40,10 @@ CREATE TABLE IF NOT EXISTS responses (
 CREATE TABLE IF NOT EXISTS limits (
   project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL, nano INTEGER NOT NULL,
   PRIMARY KEY (project, user, model)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+  project TEXT NOT NULL, member TEXT NOT NULL,
+  PRIMARY KEY (project, member)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS prices (
   model TEXT PRIMARY KEY NOT NULL, input REAL NOT NULL, cachedInput REAL, output REAL NOT NULL,
@@ -152,6 +157,10 @@ export function openSqliteLedger(file: string): Ledger {
      ON CONFLICT DO UPDATE SET ${PRICE_FIELDS.map((f) => `${f} = excluded.${f}`).join(', ')}`,
   );
   const deletePrice = db.prepare<[string]>('DELETE FROM prices WHERE model = ?');
+  const getMembers = db.prepare<[string], { member: string }>('SELECT member FROM members WHERE project = ?');
+  const putMember = db.prepare<[string, string]>('INSERT OR IGNORE INTO members (project, member) VALUES (?, ?)');
+  const deleteMember = db.prepare<[string, string]>('DELETE FROM members WHERE project = ? AND member = ?');
+  const allMembers = db.prepare<[], { project: string; member: string }>('SELECT project, member FROM members ORDER BY project');
   const allPrices = db.prepare<[], PriceRecord>('SELECT * FROM prices ORDER BY model');
 
   const scopeParams = ({ project, user, model }: Scope): Scope => ({ project, user, model });
@@ -220,6 +229,11 @@ export function openSqliteLedger(file: string): Ledger {
           const row = getPrice.get(model);
           return row && toPrice(row);
         }),
+        members: new Map(
+          [...new Set(scopes.map((s) => s.project))]
+            .map((project) => [project, sortNames(getMembers.all(project).map((r) => r.member))] as const)
+            .filter(([, members]) => members.length > 0),
+        ),
         ...(responses ? { responses: responses.map((id) => getResponse.get(id, now)?.tokens) } : {}),
       };
     },
@@ -276,6 +290,20 @@ export function openSqliteLedger(file: string): Ledger {
     },
     async listPrices() {
       return allPrices.all().map(toPrice);
+    },
+    async addMember(project, member) {
+      return putMember.run(project, member).changes > 0;
+    },
+    async removeMember(project, member) {
+      return deleteMember.run(project, member).changes > 0;
+    },
+    async listMembers(): Promise<MemberRow[]> {
+      const rows: MemberRow[] = [];
+      for (const { project, member } of allMembers.all()) {
+        if (rows.at(-1)?.project !== project) rows.push({ project, members: [] });
+        rows.at(-1)!.members.push(member);
+      }
+      return sortMembers(rows);
     },
     async close() {
       db.close();

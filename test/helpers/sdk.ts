@@ -16,8 +16,11 @@ const CLEARED = [
 ];
 
 /** Users are added before anything reads the credentials file (the AWS SDK caches what it read). */
-export async function startSdkStack(users: [name: string, admin: boolean][] = []): Promise<SdkStack> {
-  const t = await startTestStack();
+export async function startSdkStack(
+  users: [name: string, admin: boolean][] = [],
+  opts: Parameters<typeof startTestStack>[0] = {},
+): Promise<SdkStack> {
+  const t = await startTestStack(opts);
   for (const [name, admin] of users) await t.user(name, admin);
   const env = {
     OPENAI_WRAPI_OUTPUTS: t.stack.outputsFile,
