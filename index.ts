@@ -1,13 +1,15 @@
 // openai-wrapi on AWS: one Pulumi program, one stack per stage (dev, prod). Per stack it deploys the
 // metering proxy (a streaming Lambda behind a function URL with AWS_IAM auth), the admin function,
 // the DynamoDB ledger, the stage's OpenAI key in Secrets Manager, optionally memcached on ElastiCache
-// (and then the VPC it needs), and two IAM policies to attach to users and to admins.
+// (and then the VPC it needs), IAM policies to attach to users and to admins, a permissions boundary
+// and an SCP against direct invokes of the proxy, and an alarm for them.
 //
 // Stacks differ only by their config values (Pulumi.<stack>.yaml); nothing here looks at the stack
 // name. The Lambda code is bundled from runtime/lambda/*.ts by esbuild during the program run.
 //
 // Sections: config · lambda code · ledger · network · cache · secret · IAM for the functions ·
-// functions · policies for people · guard against direct invokes · outputs. Every named export of this module is a stack output.
+// functions · policies for people · guard against direct invokes · outputs. Every named export of
+// this module is a stack output.
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as aws from '@pulumi/aws';
