@@ -1,13 +1,15 @@
 // openai-wrapi on AWS: one Pulumi program, one stack per stage (dev, prod). Per stack it deploys the
 // metering proxy (a streaming Lambda behind a function URL with AWS_IAM auth), the admin function,
 // the DynamoDB ledger, the stage's OpenAI key in Secrets Manager, optionally memcached on ElastiCache
-// (and then the VPC it needs), and two IAM policies to attach to users and to admins.
+// (and then the VPC it needs), IAM policies to attach to users and to admins, a permissions boundary
+// and an SCP against direct invokes of the proxy, and an alarm for them.
 //
 // Stacks differ only by their config values (Pulumi.<stack>.yaml); nothing here looks at the stack
 // name. The Lambda code is bundled from runtime/lambda/*.ts by esbuild during the program run.
 //
 // Sections: config · lambda code · ledger · network · cache · secret · IAM for the functions ·
-// functions · policies for people · outputs. Every named export of this module is a stack output.
+// functions · policies for people · guard against direct invokes · outputs. Every named export of
+// this module is a stack output.
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as aws from '@pulumi/aws';
@@ -49,6 +51,8 @@ interface Settings {
   adminReservedConcurrency?: number;
   /** The most proxy instances at once (Lambda's reserved concurrency: also reserved); undefined = the account's pool. */
   proxyMaxConcurrency?: number;
+  /** SNS topic the stack's alarms notify; undefined = the alarms only show in CloudWatch. */
+  alarmTopicArn?: string;
   openaiApiKey: pulumi.Output<string>;
   openaiOrgId?: pulumi.Output<string>;
 }
@@ -85,6 +89,7 @@ function readSettings(): Settings {
     // 10: both are off unless set, and Lambda refuses a reservation the quota cannot cover.
     adminReservedConcurrency: optionalInteger('adminReservedConcurrency', 1, 1000),
     proxyMaxConcurrency: optionalInteger('proxyMaxConcurrency', 1, 100_000),
+    alarmTopicArn: config.get('alarmTopicArn'),
     openaiApiKey: config.requireSecret('openaiApiKey'),
     openaiOrgId: config.getSecret('openaiOrgId'),
   };
@@ -94,6 +99,9 @@ function readSettings(): Settings {
   const roleNames = settings.sessionNamedRoles;
   if (!Array.isArray(roleNames) || !roleNames.every((r) => typeof r === 'string' && /^[\w+=,.@-]{1,64}$/.test(r))) {
     problems.push(`sessionNamedRoles must be a list of IAM role names (got ${JSON.stringify(roleNames)})`);
+  }
+  if (settings.alarmTopicArn !== undefined && !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$/.test(settings.alarmTopicArn)) {
+    problems.push(`alarmTopicArn must be an SNS topic ARN, arn:aws:sns:<region>:<account>:<topic> (got "${settings.alarmTopicArn}")`);
   }
   if (settings.upstreamUrl !== undefined) {
     // The stage's key travels with every call: https on the standard port only (the functions'
@@ -135,7 +143,7 @@ const [{ region }, { accountId }, { partition }] = await Promise.all([aws.getReg
 
 interface Statement {
   Sid: string;
-  Effect: 'Allow';
+  Effect: 'Allow' | 'Deny';
   Principal?: '*' | { Service: string };
   Action: string | string[];
   Resource?: pulumi.Input<string> | pulumi.Input<string>[];
@@ -291,6 +299,12 @@ interface Network {
 }
 
 const VPC_CIDR = '10.0.0.0/16';
+/**
+ * Marks the subnets and the security group the functions' network interfaces may use. The VPC-access
+ * policy names them by this tag (and the VPC), not by ARN: they depend on it, so it cannot refer to them.
+ */
+const FUNCTIONS_PLACE_TAG = 'openai-wrapi-functions';
+const FUNCTIONS_PLACE = { [FUNCTIONS_PLACE_TAG]: prefix };
 /** Private subnets get a /20 each (function ENIs, cache nodes), public ones a /24 (a NAT gateway). */
 const privateCidr = (az: number) => `10.0.${az * 16}.0/20`;
 const publicCidr = (az: number) => `10.0.${128 + az}.0/24`;
@@ -351,7 +365,7 @@ async function createNetwork(numAzs: number): Promise<Network> {
         availabilityZone: zones[i],
         cidrBlock: privateCidr(i),
         mapPublicIpOnLaunch: false,
-        tags: named(`${prefix}-private-${az}`),
+        tags: { ...named(`${prefix}-private-${az}`), ...FUNCTIONS_PLACE },
       },
       { dependsOn: vpcAccess },
     );
@@ -391,7 +405,7 @@ async function createNetwork(numAzs: number): Promise<Network> {
     {
       vpcId: vpc.id,
       description: 'openai-wrapi functions: nothing in; out to HTTPS and to the cache',
-      tags: named(`${prefix}-functions`),
+      tags: { ...named(`${prefix}-functions`), ...FUNCTIONS_PLACE },
     },
     { dependsOn: vpcAccess }, // in use by the network interfaces, like the private subnets
   );
@@ -431,25 +445,27 @@ async function createNetwork(numAzs: number): Promise<Network> {
 /**
  * Lambda creates and deletes the functions' network interfaces with their execution role. The two
  * Describe actions support no resource-level permissions (they need "*"); the others are limited to
- * this VPC (ec2:Vpc), except the new interface itself, for which CreateNetworkInterface has no VPC
- * key (this account's interfaces in this region). Only the VPC is referenced, so the subnets and the
- * security group can depend on this policy. Its own resource, not part of the role's main policy:
+ * this VPC (ec2:Vpc) and, for a new interface, to the private subnets and the security group tagged
+ * for the functions; CreateNetworkInterface has no VPC key for the interface itself (this account's,
+ * in this region). Only the VPC is referenced, so the subnets and the security group can depend on
+ * this policy. Its own resource, not part of the role's main policy:
  * https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html#configuration-vpc-permissions
  */
 function vpcAccessPolicy(kind: FunctionRole, role: aws.iam.Role, vpc: aws.ec2.Vpc): aws.iam.RolePolicy {
   const scope = (type: string) => `arn:${partition}:ec2:${region}:${accountId}:${type}/*`;
   const inThisVpc = { ArnEquals: { 'ec2:Vpc': vpc.arn } };
+  const ourPlace = { ...inThisVpc, StringEquals: { [`aws:ResourceTag/${FUNCTIONS_PLACE_TAG}`]: prefix } };
   return new aws.iam.RolePolicy(`${prefix}-${kind}-vpc-access`, {
     role: role.id,
     policy: policyDocument([
       { Sid: 'DescribeNetworkInterfaces', Effect: 'Allow', Action: ['ec2:DescribeNetworkInterfaces', 'ec2:DescribeSubnets'], Resource: '*' },
       { Sid: 'CreateNetworkInterfaces', Effect: 'Allow', Action: 'ec2:CreateNetworkInterface', Resource: scope('network-interface') },
       {
-        Sid: 'InThisVpcsSubnetsAndSecurityGroups',
+        Sid: 'InOurPrivateSubnetsWithOurSecurityGroup',
         Effect: 'Allow',
         Action: 'ec2:CreateNetworkInterface',
         Resource: [scope('subnet'), scope('security-group')],
-        Condition: inThisVpc,
+        Condition: ourPlace,
       },
       {
         Sid: 'ManageNetworkInterfacesInThisVpc',
@@ -665,6 +681,110 @@ const adminPolicy = new aws.iam.Policy(`${prefix}-admins`, {
   tags,
 });
 
+// ---------------------------------------------------------------------- guard against direct invokes
+//
+// The proxy bills the identity in requestContext.authorizer.iam. Through the function URL, AWS writes
+// it; through a direct Invoke, the caller writes the whole event and can spend as anyone. The users'
+// policy allows only the URL, but a broad grant elsewhere in the account (PowerUserAccess,
+// AWSLambda_FullAccess) allows both, and an identity policy cannot take a grant away. What can is a
+// Deny in a permissions boundary (attached per user or role) or in an SCP (per account or OU, by an
+// organization admin). Both are built here; the stack attaches neither. Behind them, an alarm counts
+// invocations that did not come through the URL.
+
+const proxyArns = [proxy.arn, pulumi.interpolate`${proxy.arn}:*`]; // the function, and any version or alias
+const adminArns = [admin.arn, pulumi.interpolate`${admin.arn}:*`];
+
+// InvokeWithResponseStream is authorized as lambda:InvokeFunction; InvokeAsync (deprecated) is its own
+// action. Only a function URL sets lambda:InvokedViaFunctionUrl: BoolIfExists also denies when the key
+// is absent, which is every direct call.
+const denyDirectProxyInvoke: Statement = {
+  Sid: 'DenyProxyInvokeExceptThroughItsUrl',
+  Effect: 'Deny',
+  Action: ['lambda:InvokeFunction', 'lambda:InvokeAsync'],
+  Resource: proxyArns,
+  Condition: { BoolIfExists: { 'lambda:InvokedViaFunctionUrl': 'false' } },
+};
+
+/**
+ * The same forgery by other routes a broad grant opens, closed for whoever carries the boundary: new
+ * code or settings in either function (or a URL without auth), a new function run as one of their
+ * roles (AWSLambda_FullAccess may pass any role to Lambda), the OpenAI key itself, and ledger writes
+ * that would set limits or erase usage without the admin function. Reads of the ledger stay allowed.
+ */
+const denyRoutesAroundTheFunctions: Statement[] = [
+  {
+    Sid: 'DenyChangingTheFunctions',
+    Effect: 'Deny',
+    Action: ['lambda:AddPermission', 'lambda:Create*', 'lambda:Delete*', 'lambda:Publish*', 'lambda:Put*', 'lambda:Update*'],
+    Resource: [...proxyArns, ...adminArns],
+  },
+  { Sid: 'DenyPassingTheFunctionsRoles', Effect: 'Deny', Action: 'iam:PassRole', Resource: [proxyRole.role.arn, adminRole.role.arn] },
+  { Sid: 'DenyTheOpenAICredentials', Effect: 'Deny', Action: 'secretsmanager:*', Resource: openaiSecret.arn },
+  {
+    Sid: 'DenyLedgerWritesOutsideTheFunctions',
+    Effect: 'Deny',
+    Action: [
+      'dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem',
+      'dynamodb:PartiQLDelete', 'dynamodb:PartiQLInsert', 'dynamodb:PartiQLUpdate',
+      'dynamodb:DeleteTable', 'dynamodb:UpdateTable',
+    ],
+    Resource: table.arn,
+  },
+];
+
+// A boundary caps what the principal's own policies grant: allow everything, then deny the above. The
+// deployer must not carry it (it updates the functions and passes their roles).
+const boundaryPolicy = new aws.iam.Policy(`${prefix}-boundary`, {
+  description: `openai-wrapi ${stage}: permissions boundary for everyone but the deployer; no direct Invoke of the proxy, no way around it`,
+  policy: policyDocument([
+    { Sid: 'AllowWhatOtherPoliciesGrant', Effect: 'Allow', Action: '*', Resource: '*' },
+    denyDirectProxyInvoke,
+    ...denyRoutesAroundTheFunctions,
+  ]),
+  tags,
+});
+
+/**
+ * The direct-invoke Deny as a service control policy, for an organization admin to attach to the
+ * account: it binds every principal there, roles without the boundary included. Only that statement:
+ * the deployer, whom an SCP binds too, updates the functions and passes their roles, but never invokes
+ * the proxy directly.
+ */
+const serviceControlPolicyDocument = policyDocument([denyDirectProxyInvoke]);
+
+const DIRECT_INVOKE_PERIOD_SECONDS = 300;
+const proxyMetric = (metricName: string) => ({
+  namespace: 'AWS/Lambda',
+  metricName,
+  // Function URL metrics carry the FunctionName dimension too (all URLs of the function), as does
+  // Invocations: https://docs.aws.amazon.com/lambda/latest/dg/urls-monitoring.html
+  dimensions: { FunctionName: proxy.name },
+  period: DIRECT_INVOKE_PERIOD_SECONDS,
+  stat: 'Sum',
+});
+
+// Every invocation through the URL is one URL request; an invocation beyond them came some other way.
+// Two metrics Lambda publishes anyway: nothing to pay beyond the alarm itself. Blind spots (requests
+// the URL refused before invoking offset direct ones in the same period): README, "Direct invokes".
+const directInvokeAlarm = new aws.cloudwatch.MetricAlarm(`${prefix}-direct-invokes`, {
+  name: `${PROXY_NAME}-direct-invokes`,
+  alarmDescription:
+    `${PROXY_NAME} ran more invocations than its function URL received requests: someone may have invoked it ` +
+    'directly with a forged identity. CloudTrail (Lambda Invoke data events) names the caller.',
+  metricQueries: [
+    { id: 'invocations', metric: proxyMetric('Invocations') },
+    { id: 'urlRequests', metric: proxyMetric('UrlRequestCount') },
+    // Both metrics are absent, not 0, in a period without calls.
+    { id: 'notThroughUrl', expression: 'FILL(invocations, 0) - FILL(urlRequests, 0)', label: 'invocations not through the URL', returnData: true },
+  ],
+  comparisonOperator: 'GreaterThanThreshold',
+  threshold: 0,
+  evaluationPeriods: 1,
+  treatMissingData: 'notBreaching',
+  alarmActions: settings.alarmTopicArn ? [settings.alarmTopicArn] : [],
+  tags,
+});
+
 // ----------------------------------------------------------------------------------------- outputs
 //
 // `pulumi stack output --json > dev.json` is what the SDK reads, and the local stack writes the same
@@ -679,3 +799,8 @@ export const tableName = table.name;
 export const cacheEndpoint = cache ? cache.configurationEndpoint : null;
 export const userPolicyArn = userPolicy.arn;
 export const adminPolicyArn = adminPolicy.arn;
+/** The permissions boundary to attach to everyone who may call the proxy (README, "Direct invokes"). */
+export const boundaryPolicyArn = boundaryPolicy.arn;
+/** The direct-invoke Deny as a service control policy (JSON), for an organization admin. */
+export const serviceControlPolicy = serviceControlPolicyDocument;
+export const directInvokeAlarmName = directInvokeAlarm.name;

@@ -46,9 +46,14 @@ const T = {
   policy: 'aws:iam/policy:Policy',
   fn: 'aws:lambda/function:Function',
   url: 'aws:lambda/functionUrl:FunctionUrl',
+  alarm: 'aws:cloudwatch/metricAlarm:MetricAlarm',
 };
 
-const OUTPUTS = ['proxyUrl', 'proxyFunctionName', 'adminFunctionName', 'tableName', 'cacheEndpoint', 'region', 'userPolicyArn', 'adminPolicyArn'];
+const OUTPUTS = [
+  'proxyUrl', 'proxyFunctionName', 'adminFunctionName', 'tableName', 'cacheEndpoint', 'region', 'userPolicyArn', 'adminPolicyArn',
+  'boundaryPolicyArn', 'serviceControlPolicy', 'directInvokeAlarmName',
+];
+const ALARM_TOPIC = `arn:aws:sns:${REGION}:${ACCOUNT}:openai-wrapi-alarms`;
 
 // Three stacks, each a separate run of the program.
 const FULL_CONFIG = {
@@ -65,6 +70,7 @@ const FULL_CONFIG = {
   sessionNamedRoles: ['DataScience', 'Analysts'],
   adminReservedConcurrency: 5,
   proxyMaxConcurrency: 200,
+  alarmTopicArn: ALARM_TOPIC,
 };
 let full: ProgramRun; // 3 AZs, ElastiCache, every setting changed from its default
 let single: ProgramRun; // 1 AZ, defaults, no org id
@@ -460,11 +466,14 @@ runs('no function environment holds the key, the org id or a variable meant for 
 
 // --------------------------------------------------------------------------------------------- IAM
 
+/** The permissions boundary's document: it only takes away, so its Allow "*" grants nothing (tested below). */
+const isBoundary = (run: ProgramRun, where: string) => where === `${run.one(T.policy, '-boundary').name}.policy`;
+
 runs('no IAM policy document grants a wildcard action or a "*" resource where a specific one exists', () => {
   for (const run of [full, single, noCache]) {
     const docs = policyDocuments(run);
-    assert.is(docs.length, run === noCache ? 6 : 9);
-    for (const { where, statements } of docs) {
+    assert.is(docs.length, run === noCache ? 7 : 10);
+    for (const { where, statements } of docs.filter((d) => !isBoundary(run, d.where))) {
       for (const s of statements) {
         assert.is(s.Effect, 'Allow', where);
         assert.ok(s.Action.length > 0, `${where} ${s.Sid}`);
@@ -526,12 +535,17 @@ runs('VPC access is limited to our VPC (and this account\'s new network interfac
     const statements = vpcAccess!;
     const scope = (type: string) => `arn:aws:ec2:${REGION}:${ACCOUNT}:${type}/*`;
     const inVpc = { ArnEquals: { 'ec2:Vpc': full.one(T.vpc).state.arn } };
+    const tagged = { ...inVpc, StringEquals: { 'aws:ResourceTag/openai-wrapi-functions': 'openai-wrapi-dev' } };
     const create = statements.filter((s) => s.Action.includes('ec2:CreateNetworkInterface'));
     // CreateNetworkInterface has no VPC condition key for the new interface itself; it has for the subnet and group.
     assert.equal(create.map((s) => [sorted(s.Resource), s.Condition]), [
       [[scope('network-interface')], undefined],
-      [sorted([scope('subnet'), scope('security-group')]), inVpc],
+      [sorted([scope('subnet'), scope('security-group')]), tagged],
     ]);
+    // The tag marks the private subnets and the functions' group only.
+    const place = (r: Registered) => r.inputs.tags?.['openai-wrapi-functions'];
+    assert.equal(full.ofType(T.subnet).filter(place).map((r) => r.name).sort(), privateSubnetIds(full).map((id) => full.byId(id)!.name).sort());
+    assert.equal(full.ofType(T.securityGroup).filter(place).map((r) => r.name), [full.one(T.securityGroup, '-functions').name]);
     for (const a of ['ec2:DeleteNetworkInterface', 'ec2:AssignPrivateIpAddresses', 'ec2:UnassignPrivateIpAddresses']) {
       const s = statements.find((x) => x.Action.includes(a))!;
       assert.equal([s.Resource, s.Condition], [[scope('network-interface')], inVpc], a);
@@ -579,9 +593,88 @@ runs('the admins\' policy: invoke the admin function, and nothing else', () => {
   assert.equal(statements.map((s) => [s.Action, s.Resource, s.Condition]), [[['lambda:InvokeFunction'], [adminOf(full).state.arn], undefined]]);
 });
 
+// ------------------------------------------------------------------------------ direct invokes
+
+/** The boundary's statements, by Sid. */
+function boundaryOf(run: ProgramRun): Record<string, Stmt> {
+  const docs = policyDocuments(run).filter((d) => isBoundary(run, d.where));
+  assert.is(docs.length, 1);
+  return Object.fromEntries(docs[0].statements.map((s) => [s.Sid!, s]));
+}
+const DIRECT_INVOKE_DENY = 'DenyProxyInvokeExceptThroughItsUrl';
+
+runs('the boundary allows everything, then denies a direct Invoke of the proxy and every route around it', () => {
+  for (const run of [full, noCache]) {
+    const statements = boundaryOf(run);
+    const proxy = proxyOf(run).state.arn;
+    const admin = adminOf(run).state.arn;
+    assert.equal(Object.keys(statements), [
+      'AllowWhatOtherPoliciesGrant', DIRECT_INVOKE_DENY, 'DenyChangingTheFunctions', 'DenyPassingTheFunctionsRoles',
+      'DenyTheOpenAICredentials', 'DenyLedgerWritesOutsideTheFunctions',
+    ]);
+    const allow = statements.AllowWhatOtherPoliciesGrant;
+    assert.equal([allow.Effect, allow.Action, allow.Resource, allow.Condition], ['Allow', ['*'], ['*'], undefined]);
+    for (const s of Object.values(statements).slice(1)) assert.is(s.Effect, 'Deny', s.Sid);
+
+    const invoke = statements[DIRECT_INVOKE_DENY];
+    assert.equal(invoke.Action, ['lambda:InvokeFunction', 'lambda:InvokeAsync']);
+    assert.equal(invoke.Resource, [proxy, `${proxy}:*`], 'the function and any version or alias');
+    // BoolIfExists: a direct Invoke carries no such key, and must be denied too.
+    assert.equal(invoke.Condition, { BoolIfExists: { 'lambda:InvokedViaFunctionUrl': 'false' } });
+
+    assert.equal(statements.DenyChangingTheFunctions.Resource, [proxy, `${proxy}:*`, admin, `${admin}:*`]);
+    assert.ok(statements.DenyChangingTheFunctions.Action.includes('lambda:Update*'));
+    const roleOf = (fn: Registered) => fn.inputs.role as string;
+    assert.equal(statements.DenyPassingTheFunctionsRoles.Resource, [roleOf(proxyOf(run)), roleOf(adminOf(run))]);
+    assert.equal(statements.DenyTheOpenAICredentials.Resource, [run.one(T.secret).state.arn]);
+    assert.equal(statements.DenyLedgerWritesOutsideTheFunctions.Resource, [run.one(T.table).state.arn]);
+    for (const action of ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem', 'dynamodb:PartiQLUpdate']) {
+      assert.ok(statements.DenyLedgerWritesOutsideTheFunctions.Action.includes(action), action);
+    }
+    for (const s of Object.values(statements)) assert.not.ok(s.Principal, 'a boundary names no principal');
+  }
+});
+
+runs('the SCP output is the boundary\'s direct-invoke Deny alone (the deployer, bound too, still deploys)', () => {
+  for (const run of [full, noCache]) {
+    const scp = JSON.parse(run.outputs.serviceControlPolicy.value as string);
+    assert.is(scp.Version, '2012-10-17');
+    const invoke = boundaryOf(run)[DIRECT_INVOKE_DENY];
+    assert.equal(scp.Statement, [invoke]);
+    assert.ok(JSON.stringify(scp).length <= 5120, 'within the SCP size limit');
+  }
+});
+
+runs('an alarm on the proxy when its invocations exceed its function URL\'s requests', () => {
+  for (const run of [full, single, noCache]) {
+    const alarm = run.one(T.alarm);
+    assert.is(alarm.inputs.name, 'openai-proxy-dev-direct-invokes');
+    const queries: any[] = alarm.inputs.metricQueries;
+    const metricOf = (name: string) => queries.find((q) => q.metric?.metricName === name);
+    const invocations = metricOf('Invocations');
+    const urlRequests = metricOf('UrlRequestCount');
+    for (const q of [invocations, urlRequests]) {
+      assert.is(q.metric.namespace, 'AWS/Lambda');
+      assert.equal(q.metric.dimensions, { FunctionName: 'openai-proxy-dev' });
+      assert.is(q.metric.stat, 'Sum');
+      assert.is(q.metric.period, 300);
+      assert.not.ok(q.returnData, `${q.id} only feeds the expression`);
+    }
+    const returned = queries.filter((q) => q.returnData);
+    assert.is(returned.length, 1, 'an alarm evaluates exactly one series');
+    assert.is(returned[0].expression, `FILL(${invocations.id}, 0) - FILL(${urlRequests.id}, 0)`);
+    assert.is(alarm.inputs.comparisonOperator, 'GreaterThanThreshold');
+    assert.is(alarm.inputs.threshold, 0);
+    assert.is(alarm.inputs.evaluationPeriods, 1);
+    assert.is(alarm.inputs.treatMissingData, 'notBreaching', 'no calls is no alarm');
+    assert.equal(alarm.inputs.alarmActions ?? [], run === full ? [ALARM_TOPIC] : []);
+    assert.is(run.outputs.directInvokeAlarmName.value, alarm.inputs.name);
+  }
+});
+
 // ----------------------------------------------------------------------------------------- outputs
 
-runs('outputs: the eight names, nothing else, none secret, pointing at the right resources', () => {
+runs('outputs: the eleven names, nothing else, none secret, pointing at the right resources', () => {
   for (const run of [full, single, noCache]) {
     assert.equal(sorted(Object.keys(run.outputs)), sorted(OUTPUTS));
     for (const [name, output] of Object.entries(run.outputs)) assert.not.ok(output.secret, `${name} must be readable without --show-secrets`);
@@ -594,6 +687,7 @@ runs('outputs: the eight names, nothing else, none secret, pointing at the right
     assert.is(value('region'), REGION);
     assert.is(value('userPolicyArn'), run.one(T.policy, '-users').state.arn);
     assert.is(value('adminPolicyArn'), run.one(T.policy, '-admins').state.arn);
+    assert.is(value('boundaryPolicyArn'), run.one(T.policy, '-boundary').state.arn);
   }
   assert.is(full.outputs.cacheEndpoint.value, full.one(T.cache).state.configurationEndpoint);
   assert.is(noCache.outputs.cacheEndpoint.value, null);
@@ -635,10 +729,11 @@ errors('a key set without --secret is refused', async () => {
 errors('every bad value is reported at once', async () => {
   const message = await failure({
     ...BASE_CONFIG, numAzs: 0, proxyTimeoutSeconds: 1000, logRetentionDays: 10, upstreamUrl: 'http://api.example.com/v1',
-    sessionNamedRoles: ['ok', 'not a role/name'], proxyMaxConcurrency: 0, adminReservedConcurrency: 2.5,
+    sessionNamedRoles: ['ok', 'not a role/name'], proxyMaxConcurrency: 0, adminReservedConcurrency: 2.5, alarmTopicArn: 'openai-wrapi-alarms',
   });
   assert.match(message, 'proxyMaxConcurrency must be an integer from 1 to 100000 (got 0)');
   assert.match(message, 'adminReservedConcurrency must be an integer from 1 to 1000 (got 2.5)');
+  assert.match(message, 'alarmTopicArn must be an SNS topic ARN');
   assert.match(message, 'sessionNamedRoles must be a list of IAM role names');
   assert.match(message, 'numAzs must be an integer from 1 to 6 (got 0)');
   assert.match(message, 'proxyTimeoutSeconds must be an integer from 30 to 900 (got 1000)');
