@@ -162,20 +162,29 @@ mc("killed mid-test: quick misses, then back after the cool-down once restarted"
   assert.ok(await cache.get(key("k")));
 
   server.kill();
-  for (let i = 0; i < 5; i++) {
-    const [got, ms] = await timed(cache.get(key("k")));
-    assert.is(got, undefined);
-    assert.ok(ms < 500, `get took ${ms} ms`);
-    const [, setMs] = await timed(cache.set(key("k"), value, 60));
-    assert.ok(setMs < 500, `set took ${setMs} ms`);
-  }
+  let restarted: Awaited<ReturnType<typeof startMemcached>> | undefined;
+  try {
+    // Quick misses, not retries against a dead server: judged by the median, so that one stall of a
+    // loaded machine does not decide it, and by a ceiling far below a retrying client's.
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const [got, ms] = await timed(cache.get(key("k")));
+      assert.is(got, undefined);
+      const [, setMs] = await timed(cache.set(key("k"), value, 60));
+      times.push(ms, setMs);
+    }
+    times.sort((a, b) => a - b);
+    assert.ok(times[times.length >> 1] < 250, `median ${times[times.length >> 1]} ms (all: ${times.join(', ')})`);
+    assert.ok(times.at(-1)! < 2000, `slowest ${times.at(-1)} ms`);
 
-  const restarted = await startMemcached({ port: server.port });
-  await sleep(coolDownMs + 50);
-  await cache.set(key("k2"), value, 60);
-  assert.ok(await cache.get(key("k2")), "works again after the cool-down");
-  await cache.close?.();
-  await restarted.stop();
+    restarted = await startMemcached({ port: server.port });
+    await sleep(coolDownMs + 50);
+    await cache.set(key("k2"), value, 60);
+    assert.ok(await cache.get(key("k2")), "works again after the cool-down");
+  } finally {
+    await cache.close?.();
+    await restarted?.stop(); // a failed assertion must not leave memcached running (the file would never exit)
+  }
 });
 
 mc("hung server (SIGSTOP): gets resolve after the timeout, then skip it", async () => {
