@@ -140,7 +140,8 @@ test('a checkout installed by path builds itself on install (prepare): its impor
   // project's files without dist/ (as git has them) and with its dependencies installed.
   const checkout = join(work, 'checkout');
   const { stdout } = await run('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: root, maxBuffer: 1 << 24 });
-  for (const file of stdout.split('\0').filter(Boolean)) {
+  // A work tree's node_modules may be a symlink, which `node_modules/` in .gitignore does not match.
+  for (const file of stdout.split('\0').filter((f) => f && !f.startsWith('node_modules'))) {
     if (!(await stat(join(root, file)).catch(() => null))) continue; // deleted in the work tree
     await mkdir(join(checkout, file, '..'), { recursive: true });
     await copyFile(join(root, file), join(checkout, file));
