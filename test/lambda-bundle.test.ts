@@ -356,14 +356,6 @@ handlers('the bundled admin reports what the bundled proxy recorded, for the ver
   assert.ok(rows.every((r) => r.spend > 0));
 });
 
-handlers('a project without a limit is refused by the bundled proxy, before any upstream call', async () => {
-  const before = fake.requests.length;
-  const r = await invokeStreaming(proxy, event({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Bundle test three.' }] }, 'unlimited'));
-  assert.ok(r.statusCode >= 400 && r.statusCode < 500, `status ${r.statusCode}`);
-  assert.type(json(r).error?.message, 'string');
-  assert.is(fake.requests.length, before);
-});
-
 /** SSE text the client got: the content deltas of its data frames, joined. */
 const relayedText = (body: string) =>
   body.split('\n\n').filter((f) => f.startsWith('data: {')).map((f) => JSON.parse(f.slice(6)).choices?.[0]?.delta?.content ?? '').join('');
@@ -417,6 +409,14 @@ handlers('a cold start in a fresh process parses a lean hot path; the tokenizer 
   // bill.ts: visible streamed text × 1.1 margin + 16 tokens (one token per byte would give more).
   assert.is(row.outputTokens, Math.ceil(exactTokens(relayed) * 1.1) + 16, relayed);
   assert.is(counted, exactTokens(plan.count!.text));
+});
+
+handlers('a project without a limit is refused by the bundled proxy, before any upstream call', async () => {
+  const before = fake.requests.length;
+  const r = await invokeStreaming(proxy, event({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Bundle test three.' }] }, 'unlimited'));
+  assert.ok(r.statusCode >= 400 && r.statusCode < 500, `status ${r.statusCode}`);
+  assert.type(json(r).error?.message, 'string');
+  assert.is(fake.requests.length, before);
 });
 
 handlers.run();
