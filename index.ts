@@ -8,7 +8,7 @@
 //
 // Sections: config · lambda code · ledger · network · cache · secret · IAM for the functions ·
 // functions · policies for people · outputs. Every named export of this module is a stack output.
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as aws from '@pulumi/aws';
 import * as pulumi from '@pulumi/pulumi';
@@ -200,7 +200,8 @@ async function bundleLambda(name: LambdaName): Promise<LambdaFiles> {
     const text = await esbuild.formatMessages(result.warnings, { kind: 'warning' });
     throw new pulumi.RunError(`esbuild warned while bundling the Lambda code (fix it rather than deploy it):\n${text.join('\n')}`);
   }
-  const text = new Map(result.outputFiles.map((f) => [relative(ROOT, f.path).split(sep).join('/'), f.text]));
+  // Output files carry absolute paths; the metafile names them relative to ROOT, with forward slashes.
+  const text = new Map(result.outputFiles.map((f) => [f.path.slice(ROOT.length + 1).replaceAll('\\', '/'), f.text]));
   const files = reachableOutputs(result.metafile, `${outdir}/${name}.mjs`)
     .map((path) => [path.slice(outdir.length + 1), text.get(path)!] as const)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
