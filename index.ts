@@ -168,33 +168,54 @@ const CREATE_REQUIRE_BANNER =
   "import { createRequire as __wrapiCreateRequire } from 'node:module'; const require = __wrapiCreateRequire(import.meta.url);";
 
 /**
- * Bundles each Lambda entry point into one self-contained ES module (`<name>.mjs`), the AWS SDK
- * included: the SDK we test is the SDK we run, not whichever one the managed runtime carries.
- *
- * Deterministic: paths are relative to the project root and nothing depends on time or machine, so
- * an unchanged runtime gives identical bytes, an unchanged archive hash and no diff in `pulumi
- * preview`. Any esbuild error or warning stops the program: code that did not build cleanly is never
- * deployed.
+ * Where code an entry point loads with `import()` goes inside its archive. The tokenizer's table
+ * (2.7 MB, only needed to estimate a call whose usage never arrived) is one such chunk: a cold
+ * start parses the entry and the chunks it imports statically, not the table.
  */
-async function bundleLambdaCode(): Promise<Record<LambdaName, string>> {
-  let result: esbuild.BuildResult<{ write: false }>;
+const CHUNK_NAMES = 'chunks/[name]-[hash]';
+
+/** A function's deployment package: path inside the archive → file text, in path order. */
+type LambdaFiles = Record<string, string>;
+
+/**
+ * Bundles each Lambda entry point into an ES module (`<name>.mjs`) plus the chunks it loads lazily,
+ * the AWS SDK included: the SDK we test is the SDK we run, not whichever one the managed runtime
+ * carries. Each function is built on its own, so one function's code never changes the other's files.
+ *
+ * Deterministic: paths are relative to the project root, chunk names are content hashes and nothing
+ * depends on time or machine, so an unchanged runtime gives identical files, an unchanged archive
+ * hash and no diff in `pulumi preview`. Any esbuild error or warning stops the program: code that
+ * did not build cleanly is never deployed.
+ */
+async function bundleLambdaCode(): Promise<Record<LambdaName, LambdaFiles>> {
+  const names = Object.keys(LAMBDA_ENTRY_POINTS) as LambdaName[];
+  const built = await Promise.all(names.map(bundleLambda));
+  return Object.fromEntries(names.map((name, i) => [name, built[i]])) as Record<LambdaName, LambdaFiles>;
+}
+
+async function bundleLambda(name: LambdaName): Promise<LambdaFiles> {
+  const outdir = 'lambda-bundle'; // names the outputs only: nothing is written
+  let result: esbuild.BuildResult<{ write: false; metafile: true }>;
   try {
     result = await esbuild.build({
       absWorkingDir: ROOT,
-      entryPoints: LAMBDA_ENTRY_POINTS,
-      outdir: 'lambda-bundle', // names the outputs only: nothing is written
+      entryPoints: { [name]: LAMBDA_ENTRY_POINTS[name] },
+      outdir,
       write: false,
       bundle: true,
+      splitting: true, // every import() becomes a chunk loaded when first called
+      chunkNames: CHUNK_NAMES,
       platform: 'node',
       format: 'esm',
       target: 'node22', // the nodejs22.x runtime below
       outExtension: { '.js': '.mjs' },
       mainFields: ['module', 'main'], // prefer ESM builds: better tree shaking of the AWS SDK
-      banner: { js: CREATE_REQUIRE_BANNER },
+      banner: { js: CREATE_REQUIRE_BANNER }, // on every chunk: each is a module of its own
       minify: true,
       keepNames: true, // error and class names survive minification (the runtime logs them)
       legalComments: 'none',
       logLevel: 'silent', // reported below, once, as the program's error
+      metafile: true, // which chunk imports which (reachableOutputs)
     });
   } catch (error) {
     throw new pulumi.RunError(`esbuild could not bundle the Lambda code:\n${(error as Error).message}`);
@@ -203,18 +224,39 @@ async function bundleLambdaCode(): Promise<Record<LambdaName, string>> {
     const text = await esbuild.formatMessages(result.warnings, { kind: 'warning' });
     throw new pulumi.RunError(`esbuild warned while bundling the Lambda code (fix it rather than deploy it):\n${text.join('\n')}`);
   }
-  const code = {} as Record<LambdaName, string>;
-  for (const name of Object.keys(LAMBDA_ENTRY_POINTS) as LambdaName[]) {
-    const file = result.outputFiles.find((f) => f.path.endsWith(`/${name}.mjs`));
-    if (!file) throw new pulumi.RunError(`esbuild produced no ${name}.mjs`);
-    code[name] = file.text;
-  }
-  return code;
+  // Output files carry absolute paths; the metafile names them relative to ROOT, with forward slashes.
+  const text = new Map(result.outputFiles.map((f) => [f.path.slice(ROOT.length + 1).replaceAll('\\', '/'), f.text]));
+  const files = reachableOutputs(result.metafile, `${outdir}/${name}.mjs`)
+    .map((path) => [path.slice(outdir.length + 1), text.get(path)!] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return Object.fromEntries(files);
 }
 
-/** The inline deployment package of one function: its bundle as `<name>.mjs`, handler `<name>.handler`. */
-const lambdaArchive = (name: LambdaName, code: string) =>
-  new pulumi.asset.AssetArchive({ [`${name}.mjs`]: new pulumi.asset.StringAsset(code) });
+/**
+ * The outputs `entry` can ever load, through static and dynamic imports. esbuild writes a chunk for
+ * every import() it meets, even one inside code it then drops (the AWS SDK's unused credential
+ * providers): nothing can load such a chunk, so it stays out of the archive.
+ */
+function reachableOutputs(metafile: esbuild.Metafile, entry: string): string[] {
+  const reached = new Set<string>();
+  const visit = (path: string) => {
+    const output = metafile.outputs[path];
+    if (!output || reached.has(path)) return;
+    reached.add(path);
+    for (const imported of output.imports) if (!imported.external) visit(imported.path);
+  };
+  visit(entry);
+  return [...reached];
+}
+
+/**
+ * The inline deployment package of one function: its entry as `<name>.mjs` (handler
+ * `<name>.handler`) and its chunks under `chunks/`, which the entry imports relative to itself.
+ */
+function lambdaArchive(name: LambdaName, files: LambdaFiles): pulumi.asset.AssetArchive {
+  if (!(`${name}.mjs` in files)) throw new pulumi.RunError(`esbuild produced no ${name}.mjs`);
+  return new pulumi.asset.AssetArchive(Object.fromEntries(Object.entries(files).map(([path, text]) => [path, new pulumi.asset.StringAsset(text)])));
+}
 
 const lambdaCode = await bundleLambdaCode();
 

@@ -3,17 +3,21 @@
 // and imported as Lambda would import them. The bundled handlers then serve function-URL events with
 // the environment the program gives them, against dynalite, the fake OpenAI upstream and a fake
 // Secrets Manager (the key reaches the proxy only through GetSecretValue, as on AWS).
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, appendFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, appendFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { countTokens as exactTokens } from 'gpt-tokenizer';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { invokeStreaming, type StreamingResult } from './helpers/awslambda-stub.ts';
 import { startDynalite, type DynaliteServer } from './helpers/dynalite.ts';
+import type { ColdStartPlan, ColdStartStep } from './helpers/lambda-cold-start.ts';
 import { BASE_CONFIG, REGION, runProgram, type ProgramRun } from './helpers/pulumi-program.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../runtime/local/simulated-openai.ts';
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
@@ -38,6 +42,14 @@ async function archiveFiles(code: any): Promise<Files> {
   const files: Files = {};
   for (const [name, asset] of Object.entries(assets)) files[name] = await asset.text;
   return files;
+}
+
+/** Unpacks an archive into `dir`, as Lambda does into /var/task. */
+function writeArchive(dir: string, files: Files): void {
+  for (const [path, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), text);
+  }
 }
 
 /** Content hash of an archive: names and bytes in name order (what Pulumi's archive hash depends on). */
@@ -70,19 +82,57 @@ build.before(async () => {
   second = await deploy({ ...BASE_CONFIG, numAzs: 3, proxyMemoryMb: 1024 });
 });
 
-build('each archive holds one ES module bundle, named after the function\'s handler', () => {
+const BANNER = "import { createRequire as __wrapiCreateRequire } from 'node:module';";
+/** Hot-path budget: the proxy's entry and what it imports statically (issue 11: ≤ 0.6 MB). */
+const PROXY_HOT_PATH_BYTES = 600_000;
+/** The admin function's whole archive: it needs no tokenizer and stays about as lean as it was. */
+const ADMIN_ARCHIVE_BYTES = 250_000;
+const TOKENIZER_CHUNK = /^chunks\/o200k-tokenizer-[A-Z0-9]+\.mjs$/;
+const sizeOf = (files: Files, paths = Object.keys(files)) => paths.reduce((n, p) => n + Buffer.byteLength(files[p]), 0);
+
+/** The relative module paths a file imports (statically or with import()), resolved inside the archive. */
+function referencedPaths(path: string, code: string): string[] {
+  const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '';
+  return [...code.matchAll(/["'](\.\.?\/[\w./-]+\.mjs)["']/g)].map((m) => new URL(m[1], `file:///${dir}`).pathname.slice(1));
+}
+
+build('each archive holds its handler\'s ES module at the root and the chunks it loads under chunks/', () => {
   for (const name of ['proxy', 'admin'] as const) {
     const { files, handler } = first.functions[name];
-    assert.equal(Object.keys(files), [`${name}.mjs`]);
     assert.is(handler, `${name}.handler`);
-    assert.ok(files[`${name}.mjs`].startsWith("import { createRequire as __wrapiCreateRequire } from 'node:module';"), 'the createRequire banner comes first');
+    assert.ok(`${name}.mjs` in files, `${name}.mjs`);
+    for (const path of Object.keys(files)) {
+      if (path !== `${name}.mjs`) assert.match(path, /^chunks\/[\w-]+-[A-Z0-9]{8}\.mjs$/);
+      assert.ok(files[path].startsWith(BANNER), `the createRequire banner comes first in ${path}`);
+    }
   }
+  assert.equal(Object.keys(first.functions.proxy.files).filter((p) => TOKENIZER_CHUNK.test(p)).length, 1, 'one tokenizer chunk');
+});
+
+build('every module an archive file imports is in the archive, and every file is imported by another', () => {
+  for (const name of ['proxy', 'admin'] as const) {
+    const { files } = first.functions[name];
+    const referenced = new Set<string>();
+    for (const [path, code] of Object.entries(files)) {
+      for (const target of referencedPaths(path, code)) {
+        assert.ok(target in files, `${path} imports ${target}, which is not in the ${name} archive`);
+        referenced.add(target);
+      }
+    }
+    for (const path of Object.keys(files)) if (path !== `${name}.mjs`) assert.ok(referenced.has(path), `${path} is never loaded`);
+  }
+});
+
+build('the tokenizer stays out of the admin archive, which stays lean', () => {
+  const { files } = first.functions.admin;
+  assert.not.ok(Object.keys(files).some((p) => p.includes('tokenizer')), Object.keys(files).join(', '));
+  assert.ok(sizeOf(files) <= ADMIN_ARCHIVE_BYTES, `the admin archive is ${sizeOf(files)} bytes`);
 });
 
 build('two program runs produce the same archives, byte for byte (no diff on an unchanged runtime)', () => {
   for (const name of ['proxy', 'admin'] as const) {
     assert.is(second.functions[name].hash, first.functions[name].hash, name);
-    assert.ok(second.functions[name].files[`${name}.mjs`] === first.functions[name].files[`${name}.mjs`], name);
+    assert.equal(second.functions[name].files, first.functions[name].files, name);
   }
   assert.is.not(first.functions.proxy.hash, first.functions.admin.hash);
 });
@@ -90,8 +140,7 @@ build('two program runs produce the same archives, byte for byte (no diff on an 
 build('the bundles carry no trace of the machine that built them', () => {
   const root = new URL(ROOT).pathname.replace(/\/$/, '');
   for (const name of ['proxy', 'admin'] as const) {
-    const code = first.functions[name].files[`${name}.mjs`];
-    assert.not.ok(code.includes(root), `${name}.mjs contains ${root}`);
+    for (const [path, code] of Object.entries(first.functions[name].files)) assert.not.ok(code.includes(root), `${name}: ${path} contains ${root}`);
   }
 });
 
@@ -231,7 +280,7 @@ handlers.before(async () => {
   const deployed = first ?? (await deploy({ ...BASE_CONFIG, useElastiCache: false }));
   dir = mkdtempSync(join(tmpdir(), 'openai-wrapi-lambda-'));
   for (const name of ['proxy', 'admin'] as const) {
-    for (const [file, text] of Object.entries(deployed.functions[name].files)) writeFileSync(join(dir, file), text);
+    writeArchive(join(dir, name), deployed.functions[name].files);
   }
   const env = { ...deployed.functions.admin.env, ...deployed.functions.proxy.env };
   dynamo = await startDynalite();
@@ -254,8 +303,8 @@ handlers.before(async () => {
   });
   // The Lambda runtime's globals must exist before the bundle loads (it calls streamifyResponse).
   await import('./helpers/awslambda-stub.ts');
-  proxy = (await import(pathToFileURL(join(dir, 'proxy.mjs')).href)).handler;
-  admin = (await import(pathToFileURL(join(dir, 'admin.mjs')).href)).handler;
+  proxy = (await import(pathToFileURL(join(dir, 'proxy', 'proxy.mjs')).href)).handler;
+  admin = (await import(pathToFileURL(join(dir, 'admin', 'admin.mjs')).href)).handler;
 });
 
 handlers.after(async () => {
@@ -313,6 +362,61 @@ handlers('the bundled admin reports what the bundled proxy recorded, for the ver
   const total = rows.reduce((n, r) => n + r.requests, 0);
   assert.is(total, 2, JSON.stringify(rows));
   assert.ok(rows.every((r) => r.spend > 0));
+});
+
+/** SSE text the client got: the content deltas of its data frames, joined. */
+const relayedText = (body: string) =>
+  body.split('\n\n').filter((f) => f.startsWith('data: {')).map((f) => JSON.parse(f.slice(6)).choices?.[0]?.delta?.content ?? '').join('');
+
+handlers('a cold start in a fresh process parses a lean hot path; the tokenizer chunk loads on the first estimate, and counts', async () => {
+  for (const project of ['cold-start', 'cold-start-cut']) await admin({ action: 'setLimit', project, limit: 5 });
+  const files = first.functions.proxy.files;
+  const tokenizer = Object.keys(files).find((p) => TOKENIZER_CHUNK.test(p))!;
+  const plan: ColdStartPlan = {
+    dir: join(dir, 'proxy'),
+    calls: [
+      { label: 'exact', event: event({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Cold start. fake:words=4' }] }, 'cold-start') },
+      {
+        label: 'estimate',
+        event: event({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Cold start cut. fake:words=20 fake:break=3' }] }, 'cold-start-cut'),
+      },
+    ],
+    count: { chunk: tokenizer, text: 'The estimate counts with the real o200k tokenizer, ünïcödé and all.' },
+  };
+  const planFile = join(dir, 'cold-start-plan.json');
+  writeFileSync(planFile, JSON.stringify(plan));
+  // Asynchronously: the ledger, the upstream and the secret it calls are served by this process.
+  const child = await promisify(execFile)(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./helpers/lambda-cold-start.ts', import.meta.url)), planFile], {
+    env: process.env,
+    timeout: 60_000,
+  });
+  const { steps, counted }: { steps: ColdStartStep[]; counted: number } = JSON.parse(child.stdout.trim().split('\n').at(-1)!);
+  const [imported, exact, estimate] = steps;
+
+  // Importing the entry loads it and the chunks it imports statically: small, and no tokenizer.
+  assert.ok(imported.loaded.includes('proxy.mjs'));
+  assert.not.ok(imported.loaded.includes(tokenizer), 'the tokenizer was loaded at import');
+  const hotPath = sizeOf(files, imported.loaded);
+  assert.ok(hotPath <= PROXY_HOT_PATH_BYTES, `the hot path is ${hotPath} bytes: ${imported.loaded.join(', ')}`);
+  assert.ok(sizeOf(files) - hotPath >= Buffer.byteLength(files[tokenizer]), 'the tokenizer is outside the hot path');
+
+  // A call with OpenAI's usage needs no tokenizer; its secret came through a lazily loaded chunk,
+  // resolved relative to the entry file.
+  assert.is(exact.status, 200, exact.body);
+  assert.not.ok(exact.loaded.includes(tokenizer), 'the tokenizer was loaded for a call with a usage block');
+  assert.ok(exact.loaded.some((p) => p.startsWith('chunks/secrets-manager-')), exact.loaded.join(', '));
+
+  // A stream cut upstream is billed by estimate: that loads the tokenizer, and the estimate is its count.
+  assert.is(estimate.status, 200);
+  assert.match(estimate.body!, 'upstream_stream_interrupted');
+  assert.ok(estimate.loaded.includes(tokenizer), 'the first estimate did not load the tokenizer');
+  const [row] = (await admin({ action: 'usage' })).rows.filter((r: any) => r.project === 'cold-start-cut' && r.model !== '*');
+  assert.is(row?.estimated, 1, 'the cut stream was recorded as estimated');
+  const relayed = relayedText(estimate.body!);
+  assert.ok(relayed.length > 0, estimate.body);
+  // bill.ts: visible streamed text × 1.1 margin + 16 tokens (one token per byte would give more).
+  assert.is(row.outputTokens, Math.ceil(exactTokens(relayed) * 1.1) + 16, relayed);
+  assert.is(counted, exactTokens(plan.count!.text));
 });
 
 handlers('a project without a limit is refused by the bundled proxy, before any upstream call', async () => {

@@ -1,6 +1,7 @@
 // A real tokenizer (o200k_base, the encoding of current OpenAI models) for estimates when a
 // call's usage block never arrived. Loaded on first use: building its 200k-entry table would
-// otherwise slow every cold start, and only disconnects and cut-off streams need it.
+// otherwise slow every cold start, and only disconnects and cut-off streams need it (in the Lambda
+// bundle, o200k-tokenizer.ts is a chunk of its own, not even parsed until then).
 //
 // BPE time grows with the square of a whitespace-free run (80k characters: seconds), and a prompt
 // may be megabytes. So the text is counted in pieces of at most PIECE_CHARS, yielding to the event
@@ -29,7 +30,7 @@ const MERGE_CACHE_ENTRIES = 5_000;
 let loaded: Promise<Count> | undefined;
 
 const load = (): Promise<Count> =>
-  (loaded ??= import('gpt-tokenizer').then((m) => {
+  (loaded ??= import('./o200k-tokenizer.ts').then((m) => {
     m.setMergeCacheSize(MERGE_CACHE_ENTRIES);
     return m.countTokens as Count;
   }));
