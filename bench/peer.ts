@@ -89,7 +89,11 @@ export function ensureInstalled(name: string, log: (msg: string) => void): strin
     `${JSON.stringify({ name: `bench-peer-${name}`, private: true, dependencies: spec.dependencies, overrides: spec.overrides }, null, 2)}\n`,
   );
   // --ignore-scripts: the gateway's postinstall runs patch-package, whose patches are not published.
-  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] });
+  } catch (err) {
+    throw new Error(`npm install in ${dir} failed (${(err as Error).message.split('\n')[0]}); npm's own message is above`);
+  }
   for (const [pkg, v] of Object.entries(pinned)) {
     const got = installedVersion(dir, pkg);
     if (got !== v) throw new Error(`${name}: installed ${pkg}@${got ?? 'nothing'}, expected ${v}`);

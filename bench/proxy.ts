@@ -26,6 +26,7 @@ import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { loadOrCreateCredentials } from '../runtime/local/credentials.ts';
 import { Child } from './child.ts';
+import { compareSides, load, type Side } from './load.ts';
 import { ensureInstalled, parseBenchArgs, startPeer, type RunningPeer } from './peer.ts';
 import { mb, ms, pct, peerLatency, plus, ratio, tableLines, verdict, type PeerCells, type Row } from './table.ts';
 
@@ -163,51 +164,10 @@ async function proxyCall(s: Setup, body: Buffer, call: Call = {}): Promise<Sampl
   return request(s.stack, `/${stage}/v1/chat/completions`, headers, body, signMs);
 }
 
-/** `n` calls of `fn` by `concurrency` workers; bounded by n. */
-async function load(n: number, concurrency: number, fn: (i: number) => Promise<Sample>): Promise<{ samples: Sample[]; wallMs: number }> {
-  const samples: Sample[] = [];
-  let next = 0;
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, n) }, async () => {
-      while (next < n) {
-        const i = next++;
-        samples.push(await fn(i));
-      }
-    }),
-  );
-  return { samples, wallMs: performance.now() - start };
-}
-
-interface Side {
-  samples: Sample[];
-  wallMs: number;
-}
-
-/**
- * Batches of each side in turn, the order rotated every round (and, with three sides, reversed every
- * other cycle: all six orders), so drifting noise hits every side alike. Two sides: direct/proxy,
- * then proxy/direct, and so on.
- */
-async function compareSides(total: number, batch: number, concurrency: number, fns: ((i: number) => Promise<Sample>)[]): Promise<Side[]> {
-  const sides: Side[] = fns.map(() => ({ samples: [], wallMs: 0 }));
-  const rounds = Math.max(1, Math.round(total / batch));
-  for (let b = 0; b < rounds; b++) {
-    const order = fns.map((_, k) => (k + b) % fns.length);
-    if (fns.length > 2 && Math.floor(b / fns.length) % 2) order.reverse();
-    for (const k of order) {
-      const r = await load(batch, concurrency, (i) => fns[k](b * batch + i));
-      sides[k].samples.push(...r.samples);
-      sides[k].wallMs += r.wallMs;
-    }
-  }
-  return sides;
-}
-
 /** Direct vs proxy, and the peer too when one is given. */
 async function compare(total: number, batch: number, concurrency: number, direct: (i: number) => Promise<Sample>, proxy: (i: number) => Promise<Sample>, peer?: (i: number) => Promise<Sample>) {
   const [d, p, k] = await compareSides(total, batch, concurrency, peer ? [direct, proxy, peer] : [direct, proxy]);
-  return { d, p, k: k as Side | undefined };
+  return { d, p, k: k as Side<Sample> | undefined };
 }
 
 // ------------------------------------------------------------------------------------------ stats
@@ -350,7 +310,7 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
       rt.push({ label, n: proxied(out), c, peerN: peered(out), peerCpuUs: (await peerCpuUs()) - peerBefore });
       return out;
     };
-    const peerSamples = (r: { k?: Side }) => r.k?.samples.length ?? 0;
+    const peerSamples = (r: { k?: Side<Sample> }) => r.k?.samples.length ?? 0;
     const peerFn = (fn: (i: number) => Promise<Sample>) => (peer ? fn : undefined);
     /** The peer's cells of a latency row, from its samples `k` (none: the row is the stack's alone). */
     const peerAt = (k: number[] | undefined, d: number[], p: number[], q: number) => (k ? peerLatency(pct(d, q), pct(p, q), pct(k, q)) : undefined);
@@ -388,7 +348,7 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
     const k16 = c16.k?.samples.map((x) => x.ms);
     row('non-stream chat c=16 p50', ms(pct(d16, 50)), ms(pct(p16, 50)), plus(pct(p16, 50) - pct(d16, 50)), ratio(pct(p16, 50), pct(d16, 50)), '', peerAt(k16, d16, p16, 50));
     row('non-stream chat c=16 p99', ms(pct(d16, 99)), ms(pct(p16, 99)), plus(pct(p16, 99) - pct(d16, 99)), ratio(pct(p16, 99), pct(d16, 99)), '', peerAt(k16, d16, p16, 99));
-    const rps = (side: Side) => side.samples.length / (side.wallMs / 1000);
+    const rps = (side: Side<Sample>) => side.samples.length / (side.wallMs / 1000);
     const rpsD = rps(c16.d);
     const rpsP = rps(c16.p);
     const rpsK = c16.k ? rps(c16.k) : NaN;
@@ -652,7 +612,13 @@ console.log(`openai-wrapi proxy bench: node ${process.version}, ${os.cpus().leng
 console.log('All latencies are measured in this process (the load generator); fake upstream, stack and dynalite run in child processes.');
 
 // Installing first: a failed install should cost no child process.
-const peerDir = args.peer ? ensureInstalled(args.peer, (msg) => process.stderr.write(`  [peer] ${msg}\n`)) : undefined;
+let peerDir: string | undefined;
+try {
+  peerDir = args.peer ? ensureInstalled(args.peer, (msg) => process.stderr.write(`  [peer] ${msg}\n`)) : undefined;
+} catch (err) {
+  console.error(`bench: could not install the peer: ${(err as Error).message}`);
+  process.exit(1);
+}
 const fake = await Child.start('fake');
 const children: Child[] = [fake];
 let peer: RunningPeer | undefined;
