@@ -4,6 +4,9 @@
  * ledger (dynalite) behind a fixed injected round trip per ledger call, as a Lambda user would see.
  * Prints a table with targets (PASS/FAIL); it never exits non-zero for a miss. See bench/README.md.
  *
+ * `--peer portkey` runs another gateway (bench/peer.ts) as a third side of the SQLite run's latency,
+ * throughput, stream and memory cases, with its own columns and the targets relative to it.
+ *
  * The fake upstream, the stack and dynalite each run in a child process (bench/stack-main.ts), so the
  * load generator here shares no event loop with them. Direct and proxied calls use the same
  * keep-alive agent and the same bodies, in alternating batches so machine noise hits both alike.
