@@ -303,14 +303,14 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
 
     const rt: { label: string; n: number; c: Counts; peerN: number; peerCpuUs: number }[] = [];
     const peerCpuUs = async () => (peer ? (await peer.child.call<{ cpuUs: number }>('counts')).cpuUs : 0);
-    /** Runs `f` and records the stack's counts (and the peer's CPU) over it, per request each served. */
-    const delta = async <T>(label: string, proxied: (r: T) => number, f: () => Promise<T>, peered: (r: T) => number = () => 0): Promise<T> => {
+    /** Runs `f` and records the stack's counts over it, and the peer's CPU if the peer served some of it. */
+    const delta = async <T>(label: string, proxied: (r: T) => number, f: () => Promise<T>, peered?: (r: T) => number): Promise<T> => {
       const before = await settledCounts(stack);
-      const peerBefore = await peerCpuUs();
+      const peerBefore = peered ? await peerCpuUs() : 0;
       const out = await f();
       const after = await settledCounts(stack);
       const c = Object.fromEntries(Object.keys(after).map((k) => [k, (after as any)[k] - (before as any)[k]])) as unknown as Counts;
-      rt.push({ label, n: proxied(out), c, peerN: peered(out), peerCpuUs: (await peerCpuUs()) - peerBefore });
+      rt.push({ label, n: proxied(out), c, peerN: peered?.(out) ?? 0, peerCpuUs: peered ? (await peerCpuUs()) - peerBefore : 0 });
       return out;
     };
     const peerSamples = (r: { k?: Side<Sample> }) => r.k?.samples.length ?? 0;
