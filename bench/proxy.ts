@@ -4,6 +4,9 @@
  * ledger (dynalite) behind a fixed injected round trip per ledger call, as a Lambda user would see.
  * Prints a table with targets (PASS/FAIL); it never exits non-zero for a miss. See bench/README.md.
  *
+ * `--peer portkey` runs another gateway (bench/peer.ts) as a third side of the SQLite run's latency,
+ * throughput, stream and memory cases, with its own columns and the targets relative to it.
+ *
  * The fake upstream, the stack and dynalite each run in a child process (bench/stack-main.ts), so the
  * load generator here shares no event loop with them. Direct and proxied calls use the same
  * keep-alive agent and the same bodies, in alternating batches so machine noise hits both alike.
@@ -15,7 +18,6 @@
  * the openai client and fetch ask), BENCH_CPU_PROF=1 (profile the stack processes and print
  * where its CPU time goes; it slows the stack, so read latency figures from a run without it).
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -26,6 +28,10 @@ import { gunzipSync } from 'node:zlib';
 import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { loadOrCreateCredentials } from '../runtime/local/credentials.ts';
+import { Child } from './child.ts';
+import { compareSides, load, type Side } from './load.ts';
+import { ensureInstalled, parseBenchArgs, startPeer, type RunningPeer } from './peer.ts';
+import { mb, ms, pct, peerLatency, plus, ratio, tableLines, verdict, type PeerCells, type Row } from './table.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const env = process.env;
@@ -40,68 +46,6 @@ const DELAY_MS = num('BENCH_LEDGER_DELAY_MS', 4);
 const CPU_PROF = env.BENCH_CPU_PROF === '1';
 /** What every client here (and the stack's upstream hop) accepts; `identity` turns gzip off on all hops. */
 const ACCEPT_ENCODING = env.BENCH_ACCEPT_ENCODING || 'gzip';
-
-// ------------------------------------------------------------------------------------------ children
-
-class Child {
-  private seq = 0;
-  private pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
-  ready!: Record<string, any>;
-  constructor(readonly name: string, readonly proc: ChildProcess) {
-    proc.on('message', (m: any) => {
-      if (m?.id === undefined) return;
-      const p = this.pending.get(m.id);
-      this.pending.delete(m.id);
-      if (m.ok) p?.resolve(m.value);
-      else p?.reject(new Error(`${name}: ${m.error}`));
-    });
-    proc.on('exit', (code) => {
-      for (const p of this.pending.values()) p.reject(new Error(`${name} exited (${code})`));
-      this.pending.clear();
-    });
-  }
-
-  static async start(role: string, childEnv: Record<string, string> = {}, extraArgs: string[] = []): Promise<Child> {
-    const proc = fork(path.join(ROOT, 'bench/stack-main.ts'), [role], {
-      cwd: ROOT,
-      execArgv: ['--import', 'tsx', '--expose-gc', ...extraArgs],
-      env: { ...process.env, ...childEnv },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    const child = new Child(role, proc);
-    child.ready = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${role} did not start within 60 s`)), 60_000);
-      proc.on('message', (m: any) => {
-        if (m?.ready) {
-          clearTimeout(timer);
-          resolve(m);
-        }
-      });
-      proc.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`${role} exited (${code}) before it was ready`));
-      });
-    });
-    return child;
-  }
-
-  call<T = any>(cmd: string, extra: Record<string, unknown> = {}): Promise<T> {
-    const id = ++this.seq;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.proc.send({ id, cmd, ...extra });
-    });
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null) return;
-    const exited = new Promise((r) => this.proc.once('exit', r));
-    await this.call('stop').catch(() => undefined);
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
 
 // ------------------------------------------------------------------------------------------ client
 
@@ -175,12 +119,25 @@ interface Setup {
   fake: Target & { apiKey: string };
   stack: Target;
   signer: SignatureV4;
+  /** Another gateway in front of the same fake upstream (`--peer`). */
+  peer?: RunningPeer;
 }
 
 function directCall(s: Setup, body: Buffer): Promise<Sample> {
   return request(s.fake, '/v1/chat/completions', {
     'content-type': 'application/json',
     authorization: `Bearer ${s.fake.apiKey}`,
+    'accept-encoding': ACCEPT_ENCODING,
+    'content-length': String(body.length),
+  }, body);
+}
+
+/** The same body through the peer gateway, which holds no credentials of its own: it forwards the fake's key. */
+function peerCall(s: Setup, body: Buffer): Promise<Sample> {
+  const peer = s.peer!;
+  return request(peer, peer.chatPath, {
+    ...peer.headers,
+    'content-type': 'application/json',
     'accept-encoding': ACCEPT_ENCODING,
     'content-length': String(body.length),
   }, body);
@@ -210,71 +167,19 @@ async function proxyCall(s: Setup, body: Buffer, call: Call = {}): Promise<Sampl
   return request(s.stack, `/${stage}/v1/chat/completions`, headers, body, signMs);
 }
 
-/** `n` calls of `fn` by `concurrency` workers; bounded by n. */
-async function load(n: number, concurrency: number, fn: (i: number) => Promise<Sample>): Promise<{ samples: Sample[]; wallMs: number }> {
-  const samples: Sample[] = [];
-  let next = 0;
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, n) }, async () => {
-      while (next < n) {
-        const i = next++;
-        samples.push(await fn(i));
-      }
-    }),
-  );
-  return { samples, wallMs: performance.now() - start };
-}
-
-interface Side {
-  samples: Sample[];
-  wallMs: number;
-}
-
-/** Alternating batches direct/proxy (order flipped every pair) so drifting noise hits both sides. */
-async function compare(total: number, batch: number, concurrency: number, direct: (i: number) => Promise<Sample>, proxy: (i: number) => Promise<Sample>) {
-  const d: Side = { samples: [], wallMs: 0 };
-  const p: Side = { samples: [], wallMs: 0 };
-  const pairs = Math.max(1, Math.round(total / batch));
-  for (let b = 0; b < pairs; b++) {
-    const order: [Side, (i: number) => Promise<Sample>][] = b % 2 ? [[p, proxy], [d, direct]] : [[d, direct], [p, proxy]];
-    for (const [side, fn] of order) {
-      const r = await load(batch, concurrency, (i) => fn(b * batch + i));
-      side.samples.push(...r.samples);
-      side.wallMs += r.wallMs;
-    }
-  }
-  return { d, p };
+/** Direct vs proxy, and the peer too when one is given. */
+async function compare(total: number, batch: number, concurrency: number, direct: (i: number) => Promise<Sample>, proxy: (i: number) => Promise<Sample>, peer?: (i: number) => Promise<Sample>) {
+  const [d, p, k] = await compareSides(total, batch, concurrency, peer ? [direct, proxy, peer] : [direct, proxy]);
+  return { d, p, k: k as Side<Sample> | undefined };
 }
 
 // ------------------------------------------------------------------------------------------ stats
 
-const pct = (xs: number[], p: number) => {
-  if (!xs.length) return NaN;
-  const s = Float64Array.from(xs).sort();
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-};
-const ms = (v: number) => (Number.isFinite(v) ? `${v.toFixed(3)} ms` : 'n/a');
-const plus = (v: number) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${v.toFixed(3)} ms` : 'n/a');
-const ratio = (a: number, b: number) => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : 'n/a');
-const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
 const errors = (xs: Sample[]) => xs.filter((s) => s.status !== 200).length;
 
-type Row = [string, string, string, string, string, string];
 const rows: Row[] = [];
-const row = (...r: Row) => rows.push(r);
-const verdict = (ok: boolean, note = '') => `${ok ? 'PASS' : 'FAIL'}${note ? ` ${note}` : ''}`;
-
-function printTable(title: string, table: Row[]) {
-  const head: Row = ['case', 'direct', 'proxy', 'added', 'proxy/direct', 'target'];
-  const all = [head, ...table];
-  const widths = head.map((_, i) => Math.max(...all.map((r) => r[i].length)));
-  const line = (r: Row) => r.map((c, i) => (i === 0 || i === 5 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  console.log(`\n${title}`);
-  console.log(line(head));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of table) console.log(line(r));
-}
+const row = (label: string, direct: string, proxy: string, added: string, vsDirect: string, target: string, peer?: PeerCells) =>
+  rows.push({ cells: [label, direct, proxy, added, vsDirect, target], peer });
 
 // ------------------------------------------------------------------------------------------ one run
 
@@ -348,6 +253,8 @@ interface RunOptions {
   dynamo?: Child;
   delayMs: number;
   cpuProf?: string;
+  /** Run the peer gateway beside the stack in the cases that both serve alike. */
+  peer?: RunningPeer;
 }
 
 async function runLedger(fake: Child, signerFor: (home: string) => Promise<SignatureV4>, o: RunOptions): Promise<void> {
@@ -368,14 +275,18 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
       fake: { host: fakeUrl.hostname, port: Number(fakeUrl.port), apiKey: fake.ready.apiKey },
       stack: { host: stackUrl.hostname, port: Number(stackUrl.port) },
       signer: await signerFor(home),
+      peer: o.peer,
     };
+    const peer = o.peer;
     const chat = bodies('chat');
     const stream = bodies('stream');
     const fastStream = bodies('fast-stream');
     const [cached] = bodies('cached');
     const n = (x: number, batch: number) => Math.max(batch * 2, Math.round((x * o.scale) / (batch * 2)) * batch * 2);
     const log = (msg: string) => process.stderr.write(`  [${o.title.split(' ')[0]}] ${msg}\n`);
-    const idle = await stack.call<{ rss: number; heapUsed: number }>('memory');
+    type Memory = { rss: number; heapUsed: number; external: number };
+    const idle = await stack.call<Memory>('memory');
+    const peerIdle = peer ? await peer.child.call<Memory>('memory') : undefined;
 
     // Warm up: JIT, sockets, prepared statements, the policy cache, the response cache.
     log('warming up');
@@ -384,23 +295,35 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
     await load(40, 2, (i) => (i % 2 ? directCall(s, stream[i % 2]) : proxyCall(s, stream[i % 2])));
     await load(200, 2, (i) => (i % 2 ? directCall(s, cached) : proxyCall(s, cached, { cache: true })));
     await load(100, 2, (i) => proxyCall(s, chat[i % chat.length], { stage: 'prod' }));
+    if (peer) {
+      await load(Math.round(1200 * Math.max(o.scale, 0.2)), 4, (i) => peerCall(s, chat[i % chat.length]));
+      await load(40, 2, (i) => peerCall(s, (i % 2 ? stream : fastStream)[i % 2]));
+    }
     lastError = '';
 
-    const rt: { label: string; n: number; c: Counts }[] = [];
-    const delta = async <T>(label: string, proxied: (r: T) => number, f: () => Promise<T>): Promise<T> => {
+    const rt: { label: string; n: number; c: Counts; peerN: number; peerCpuUs: number }[] = [];
+    const peerCpuUs = async () => (peer ? (await peer.child.call<{ cpuUs: number }>('counts')).cpuUs : 0);
+    /** Runs `f` and records the stack's counts over it, and the peer's CPU if the peer served some of it. */
+    const delta = async <T>(label: string, proxied: (r: T) => number, f: () => Promise<T>, peered?: (r: T) => number): Promise<T> => {
       const before = await settledCounts(stack);
+      const peerBefore = peered ? await peerCpuUs() : 0;
       const out = await f();
       const after = await settledCounts(stack);
       const c = Object.fromEntries(Object.keys(after).map((k) => [k, (after as any)[k] - (before as any)[k]])) as unknown as Counts;
-      rt.push({ label, n: proxied(out), c });
+      rt.push({ label, n: proxied(out), c, peerN: peered?.(out) ?? 0, peerCpuUs: peered ? (await peerCpuUs()) - peerBefore : 0 });
       return out;
     };
+    const peerSamples = (r: { k?: Side<Sample> }) => r.k?.samples.length ?? 0;
+    const peerFn = (fn: (i: number) => Promise<Sample>) => (peer ? fn : undefined);
+    /** The peer's cells of a latency row, from its samples `k` (none: the row is the stack's alone). */
+    const peerAt = (k: number[] | undefined, d: number[], p: number[], q: number) => (k ? peerLatency(pct(d, q), pct(p, q), pct(k, q)) : undefined);
+    const notServed = peer ? { value: '—' } : undefined;
 
     // 1. non-streamed chat, concurrency 1
     log('non-streamed chat, concurrency 1');
     await stack.call('resetTimings');
     const c1 = await delta('non-stream c=1', (r) => r.p.samples.length, () =>
-      compare(n(N1, 100), 100, 1, (i) => directCall(s, chat[i % 4]), (i) => proxyCall(s, chat[i % 4])));
+      compare(n(N1, 100), 100, 1, (i) => directCall(s, chat[i % 4]), (i) => proxyCall(s, chat[i % 4]), peerFn((i) => peerCall(s, chat[i % 4]))), peerSamples);
     const timings1 = await stack.call<Timings>('timings');
     const reserveMs = timings1.reserve.totalP50 / 1000;
     const lambdaNote = (added: number, injected: number, ledgerMs: number) =>
@@ -408,37 +331,49 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
     const d1 = c1.d.samples.map((x) => x.ms);
     const p1 = c1.p.samples.map((x) => x.ms);
     const added1 = pct(p1, 50) - pct(d1, 50);
+    const k1 = c1.k?.samples.map((x) => x.ms);
     const pre1 = o.dynamo ? o.delayMs : 0;
+    const peerAdded1 = k1 ? pct(k1, 50) - pct(d1, 50) : NaN;
     row('non-stream chat c=1 p50', ms(pct(d1, 50)), ms(pct(p1, 50)), plus(added1), ratio(pct(p1, 50), pct(d1, 50)),
-      o.dynamo ? lambdaNote(added1, pre1, reserveMs) : verdict(added1 <= 1.2, added1 <= 1 ? '(≤ 1.2 ms; ideal ≤ 1 ms met)' : '(≤ 1.2 ms; ideal ≤ 1 ms missed)'));
-    row('non-stream chat c=1 p99', ms(pct(d1, 99)), ms(pct(p1, 99)), plus(pct(p1, 99) - pct(d1, 99)), ratio(pct(p1, 99), pct(d1, 99)), '');
+      o.dynamo ? lambdaNote(added1, pre1, reserveMs)
+        : verdict(added1 <= 1.2, added1 <= 1 ? '(≤ 1.2 ms; ideal ≤ 1 ms met)' : '(≤ 1.2 ms; ideal ≤ 1 ms missed)') +
+          (k1 ? `; ${verdict(added1 < peerAdded1, `(added < ${peer!.label}'s)`)}` : ''),
+      peerAt(k1, d1, p1, 50));
+    row('non-stream chat c=1 p99', ms(pct(d1, 99)), ms(pct(p1, 99)), plus(pct(p1, 99) - pct(d1, 99)), ratio(pct(p1, 99), pct(d1, 99)), '', peerAt(k1, d1, p1, 99));
 
     // 2. non-streamed chat, concurrency 16
     log('non-streamed chat, concurrency 16');
     const b16 = Math.max(64, Math.round(500 * o.scale / 16) * 16);
     const c16 = await delta('non-stream c=16', (r) => r.p.samples.length, () =>
-      compare(n(N1 * 1.5, b16), b16, 16, (i) => directCall(s, chat[i % 4]), (i) => proxyCall(s, chat[i % 4])));
+      compare(n(N1 * 1.5, b16), b16, 16, (i) => directCall(s, chat[i % 4]), (i) => proxyCall(s, chat[i % 4]), peerFn((i) => peerCall(s, chat[i % 4]))), peerSamples);
     const d16 = c16.d.samples.map((x) => x.ms);
     const p16 = c16.p.samples.map((x) => x.ms);
-    row('non-stream chat c=16 p50', ms(pct(d16, 50)), ms(pct(p16, 50)), plus(pct(p16, 50) - pct(d16, 50)), ratio(pct(p16, 50), pct(d16, 50)), '');
-    row('non-stream chat c=16 p99', ms(pct(d16, 99)), ms(pct(p16, 99)), plus(pct(p16, 99) - pct(d16, 99)), ratio(pct(p16, 99), pct(d16, 99)), '');
-    const rpsD = c16.d.samples.length / (c16.d.wallMs / 1000);
-    const rpsP = c16.p.samples.length / (c16.p.wallMs / 1000);
-    row('non-stream chat c=16 req/s', rpsD.toFixed(0), rpsP.toFixed(0), '', ratio(rpsP, rpsD), '(info; client signs in the loop)');
+    const k16 = c16.k?.samples.map((x) => x.ms);
+    row('non-stream chat c=16 p50', ms(pct(d16, 50)), ms(pct(p16, 50)), plus(pct(p16, 50) - pct(d16, 50)), ratio(pct(p16, 50), pct(d16, 50)), '', peerAt(k16, d16, p16, 50));
+    row('non-stream chat c=16 p99', ms(pct(d16, 99)), ms(pct(p16, 99)), plus(pct(p16, 99) - pct(d16, 99)), ratio(pct(p16, 99), pct(d16, 99)), '', peerAt(k16, d16, p16, 99));
+    const rps = (side: Side<Sample>) => side.samples.length / (side.wallMs / 1000);
+    const rpsD = rps(c16.d);
+    const rpsP = rps(c16.p);
+    const rpsK = c16.k ? rps(c16.k) : NaN;
+    row('non-stream chat c=16 req/s', rpsD.toFixed(0), rpsP.toFixed(0), '', ratio(rpsP, rpsD),
+      c16.k ? `${verdict(rpsP >= 1.5 * rpsK, `(≥ 1.5x ${peer!.label}'s)`)}; client signs in the loop` : '(info; client signs in the loop)',
+      c16.k ? { value: rpsK.toFixed(0), ratio: ratio(rpsK, rpsD), vsPeer: ratio(rpsP, rpsK) } : undefined);
 
     // 3. streamed chat: time to first byte
     log('streamed chat, time to first byte');
     const cs = await delta('stream c=1', (r) => r.p.samples.length, () =>
-      compare(n(N1 * 0.1, 25), 25, 1, (i) => directCall(s, stream[i % 2]), (i) => proxyCall(s, stream[i % 2])));
+      compare(n(N1 * 0.1, 25), 25, 1, (i) => directCall(s, stream[i % 2]), (i) => proxyCall(s, stream[i % 2]), peerFn((i) => peerCall(s, stream[i % 2]))), peerSamples);
     const ds = cs.d.samples.map((x) => x.ttfb);
     const ps = cs.p.samples.map((x) => x.ttfb);
+    const ks = cs.k?.samples.map((x) => x.ttfb);
     const addedS = pct(ps, 50) - pct(ds, 50);
     row('stream TTFB c=1 p50', ms(pct(ds, 50)), ms(pct(ps, 50)), plus(addedS), ratio(pct(ps, 50), pct(ds, 50)),
-      o.dynamo ? lambdaNote(addedS, pre1, reserveMs) : verdict(addedS <= 1, '(≤ 1 ms)'));
-    row('stream TTFB c=1 p99', ms(pct(ds, 99)), ms(pct(ps, 99)), plus(pct(ps, 99) - pct(ds, 99)), ratio(pct(ps, 99), pct(ds, 99)), '');
+      o.dynamo ? lambdaNote(addedS, pre1, reserveMs) : verdict(addedS <= 1, '(≤ 1 ms)'), peerAt(ks, ds, ps, 50));
+    row('stream TTFB c=1 p99', ms(pct(ds, 99)), ms(pct(ps, 99)), plus(pct(ps, 99) - pct(ds, 99)), ratio(pct(ps, 99), pct(ds, 99)), '', peerAt(ks, ds, ps, 99));
     const dse = cs.d.samples.map((x) => x.ms);
     const pse = cs.p.samples.map((x) => x.ms);
-    row('stream complete c=1 p50', ms(pct(dse, 50)), ms(pct(pse, 50)), plus(pct(pse, 50) - pct(dse, 50)), ratio(pct(pse, 50), pct(dse, 50)), '(info)');
+    const kse = cs.k?.samples.map((x) => x.ms);
+    row('stream complete c=1 p50', ms(pct(dse, 50)), ms(pct(pse, 50)), plus(pct(pse, 50) - pct(dse, 50)), ratio(pct(pse, 50), pct(dse, 50)), '(info)', peerAt(kse, dse, pse, 50));
 
     // 4. cache hits (caching on, one repeated body) vs the same body sent directly
     log('cache hits');
@@ -448,8 +383,8 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
     const ph = ch.p.samples.map((x) => x.ms);
     const hits = ch.p.samples.filter((x) => x.cache === 'hit').length;
     row('cache hit c=1 p50', ms(pct(dh, 50)), ms(pct(ph, 50)), plus(pct(ph, 50) - pct(dh, 50)), ratio(pct(ph, 50), pct(dh, 50)),
-      `${verdict(pct(ph, 50) < 1, '(hit < 1 ms)')}${hits < ch.p.samples.length ? ` ONLY ${hits}/${ch.p.samples.length} HITS` : ''}`);
-    row('cache hit c=1 p99', ms(pct(dh, 99)), ms(pct(ph, 99)), plus(pct(ph, 99) - pct(dh, 99)), ratio(pct(ph, 99), pct(dh, 99)), '');
+      `${verdict(pct(ph, 50) < 1, '(hit < 1 ms)')}${hits < ch.p.samples.length ? ` ONLY ${hits}/${ch.p.samples.length} HITS` : ''}`, notServed);
+    row('cache hit c=1 p99', ms(pct(dh, 99)), ms(pct(ph, 99)), plus(pct(ph, 99) - pct(dh, 99)), ratio(pct(ph, 99), pct(dh, 99)), '', notServed);
 
     // 5. policy cache cold (stage prod reads limits and prices on every call)
     log('non-streamed chat, policy cache cold');
@@ -461,14 +396,15 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
     const pc = cc.p.samples.map((x) => x.ms);
     const addedC = pct(pc, 50) - pct(dc, 50);
     row('policy cache cold c=1 p50', ms(pct(dc, 50)), ms(pct(pc, 50)), plus(addedC), ratio(pct(pc, 50), pct(dc, 50)),
-      o.dynamo ? lambdaNote(addedC, 2 * pre1, (timingsC.read.totalP50 + timingsC.reserve.totalP50) / 1000) : '(info: read + reserve every call)');
+      o.dynamo ? lambdaNote(addedC, 2 * pre1, (timingsC.read.totalP50 + timingsC.reserve.totalP50) / 1000) : '(info: read + reserve every call)', notServed);
 
     // Client-side signing, excluded from every proxied figure above.
     const signs = [...c1.p.samples, ...ch.p.samples].map((x) => x.signMs);
     row('client SigV4 signing p50 (excluded above)', '', ms(pct(signs, 50)), '', '', '(info: the client pays it too)');
     const errD = [c1.d, c16.d, cs.d, ch.d, cc.d].reduce((k, x) => k + errors(x.samples), 0);
     const errP = [c1.p, c16.p, cs.p, ch.p, cc.p].reduce((k, x) => k + errors(x.samples), 0);
-    row('non-200 answers', String(errD), String(errP), '', '', errD + errP ? `FAIL last: ${lastError}` : '');
+    const errK = [c1.k, c16.k, cs.k].reduce((k, x) => k + (x ? errors(x.samples) : 0), 0);
+    row('non-200 answers', String(errD), String(errP), '', '', errD + errP + errK ? `FAIL last: ${lastError}` : '', peer ? { value: String(errK) } : undefined);
 
     // 6. order of store calls per request (traced with AsyncLocalStorage, a few dozen requests)
     log('tracing store calls');
@@ -489,57 +425,103 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
     const traces = await stack.call<[string, number][][]>('traceStop');
     const summaries = traced.map((t) => summarize(t.label, traces.slice(t.from, t.to)));
 
-    // 7. memory: RSS of the stack process before and after MEM_REQUESTS requests (a mix)
-    const mem: { label: string; rss: number; heapUsed: number; external: number }[] = [];
+    // 7. memory: RSS of the stack process (and the peer's) before and after MEM_REQUESTS requests (a mix)
+    type Point = Memory & { label: string };
+    const mem: Point[] = [];
+    const peerMem: Point[] = [];
     if (o.memRequests >= 4) {
-      log(`memory: ${o.memRequests} requests at concurrency 16`);
-      const mix = (i: number) => {
+      log(`memory: ${o.memRequests} requests at concurrency 16${peer ? `, then as many through ${peer.label}, quarter by quarter` : ''}`);
+      // The peer gets the same bodies; it has no cache, so it forwards the repeated one.
+      const mix = (call: (body: Buffer, cache: boolean) => Promise<Sample>) => (i: number) => {
         const k = i % 10;
-        if (k === 0) return proxyCall(s, fastStream[i % 2]);
-        if (k === 1) return proxyCall(s, cached, { cache: true });
-        return proxyCall(s, chat[i % 4]);
+        if (k === 0) return call(fastStream[i % 2], false);
+        if (k === 1) return call(cached, true);
+        return call(chat[i % 4], false);
       };
-      mem.push({ ...(await stack.call('memory')), label: 'before' });
+      const stackMix = mix((body, cache) => proxyCall(s, body, { cache }));
+      const peerMix = mix((body) => peerCall(s, body));
+      mem.push({ ...(await stack.call<Memory>('memory')), label: 'before' });
+      if (peer) peerMem.push({ ...(await peer.child.call<Memory>('memory')), label: 'before' });
       const samples: Sample[] = [];
+      const peerRun: Sample[] = [];
       const quarter = Math.floor(o.memRequests / 4);
       for (let q = 0; q < 4; q++) {
         const k = q < 3 ? quarter : o.memRequests - 3 * quarter;
-        const r = await delta('memory mix c=16', (x) => x.samples.length, () => load(k, 16, (i) => mix(q * quarter + i)));
-        samples.push(...r.samples);
-        await settledCounts(stack);
-        mem.push({ ...(await stack.call('memory')), label: String(q < 3 ? (q + 1) * quarter : o.memRequests) });
+        const label = String(q < 3 ? (q + 1) * quarter : o.memRequests);
+        const runStack = async () => {
+          const r = await delta('memory mix c=16', (x) => x.samples.length, () => load(k, 16, (i) => stackMix(q * quarter + i)));
+          samples.push(...r.samples);
+          await settledCounts(stack);
+          mem.push({ ...(await stack.call<Memory>('memory')), label });
+        };
+        const runPeer = async () => {
+          if (!peer) return;
+          const cpuBefore = await peerCpuUs();
+          const r = await load(k, 16, (i) => peerMix(q * quarter + i));
+          const none: Counts = { read: 0, reserve: 0, settle: 0, other: 0, upstream: 0, inFlight: 0, cpuUs: 0 };
+          rt.push({ label: 'memory mix c=16', n: 0, c: none, peerN: r.samples.length, peerCpuUs: (await peerCpuUs()) - cpuBefore });
+          peerRun.push(...r.samples);
+          peerMem.push({ ...(await peer.child.call<Memory>('memory')), label });
+        };
+        // Alternate which goes first, as in the other cases.
+        for (const run of q % 2 ? [runPeer, runStack] : [runStack, runPeer]) await run();
       }
       const mid = mem[2];
       const end = mem[4];
       const growth = end.rss - mid.rss;
       const flat = growth <= Math.max(8 * 1024 * 1024, 0.05 * mid.rss) && end.heapUsed - mid.heapUsed <= 4 * 1024 * 1024;
-      const pts = (f: (m: (typeof mem)[number]) => number) => mem.map((m) => (f(m) / 1024 / 1024).toFixed(0)).join(' / ');
-      row(`stack RSS MB at ${mem.map((m) => m.label).join(' / ')} requests`, '', pts((m) => m.rss),
-        `${growth >= 0 ? '+' : ''}${mb(growth)}`, '',
+      const pts = (points: Point[], f: (m: Point) => number) => points.map((m) => (f(m) / 1024 / 1024).toFixed(0)).join(' / ');
+      const grew = (points: Point[], f: (m: Point) => number) => {
+        const g = f(points[4]) - f(points[2]);
+        return `${g >= 0 ? '+' : ''}${mb(g)}`;
+      };
+      const peerPts = (f: (m: Point) => number) => (peer ? { value: pts(peerMem, f), added: grew(peerMem, f) } : undefined);
+      row(`stack RSS MB at ${mem.map((m) => m.label).join(' / ')} requests`, '', pts(mem, (m) => m.rss),
+        grew(mem, (m) => m.rss), '',
         // RSS still settles (V8 young generation, allocator) over the first few thousand requests.
-        o.memRequests >= 10_000 ? verdict(flat, '(flat: 2nd half grows ≤ max(8 MB, 5%), heap ≤ 4 MB)') : '(info: too few requests to judge flatness)');
-      row('stack heap used after GC, MB (same points)', '', pts((m) => m.heapUsed),
-        `${end.heapUsed - mid.heapUsed >= 0 ? '+' : ''}${mb(end.heapUsed - mid.heapUsed)}`, '', '');
-      row('stack external memory, MB (same points)', '', pts((m) => m.external), `${end.external - mid.external >= 0 ? '+' : ''}${mb(end.external - mid.external)}`, '', '');
-      row('stack RSS / heap right after start (idle)', '', `${mb(idle.rss)} / ${mb(idle.heapUsed)}`, '', '', '(info)');
+        o.memRequests >= 10_000 ? verdict(flat, '(flat: 2nd half grows ≤ max(8 MB, 5%), heap ≤ 4 MB)') : '(info: too few requests to judge flatness)',
+        peerPts((m) => m.rss));
+      row('stack heap used after GC, MB (same points)', '', pts(mem, (m) => m.heapUsed), grew(mem, (m) => m.heapUsed), '', '', peerPts((m) => m.heapUsed));
+      row('stack external memory, MB (same points)', '', pts(mem, (m) => m.external), grew(mem, (m) => m.external), '', '', peerPts((m) => m.external));
+      row('stack RSS / heap right after start (idle)', '', `${mb(idle.rss)} / ${mb(idle.heapUsed)}`, '', '', '(info)',
+        peerIdle ? { value: `${mb(peerIdle.rss)} / ${mb(peerIdle.heapUsed)}` } : undefined);
+      if (peer) {
+        // The highest RSS seen at any point (after GC), each process its own.
+        const peak = (points: Point[]) => Math.max(...points.map((m) => m.rss));
+        row('peak RSS after GC (any point above)', '', mb(peak(mem)), '', '', verdict(peak(mem) < peak(peerMem), `(below ${peer.label}'s)`),
+          { value: mb(peak(peerMem)), vsPeer: ratio(peak(mem), peak(peerMem)) });
+      }
       const mErr = errors(samples);
-      if (mErr) row('non-200 answers (memory run)', '', String(mErr), '', '', `FAIL last: ${lastError}`);
+      const mErrK = errors(peerRun);
+      if (mErr || mErrK) row('non-200 answers (memory run)', '', String(mErr), '', '', `FAIL last: ${lastError}`, peer ? { value: String(mErrK) } : undefined);
     }
 
-    printTable(o.title, rows);
+    // Process CPU per request, side by side (the stack's is also in the round-trips table below).
+    const merged = new Map<string, { n: number; c: Counts; peerN: number; peerCpuUs: number }>();
+    for (const r of rt) {
+      const m = merged.get(r.label);
+      if (!m) merged.set(r.label, { n: r.n, c: { ...r.c }, peerN: r.peerN, peerCpuUs: r.peerCpuUs });
+      else {
+        m.n += r.n;
+        m.peerN += r.peerN;
+        m.peerCpuUs += r.peerCpuUs;
+        for (const k of Object.keys(r.c) as (keyof Counts)[]) m.c[k] += r.c[k];
+      }
+    }
+    if (peer) {
+      for (const [label, m] of merged) {
+        if (!m.peerN) continue;
+        const own = m.c.cpuUs / m.n;
+        const theirs = m.peerCpuUs / m.peerN;
+        row(`process CPU per request, ${label}`, '', `${own.toFixed(0)} µs`, '', '', '(info)', { value: `${theirs.toFixed(0)} µs`, vsPeer: ratio(own, theirs) });
+      }
+    }
+
+    console.log(['', ...tableLines(o.title, rows, peer?.label)].join('\n'));
 
     // Store round trips per request.
     console.log(`\nStore round trips per proxied request (counted by wrapping the ledger${o.delayMs ? `; each call delayed ${o.delayMs} ms` : ''})`);
     console.log(`${'case'.padEnd(18)} ${'requests'.padStart(8)} ${'read'.padStart(6)} ${'reserve'.padStart(8)} ${'settle'.padStart(7)} ${'other'.padStart(6)} ${'upstream'.padStart(9)}   stack CPU per request`);
-    const merged = new Map<string, { n: number; c: Counts }>();
-    for (const r of rt) {
-      const m = merged.get(r.label);
-      if (!m) merged.set(r.label, { n: r.n, c: { ...r.c } });
-      else {
-        m.n += r.n;
-        for (const k of Object.keys(r.c) as (keyof Counts)[]) m.c[k] += r.c[k];
-      }
-    }
     for (const [label, { n: k, c }] of merged) {
       const f = (v: number) => (v / k).toFixed(3);
       console.log(`${label.padEnd(18)} ${String(k).padStart(8)} ${f(c.read).padStart(6)} ${f(c.reserve).padStart(8)} ${f(c.settle).padStart(7)} ${f(c.other).padStart(6)} ${f(c.upstream).padStart(9)}   ${(c.cpuUs / k).toFixed(0).padStart(6)} µs`);
@@ -619,13 +601,35 @@ function summarizeProfile(name: string, dir: string): void {
 
 // ------------------------------------------------------------------------------------------ main
 
+let args: ReturnType<typeof parseBenchArgs>;
+try {
+  args = parseBenchArgs(process.argv.slice(2));
+} catch (err) {
+  console.error(`bench: ${(err as Error).message}`);
+  process.exit(2);
+}
+
 const started = performance.now();
 console.log(`openai-wrapi proxy bench: node ${process.version}, ${os.cpus().length} CPUs, ${N1} non-streamed requests per side at c=1` +
   ` (BENCH_REQUESTS), ${MEM_REQUESTS} for memory (BENCH_MEM_REQUESTS); DynamoDB run ${DYNAMO ? `at ${DYNAMO_SCALE}x with ${DELAY_MS} ms per ledger call` : 'off'}`);
 console.log('All latencies are measured in this process (the load generator); fake upstream, stack and dynalite run in child processes.');
 
+// Installing first: a failed install should cost no child process.
+let peerDir: string | undefined;
+try {
+  peerDir = args.peer ? ensureInstalled(args.peer, (msg) => process.stderr.write(`  [peer] ${msg}\n`)) : undefined;
+} catch (err) {
+  console.error(`bench: could not install the peer: ${(err as Error).message}`);
+  process.exit(1);
+}
 const fake = await Child.start('fake');
 const children: Child[] = [fake];
+let peer: RunningPeer | undefined;
+if (args.peer && peerDir) {
+  peer = await startPeer(args.peer, peerDir, fake.ready.url, fake.ready.apiKey);
+  children.push(peer.child);
+  console.log(`Peer: ${peer.package} in its own process on ${peer.host}:${peer.port}, forwarding to the same fake upstream; it runs in the SQLite run only.`);
+}
 const signerFor = async (home: string) => {
   const user = (await loadOrCreateCredentials(home)).users.find((u) => u.name === 'default')!;
   return new SignatureV4({ credentials: { accessKeyId: user.accessKeyId, secretAccessKey: user.secretAccessKey }, region: 'us-east-1', service: 'lambda', sha256: Sha256 });
@@ -635,8 +639,9 @@ const profiles: [string, string][] = [];
 try {
   const sqliteProf = profDir('sqlite');
   await runLedger(fake, signerFor, {
-    title: 'SQLite ledger (the local stack default)',
+    title: `SQLite ledger (the local stack default)${peer ? `, beside ${peer.package}` : ''}`,
     scale: SCALE,
+    peer,
     memRequests: MEM_REQUESTS,
     delayMs: 0,
     cpuProf: sqliteProf,
