@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { childEnv } from './helpers/sdk.ts';
+import { hasChromium, unless } from './helpers/binaries.ts';
+import { launchChromium, settledState } from './helpers/browser.ts';
 
 const run = promisify(execFile);
 const root = new URL('..', import.meta.url).pathname;
@@ -39,6 +41,8 @@ const normalise = (line: string) => line.replace(/127\.0\.0\.1:\d+/g, '127.0.0.1
 
 let home: string;
 let stack: ChildProcess | undefined;
+/** The dashboard link the demo stack printed. */
+let dashboardUrl: string | undefined;
 test.before(async () => {
   home = await mkdtemp(join(tmpdir(), 'wrapi-quickstart-'));
 });
@@ -73,6 +77,7 @@ test('the quick start\'s commands, run as the README writes them, print what it 
     stack!.once('exit', (code) => reject(new Error(`the stack exited (${code}): ${err}`)));
   });
   assert.equal(banner.slice(0, starter.output.length).map(normalise), starter.output.map(normalise));
+  dashboardUrl = banner.map((l) => /dashboard:\s+(\S+)/.exec(l)?.[1]).find(Boolean);
 
   for (const step of steps) {
     const { stdout } = await run('bash', ['-c', step.command], { cwd: root, env, timeout: 60_000 });
@@ -82,6 +87,22 @@ test('the quick start\'s commands, run as the README writes them, print what it 
   const { stdout } = await run('bash', ['-c', 'npx openai-wrapi usage --json'], { cwd: root, env, timeout: 60_000 });
   const usage = JSON.parse(stdout);
   assert.equal(usage.rows.map((r: { project: string; requests: number; outputTokens: number }) => [r.project, r.requests, r.outputTokens]), [['demo', 1, 22]]);
+});
+
+unless(hasChromium(), test)('the demo\'s dashboard says its figures come from a simulated OpenAI', async () => {
+  assert.ok(dashboardUrl, 'the demo stack printed its dashboard link (the test above ran)');
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage();
+    await page.goto(dashboardUrl!);
+    assert.is(await settledState(page), 'ready');
+    const notice = page.locator('#notice');
+    assert.ok(await notice.isVisible(), 'the notice is shown');
+    assert.match(await notice.textContent() ?? '', /simulated OpenAI/);
+    assert.match(await notice.textContent() ?? '', /Nothing was billed/);
+  } finally {
+    await browser.close();
+  }
 });
 
 /** `openai-wrapi local --json` with these arguments: its first line, then stopped. */

@@ -144,6 +144,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     stage: Object.keys(stages)[0],
     token: dashboardToken,
     hosts: [host],
+    ...(opts.simulatedUpstream ? { notice: 'Demo mode: a simulated OpenAI answers every call. Nothing was billed; costs are what OpenAI would charge.' } : {}),
     identity: () => {
       const admin = dashboardAdmin();
       return admin ? `local admin "${admin.name}"` : 'no admin (none in the credentials file)';

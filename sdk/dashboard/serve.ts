@@ -31,6 +31,8 @@ export interface DashboardOptions {
   stage: string;
   /** Who the admin requests run as, for the page (never a secret). */
   identity: () => string;
+  /** A line the page shows above everything (the local stack's demo mode says its answers are simulated). */
+  notice?: string;
   /** The secret of the link; see above. */
   token: string;
   invoke(stage: string, request: DashboardRequest): Promise<DashboardAnswer>;
@@ -103,7 +105,7 @@ export function createDashboard(opts: DashboardOptions): DashboardHandler {
         return true;
       }
       if (path === `${DASHBOARD_PATH}api/session` && req.method === 'GET') {
-        json(200, { ok: true, stages: opts.stages, stage: opts.stage, identity: opts.identity() });
+        json(200, { ok: true, stages: opts.stages, stage: opts.stage, identity: opts.identity(), ...(opts.notice ? { notice: opts.notice } : {}) });
         return true;
       }
       if (path === `${DASHBOARD_PATH}api/admin` && req.method === 'POST') {

@@ -32,6 +32,7 @@ interface Session {
   stages: string[];
   stage: string;
   identity: string;
+  notice?: string;
 }
 
 type Answer<T> = ({ ok: true } & T) | { ok: false; error: Problem };
@@ -112,6 +113,11 @@ async function init(): Promise<void> {
   ui.stage.value = state.stage;
   for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="by"]')) radio.checked = radio.value === state.by;
   byId('identity').textContent = `Reading as ${session.identity}, through each stage's admin function.`;
+  if (session.notice) {
+    const notice = byId('notice');
+    notice.textContent = session.notice;
+    notice.hidden = false;
+  }
   await loadStage();
 }
 
