@@ -5,8 +5,6 @@
 // Secrets Manager (the key reaches the proxy only through GetSecretValue, as on AWS).
 import { createHash } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, appendFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -14,7 +12,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { invokeStreaming, type StreamingResult } from './helpers/awslambda-stub.ts';
 import { startDynalite, type DynaliteServer } from './helpers/dynalite.ts';
-import { BASE_CONFIG, REGION, runProgram, type ProgramRun } from './helpers/pulumi-program.ts';
+import { startFakeSecretsManager, type FakeSecretsManager } from './helpers/fake-secrets-manager.ts';
+import { archiveFiles, BASE_CONFIG, REGION, runProgram, type ProgramRun } from './helpers/pulumi-program.ts';
 import { startFakeOpenAI, type FakeOpenAI } from './fixtures/fake-openai.ts';
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
 import type { FunctionUrlEvent } from '../runtime/lambda/function-url.ts';
@@ -25,23 +24,14 @@ const IAM_EVENT: FunctionUrlEvent = JSON.parse(
   readFileSync(new URL('./fixtures/reference/lambda-function-url-event-iam.json', import.meta.url), 'utf8'),
 );
 
-type Files = Record<string, string>;
 interface Deployed {
   run: ProgramRun;
   /** Per function (`proxy`, `admin`): its archive's files and the function's inputs. */
-  functions: Record<'proxy' | 'admin', { files: Files; hash: string; handler: string; env: Record<string, string> }>;
-}
-
-/** The inline archive of a function as the program built it: file name → text. */
-async function archiveFiles(code: any): Promise<Files> {
-  const assets: Record<string, { text: Promise<string> | string }> = await code.assets;
-  const files: Files = {};
-  for (const [name, asset] of Object.entries(assets)) files[name] = await asset.text;
-  return files;
+  functions: Record<'proxy' | 'admin', { files: Record<string, string>; hash: string; handler: string; env: Record<string, string> }>;
 }
 
 /** Content hash of an archive: names and bytes in name order (what Pulumi's archive hash depends on). */
-function archiveHash(files: Files): string {
+function archiveHash(files: Record<string, string>): string {
   const hash = createHash('sha256');
   for (const name of Object.keys(files).sort()) hash.update(`${name}\0${files[name].length}\0`).update(files[name]);
   return hash.digest('hex');
@@ -155,48 +145,6 @@ failures('an esbuild warning fails the program too', async () => {
 failures.run();
 
 // ---------------------------------------------------------------------------------- the handlers
-
-/** GetSecretValue over the AWS JSON 1.1 protocol, for the one secret the program created. */
-interface FakeSecretsManager {
-  endpoint: string;
-  calls: { target: string; secretId: string; signed: boolean }[];
-  close(): Promise<void>;
-}
-
-async function startFakeSecretsManager(secretArn: string, secret: Record<string, string>): Promise<FakeSecretsManager> {
-  const calls: FakeSecretsManager['calls'] = [];
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => (body += chunk));
-    req.on('end', () => {
-      const target = String(req.headers['x-amz-target']);
-      const { SecretId } = JSON.parse(body || '{}');
-      calls.push({ target, secretId: SecretId, signed: String(req.headers.authorization).startsWith('AWS4-HMAC-SHA256 ') });
-      res.setHeader('content-type', 'application/x-amz-json-1.1');
-      if (target !== 'secretsmanager.GetSecretValue' || SecretId !== secretArn) {
-        res.statusCode = 400;
-        res.end(JSON.stringify({ __type: 'ResourceNotFoundException', message: "Secrets Manager can't find the specified secret." }));
-        return;
-      }
-      res.end(
-        JSON.stringify({
-          ARN: secretArn,
-          Name: secretArn.split(':').pop(),
-          SecretString: JSON.stringify(secret),
-          VersionId: 'a1b2c3d4-5678-90ab-cdef-EXAMPLE11111',
-          VersionStages: ['AWSCURRENT'],
-          CreatedDate: 1_764_000_000,
-        }),
-      );
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    calls,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
 
 type StreamingHandler = (event: FunctionUrlEvent, stream: import('node:stream').Writable, context: unknown) => Promise<void>;
 const handlers = suite('the deployed handlers');
