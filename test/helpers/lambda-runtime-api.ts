@@ -104,6 +104,7 @@ export async function startRuntimeApi(spec: FunctionSpec, binaries: RuntimeBinar
   let waiting: ServerResponse | undefined; // the runtime's pending GET /next
   let child: ChildProcess | undefined;
   let starts = 0;
+  let closed = false;
   let output = '';
   const region = spec.region ?? 'us-east-1';
   const arn = `arn:aws:lambda:${region}:123456789012:function:${spec.name}`;
@@ -143,6 +144,8 @@ export async function startRuntimeApi(spec: FunctionSpec, binaries: RuntimeBinar
       waiting = undefined;
       current?.finish({ kind: 'exited', code, signal });
       current = undefined;
+      // An invocation that came in while the process was being stopped gets a fresh one.
+      if (!closed && !child && queue.length > 0) start();
     });
     child = proc;
   }
@@ -305,6 +308,7 @@ export async function startRuntimeApi(spec: FunctionSpec, binaries: RuntimeBinar
     coldStarts: () => starts,
     logs: () => output,
     async close() {
+      closed = true;
       const proc = child;
       child = undefined;
       if (proc && proc.exitCode === null) {

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { npm } from './pack.ts';
 
@@ -35,7 +36,12 @@ export interface LambdaRuntime {
  * Runs `install` into `.cache/<name>` unless `ready` (a file it leaves) exists. Test files run in
  * parallel: a lock folder makes the second one wait for the first one's install.
  */
-async function cached(name: string, ready: string, install: (dir: string) => Promise<void>): Promise<{ dir: string; seconds: number }> {
+async function cached(
+  name: string,
+  ready: string,
+  install: (dir: string) => Promise<void>,
+  manifest: Record<string, unknown> = {},
+): Promise<{ dir: string; seconds: number }> {
   const dir = join(CACHE, name);
   const lock = join(CACHE, `${name}.lock`);
   await mkdir(CACHE, { recursive: true });
@@ -53,7 +59,7 @@ async function cached(name: string, ready: string, install: (dir: string) => Pro
     if (existsSync(join(dir, ready))) return { dir, seconds: 0 };
     await rm(dir, { recursive: true, force: true }); // a half-done install is started over
     await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, 'package.json'), JSON.stringify({ name: `cache-${name}`, private: true }));
+    await writeFile(join(dir, 'package.json'), JSON.stringify({ name: `cache-${name}`, private: true, ...manifest }));
     await install(dir);
     if (!existsSync(join(dir, ready))) throw new Error(`installing ${name} left no ${ready}`);
     return { dir, seconds: (Date.now() - started) / 1000 };
@@ -84,8 +90,18 @@ export async function installLambdaRuntime(): Promise<LambdaRuntime> {
   const node = await installNode('22');
   const addon = join('node_modules', 'aws-lambda-ric', 'rapid-client.node');
   const env = { ...process.env, PATH: `${join(node.dir, 'bin')}:${process.env.PATH}`, npm_config_nodedir: node.dir };
-  const { dir, seconds } = await cached(`aws-lambda-ric-${RIC_MAJOR}`, addon, (d) => npmInstall(d, [`aws-lambda-ric@${RIC_MAJOR}`], env).then(() => {}));
+  // Its install scripts are the build: allowed by name, as npm's install-script policy asks.
+  const { dir, seconds } = await cached(`aws-lambda-ric-${RIC_MAJOR}`, addon, (d) => npmInstall(d, [`aws-lambda-ric@${RIC_MAJOR}`], env).then(() => {}), {
+    allowScripts: { 'aws-lambda-ric': true },
+  });
   const home = join(dir, 'node_modules', 'aws-lambda-ric');
   const { version } = JSON.parse(await readFile(join(home, 'package.json'), 'utf8')) as { version: string };
   return { node, ric: join(home, 'index.mjs'), ricVersion: version, installSeconds: seconds };
+}
+
+// `npx tsx test/helpers/node-runtime.ts` installs ahead of `npm test` (.ci/run does), so that the
+// compile does not share the cores with timing-sensitive tests.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { ricVersion, node, installSeconds } = await installLambdaRuntime();
+  console.log(`aws-lambda-ric ${ricVersion} on ${node.name}: ${installSeconds ? `installed in ${installSeconds.toFixed(0)} s` : 'already in .cache/'}`);
 }
