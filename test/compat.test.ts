@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { settled } from './helpers/stack.ts';
 import { childEnv, startSdkStack, type SdkStack } from './helpers/sdk.ts';
 import { npm, packInto } from './helpers/pack.ts';
+import { installNode } from './helpers/node-runtime.ts';
 import { openaiNamespace } from '../sdk/gen-types.ts';
 
 const run = promisify(execFile);
@@ -79,18 +80,6 @@ test.before(async () => {
   if (process.versions.node.split('.')[0] !== '22') runtimes.push(await installNode('22'));
 });
 
-/** A Node binary of another major, from the npm package that ships it (node-<platform>-<arch>). */
-async function installNode(major: string): Promise<{ name: string; bin: string }> {
-  const dir = join(work, `node${major}`);
-  await mkdir(dir);
-  await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'node-runtime', private: true }));
-  const pkg = `node-${process.platform}-${process.arch}`;
-  await run(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', `${pkg}@${major}`], { cwd: dir, timeout: 240_000 });
-  const bin = join(dir, 'node_modules', pkg, 'bin', 'node');
-  const { stdout } = await run(bin, ['--version']);
-  assert.match(stdout, new RegExp(`^v${major}\\.`));
-  return { name: `node ${stdout.trim().slice(1)}`, bin };
-}
 test.after(async () => {
   await t.close();
   if (!process.env.COMPAT_KEEP) await rm(work, { recursive: true, force: true });

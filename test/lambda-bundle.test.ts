@@ -18,7 +18,8 @@ import * as assert from 'uvu/assert';
 import { invokeStreaming, type StreamingResult } from './helpers/awslambda-stub.ts';
 import { startDynalite, type DynaliteServer } from './helpers/dynalite.ts';
 import type { ColdStartPlan, ColdStartStep } from './helpers/lambda-cold-start.ts';
-import { BASE_CONFIG, REGION, runProgram, type ProgramRun } from './helpers/pulumi-program.ts';
+import { archiveFiles, BASE_CONFIG, REGION, runProgram, type ProgramRun } from './helpers/pulumi-program.ts';
+import { startFakeSecretsManager, type FakeSecretsManager } from './helpers/fake-secrets-manager.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../runtime/local/simulated-openai.ts';
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
 import type { FunctionUrlEvent } from '../runtime/lambda/function-url.ts';
@@ -34,14 +35,6 @@ interface Deployed {
   run: ProgramRun;
   /** Per function (`proxy`, `admin`): its archive's files and the function's inputs. */
   functions: Record<'proxy' | 'admin', { files: Files; hash: string; handler: string; env: Record<string, string> }>;
-}
-
-/** The inline archive of a function as the program built it: file name → text. */
-async function archiveFiles(code: any): Promise<Files> {
-  const assets: Record<string, { text: Promise<string> | string }> = await code.assets;
-  const files: Files = {};
-  for (const [name, asset] of Object.entries(assets)) files[name] = await asset.text;
-  return files;
 }
 
 /** Unpacks an archive into `dir`, as Lambda does into /var/task. */
@@ -204,56 +197,6 @@ failures('an esbuild warning fails the program too', async () => {
 failures.run();
 
 // ---------------------------------------------------------------------------------- the handlers
-
-/** GetSecretValue over the AWS JSON 1.1 protocol, for the one secret the program created. */
-interface FakeSecretsManager {
-  endpoint: string;
-  calls: { target: string; secretId: string; signed: boolean }[];
-  /** A new current version, as a rotation in Secrets Manager makes one. */
-  rotate(secret: Record<string, string>, versionId: string): void;
-  close(): Promise<void>;
-}
-
-async function startFakeSecretsManager(secretArn: string, initial: Record<string, string>): Promise<FakeSecretsManager> {
-  const calls: FakeSecretsManager['calls'] = [];
-  let versionId = 'a1b2c3d4-5678-90ab-cdef-EXAMPLE11111';
-  let secret = initial;
-  const server = http.createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk) => (body += chunk));
-    req.on('end', () => {
-      const target = String(req.headers['x-amz-target']);
-      const { SecretId } = JSON.parse(body || '{}');
-      calls.push({ target, secretId: SecretId, signed: String(req.headers.authorization).startsWith('AWS4-HMAC-SHA256 ') });
-      res.setHeader('content-type', 'application/x-amz-json-1.1');
-      if (target !== 'secretsmanager.GetSecretValue' || SecretId !== secretArn) {
-        res.statusCode = 400;
-        res.end(JSON.stringify({ __type: 'ResourceNotFoundException', message: "Secrets Manager can't find the specified secret." }));
-        return;
-      }
-      res.end(
-        JSON.stringify({
-          ARN: secretArn,
-          Name: secretArn.split(':').pop(),
-          SecretString: JSON.stringify(secret),
-          VersionId: versionId,
-          VersionStages: ['AWSCURRENT'],
-          CreatedDate: 1_764_000_000,
-        }),
-      );
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    calls,
-    rotate(next, id) {
-      secret = next;
-      versionId = id;
-    },
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
 
 type StreamingHandler = (event: FunctionUrlEvent, stream: import('node:stream').Writable, context: unknown) => Promise<void>;
 const handlers = suite('the deployed handlers');

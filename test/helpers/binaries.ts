@@ -19,6 +19,13 @@ export const hasMemcached = () =>
 export const hasChromium = () =>
   available('Chromium', existsSync(process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'), 'apt-get install -y chromium, or set CHROMIUM_PATH');
 
+/** What installing aws-lambda-ric compiles with (curl, aws-lambda-cpp, the addon: test/helpers/node-runtime.ts). */
+const BUILD_TOOLS = ['cmake', 'make', 'g++', 'python3', 'xz'];
+export const hasBuildTools = () => {
+  const absent = BUILD_TOOLS.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status !== 0);
+  return available(absent.join(', ') || 'build tools', absent.length === 0, 'apt-get install -y cmake make g++ python3 xz-utils');
+};
+
 /**
  * `test` when `ok`, else a stand-in whose cases are registered as skipped (uvu counts them) and
  * whose hooks never run, so a before-hook that would start the program is not called.

@@ -207,3 +207,11 @@ function invoke(token: string): Record<string, unknown> {
       throw new Error(`the program invoked ${token}, which the mocks do not answer`);
   }
 }
+
+/** The inline archive (an AssetArchive of StringAssets) a function was given: file name → text. */
+export async function archiveFiles(code: any): Promise<Record<string, string>> {
+  const assets: Record<string, { text: Promise<string> | string }> = await code.assets;
+  const files: Record<string, string> = {};
+  for (const [name, asset] of Object.entries(assets)) files[name] = await asset.text;
+  return files;
+}
