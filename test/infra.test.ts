@@ -48,7 +48,10 @@ const T = {
   url: 'aws:lambda/functionUrl:FunctionUrl',
 };
 
-const OUTPUTS = ['proxyUrl', 'proxyFunctionName', 'adminFunctionName', 'tableName', 'cacheEndpoint', 'region', 'userPolicyArn', 'adminPolicyArn'];
+const OUTPUTS = [
+  'proxyUrl', 'proxyFunctionName', 'adminFunctionName', 'tableName', 'cacheEndpoint', 'region', 'userPolicyArn', 'adminPolicyArn',
+  'alertTopicArn', 'dashboardUrl',
+];
 
 // Three stacks, each a separate run of the program.
 const FULL_CONFIG = {
@@ -581,7 +584,7 @@ runs('the admins\' policy: invoke the admin function, and nothing else', () => {
 
 // ----------------------------------------------------------------------------------------- outputs
 
-runs('outputs: the eight names, nothing else, none secret, pointing at the right resources', () => {
+runs('outputs: the ten names, nothing else, none secret, pointing at the right resources', () => {
   for (const run of [full, single, noCache]) {
     assert.equal(sorted(Object.keys(run.outputs)), sorted(OUTPUTS));
     for (const [name, output] of Object.entries(run.outputs)) assert.not.ok(output.secret, `${name} must be readable without --show-secrets`);
