@@ -383,7 +383,7 @@ test('admin: an unexpected failure is logged and answered with the invocation\'s
   // The Powertools logger writes to stderr itself (not through the global console).
   const lines: string[] = [];
   const write = process.stderr.write;
-  process.stderr.write = ((chunk: string) => lines.push(...String(chunk).split('\n').filter(Boolean))) as typeof write;
+  process.stderr.write = ((chunk: string) => lines.push(...String(chunk).split('\n').filter(Boolean)) > 0) as typeof write;
   let out: any;
   try {
     const fresh: typeof import('../runtime/lambda/admin.ts') = await import(new URL('../runtime/lambda/admin.ts?table=missing', import.meta.url).href);
