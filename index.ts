@@ -8,8 +8,9 @@
 // name. The Lambda code is bundled from runtime/lambda/*.ts by esbuild during the program run.
 //
 // Sections: config · lambda code · ledger · network · cache · secret · IAM for the functions ·
-// functions · policies for people · guard against direct invokes · outputs. Every named export of
-// this module is a stack output.
+// functions · policies for people · alerts, alarms and dashboard (with the guard against direct
+// invokes) · outputs. Every named export of this module is a stack output.
+import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as aws from '@pulumi/aws';
@@ -22,6 +23,7 @@ import {
   DEPLOYED_ENV as ENV,
   LEDGER_TABLE,
   ledgerTableName,
+  METRICS,
   proxyFunctionName as proxyFunctionNameOf,
 } from './runtime/core/contract.ts';
 
@@ -51,10 +53,29 @@ interface Settings {
   adminReservedConcurrency?: number;
   /** The most proxy instances at once (Lambda's reserved concurrency: also reserved); undefined = the account's pool. */
   proxyMaxConcurrency?: number;
-  /** SNS topic the stack's alarms notify; undefined = the alarms only show in CloudWatch. */
-  alarmTopicArn?: string;
   openaiApiKey: pulumi.Output<string>;
   openaiOrgId?: pulumi.Output<string>;
+  /** Subscribed by email to the stage's alert topic; each address must confirm. */
+  alertEmails: string[];
+  alarms: AlarmThresholds;
+}
+
+/** When the alarms fire: counts are per 5 minutes, the duration is a share of the proxy's timeout. */
+interface AlarmThresholds {
+  /** 5xx answers of the proxy's function URL. */
+  url5xx: number;
+  /** Invocations that failed (both functions). */
+  functionErrors: number;
+  /** Invocations Lambda refused for lack of concurrency (both functions). */
+  functionThrottles: number;
+  /** The proxy's longest invocation, in percent of its timeout. */
+  durationPercent: number;
+  /** DynamoDB requests throttled, over every operation the functions use. */
+  ledgerThrottles: number;
+  /** DynamoDB server-side errors, likewise. */
+  ledgerSystemErrors: number;
+  /** Calls billed by estimate plus calls whose settlement never landed. */
+  estimatedCalls: number;
 }
 
 /** Reads and checks the stack's config once; every problem is reported at once. */
@@ -89,9 +110,18 @@ function readSettings(): Settings {
     // 10: both are off unless set, and Lambda refuses a reservation the quota cannot cover.
     adminReservedConcurrency: optionalInteger('adminReservedConcurrency', 1, 1000),
     proxyMaxConcurrency: optionalInteger('proxyMaxConcurrency', 1, 100_000),
-    alarmTopicArn: config.get('alarmTopicArn'),
     openaiApiKey: config.requireSecret('openaiApiKey'),
     openaiOrgId: config.getSecret('openaiOrgId'),
+    alertEmails: config.getObject<string[]>('alertEmails') ?? [],
+    alarms: {
+      url5xx: integer('alarmUrl5xx', 5, 1, 100_000),
+      functionErrors: integer('alarmFunctionErrors', 1, 1, 100_000),
+      functionThrottles: integer('alarmFunctionThrottles', 1, 1, 100_000),
+      durationPercent: integer('alarmDurationPercent', 90, 10, 100),
+      ledgerThrottles: integer('alarmLedgerThrottles', 10, 1, 100_000),
+      ledgerSystemErrors: integer('alarmLedgerSystemErrors', 1, 1, 100_000),
+      estimatedCalls: integer('alarmEstimatedCalls', 1, 1, 100_000),
+    },
   };
   if (!LOG_RETENTION_DAYS.includes(settings.logRetentionDays)) {
     problems.push(`logRetentionDays must be one of ${LOG_RETENTION_DAYS.join(', ')} (got ${settings.logRetentionDays})`);
@@ -100,8 +130,9 @@ function readSettings(): Settings {
   if (!Array.isArray(roleNames) || !roleNames.every((r) => typeof r === 'string' && /^[\w+=,.@-]{1,64}$/.test(r))) {
     problems.push(`sessionNamedRoles must be a list of IAM role names (got ${JSON.stringify(roleNames)})`);
   }
-  if (settings.alarmTopicArn !== undefined && !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$/.test(settings.alarmTopicArn)) {
-    problems.push(`alarmTopicArn must be an SNS topic ARN, arn:aws:sns:<region>:<account>:<topic> (got "${settings.alarmTopicArn}")`);
+  const emails = settings.alertEmails;
+  if (!Array.isArray(emails) || !emails.every((e) => typeof e === 'string' && /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(e))) {
+    problems.push(`alertEmails must be a list of email addresses (got ${JSON.stringify(emails)})`);
   }
   if (settings.upstreamUrl !== undefined) {
     // The stage's key travels with every call: https on the standard port only (the functions'
@@ -723,6 +754,28 @@ const adminPolicy = new aws.iam.Policy(`${prefix}-admins`, {
   tags,
 });
 
+// ------------------------------------------------------------------- alerts, alarms and dashboard
+//
+// Always on: one SNS topic per stage that every alarm (and the budget alerts) notify, CloudWatch
+// alarms on the functions, the ledger and the proxy's own metrics, and a dashboard. The proxy's
+// metrics (namespace METRICS.namespace) come from its Embedded Metric Format log lines
+// (runtime/lambda/call-metrics.ts); CloudWatch creates them on the first call.
+
+// Not encrypted: CloudWatch alarms cannot publish to a topic under the AWS-managed key (aws/sns), and
+// alerts carry names and amounts, never prompts or keys.
+const alertTopic = new aws.sns.Topic(`${prefix}-alerts`, {
+  name: `${prefix}-alerts`,
+  displayName: `openai-wrapi ${stage}`,
+  tags,
+});
+
+// Named by the address, not its place in the list: reordering the list re-subscribes no one (each new
+// subscription must be confirmed from its mailbox).
+for (const email of new Set(settings.alertEmails)) {
+  const id = createHash('sha256').update(email).digest('hex').slice(0, 12);
+  new aws.sns.TopicSubscription(`${prefix}-alerts-email-${id}`, { topic: alertTopic.arn, protocol: 'email', endpoint: email });
+}
+
 // ---------------------------------------------------------------------- guard against direct invokes
 //
 // The proxy bills the identity in requestContext.authorizer.iam. Through the function URL, AWS writes
@@ -823,9 +876,174 @@ const directInvokeAlarm = new aws.cloudwatch.MetricAlarm(`${prefix}-direct-invok
   threshold: 0,
   evaluationPeriods: 1,
   treatMissingData: 'notBreaching',
-  alarmActions: settings.alarmTopicArn ? [settings.alarmTopicArn] : [],
+  alarmActions: [alertTopic.arn],
+  okActions: [alertTopic.arn],
   tags,
 });
+
+const ALARM_PERIOD_SECONDS = 300;
+const thresholds = settings.alarms;
+
+type AlarmMetric = Pick<aws.cloudwatch.MetricAlarmArgs, 'namespace' | 'metricName' | 'dimensions' | 'statistic' | 'metricQueries'>;
+
+/** An alarm (and its recovery) on the topic: `threshold` or more in one 5-minute period. */
+const alarmOn = (name: string, description: string, threshold: number, metric: AlarmMetric) =>
+  new aws.cloudwatch.MetricAlarm(`${prefix}-${name}`, {
+    name: `${prefix}-${name}`,
+    alarmDescription: description,
+    ...metric,
+    ...(metric.metricQueries ? {} : { period: ALARM_PERIOD_SECONDS }),
+    comparisonOperator: 'GreaterThanOrEqualToThreshold',
+    threshold,
+    evaluationPeriods: 1,
+    // No traffic publishes no data: that is fine, not an alarm.
+    treatMissingData: 'notBreaching',
+    alarmActions: [alertTopic.arn],
+    okActions: [alertTopic.arn],
+    tags,
+  });
+
+const lambdaMetric = (fn: aws.lambda.Function, metricName: string, statistic = 'Sum'): AlarmMetric => ({
+  namespace: 'AWS/Lambda',
+  metricName,
+  dimensions: { FunctionName: fn.name },
+  statistic,
+});
+
+/** One DynamoDB metric summed over every operation the functions use (its dimensions are table and operation). */
+const ledgerMetric = (metricName: string, label: string): AlarmMetric => {
+  const operations = [...new Set([...PROXY_TABLE_ACTIONS, ...ADMIN_TABLE_ACTIONS])].map((a) => a.replace('dynamodb:', '')).sort();
+  return {
+    metricQueries: [
+      ...operations.map((operation, i) => ({
+        id: `op${i}`,
+        metric: {
+          namespace: 'AWS/DynamoDB',
+          metricName,
+          dimensions: { TableName: table.name, Operation: operation },
+          period: ALARM_PERIOD_SECONDS,
+          stat: 'Sum',
+        },
+        returnData: false,
+      })),
+      { id: 'total', expression: 'SUM(METRICS())', label, returnData: true },
+    ],
+  };
+};
+
+/** The proxy's own metrics, by stage. */
+const proxyMetricQuery = (id: string, metricName: string) => ({
+  id,
+  metric: { namespace: METRICS.namespace, metricName, dimensions: { stage }, period: ALARM_PERIOD_SECONDS, stat: 'Sum' },
+  returnData: false,
+});
+
+const alarms = [
+  alarmOn('proxy-url-5xx', `The ${PROXY_NAME} function URL answered 5xx (proxy failures, ledger unreachable, upstream errors it relays).`, thresholds.url5xx, lambdaMetric(proxy, 'Url5xxCount')),
+  ...([[proxy, 'proxy'], [admin, 'admin']] as const).flatMap(([fn, role]) => [
+    alarmOn(`${role}-errors`, `${role === 'proxy' ? PROXY_NAME : ADMIN_NAME} invocations failed (see its log group).`, thresholds.functionErrors, lambdaMetric(fn, 'Errors')),
+    alarmOn(`${role}-throttles`, `Lambda refused ${role === 'proxy' ? PROXY_NAME : ADMIN_NAME} invocations: concurrency exhausted.`, thresholds.functionThrottles, lambdaMetric(fn, 'Throttles')),
+  ]),
+  alarmOn(
+    'proxy-duration',
+    `An invocation of ${PROXY_NAME} ran ${thresholds.durationPercent}% of its ${settings.proxyTimeoutSeconds} s timeout: long calls are being cut (and billed by estimate).`,
+    (settings.proxyTimeoutSeconds * 1000 * thresholds.durationPercent) / 100,
+    lambdaMetric(proxy, 'Duration', 'Maximum'),
+  ),
+  alarmOn('ledger-throttles', `DynamoDB throttled requests to ${TABLE_NAME}.`, thresholds.ledgerThrottles, ledgerMetric('ThrottledRequests', 'throttled requests')),
+  alarmOn('ledger-system-errors', `DynamoDB failed requests to ${TABLE_NAME} (server errors).`, thresholds.ledgerSystemErrors, ledgerMetric('SystemErrors', 'system errors')),
+  alarmOn(
+    'estimated-calls',
+    `Calls through ${PROXY_NAME} were billed by estimate (OpenAI's usage never arrived) or their settlement never reached the ledger: ` +
+      `see the proxy's log lines with outcome "estimated" or message "settle failed".`,
+    thresholds.estimatedCalls,
+    {
+      metricQueries: [
+        proxyMetricQuery('estimated', METRICS.names.estimatedCalls),
+        proxyMetricQuery('unsettled', METRICS.names.unsettledCalls),
+        { id: 'total', expression: 'FILL(estimated, 0) + FILL(unsettled, 0)', label: 'estimated or unsettled calls', returnData: true },
+      ],
+    },
+  ),
+];
+
+const dashboard = new aws.cloudwatch.Dashboard(`${prefix}-dashboard`, {
+  dashboardName: prefix,
+  dashboardBody: pulumi.jsonStringify(dashboardBody()),
+});
+
+/** The dashboard's widgets: traffic, refusals, spend, latency, cache, estimates, then the functions' health. */
+function dashboardBody() {
+  const ns = METRICS.namespace;
+  const n = METRICS.names;
+  const dims = METRICS.requestDimensions.join(',');
+  /** Requests with one outcome, summed over routes. */
+  const requests = (outcome: string) => ({
+    expression: `SUM(SEARCH('{${ns},${dims}} MetricName="${n.requests}" stage="${stage}" outcome="${outcome}"', 'Sum', ${ALARM_PERIOD_SECONDS}))`,
+    label: outcome,
+    id: outcome.replace(/_/g, ''),
+  });
+  const byStage = (metricName: string, options: Record<string, unknown>) => [ns, metricName, 'stage', stage, options];
+  const widget = (title: string, x: number, y: number, props: Record<string, unknown>) => ({
+    type: 'metric',
+    x,
+    y,
+    width: 12,
+    height: 6,
+    properties: { title, region, view: 'timeSeries', period: ALARM_PERIOD_SECONDS, ...props },
+  });
+  return {
+    widgets: [
+      widget('Traffic: calls per 5 minutes, by outcome', 0, 0, {
+        stacked: true,
+        metrics: ['served', 'estimated', 'upstream_error', 'invalid_request', 'proxy_error'].map((o) => [requests(o)]),
+      }),
+      widget('Refusals per 5 minutes, by reason', 12, 0, {
+        stacked: true,
+        metrics: ['refused_budget', 'refused_rate', 'refused_membership'].map((o) => [requests(o)]),
+      }),
+      widget('Spend per hour (USD)', 0, 6, {
+        period: 3600,
+        metrics: [
+          byStage(n.spendUsd, { stat: 'Sum', period: 3600, label: 'spent' }),
+          byStage(n.savedUsd, { stat: 'Sum', period: 3600, label: 'saved by the cache' }),
+        ],
+      }),
+      widget('Latency (ms): added by the proxy, and to the first byte', 12, 6, {
+        metrics: [
+          byStage(n.addedLatency, { stat: 'p50', label: 'added p50' }),
+          byStage(n.addedLatency, { stat: 'p99', label: 'added p99' }),
+          byStage(n.timeToFirstByte, { stat: 'p50', label: 'first byte p50' }),
+          byStage(n.timeToFirstByte, { stat: 'p99', label: 'first byte p99' }),
+        ],
+      }),
+      widget('Cache hit rate (%) of cacheable calls', 0, 12, {
+        yAxis: { left: { min: 0, max: 100 } },
+        metrics: [
+          byStage(n.cacheHits, { stat: 'Sum', id: 'hits', visible: false }),
+          byStage(n.cacheMisses, { stat: 'Sum', id: 'misses', visible: false }),
+          [{ expression: '100 * FILL(hits, 0) / (FILL(hits, 0) + FILL(misses, 0))', label: 'hit rate', id: 'rate' }],
+        ],
+      }),
+      widget('Estimated and unsettled calls, ledger errors', 12, 12, {
+        metrics: [
+          byStage(n.estimatedCalls, { stat: 'Sum', label: 'billed by estimate' }),
+          byStage(n.unsettledCalls, { stat: 'Sum', label: 'settlement failed' }),
+          byStage(n.ledgerErrors, { stat: 'Sum', label: 'ledger errors' }),
+        ],
+      }),
+      widget('Proxy function', 0, 18, {
+        metrics: [
+          ['AWS/Lambda', 'Url5xxCount', 'FunctionName', proxy.name, { stat: 'Sum', label: 'URL 5xx' }],
+          ['AWS/Lambda', 'Errors', 'FunctionName', proxy.name, { stat: 'Sum', label: 'errors' }],
+          ['AWS/Lambda', 'Throttles', 'FunctionName', proxy.name, { stat: 'Sum', label: 'throttles' }],
+          ['AWS/Lambda', 'ConcurrentExecutions', 'FunctionName', proxy.name, { stat: 'Maximum', label: 'concurrent' }],
+        ],
+      }),
+      { type: 'alarm', x: 12, y: 18, width: 12, height: 6, properties: { title: 'Alarms', alarms: [...alarms, directInvokeAlarm].map((a) => a.arn) } },
+    ],
+  };
+}
 
 // ----------------------------------------------------------------------------------------- outputs
 //
@@ -846,3 +1064,6 @@ export const boundaryPolicyArn = boundaryPolicy.arn;
 /** The direct-invoke Deny as a service control policy (JSON), for an organization admin. */
 export const serviceControlPolicy = serviceControlPolicyDocument;
 export const directInvokeAlarmName = directInvokeAlarm.name;
+/** The stage's alert topic: subscribe more endpoints to it (README, "Metrics, alarms and dashboard"). */
+export const alertTopicArn = alertTopic.arn;
+export const dashboardUrl = pulumi.interpolate`https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#dashboards/dashboard/${dashboard.dashboardName}`;

@@ -51,9 +51,8 @@ const T = {
 
 const OUTPUTS = [
   'proxyUrl', 'proxyFunctionName', 'adminFunctionName', 'tableName', 'cacheEndpoint', 'region', 'userPolicyArn', 'adminPolicyArn',
-  'boundaryPolicyArn', 'serviceControlPolicy', 'directInvokeAlarmName',
+  'boundaryPolicyArn', 'serviceControlPolicy', 'directInvokeAlarmName', 'alertTopicArn', 'dashboardUrl',
 ];
-const ALARM_TOPIC = `arn:aws:sns:${REGION}:${ACCOUNT}:openai-wrapi-alarms`;
 
 // Three stacks, each a separate run of the program.
 const FULL_CONFIG = {
@@ -70,7 +69,6 @@ const FULL_CONFIG = {
   sessionNamedRoles: ['DataScience', 'Analysts'],
   adminReservedConcurrency: 5,
   proxyMaxConcurrency: 200,
-  alarmTopicArn: ALARM_TOPIC,
 };
 let full: ProgramRun; // 3 AZs, ElastiCache, every setting changed from its default
 let single: ProgramRun; // 1 AZ, defaults, no org id
@@ -647,7 +645,7 @@ runs('the SCP output is the boundary\'s direct-invoke Deny alone (the deployer, 
 
 runs('an alarm on the proxy when its invocations exceed its function URL\'s requests', () => {
   for (const run of [full, single, noCache]) {
-    const alarm = run.one(T.alarm);
+    const alarm = run.one(T.alarm, '-direct-invokes');
     assert.is(alarm.inputs.name, 'openai-proxy-dev-direct-invokes');
     const queries: any[] = alarm.inputs.metricQueries;
     const metricOf = (name: string) => queries.find((q) => q.metric?.metricName === name);
@@ -667,14 +665,15 @@ runs('an alarm on the proxy when its invocations exceed its function URL\'s requ
     assert.is(alarm.inputs.threshold, 0);
     assert.is(alarm.inputs.evaluationPeriods, 1);
     assert.is(alarm.inputs.treatMissingData, 'notBreaching', 'no calls is no alarm');
-    assert.equal(alarm.inputs.alarmActions ?? [], run === full ? [ALARM_TOPIC] : []);
+    const topic = run.one('aws:sns/topic:Topic').state.arn;
+    assert.equal([alarm.inputs.alarmActions, alarm.inputs.okActions], [[topic], [topic]], 'to the stage\'s alert topic, like every alarm');
     assert.is(run.outputs.directInvokeAlarmName.value, alarm.inputs.name);
   }
 });
 
 // ----------------------------------------------------------------------------------------- outputs
 
-runs('outputs: the eleven names, nothing else, none secret, pointing at the right resources', () => {
+runs('outputs: the thirteen names, nothing else, none secret, pointing at the right resources', () => {
   for (const run of [full, single, noCache]) {
     assert.equal(sorted(Object.keys(run.outputs)), sorted(OUTPUTS));
     for (const [name, output] of Object.entries(run.outputs)) assert.not.ok(output.secret, `${name} must be readable without --show-secrets`);
@@ -729,11 +728,10 @@ errors('a key set without --secret is refused', async () => {
 errors('every bad value is reported at once', async () => {
   const message = await failure({
     ...BASE_CONFIG, numAzs: 0, proxyTimeoutSeconds: 1000, logRetentionDays: 10, upstreamUrl: 'http://api.example.com/v1',
-    sessionNamedRoles: ['ok', 'not a role/name'], proxyMaxConcurrency: 0, adminReservedConcurrency: 2.5, alarmTopicArn: 'openai-wrapi-alarms',
+    sessionNamedRoles: ['ok', 'not a role/name'], proxyMaxConcurrency: 0, adminReservedConcurrency: 2.5,
   });
   assert.match(message, 'proxyMaxConcurrency must be an integer from 1 to 100000 (got 0)');
   assert.match(message, 'adminReservedConcurrency must be an integer from 1 to 1000 (got 2.5)');
-  assert.match(message, 'alarmTopicArn must be an SNS topic ARN');
   assert.match(message, 'sessionNamedRoles must be a list of IAM role names');
   assert.match(message, 'numAzs must be an integer from 1 to 6 (got 0)');
   assert.match(message, 'proxyTimeoutSeconds must be an integer from 30 to 900 (got 1000)');

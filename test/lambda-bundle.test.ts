@@ -370,6 +370,82 @@ handlers('a project without a limit is refused by the bundled proxy, before any 
   assert.is(fake.requests.length, before);
 });
 
+/** Every line the bundles write to stdout and stderr while `run` runs (the Powertools logger and metrics write there directly). */
+async function capturingOutput<T>(run: () => Promise<T>): Promise<{ result: T; text: string; lines: any[] }> {
+  const chunks: string[] = [];
+  const { stdout, stderr } = process;
+  const writes = [stdout.write, stderr.write];
+  const grab = ((chunk: unknown) => chunks.push(String(chunk)) > 0) as typeof stdout.write;
+  stdout.write = stderr.write = grab;
+  let result: T;
+  try {
+    result = await run();
+  } finally {
+    [stdout.write, stderr.write] = writes;
+  }
+  const text = chunks.join('');
+  const lines = text.split('\n').filter(Boolean).map((line) => JSON.parse(line)); // every line is JSON
+  return { result, text, lines };
+}
+
+/** The two EMF lines of one call: `Requests` by stage, route and outcome; the rest by stage. */
+function emfOf(lines: any[]): { requests: any; byStage: any } {
+  const emf = lines.filter((l) => l._aws);
+  assert.is(emf.length, 2, JSON.stringify(emf));
+  for (const l of emf) {
+    assert.is(l._aws.CloudWatchMetrics.length, 1);
+    assert.is(l._aws.CloudWatchMetrics[0].Namespace, 'openai-wrapi');
+    assert.ok(Math.abs(l._aws.Timestamp - Date.now()) < 60_000);
+  }
+  const [requests, byStage] = emf;
+  assert.equal(requests._aws.CloudWatchMetrics[0].Dimensions, [['stage', 'route', 'outcome']]);
+  assert.equal(requests._aws.CloudWatchMetrics[0].Metrics, [{ Name: 'Requests', Unit: 'Count' }]);
+  assert.is(requests.Requests, 1);
+  assert.equal(byStage._aws.CloudWatchMetrics[0].Dimensions, [['stage']], 'project, user and model are properties, not dimensions');
+  return { requests, byStage };
+}
+const metricNames = (line: any) => line._aws.CloudWatchMetrics[0].Metrics.map((m: { Name: string }) => m.Name).sort();
+
+const SECRET_PROMPT = 'The launch code is tangerine-walrus-4217.';
+
+handlers('metrics: a served call writes EMF lines with its outcome, spend and latencies; a cache hit its saving; a refusal its reason', async () => {
+  const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: `${SECRET_PROMPT} fake:words=5` }] };
+  const served = await capturingOutput(() => invokeStreaming(proxy, event(body)));
+  assert.is(served.result.statusCode, 200, served.result.body);
+  const first = emfOf(served.lines);
+  assert.equal([first.requests.stage, first.requests.route, first.requests.outcome], ['dev', 'chat', 'served']);
+  assert.equal(metricNames(first.byStage), ['AddedLatency', 'CacheMisses', 'SpendUsd', 'TimeToFirstByte']);
+  assert.equal([first.byStage.project, first.byStage.user, first.byStage.model, first.byStage.outcome], ['research', 'alice', 'gpt-4o-mini', 'served']);
+  const cost = Number(served.result.headers['openai-proxy-cost']);
+  assert.ok(cost > 0);
+  assert.ok(Math.abs(first.byStage.SpendUsd - cost) < 1e-9, `${first.byStage.SpendUsd} vs ${cost}`);
+  assert.ok(first.byStage.AddedLatency >= 0 && first.byStage.AddedLatency <= first.byStage.TimeToFirstByte);
+
+  const hit = await capturingOutput(() => invokeStreaming(proxy, event(body)));
+  assert.is(hit.result.headers['openai-proxy-cache'], 'hit');
+  const second = emfOf(hit.lines);
+  assert.is(second.requests.outcome, 'served');
+  assert.equal(metricNames(second.byStage), ['CacheHits', 'SavedUsd', 'TimeToFirstByte'], 'no spend, no upstream');
+  assert.ok(Math.abs(second.byStage.SavedUsd - cost) < 1e-9);
+
+  assert.ok((await admin({ action: 'setLimit', project: 'tight', limit: 0.00001 })).ok);
+  const refused = await capturingOutput(() => invokeStreaming(proxy, event(body, 'tight')));
+  assert.is(refused.result.statusCode, 429, refused.result.body);
+  const third = emfOf(refused.lines);
+  assert.equal([third.requests.route, third.requests.outcome], ['chat', 'refused_budget']);
+  assert.equal([third.byStage.code, third.byStage.user], ['budget_exceeded', 'alice']);
+  assert.not.ok(metricNames(third.byStage).includes('SpendUsd'));
+
+  for (const { text } of [served, hit, refused]) {
+    assert.not.ok(text.includes('tangerine-walrus'), 'a prompt reached the logs');
+    assert.not.ok(text.includes(fake.apiKey), 'the key reached the logs');
+    assert.not.match(text, /\n\s+at .*\.(m?js|ts):\d+/, 'a stack trace reached the logs');
+  }
+  // The structured log lines carry the invocation's request id.
+  const call = served.lines.find((l) => l.message === 'call');
+  assert.is(call.function_request_id, 'c6af9ac6-7b61-11e6-9a41-93e812345678');
+});
+
 handlers('a key rotated in Secrets Manager directly: the call OpenAI refuses re-reads the secret once, the next call uses the new key', async () => {
   const newKey = 'sk-rotated-in-secrets-manager-0001';
   fake.apiKey = newKey; // OpenAI now only takes the new key, and the secret holds it

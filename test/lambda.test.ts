@@ -404,23 +404,25 @@ test('admin: an unexpected failure is logged and answered with the invocation\'s
   // A fresh instance of the function whose table does not exist: DynamoDB's refusal is no admin error.
   const saved = process.env.OPENAI_WRAPI_TABLE;
   process.env.OPENAI_WRAPI_TABLE = 'openai-wrapi-no-such-table';
+  // The Powertools logger writes to stderr itself (not through the global console).
   const lines: string[] = [];
-  const { error } = console;
-  console.error = (line: string) => lines.push(line);
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string) => lines.push(...String(chunk).split('\n').filter(Boolean)) > 0) as typeof write;
   let out: any;
   try {
     const fresh: typeof import('../runtime/lambda/admin.ts') = await import(new URL('../runtime/lambda/admin.ts?table=missing', import.meta.url).href);
     const broken = fresh.handler;
     out = await broken({ action: 'listLimits' }, { awsRequestId: '3f2b6a52-8f0e-4c1d-9d43-2f1c8e6b7a10' });
   } finally {
-    console.error = error;
+    process.stderr.write = write;
     process.env.OPENAI_WRAPI_TABLE = saved;
   }
   assert.is(out.ok, false);
   assert.is(out.error.code, 'admin_error');
   assert.match(out.error.message, 'request 3f2b6a52-8f0e-4c1d-9d43-2f1c8e6b7a10');
   const logged = lines.map((line) => JSON.parse(line));
-  assert.equal(logged.map((l) => [l.level, l.message, l.action, l.requestId]), [['error', 'admin error', 'listLimits', '3f2b6a52-8f0e-4c1d-9d43-2f1c8e6b7a10']]);
+  assert.equal(logged.map((l) => [l.level, l.message, l.action, l.requestId]), [['ERROR', 'admin error', 'listLimits', '3f2b6a52-8f0e-4c1d-9d43-2f1c8e6b7a10']]);
+  assert.is(logged[0].function_request_id, '3f2b6a52-8f0e-4c1d-9d43-2f1c8e6b7a10', 'every line of the invocation carries its request id');
   assert.type(logged[0].error, 'string');
   assert.not.match(JSON.stringify(out), /no-such-table|ResourceNotFound|at .*\.ts/);
 });

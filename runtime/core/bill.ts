@@ -89,7 +89,7 @@ export class Bill {
     const tokens = outcome.kind === 'exact' ? outcome.usage : outcome.kind === 'estimate' ? await this.estimate(outcome.relayed) : undefined;
     const cost = tokens ? costOf(this.init.price, tokens) : 0;
     this.settled = { cost, estimated: outcome.kind === 'estimate' };
-    this.init.log.info('call', { ...this.init.tags, status, cost, outcome: outcome.kind, cache: 'miss' });
+    this.init.log.info('call', { cache: 'miss', ...this.init.tags, status, cost, outcome: outcome.kind });
     await afterResponse();
     await Promise.all([
       this.write(settlementOf(this.init.reservation, deltaOf(tokens, cost, outcome.kind === 'estimate'), this.init.price.version)),

@@ -119,3 +119,49 @@ export function parseBudgetScope(value: string | null | undefined): BudgetScope 
   const project = parts.get('project');
   return project === undefined ? undefined : { project, user: parts.get('user') ?? '*', model: parts.get('model') ?? '*' };
 }
+
+// ----------------------------------------------------------------------------------------- metrics
+//
+// The proxy's CloudWatch metrics (runtime/lambda/call-metrics.ts writes them, the program's alarms
+// and dashboard read them). Dimensions stay few and low-cardinality: each combination is a billed
+// metric. Project, user and model are properties of the log line (Logs Insights), never dimensions.
+
+/** How a call through the proxy ended: the `outcome` dimension of `Requests`. */
+export const CALL_OUTCOMES = [
+  'served', // answered: by OpenAI with its usage, by the cache, or an unmetered route
+  'estimated', // answered or cut off without OpenAI's usage: billed by a conservative estimate
+  'upstream_error', // OpenAI answered with an error, or could not be reached
+  'refused_budget', // over a budget limit, or a project without one
+  'refused_rate', // over a per-minute limit (the client may retry)
+  'refused_membership', // not a member of the project, or not a verified caller
+  'invalid_request', // the proxy refused what it was sent (route, body, model without a price, …)
+  'proxy_error', // the proxy itself failed (ledger unreachable, cold start, a bug)
+] as const;
+export type CallOutcome = (typeof CALL_OUTCOMES)[number];
+
+export const METRICS = {
+  namespace: 'openai-wrapi',
+  /** Dimensions of `Requests`; every other metric has `stage` only. */
+  requestDimensions: ['stage', 'route', 'outcome'],
+  names: {
+    /** Count, per stage, route and outcome: traffic, and refusals by reason. */
+    requests: 'Requests',
+    /** USD billed (exact or estimated). */
+    spendUsd: 'SpendUsd',
+    /** USD a cache hit saved (what the call cost when it was cached). */
+    savedUsd: 'SavedUsd',
+    cacheHits: 'CacheHits',
+    /** Cacheable calls the cache could not answer (calls with caching off count in neither). */
+    cacheMisses: 'CacheMisses',
+    /** Calls billed by estimate because OpenAI's usage never arrived. */
+    estimatedCalls: 'EstimatedCalls',
+    /** Calls whose settlement never reached the ledger: their holds are charged in full at the deadline. */
+    unsettledCalls: 'UnsettledCalls',
+    /** Failed ledger reads and writes (each one logged with its error name). */
+    ledgerErrors: 'LedgerErrors',
+    /** Milliseconds from the invocation's start to the request leaving for OpenAI: the proxy's own work. */
+    addedLatency: 'AddedLatency',
+    /** Milliseconds from the invocation's start to the first body byte sent to the caller. */
+    timeToFirstByte: 'TimeToFirstByte',
+  },
+} as const;

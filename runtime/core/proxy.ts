@@ -97,7 +97,10 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     try {
       return await serve(req, ctx);
     } catch (err) {
-      if (!(err instanceof WrapiError)) log.error('proxy error', { error: errorName(err) });
+      if (err instanceof WrapiError) {
+        // The refusal's code, for metrics by reason; the message (which may quote the request) stays out.
+        log.info('error response', { stage: config.stage, user: ctx.caller.user, status: err.status, code: err.code });
+      } else log.error('proxy error', { error: errorName(err) });
       return toErrorResponse(err);
     }
   };
@@ -154,7 +157,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
         .then(() => ledger.recordHit(monthOf(at), dayOf(at), call.scopes[3], hit.cost))
         .catch((err) => log.error('recording a cache hit failed', { error: errorName(err) })),
     );
-    log.info('call', { ...tagsOf(call, ctx), cache: 'hit' });
+    log.info('call', { ...tagsOf(call, ctx), cache: 'hit', saved: hit.cost });
     const headers = new Headers(hit.headers);
     headers.set(P.HEADER_CACHE, 'hit');
     headers.set(P.HEADER_COST, '0');
@@ -354,7 +357,10 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
   }
 
   function tagsOf(call: Admitted, ctx: CallContext): Record<string, unknown> {
-    return { stage: config.stage, route: call.route.kind, project: call.project, user: ctx.caller.user, model: call.facts.model };
+    return {
+      stage: config.stage, route: call.route.kind, project: call.project, user: ctx.caller.user, model: call.facts.model,
+      cache: call.key ? 'miss' : 'bypass',
+    };
   }
 }
 

@@ -3,10 +3,14 @@
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import { DEPLOYED_ENV, type CallOutcome } from '../core/contract.ts';
 import { badRequest, forbidden, toErrorResponse } from '../core/errors.ts';
 import type { IdentityRules } from '../core/caller.ts';
 import { createProxy, type Caller, type ProxyHandler } from '../core/proxy.ts';
+import { matchRoute } from '../core/routes.ts';
+import { createCallMetrics } from './call-metrics.ts';
 import { bodyOf, callerOf, toRequest, type FunctionUrlEvent } from './function-url.ts';
+import { startInvocation } from './logger.ts';
 import { lambdaStores, lambdaLogger } from './stores.ts';
 import { createHttpUpstream } from '../store/http-upstream.ts';
 import { countTokens } from '../store/tokenizer.ts';
@@ -26,6 +30,9 @@ interface Instance {
 /** After OpenAI refuses the key, an instance re-reads the secret at most this often. */
 const KEY_RECHECK_MS = 60_000;
 
+/** Per instance, not per build: a failed cold start is counted too. */
+const metrics = createCallMetrics({ stage: process.env[DEPLOYED_ENV.stage] ?? 'unknown', log: lambdaLogger });
+
 let instance: Promise<Instance> | undefined;
 let recheck: Promise<void> | undefined;
 let lastRecheck = 0;
@@ -42,7 +49,9 @@ async function build(): Promise<Instance> {
 }
 
 function assemble(settings: ProxySettings, stores: Instance['stores'], config: ProxyConfig): Instance {
-  const proxy = createProxy({ config, ledger: stores.ledger, cache: stores.cache, upstream: createHttpUpstream(), countTokens, log: lambdaLogger, onKeyRejected });
+  const proxy = createProxy({
+    config, ledger: stores.ledger, cache: stores.cache, upstream: metrics.timed(createHttpUpstream()), countTokens, log: metrics.logger, onKeyRejected,
+  });
   return { proxy, rules: settings.identity, settings, stores, apiKey: config.apiKey };
 }
 
@@ -90,15 +99,25 @@ async function serve(event: FunctionUrlEvent, caller: Caller, proxy: ProxyHandle
   return proxy(req, { caller, body, waitUntil: (p) => pending.push(p) });
 }
 
-export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (event, responseStream) => {
+// Not wrapped in any middleware: the runtime recognises a streaming handler by a mark that
+// streamifyResponse puts on this very function. Metrics are published at the end of it instead.
+export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (event, responseStream, context) => {
+  startInvocation(context);
+  const record = metrics.begin();
   const pending: Promise<unknown>[] = [];
   let res: Response;
+  let outcome: CallOutcome | undefined;
   const built = await ready();
   const caller = built instanceof Response ? undefined : callerOf(event, built.rules);
-  if (built instanceof Response) res = built;
-  else if (caller) res = await serve(event, caller, built.proxy, pending);
+  if (built instanceof Response) {
+    res = built;
+    outcome = 'proxy_error';
+  } else if (caller) res = await serve(event, caller, built.proxy, pending);
   // Only reachable if the URL were deployed without AWS_IAM auth: never serve anonymous callers.
-  else res = toErrorResponse(forbidden('The proxy only serves callers verified by AWS IAM (SigV4).', 'unsigned_request'));
+  else {
+    res = toErrorResponse(forbidden('The proxy only serves callers verified by AWS IAM (SigV4).', 'unsigned_request'));
+    outcome = 'refused_membership';
+  }
   const out = awslambda.HttpResponseStream.from(responseStream, {
     statusCode: res.status,
     headers: Object.fromEntries(res.headers),
@@ -108,13 +127,19 @@ export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (even
   // https://github.com/aws/aws-lambda-nodejs-runtime-interface-client/issues/97
   out.write(new Uint8Array(0));
   try {
-    if (res.body) await pipeline(Readable.fromWeb(res.body as NodeReadableStream<Uint8Array>), out);
-    else out.end();
+    if (res.body) {
+      const body = Readable.fromWeb(res.body as NodeReadableStream<Uint8Array>);
+      body.once('data', () => metrics.firstByte(record));
+      await pipeline(body, out);
+    } else out.end();
   } catch {
     // The client went away mid-stream; the proxy's cancel path already settled an estimate.
   }
+  metrics.firstByte(record); // no body byte: the end of the answer was the first the caller saw
   // Lambda freezes the instance once the handler returns: settle before that. Work may add work (a
   // stream the client left is read to its end, then settled), so wait until none is left.
   while (pending.length > 0) await Promise.allSettled(pending.splice(0));
   await recheck; // a secret re-read started by this call, before Lambda freezes the instance
+  const route = matchRoute(event.requestContext.http.method, event.rawPath)?.kind ?? 'unknown';
+  metrics.publish(record, { route, status: res.status, outcome });
 });

@@ -1,17 +1,14 @@
 // The Lambdas' stores: the DynamoDB ledger and ElastiCache memcached (or a small per-instance
 // LRU when the stack runs without ElastiCache).
-import type { Ledger, Logger, ResponseCache } from '../core/ports.ts';
+import type { Ledger, ResponseCache } from '../core/ports.ts';
 import { createDynamoHttpClient, envCredentials } from '../store/dynamo-http.ts';
 import { createDynamoLedger } from '../store/dynamo-ledger.ts';
 import { createLruCache } from '../store/lru-cache.ts';
 import { createMemcachedCache } from '../store/memcached-cache.ts';
+import { lambdaLogger } from './logger.ts';
 import type { StoreSettings } from './settings.ts';
 
-/** One JSON line per event in CloudWatch; callers never pass prompts or keys. */
-export const lambdaLogger: Logger = {
-  info: (message, fields) => console.log(JSON.stringify({ level: 'info', message, ...fields })),
-  error: (message, fields) => console.error(JSON.stringify({ level: 'error', message, ...fields })),
-};
+export { lambdaLogger };
 
 export function lambdaStores(settings: StoreSettings): { ledger: Ledger; cache: ResponseCache } {
   // The lean client (a fraction of the SDK's CPU per call) with the role's credentials, which Lambda

@@ -167,6 +167,10 @@ function computed(type: string, name: string, id: string, inputs: Record<string,
       return { arn: arn('iam', `role/${physical}`, ''), name: physical };
     case 'aws:iam/policy:Policy':
       return { arn: arn('iam', `policy/${physical}`, ''), name: physical };
+    case 'aws:sns/topic:Topic':
+      return { arn: arn('sns', physical), name: physical };
+    case 'aws:cloudwatch/metricAlarm:MetricAlarm':
+      return { arn: arn('cloudwatch', `alarm:${physical}`) };
     case 'aws:ec2/vpc:Vpc':
       return { arn: arn('ec2', `vpc/${id}`) };
     case 'aws:ec2/subnet:Subnet':
