@@ -168,7 +168,7 @@ test('the page shows the admin usage report: totals, the stacked bars, the table
   assert.is(rows.length, limits.limits.length);
   for (const l of limits.limits) {
     const row = rows.find((r) => r.scope === `${l.project}#${l.user}#${l.model}`)!;
-    assert.equal([row.spend, row.limit, row.level], [l.spend, l.limit, levelOf(l.spend, l.limit)]);
+    assert.equal([row.spend, row.limit, row.level], [l.spend, l.limit, levelOf(l.spend, l.limit!)]);
   }
   const level = (scope: string) => rows.find((r) => r.scope === scope)!;
   assert.is(level('chatbot#bob#*').level, 'over');
