@@ -8,7 +8,7 @@ import { WrapiError } from './errors.ts';
 import { checkProject, PROJECT_RULE } from './settings.ts';
 import { resolveTarget } from './target.ts';
 import { isUsdAmount, MAX_USD, MIN_USD } from '../runtime/core/protocol.ts';
-import type { LimitDto, LimitKind } from '../runtime/core/protocol.ts';
+import type { LimitDto, LimitKind, LimitStatus } from '../runtime/core/protocol.ts';
 
 export type OptionSpec = { type: 'string' | 'boolean'; short?: string; help: string; arg?: string };
 export type Values = Record<string, string | boolean | undefined>;
@@ -102,19 +102,22 @@ export const COMMANDS: Command[] = [
       print(json, report, () => {
         if (!report.limits.length) return `No limits in stage ${stage}${values.project ? ` for project "${printable(String(values.project))}"` : ''}.`;
         const of = (used: string, limit: number | undefined, share: number) => (limit === undefined ? '-' : `${used} (${percent(share, limit)})`);
-        const rows = report.limits.map((l) => [
-          l.project, l.user, l.model,
-          l.limit === undefined ? '-' : usd(l.limit), of(usd(l.committed), l.limit, l.committed),
-          l.dailyLimit === undefined ? '-' : usd(l.dailyLimit), of(usd(l.today), l.dailyLimit, l.today),
-          l.rpm === undefined ? '-' : count(l.rpm), of(count(l.minuteRequests), l.rpm, l.minuteRequests),
-          l.tpm === undefined ? '-' : count(l.tpm), of(count(l.minuteTokens), l.tpm, l.minuteTokens),
-        ]);
-        return `Limits in stage ${stage}, ${report.month} (today ${report.day}; spent + reserved, and this minute's requests and tokens):\n` +
-          formatTable(
-            ['PROJECT', 'USER', 'MODEL', 'PER MONTH', 'THIS MONTH', 'PER DAY', 'TODAY', 'RPM', 'THIS MINUTE', 'TPM', 'THIS MINUTE'],
-            rows,
-            ['left', 'left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
-          );
+        // Only the kinds of limit some row has: a stage with monthly limits alone reads as before.
+        const kinds = [
+          { has: (l: LimitStatus) => l.limit !== undefined, head: ['PER MONTH', 'THIS MONTH'],
+            cells: (l: LimitStatus) => [l.limit === undefined ? '-' : usd(l.limit), of(usd(l.committed), l.limit, l.committed)] },
+          { has: (l: LimitStatus) => l.dailyLimit !== undefined, head: ['PER DAY', 'TODAY'],
+            cells: (l: LimitStatus) => [l.dailyLimit === undefined ? '-' : usd(l.dailyLimit), of(usd(l.today), l.dailyLimit, l.today)] },
+          { has: (l: LimitStatus) => l.rpm !== undefined, head: ['RPM', 'THIS MINUTE'],
+            cells: (l: LimitStatus) => [l.rpm === undefined ? '-' : count(l.rpm), of(count(l.minuteRequests), l.rpm, l.minuteRequests)] },
+          { has: (l: LimitStatus) => l.tpm !== undefined, head: ['TPM', 'THIS MINUTE'],
+            cells: (l: LimitStatus) => [l.tpm === undefined ? '-' : count(l.tpm), of(count(l.minuteTokens), l.tpm, l.minuteTokens)] },
+        ].filter((k) => report.limits.some(k.has));
+        const rows = report.limits.map((l) => [l.project, l.user, l.model, ...kinds.flatMap((k) => k.cells(l))]);
+        const head = ['PROJECT', 'USER', 'MODEL', ...kinds.flatMap((k) => k.head)];
+        const daily = kinds.some((k) => k.head[0] === 'PER DAY');
+        return `Limits in stage ${stage}, ${report.month}${daily ? ` (today ${report.day})` : ''}; use is spent + reserved:\n` +
+          formatTable(head, rows, head.map((_, i) => (i < 3 ? 'left' : 'right')));
       });
     },
   },

@@ -16,16 +16,27 @@ import { FAULT_KINDS, inject, type FaultKind } from './helpers/faults.ts';
 const WRITES = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand']);
 const als = new AsyncLocalStorage<{ fault?: { index: number; kind: FaultKind }; writes: number }>();
 
+/** Every write sent, so a case can wait for those its caller stopped waiting for (Promise.all). */
+const inflight = new Set<Promise<unknown>>();
+function track<T>(p: Promise<T>): Promise<T> {
+  inflight.add(p);
+  void p.catch(() => undefined).finally(() => inflight.delete(p));
+  return p;
+}
+async function idle(): Promise<void> {
+  while (inflight.size > 0) await Promise.allSettled([...inflight]);
+}
+
 function faultyClient(client: LedgerClient): LedgerClient {
   return new Proxy(client, {
     get(target, prop) {
       if (prop !== 'send') return Reflect.get(target, prop);
       return (command: { constructor: { name: string } }) => {
-        const send = () => target.send(command as never) as Promise<unknown>;
+        const send = () => track(target.send(command as never) as Promise<unknown>);
         const context = als.getStore();
         if (!context || !WRITES.has(command.constructor.name)) return send();
         const index = context.writes++;
-        return inject(context.fault?.index === index ? context.fault.kind : undefined, send);
+        return track(inject(context.fault?.index === index ? context.fault.kind : undefined, send));
       };
     },
   });
@@ -76,7 +87,10 @@ function world() {
     holds: scopes.map((scope, i) => (i === 0 ? { scope, amount, dayLimit: 100 } : { scope, amount })),
     rates: [{ scope: scopes[0], tokens, rpm: 2 }, { scope: scopes[2], tokens, tpm: 250 }],
   });
-  const use = async (h: Harness): Promise<LimitUse[]> => h.raw.limitUse(scopes, month, `${month}-09`, 60_000 * n);
+  const use = async (h: Harness): Promise<LimitUse[]> => {
+    await idle();
+    return h.raw.limitUse(scopes, month, `${month}-09`, 60_000 * n);
+  };
   return { call, use };
 }
 
@@ -155,6 +169,7 @@ for (const [name, open] of [['sqlite', sqlite], ['dynamodb', dynamo]] as const) 
         const r = w.call('a');
         await h.raw.reserve(r);
         const released = await h.run({ index, kind }, (l) => l.release(r)).then(() => true, () => false);
+        await idle();
         assert.is(released, kind === 'dup' || index >= (name === 'sqlite' ? 1 : 6), `unit ${index}`);
         // DynamoDB's release writes the four USD rows, then the project's and alice's rate windows.
         const kept = (unit: number) => kind === 'fail' && (name === 'sqlite' ? index === 0 : index === unit);

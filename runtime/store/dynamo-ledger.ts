@@ -484,12 +484,19 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     async listLimits() {
       return sortLimits((await queryPartition(LIMIT_PK)).map(toLimit).filter(hasLimit));
     },
+    // Queries of one key each: the admin function may Query the table but not read items by key.
     async limitUse(scopes, month, day, window) {
-      const found = await batchGet(scopes.flatMap((scope) => [usageKey(month, scope), rateKey(scope, window)]));
-      return scopes.map((scope) => {
-        const usage = found.get(keyId(usageKey(month, scope)));
-        return { day: Number(usage?.[dayCommittedName(day)]?.N ?? 0), ...useOf(found.get(keyId(rateKey(scope, window)))) };
-      });
+      const one = async (k: { pk: { S: string }; sk: { S: string } }) =>
+        (await queryAll({
+          KeyConditionExpression: 'pk = :pk AND sk = :sk',
+          ExpressionAttributeValues: { ':pk': k.pk, ':sk': k.sk },
+        }))[0];
+      return Promise.all(
+        scopes.map(async (scope) => {
+          const [usage, rate] = await Promise.all([one(usageKey(month, scope)), one(rateKey(scope, window))]);
+          return { day: Number(usage?.[dayCommittedName(day)]?.N ?? 0), ...useOf(rate) };
+        }),
+      );
     },
 
     async setPrice(price) {
