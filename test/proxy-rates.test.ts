@@ -14,6 +14,12 @@ function atSecond(seconds: number): void {
   offset = Math.ceil(real / 60_000) * 60_000 + seconds * 1000 - real;
 }
 
+/** Moves the stack's clock to `seconds` into the minute it is in now (the same rate window). */
+function laterInThisMinute(seconds: number): void {
+  const minute = Math.floor(clock() / 60_000) * 60_000;
+  offset = minute + seconds * 1000 - Date.now();
+}
+
 let t: TestStack;
 test.before(async () => {
   t = await startTestStack({ stack: { now: clock } });
@@ -74,10 +80,12 @@ test('an RPM of 3 against 32 concurrent calls: exactly 3 served, the rest refuse
 
 test('the client\'s own retry waits for the next window and succeeds', async () => {
   await t.admin({ action: 'setLimit', project: 'rpm-retry', limit: 5, rpm: 3 });
-  atSecond(58.5);
+  atSecond(5);
   const { client, attempts } = countingClient('rpm-retry', 2);
   for (let i = 0; i < 3; i++) await client.chat.completions.create(say(`fill ${i}`));
   assert.is(attempts(), 3);
+  // 1.5 s before the window ends: the refusal says retry-after 2, and the client waits that long.
+  laterInThisMinute(58.5);
   const started = Date.now();
   const answer = await client.chat.completions.create(say('the fourth'));
   assert.ok(answer.choices[0].message.content);
