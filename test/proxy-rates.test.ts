@@ -142,6 +142,7 @@ test('cache hits count toward RPM but not TPM or USD', async () => {
   const hit = await client.chat.completions.create(say('same question fake:words=3')).withResponse();
   assert.is(hit.response.headers.get('openai-proxy-cache'), 'hit');
   assert.is(hit.response.headers.get('x-ratelimit-remaining-requests'), '0');
+  assert.is(hit.response.headers.get('x-ratelimit-remaining-tokens'), null, 'no stale window replayed: a hit takes no tokens');
   const third = await client.chat.completions.create(say('same question fake:words=3')).catch((e) => e);
   assert.instance(third, OpenAI.RateLimitError);
   assert.is(third.code, 'rate_limit_exceeded');

@@ -431,7 +431,11 @@ function setBudgetHeaders(headers: Headers, bill: Bill, cost: number | undefined
   headers.set(P.HEADER_BUDGET_SCOPE, formatBudgetScope(scope));
 }
 
-/** Headers a cache hit replays: the upstream's, not our per-call ones (set afresh on a hit). */
+/**
+ * Headers a cache hit replays: the upstream's, not our per-call ones (set afresh on a hit), and no
+ * rate-limit window: that was the original call's, and a hit takes no tokens (its requests headers
+ * are set afresh where an RPM applies).
+ */
 function replayable(headers: Headers): [string, string][] {
-  return [...headers].filter(([name]) => !name.startsWith('openai-proxy-'));
+  return [...headers].filter(([name]) => !name.startsWith('openai-proxy-') && !name.startsWith('x-ratelimit-'));
 }
