@@ -403,13 +403,15 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
 
   test('a daily limit refuses past the day total, names the day, and a new day starts fresh', async () => {
     const dayHold = (amount: number): Hold => ({ scope: scope('p'), amount, dayLimit: 100 });
-    assert.ok((await ledger.reserve(reservation([], 0, undefined, { holds: [dayHold(60)] }))).ok);
+    const first = reservation([], 0, undefined, { holds: [dayHold(60), { scope: scope('p', ALICE), amount: 60 }] });
+    assert.equal(await ledger.reserve(first), { ok: true, committed: [60, 60], days: [60, 60] });
+    assert.equal(await ledger.reserve(first), { ok: true, committed: [60, 60], days: [60, 60] }, 'a retry answers the same');
     const refused = await ledger.reserve(reservation([], 0, undefined, { holds: [dayHold(41)] }));
     assert.equal(refused, { ok: false, index: 0, committed: 60, period: 'day' });
     assert.ok((await ledger.reserve(reservation([], 0, undefined, { holds: [dayHold(40)] }))).ok, 'exactly up to the limit');
     // The next day of the same month: the month's committed carries on, the day's does not.
     const tomorrow = reservation([], 0, undefined, { day: `${M}-27`, holds: [{ ...dayHold(100), limit: 1_000 }] });
-    assert.equal(await ledger.reserve(tomorrow), { ok: true, committed: [200] });
+    assert.equal(await ledger.reserve(tomorrow), { ok: true, committed: [200], days: [100] });
     assert.is((await useOf(scope('p'))).day, 100);
     assert.is((await useOf(scope('p'), W, `${M}-27`)).day, 100);
     // A monthly refusal is named before a daily one.

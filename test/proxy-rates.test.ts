@@ -158,7 +158,12 @@ test('a daily limit: crossing it refuses for the rest of the day (UTC), finally;
   await t.admin({ action: 'setLimit', project: 'daily', limit: 0.005, period: 'day' });
   const { client, attempts } = countingClient('daily', 2);
   const call = () => client.chat.completions.create({ model: 'day-model', messages: [{ role: 'user', content: 'x fake:words=1' }], max_completion_tokens: 2 });
-  await call();
+  const { response } = await call().withResponse();
+  // The budget headers speak of the tightest limit: today's, not the month's.
+  assert.is(response.headers.get('openai-proxy-budget-limit'), '0.005000');
+  assert.is(response.headers.get('openai-proxy-budget-scope'), 'project=daily user=* model=* period=day');
+  const left = Number(response.headers.get('openai-proxy-budget-remaining'));
+  assert.ok(Math.abs(left - (0.005 - Number(response.headers.get('openai-proxy-cost')))) < 1e-6, `remaining ${left}`);
   await call();
   const err = await call().catch((e) => e);
   assert.instance(err, OpenAI.RateLimitError);

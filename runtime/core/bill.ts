@@ -69,19 +69,22 @@ export class Bill {
   }
 
   /**
-   * Remaining USD (nano) in the tightest limited scope, counting this call at `cost`. Before the cost
-   * is known (a stream's headers) the call counts as nothing: its hold is a worst case, not spend, and
-   * a caller warned on it would be warned falsely (and then not when the real crossing comes).
+   * Remaining USD (nano) under the tightest limit (per month or per day), counting this call at
+   * `cost`. Before the cost is known (a stream's headers) the call counts as nothing: its hold is a
+   * worst case, not spend, and a caller warned on it would be warned falsely (and then not when the
+   * real crossing comes).
    */
-  remaining(cost: Nano | undefined): { scope: Scope; limit: Nano; remaining: Nano } | undefined {
+  remaining(cost: Nano | undefined): { scope: Scope; limit: Nano; remaining: Nano; period?: 'day' } | undefined {
     const { reservation, reserved } = this.init;
     if (!reserved) return undefined;
-    let best: { scope: Scope; limit: Nano; remaining: Nano } | undefined;
+    let best: { scope: Scope; limit: Nano; remaining: Nano; period?: 'day' } | undefined;
+    const consider = (scope: Scope, limit: Nano, total: Nano, amount: Nano, period?: 'day') => {
+      const remaining = limit - (total - amount + (cost ?? 0));
+      if (!best || remaining < best.remaining) best = { scope, limit, remaining, ...(period ? { period } : {}) };
+    };
     reservation.holds.forEach((hold, index) => {
-      if (hold.limit === undefined) return;
-      const committed = reserved.committed[index] - hold.amount + (cost ?? 0);
-      const remaining = hold.limit - committed;
-      if (!best || remaining < best.remaining) best = { scope: hold.scope, limit: hold.limit, remaining };
+      if (hold.limit !== undefined) consider(hold.scope, hold.limit, reserved.committed[index], hold.amount);
+      if (hold.dayLimit !== undefined && reserved.days) consider(hold.scope, hold.dayLimit, reserved.days[index], hold.amount, 'day');
     });
     return best;
   }

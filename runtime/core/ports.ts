@@ -74,10 +74,11 @@ export interface Reservation {
 
 export type ReserveResult =
   /**
-   * `committed[i]` is hold i's committed total (spent + reserved) after this reservation; `rates[i]`
-   * (only when the reservation has rate holds) what rate hold i's window holds after it.
+   * `committed[i]` is hold i's committed total (spent + reserved) after this reservation; `days[i]`
+   * (only when a hold has a daily limit) that of the reservation's day; `rates[i]` (only when the
+   * reservation has rate holds) what rate hold i's window holds after it.
    */
-  | { ok: true; committed: Nano[]; rates?: RateUse[] }
+  | { ok: true; committed: Nano[]; days?: Nano[]; rates?: RateUse[] }
   /**
    * Hold `index` refused; `committed` is its total before this call (of the day when `period` is
    * `day`). Holds already taken, rate holds too, were undone. A USD refusal is told before a rate one.

@@ -428,7 +428,7 @@ function setBudgetHeaders(headers: Headers, bill: Bill, cost: number | undefined
   const { scope, limit } = tightest;
   headers.set(P.HEADER_BUDGET_REMAINING, nanoToUsd(Math.max(0, tightest.remaining)).toFixed(6));
   headers.set(P.HEADER_BUDGET_LIMIT, nanoToUsd(limit).toFixed(6));
-  headers.set(P.HEADER_BUDGET_SCOPE, formatBudgetScope(scope));
+  headers.set(P.HEADER_BUDGET_SCOPE, formatBudgetScope(scope, tightest.period));
 }
 
 /**

@@ -147,7 +147,7 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
   const atMost = (name: string, value: string, max: number) =>
     max >= 0 ? `(attribute_not_exists(${name}) OR ${name} <= ${value})` : `${name} <= ${value}`;
 
-  type Taken = { committed: Nano } | { refused: Nano; period?: 'day' };
+  type Taken = { committed: Nano; day: Nano } | { refused: Nano; period?: 'day' };
 
   /**
    * committed += amount (and the day's committed) and the call's marker, only if the marker is not
@@ -177,11 +177,11 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
           ReturnValues: 'UPDATED_NEW',
         }),
       );
-      return { committed: Number(out.Attributes?.committed?.N ?? 0) };
+      return { committed: Number(out.Attributes?.committed?.N ?? 0), day: Number(out.Attributes?.[dayCommittedName(r.day)]?.N ?? 0) };
     } catch (error) {
       if (!isRefusal(error)) throw error;
       const state = await rowState(r, scope);
-      if (state.held) return { committed: state.committed };
+      if (state.held) return { committed: state.committed, day: state.day };
       // Another call may have given budget back since: the month is named unless only the day is over.
       const monthOver = limit !== undefined && state.committed > limit - amount;
       const dayOver = dayLimit !== undefined && state.day > dayLimit - amount;
@@ -343,7 +343,9 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       const rate = rates.findIndex((t) => 'refused' in t);
       if (index < 0 && rate < 0) {
         const committed = taken.map((t) => (t as { committed: Nano }).committed);
-        return rateHolds.length ? { ok: true, committed, rates: rates.map((t) => (t as { use: RateUse }).use) } : { ok: true, committed };
+        const days = r.holds.some((h) => h.dayLimit !== undefined) ? { days: taken.map((t) => (t as { day: Nano }).day) } : {};
+        const uses = rateHolds.length ? { rates: rates.map((t) => (t as { use: RateUse }).use) } : {};
+        return { ok: true, committed, ...days, ...uses };
       }
       // Answer only once every undo is done: a retry started while one is still on its way would count
       // that row's hold as taken (the marker is still there), and the late undo would then remove it.

@@ -251,14 +251,17 @@ export function openSqliteLedger(file: string): Ledger {
       r.holds.length > 0
         ? putCall.run({ callId: r.callId, month: r.month, day: r.day, expiresAt: r.expiresAt, pending: JSON.stringify(pending) }).changes === 0
         : rates.length > 0 && putRateHold.run({ callId: r.callId, ...rateParams(r, rates[0].scope), tokens: rates[0].tokens }).changes === 0;
+    const withDays = r.holds.some((h) => h.dayLimit !== undefined);
     if (landed) {
       return {
         ok: true,
         committed: r.holds.map((h) => getCommitted.get({ month: r.month, ...scopeParams(h.scope) })?.committed ?? 0),
+        ...(withDays ? { days: r.holds.map((h) => getDayCommitted.get({ day: r.day, ...scopeParams(h.scope) })?.committed ?? 0) } : {}),
         ...(rates.length ? { rates: rates.map((h) => getRate.get(rateParams(r, h.scope)) ?? { requests: 0, tokens: 0 }) } : {}),
       };
     }
     const committed: Nano[] = [];
+    const days: Nano[] = [];
     r.holds.forEach((hold, index) => {
       const scope = scopeParams(hold.scope);
       const after = addCommitted.get({ month: r.month, ...scope, amount: hold.amount })!.committed;
@@ -269,6 +272,7 @@ export function openSqliteLedger(file: string): Ledger {
         throw new Refused({ ok: false, index, committed: today - hold.amount, period: 'day' });
       }
       committed.push(after);
+      days.push(today);
     });
     const uses: RateUse[] = rates.map((hold, rate) => {
       const params = rateParams(r, hold.scope);
@@ -282,7 +286,7 @@ export function openSqliteLedger(file: string): Ledger {
       return after;
     });
     dropOld(r);
-    return rates.length ? { ok: true, committed, rates: uses } : { ok: true, committed };
+    return { ok: true, committed, ...(withDays ? { days } : {}), ...(rates.length ? { rates: uses } : {}) };
   });
 
   /** Gives back (release) or settles (tokens: actual minus reserved) the rate holds a call still has. */
