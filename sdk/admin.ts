@@ -3,7 +3,7 @@
 // endpoint when the outputs name one. Refusals are typed errors carrying the server's message.
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type {
-  AdminRequest, AudioPriceDto, LimitDto, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto,
+  AdminRequest, AudioPriceDto, LimitDto, LimitKind, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto,
   UsageReport, UsageTotals,
 } from '../runtime/core/protocol.ts';
 import { isUsdAmount, MAX_USD, MIN_USD } from '../runtime/core/protocol.ts';
@@ -13,7 +13,7 @@ import { checkProject, getSettings } from './settings.ts';
 import { resolveTarget, type StageTarget } from './target.ts';
 
 export type {
-  AudioPriceDto, LimitDto, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto, UsageReport, UsageTotals,
+  AudioPriceDto, LimitDto, LimitKind, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto, UsageReport, UsageTotals,
 };
 
 /** Where and as whom to call the admin function. */
@@ -42,26 +42,56 @@ export interface LimitScope {
   model?: string;
 }
 
+/** What {@link setLimits} sets: any of a USD limit (per `period`), requests and tokens per minute. */
+export interface LimitValues {
+  /** USD per `period`. */
+  limit?: number;
+  /** `month` (default, calendar month in UTC) or `day` (UTC). Both may be set, each with its own call. */
+  period?: 'month' | 'day';
+  /** Requests per minute (cache hits count). */
+  rpm?: number;
+  /** Tokens per minute: input plus worst-case output while a call runs, its actual use after. */
+  tpm?: number;
+}
+
 /**
- * Sets a monthly limit in USD: per project, or per project and user and/or model — the original's
- * `set_limits(limit, staging, project, user, model)`.
+ * Sets limits of a scope: per project, or per project and user and/or model — the original's
+ * `set_limits(limit, staging, project, user, model)`, plus per-day USD and per-minute rates. Limits
+ * not given are kept.
  *
  * @example await setLimits({ limit: 10, staging: 'dev', project: 'my-project', user: 'me', model: 'gpt-4o' });
+ * @example await setLimits({ staging: 'dev', project: 'my-project', limit: 2, period: 'day', rpm: 60, tpm: 100_000 });
  */
-export async function setLimits(options: LimitScope & AdminOptions & { limit: number }): Promise<LimitDto> {
-  const out = await invokeAdmin({ action: 'setLimit', ...scope(options), limit: usdArg(options.limit, 'limit') }, options);
+export async function setLimits(options: LimitScope & AdminOptions & LimitValues): Promise<LimitDto> {
+  const { limit, period, rpm, tpm } = options;
+  if (limit === undefined && rpm === undefined && tpm === undefined) {
+    throw new WrapiConfigError('Give at least one of limit (USD), rpm or tpm.');
+  }
+  const out = await invokeAdmin(
+    {
+      action: 'setLimit', ...scope(options),
+      ...(limit !== undefined ? { limit: usdArg(limit, 'limit') } : {}),
+      ...(period !== undefined ? { period } : {}),
+      ...(rpm !== undefined ? { rpm: rateArg(rpm, 'rpm') } : {}),
+      ...(tpm !== undefined ? { tpm: rateArg(tpm, 'tpm') } : {}),
+    },
+    options,
+  );
   return out.limit as LimitDto;
 }
 
-/** Removes a limit (the scope must match exactly). Throws `WrapiAdminError` (`limit_not_found`) if none. */
-export async function removeLimit(options: LimitScope & AdminOptions): Promise<void> {
-  await invokeAdmin({ action: 'removeLimit', ...scope(options) }, options);
+/**
+ * Removes one kind of limit of a scope (the scope must match exactly), or every limit of it when
+ * `kind` is left out. Throws `WrapiAdminError` (`limit_not_found`) if there is none.
+ */
+export async function removeLimit(options: LimitScope & AdminOptions & { kind?: LimitKind }): Promise<void> {
+  await invokeAdmin({ action: 'removeLimit', ...scope(options), ...(options.kind ? { kind: options.kind } : {}) }, options);
 }
 
-/** The limits of a stage (optionally of one project) with this month's spend. */
+/** The limits of a stage (optionally of one project) with their use this month, today and this minute. */
 export async function getLimits(options: AdminOptions & { project?: string } = {}): Promise<LimitsReport> {
   const out = await invokeAdmin({ action: 'listLimits', ...(options.project ? { project: options.project } : {}) }, options);
-  return { stage: out.stage, month: out.month as string, limits: out.limits as LimitStatus[] };
+  return { stage: out.stage, month: out.month as string, day: out.day as string, limits: out.limits as LimitStatus[] };
 }
 
 /** Usage of a month (default: this one, UTC) by user, project or model, with cache hits and savings. */
@@ -192,6 +222,12 @@ function usdArg(value: unknown, field: string): number {
   if (isUsdAmount(value)) return value;
   const got = typeof value === 'string' ? `the string ${JSON.stringify(value)}` : typeof value === 'number' ? String(value) : typeof value;
   throw new WrapiConfigError(`${field} must be a number of USD, 0 or from ${MIN_USD} to ${MAX_USD} (got ${got}).`);
+}
+
+/** Requests or tokens per minute: a whole number from 0. */
+function rateArg(value: unknown, field: string): number {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 1_000_000_000) return value;
+  throw new WrapiConfigError(`${field} must be a whole number from 0 to 1000000000 (got ${typeof value === 'number' ? value : typeof value}).`);
 }
 
 /** The rates given (input, cachedInput, output), each checked as {@link usdArg}. */

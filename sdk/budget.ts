@@ -4,16 +4,18 @@
 import {
   HEADER_BUDGET_LIMIT, HEADER_BUDGET_REMAINING, HEADER_BUDGET_SCOPE, HEADER_CACHE, HEADER_COST,
 } from '../runtime/core/protocol.ts';
-import { parseBudgetScope } from '../runtime/core/contract.ts';
+import { budgetPeriod, parseBudgetScope } from '../runtime/core/contract.ts';
 
 /** What the proxy said about a call's money. Amounts in USD. */
 export interface Budget {
   /** What this call cost (non-streamed calls; 0 for a cache hit). */
   cost?: number;
-  /** USD left this month in the tightest limited scope, after this call. */
+  /** USD left under the tightest limit (this month's, or today's), after this call. */
   remaining?: number;
-  /** That scope's monthly limit. */
+  /** That limit: the scope's monthly one, or its daily one when `period` is `day`. */
   limit?: number;
+  /** `month` or `day` (UTC): which limit `limit` and `remaining` are about. */
+  period?: 'month' | 'day';
   /** That scope: the project, and the user and model it is limited to (`*` = any). */
   scope?: { project: string; user: string; model: string };
   /** Share of the limit used, 0..1. */
@@ -45,6 +47,7 @@ export function budgetOf(response: Response | Headers | { headers: Headers }): B
   if (remaining !== undefined) budget.remaining = remaining;
   if (limit !== undefined) budget.limit = limit;
   if (scope) budget.scope = scope;
+  if (limit !== undefined) budget.period = budgetPeriod(headers.get(HEADER_BUDGET_SCOPE));
   if (limit !== undefined && remaining !== undefined && limit > 0) budget.used = Math.min(1, Math.max(0, (limit - remaining) / limit));
   if (cache) budget.cache = cache;
   return Object.keys(budget).length ? budget : undefined;
@@ -59,12 +62,12 @@ export function watchBudget(response: Response, stage: string): void {
   const budget = budgetOf(response);
   if (!budget?.scope || budget.used === undefined || budget.used < WARN_AT || budget.limit === undefined) return;
   const { project, user, model } = budget.scope;
-  const key = `${stage}\u0000${project}\u0000${user}\u0000${model}`;
+  const key = `${stage}\u0000${project}\u0000${user}\u0000${model}\u0000${budget.period}`;
   if (warned.has(key)) return;
   warned.add(key);
   const who = [`project "${project}"`, user !== '*' ? `user "${user}"` : '', model !== '*' ? `model "${model}"` : ''].filter(Boolean).join(', ');
   const message =
-    `${who} (stage ${stage}) has used ${Math.floor(budget.used * 100)}% of its ${usd(budget.limit)} monthly limit; ` +
+    `${who} (stage ${stage}) has used ${Math.floor(budget.used * 100)}% of its ${usd(budget.limit)} ${budget.period === 'day' ? 'daily' : 'monthly'} limit; ` +
     `${usd(budget.remaining ?? 0)} left. Calls are refused once it is spent.`;
   if (typeof process !== 'undefined' && typeof process.emitWarning === 'function') {
     process.emitWarning(message, { type: 'OpenAIWrapiBudgetWarning', code: 'OPENAI_WRAPI_BUDGET' });

@@ -8,6 +8,7 @@ import { WrapiError } from './errors.ts';
 import { checkProject, PROJECT_RULE } from './settings.ts';
 import { resolveTarget } from './target.ts';
 import { isUsdAmount, MAX_USD, MIN_USD } from '../runtime/core/protocol.ts';
+import type { LimitDto, LimitKind, LimitStatus } from '../runtime/core/protocol.ts';
 
 export type OptionSpec = { type: 'string' | 'boolean'; short?: string; help: string; arg?: string };
 export type Values = Record<string, string | boolean | undefined>;
@@ -53,35 +54,70 @@ const HOME: OptionSpec = { type: 'string', arg: 'DIR', help: 'the local stack\'s
 export const COMMANDS: Command[] = [
   {
     path: 'limits set',
-    summary: 'set a monthly USD limit for a project, or a user and/or model within it',
-    options: { ...SCOPE, limit: { type: 'string', arg: 'USD', help: 'USD per calendar month (required)' } },
+    summary: 'set limits of a project, or a user and/or model within it: USD per month or day, requests or tokens per minute',
+    options: {
+      ...SCOPE,
+      limit: { type: 'string', arg: 'USD', help: 'USD per --period' },
+      period: { type: 'string', arg: 'month|day', help: 'what --limit is per: month (default, calendar month in UTC) or day (UTC)' },
+      rpm: { type: 'string', arg: 'N', help: 'requests per minute (cache hits count)' },
+      tpm: { type: 'string', arg: 'N', help: 'tokens per minute (input + worst-case output while a call runs)' },
+    },
     async run({ values, stage, json }) {
-      const limit = amount(values.limit, 'limit');
-      const set = await admin.setLimits({ staging: stage, ...scopeOf(values), limit });
-      print(json, set, () => `Limit of ${describe(set)} in stage ${stage}: ${usd(set.limit)} per month.`);
+      const period = periodFlag(values.period);
+      if (period !== undefined && values.limit === undefined) throw new UsageError('--period goes with --limit');
+      const limit = values.limit === undefined ? undefined : amount(values.limit, 'limit');
+      const rpm = values.rpm === undefined ? undefined : wholeNumber(values.rpm, 'rpm');
+      const tpm = values.tpm === undefined ? undefined : wholeNumber(values.tpm, 'tpm');
+      if (limit === undefined && rpm === undefined && tpm === undefined) throw new UsageError('--limit is required (USD per --period), or give --rpm N or --tpm N');
+      const set = await admin.setLimits({ staging: stage, ...scopeOf(values), limit, period, rpm, tpm });
+      const one = [limit, rpm, tpm].filter((v) => v !== undefined).length === 1;
+      print(json, set, () => `Limit${one ? '' : 's'} of ${describe(set)} in stage ${stage}: ${limitsText(set)}.`);
     },
   },
   {
     path: 'limits rm',
-    summary: 'remove a limit (same --project/--user/--model as when it was set)',
-    options: SCOPE,
+    summary: 'remove limits (same --project/--user/--model as when set); --period, --rpm or --tpm removes only that one',
+    options: {
+      ...SCOPE,
+      period: { type: 'string', arg: 'month|day', help: 'only the USD limit per month or per day' },
+      rpm: { type: 'boolean', help: 'only the requests-per-minute limit' },
+      tpm: { type: 'boolean', help: 'only the tokens-per-minute limit' },
+    },
     async run({ values, stage, json }) {
       const scope = scopeOf(values);
-      await admin.removeLimit({ staging: stage, ...scope });
-      print(json, { removed: { user: '*', model: '*', ...scope } }, () => `Removed the limit of ${describe(scope)} in stage ${stage}.`);
+      const kinds = [periodFlag(values.period), values.rpm ? 'rpm' : undefined, values.tpm ? 'tpm' : undefined].filter((k) => k !== undefined);
+      if (kinds.length > 1) throw new UsageError('give at most one of --period, --rpm, --tpm');
+      const kind = kinds[0] as LimitKind | undefined;
+      await admin.removeLimit({ staging: stage, ...scope, kind });
+      const what = kind ? `the ${KIND_TEXT[kind]} limit` : 'the limits';
+      print(json, { removed: { user: '*', model: '*', ...scope, ...(kind ? { kind } : {}) } }, () => `Removed ${what} of ${describe(scope)} in stage ${stage}.`);
     },
   },
   {
     path: 'limits ls',
-    summary: 'list limits with this month\'s spend',
+    summary: 'list limits with their use: this month, today (UTC), this minute',
     options: { project: { type: 'string', arg: 'NAME', help: 'only this project' } },
     async run({ values, stage, json }) {
       const report = await admin.getLimits({ staging: stage, project: str(values.project) });
       print(json, report, () => {
         if (!report.limits.length) return `No limits in stage ${stage}${values.project ? ` for project "${printable(String(values.project))}"` : ''}.`;
-        const rows = report.limits.map((l) => [l.project, l.user, l.model, usd(l.limit), usd(l.spend), usd(l.committed), percent(l.committed, l.limit)]);
-        return `Limits in stage ${stage}, ${report.month}:\n` +
-          formatTable(['PROJECT', 'USER', 'MODEL', 'LIMIT', 'SPENT', 'COMMITTED', 'USED'], rows, ['left', 'left', 'left', 'right', 'right', 'right', 'right']);
+        const of = (used: string, limit: number | undefined, share: number) => (limit === undefined ? '-' : `${used} (${percent(share, limit)})`);
+        // Only the kinds of limit some row has: a stage with monthly limits alone reads as before.
+        const kinds = [
+          { has: (l: LimitStatus) => l.limit !== undefined, head: ['PER MONTH', 'THIS MONTH'],
+            cells: (l: LimitStatus) => [l.limit === undefined ? '-' : usd(l.limit), of(usd(l.committed), l.limit, l.committed)] },
+          { has: (l: LimitStatus) => l.dailyLimit !== undefined, head: ['PER DAY', 'TODAY'],
+            cells: (l: LimitStatus) => [l.dailyLimit === undefined ? '-' : usd(l.dailyLimit), of(usd(l.today), l.dailyLimit, l.today)] },
+          { has: (l: LimitStatus) => l.rpm !== undefined, head: ['RPM', 'THIS MINUTE'],
+            cells: (l: LimitStatus) => [l.rpm === undefined ? '-' : count(l.rpm), of(count(l.minuteRequests), l.rpm, l.minuteRequests)] },
+          { has: (l: LimitStatus) => l.tpm !== undefined, head: ['TPM', 'THIS MINUTE'],
+            cells: (l: LimitStatus) => [l.tpm === undefined ? '-' : count(l.tpm), of(count(l.minuteTokens), l.tpm, l.minuteTokens)] },
+        ].filter((k) => report.limits.some(k.has));
+        const rows = report.limits.map((l) => [l.project, l.user, l.model, ...kinds.flatMap((k) => k.cells(l))]);
+        const head = ['PROJECT', 'USER', 'MODEL', ...kinds.flatMap((k) => k.head)];
+        const daily = kinds.some((k) => k.head[0] === 'PER DAY');
+        return `Limits in stage ${stage}, ${report.month}${daily ? ` (today ${report.day})` : ''}; use is spent + reserved:\n` +
+          formatTable(head, rows, head.map((_, i) => (i < 3 ? 'left' : 'right')));
       });
     },
   },
@@ -392,6 +428,31 @@ function rates(r: { input?: number | null; cachedInput?: number | null; output?:
   const parts = (['input', 'cachedInput', 'output'] as const)
     .filter((k) => r[k] != null)
     .map((k) => `$${price(r[k])} ${k === 'cachedInput' ? 'cached input' : k}`);
+  return parts.join(', ');
+}
+
+const KIND_TEXT: Record<LimitKind, string> = { month: 'monthly USD', day: 'daily USD', rpm: 'requests-per-minute', tpm: 'tokens-per-minute' };
+
+function periodFlag(value: unknown): 'month' | 'day' | undefined {
+  if (value === undefined) return undefined;
+  if (value === 'month' || value === 'day') return value;
+  throw new UsageError(`--period must be month or day (got "${printable(String(value))}")`);
+}
+
+function wholeNumber(value: unknown, name: string): number {
+  if (typeof value !== 'string' || !/^\d+$/.test(value.trim()) || Number(value) > 1_000_000_000) {
+    throw new UsageError(`--${name} must be a whole number from 0 to 1000000000 (got "${printable(String(value))}")`);
+  }
+  return Number(value);
+}
+
+/** `$10.00 per month, $2.00 per day, 60 requests and 100,000 tokens per minute`: the limits a set returned. */
+function limitsText(l: LimitDto): string {
+  const parts: string[] = [];
+  if (l.limit !== undefined) parts.push(`${usd(l.limit)} per month`);
+  if (l.dailyLimit !== undefined) parts.push(`${usd(l.dailyLimit)} per day (UTC)`);
+  if (l.rpm !== undefined) parts.push(`${count(l.rpm)} requests per minute`);
+  if (l.tpm !== undefined) parts.push(`${count(l.tpm)} tokens per minute`);
   return parts.join(', ');
 }
 

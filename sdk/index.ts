@@ -23,7 +23,7 @@ export { getSettings, resetSettings, setCaching, setProject, setStaging, type Se
 export {
   adminTarget, flushCache, getLimits, getMembers, getPrices, getUsage, grantMember, invokeAdmin, removeLimit, removePrice, revokeMember,
   setLimits, setPrice,
-  type AdminOptions, type LimitDto, type LimitScope, type LimitStatus, type LimitsReport, type MemberScope, type MembersReport,
+  type AdminOptions, type LimitDto, type LimitKind, type LimitScope, type LimitValues, type LimitStatus, type LimitsReport, type MemberScope, type MembersReport,
   type PriceDto, type PricesReport, type ProjectMembersDto, type UsageDto, type UsageReport, type UsageTotals,
 } from './admin.ts';
 export { createFetch, proxyBaseURL, type FetchOptions } from './fetch.ts';

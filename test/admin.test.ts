@@ -60,6 +60,23 @@ test('an admin sets, lists and removes limits through Invoke; stages are separat
   const again = await invoke('default', { action: 'removeLimit', project: 'alpha', user: 'bob', model: 'gpt-4o' });
   assert.is(again.ok, false);
   assert.is(again.error.code, 'limit_not_found');
+
+  // Per day and per minute beside per month: set together or apart, each kept until removed.
+  const more = await invoke('default', { action: 'setLimit', project: 'alpha', limit: 3, period: 'day', rpm: 60 });
+  assert.equal(more.limit, { project: 'alpha', user: '*', model: '*', dailyLimit: 3, rpm: 60 });
+  await invoke('default', { action: 'setLimit', project: 'alpha', tpm: 90_000 });
+  const all = await invoke('default', { action: 'listLimits', project: 'alpha' });
+  assert.match(all.day, /^\d{4}-\d{2}-\d{2}$/);
+  assert.equal(all.limits, [{
+    project: 'alpha', user: '*', model: '*', limit: 100, dailyLimit: 3, rpm: 60, tpm: 90_000,
+    spend: 0, committed: 0, today: 0, minuteRequests: 0, minuteTokens: 0,
+  }]);
+  assert.ok((await invoke('default', { action: 'removeLimit', project: 'alpha', kind: 'day' })).ok);
+  const noDay = await invoke('default', { action: 'removeLimit', project: 'alpha', kind: 'day' });
+  assert.match(noDay.error.message, /There is no daily limit for project "alpha"/);
+  assert.equal((await invoke('default', { action: 'listLimits', project: 'alpha' })).limits.map((l: any) => [l.limit, l.dailyLimit, l.rpm, l.tpm]), [[100, undefined, 60, 90_000]]);
+  assert.ok((await invoke('default', { action: 'removeLimit', project: 'alpha' })).ok);
+  assert.equal((await invoke('default', { action: 'listLimits', project: 'alpha' })).limits, []);
 });
 
 test('bad admin input: clear errors, nothing changed', async () => {
@@ -74,6 +91,14 @@ test('bad admin input: clear errors, nothing changed', async () => {
     [{ action: 'setLimit', project: 'demo ', limit: 5 }, 'invalid_name'],
     [{ action: 'setLimit', limit: 5 }, 'invalid_name'],
     [{ action: 'setLimit', project: 'a#b', limit: 5 }, 'invalid_name'],
+    // A bad rate or period changes nothing, not even the valid limit given with it.
+    [{ action: 'setLimit', project: 'x', limit: 5, rpm: -1 }, 'invalid_amount'],
+    [{ action: 'setLimit', project: 'x', limit: 5, tpm: 1.5 }, 'invalid_amount'],
+    [{ action: 'setLimit', project: 'x', rpm: 'many' }, 'invalid_amount'],
+    [{ action: 'setLimit', project: 'x', limit: 5, period: 'week' }, 'invalid_period'],
+    [{ action: 'setLimit', project: 'x', period: 'day' }, 'invalid_limit'],
+    [{ action: 'setLimit', project: 'x' }, 'invalid_limit'],
+    [{ action: 'removeLimit', project: 'x', kind: 'hour' }, 'invalid_limit'],
     [{ action: 'usage', month: '2026-13' }, 'invalid_month'],
     [{ action: 'usage', by: 'colour' }, 'invalid_group'],
     [{ action: 'setPrice', model: 'm', input: 1 }, 'invalid_amount'],

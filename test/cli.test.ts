@@ -111,17 +111,34 @@ test('limits set, ls and rm, per stage, as text and --json', async () => {
   await ok(['limits', 'set', '--project', 'alpha', '--limit', '99', '--stage', 'prod']);
 
   const table = await ok(['limits', 'ls']);
-  assert.match(table, /^Limits in stage dev, \d{4}-\d{2}:\nPROJECT +USER +MODEL +LIMIT +SPENT +COMMITTED +USED\n/);
-  assert.match(table, /alpha +ann +gpt-4o +\$2\.00 +\$0\.00 +\$0\.00 +0%/);
+  assert.match(table, /^Limits in stage dev, \d{4}-\d{2}; use is spent \+ reserved:\nPROJECT +USER +MODEL +PER MONTH +THIS MONTH\n/);
+  assert.match(table, /alpha +ann +gpt-4o +\$2\.00 +\$0\.00 \(0%\)\n/);
   assert.match(table, /alpha +\* +\* +\$12\.50/);
   assert.not.match(table, /\$99\.00/, 'prod limits stay in prod');
   const prod = JSON.parse(await ok(['limits', 'ls', '--stage', 'prod', '--json']));
   assert.equal(prod.limits.map((l: any) => l.limit), [99]);
   assert.is(prod.stage, 'prod');
 
-  assert.match(await ok(['limits', 'rm', '--project', 'alpha', '--user', 'ann', '--model', 'gpt-4o']), /Removed the limit of project "alpha", user "ann", model "gpt-4o" in stage dev\./);
+  assert.match(await ok(['limits', 'rm', '--project', 'alpha', '--user', 'ann', '--model', 'gpt-4o']), /Removed the limits of project "alpha", user "ann", model "gpt-4o" in stage dev\./);
   await fails(1, ['limits', 'rm', '--project', 'alpha', '--user', 'ann', '--model', 'gpt-4o'], /There is no limit for project "alpha" user "ann" model "gpt-4o" in stage dev/);
   assert.match(await ok(['limits', 'ls', '--project', 'nothing-here']), /No limits in stage dev for project "nothing-here"\./);
+
+  // Per day and per minute, beside the monthly one; each removed on its own.
+  assert.match(
+    await ok(['limits', 'set', '--project', 'alpha', '--limit', '1.5', '--period', 'day', '--rpm', '60', '--tpm', '100000']),
+    /Limits of project "alpha" in stage dev: \$1\.50 per day \(UTC\), 60 requests per minute, 100,000 tokens per minute\./,
+  );
+  const all = await ok(['limits', 'ls', '--project', 'alpha']);
+  assert.match(all, /^Limits in stage dev, \d{4}-\d{2} \(today \d{4}-\d{2}-\d{2}\); use is spent \+ reserved:\nPROJECT +USER +MODEL +PER MONTH +THIS MONTH +PER DAY +TODAY +RPM +THIS MINUTE +TPM +THIS MINUTE\n/);
+  assert.match(all, /alpha +\* +\* +\$12\.50 +\$0\.00 \(0%\) +\$1\.50 +\$0\.00 \(0%\) +60 +0 \(0%\) +100,000 +0 \(0%\)/);
+  assert.match(await ok(['limits', 'rm', '--project', 'alpha', '--rpm']), /Removed the requests-per-minute limit of project "alpha" in stage dev\./);
+  const left = JSON.parse(await ok(['limits', 'ls', '--project', 'alpha', '--json'])).limits[0];
+  assert.equal([left.limit, left.dailyLimit, left.rpm, left.tpm], [12.5, 1.5, undefined, 100_000]);
+  await fails(2, ['limits', 'set', '--project', 'alpha', '--rpm', '1.5'], /--rpm must be a whole number/);
+  await fails(2, ['limits', 'set', '--project', 'alpha', '--limit', '1', '--period', 'week'], /--period must be month or day/);
+  await fails(2, ['limits', 'rm', '--project', 'alpha', '--rpm', '--tpm'], /at most one of --period, --rpm, --tpm/);
+  assert.match(await ok(['limits', 'rm', '--project', 'alpha']), /Removed the limits of project "alpha" in stage dev\./);
+  assert.match(await ok(['limits', 'ls', '--project', 'alpha']), /No limits in stage dev for project "alpha"\./);
 });
 
 test('usage: an aligned table by user, project or model; --month, --daily, --json', async () => {
@@ -173,7 +190,7 @@ test('prices set, ls and rm', async () => {
 test('money is printed exactly: no exponent, no bare "$0.", no digits rounded away', async () => {
   assert.match(await ok(['limits', 'set', '--project', 'tiny', '--limit', '0.000001']), /: \$0\.000001 per month\./);
   assert.match(await ok(['limits', 'set', '--project', 'tiny', '--limit', '10.005']), /: \$10\.005 per month\./);
-  assert.match(await ok(['limits', 'ls', '--project', 'tiny']), /tiny +\* +\* +\$10\.005 +\$0\.00 +\$0\.00 +0%/);
+  assert.match(await ok(['limits', 'ls', '--project', 'tiny']), /tiny +\* +\* +\$10\.005 +\$0\.00 \(0%\)/);
   // A price stored before the minimum existed still prints as a decimal.
   await t.stack.stages.dev.ledger.setPrice({ model: 'legacy-model', input: 1e-7, cachedInput: null, output: 0.0000025, updatedAt: new Date().toISOString() });
   const legacy = await ok(['prices', 'ls', '--model', 'legacy-model']);

@@ -1,7 +1,7 @@
 // The deploy contract's budget-scope header: what the proxy writes, the SDK reads back unchanged.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { formatBudgetScope, parseBudgetScope, stageEnvName } from '../runtime/core/contract.ts';
+import { budgetPeriod, formatBudgetScope, parseBudgetScope, stageEnvName } from '../runtime/core/contract.ts';
 
 test('a scope survives the header whatever its names hold (spaces, =, %, non-ASCII)', () => {
   for (const scope of [
@@ -14,6 +14,11 @@ test('a scope survives the header whatever its names hold (spaces, =, %, non-ASC
     assert.equal(parseBudgetScope(header), scope);
   }
   assert.is(formatBudgetScope({ project: 'headers', user: '*', model: 'gpt-4o-mini' }), 'project=headers user=* model=gpt-4o-mini');
+  // A daily limit says so; a reader that knows only the scope still reads it.
+  const daily = formatBudgetScope({ project: 'p', user: 'u', model: '*' }, 'day');
+  assert.is(daily, 'project=p user=u model=* period=day');
+  assert.equal(parseBudgetScope(daily), { project: 'p', user: 'u', model: '*' });
+  assert.equal([budgetPeriod(daily), budgetPeriod('project=p user=u model=*'), budgetPeriod(null)], ['day', 'month', 'month']);
 });
 
 test('a header the SDK cannot fully read still gives what it can; one without a project gives nothing', () => {

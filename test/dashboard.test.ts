@@ -77,6 +77,8 @@ test.before(async () => {
   const researchGpt4o = (await byScope('model', 'research'))['gpt-4o'];
   await t.admin({ action: 'setLimit', project: 'chatbot', user: 'bob', limit: roundUsd(bobChatbot * 0.9) });
   await t.admin({ action: 'setLimit', project: 'research', model: 'gpt-4o', limit: roundUsd(researchGpt4o / 0.85) });
+  await t.admin({ action: 'setLimit', project: 'research', limit: 100, period: 'day' });
+  await t.admin({ action: 'setLimit', project: 'chatbot', user: 'bob', rpm: 60, tpm: 100_000 });
   browser = await launchChromium();
 });
 
@@ -168,7 +170,7 @@ test('the page shows the admin usage report: totals, the stacked bars, the table
   assert.is(rows.length, limits.limits.length);
   for (const l of limits.limits) {
     const row = rows.find((r) => r.scope === `${l.project}#${l.user}#${l.model}`)!;
-    assert.equal([row.spend, row.limit, row.level], [l.spend, l.limit, levelOf(l.spend, l.limit)]);
+    assert.equal([row.spend, row.limit, row.level], [l.spend, l.limit, levelOf(l.spend, l.limit!)]);
   }
   const level = (scope: string) => rows.find((r) => r.scope === scope)!;
   assert.is(level('chatbot#bob#*').level, 'over');
@@ -176,6 +178,22 @@ test('the page shows the admin usage report: totals, the stacked bars, the table
   assert.is(level('research#*#gpt-4o').level, 'near');
   assert.is(level('research#*#*').level, 'ok');
   assert.is(new Set(rows.map((r) => r.colour)).size, 3, 'three colours for three bands');
+
+  // Daily and per-minute limits beside the monthly one, each with its use in words.
+  const meters = await page.$$eval('#limits-table [data-col="others"] [data-kind]', (spans) => spans.map((e) => ({
+    scope: (e.closest('tr') as HTMLElement).dataset.scope, kind: (e as HTMLElement).dataset.kind,
+    value: Number((e as HTMLElement).dataset.value), limit: Number((e as HTMLElement).dataset.limit), text: e.textContent,
+  })));
+  const research = limits.limits.find((l) => l.project === 'research' && l.user === '*' && l.model === '*')!;
+  assert.ok(research.today > 0, 'today\'s calls count against the daily limit');
+  assert.equal(meters.map(({ scope, kind, value, limit }) => ({ scope, kind, value, limit })), [
+    { scope: 'research#*#*', kind: 'day', value: research.today, limit: 100 },
+    { scope: 'chatbot#bob#*', kind: 'rpm', value: 0, limit: 60 },
+    { scope: 'chatbot#bob#*', kind: 'tpm', value: 0, limit: 100_000 },
+  ].sort((a, b) => meters.findIndex((m) => m.scope === a.scope) - meters.findIndex((m) => m.scope === b.scope)));
+  assert.match(meters.find((m) => m.kind === 'day')!.text!, /^\$[\d.]+ of \$100\.00 today/);
+  assert.match(meters.find((m) => m.kind === 'rpm')!.text!, /^0 of 60 requests this minute/);
+  assert.match(meters.find((m) => m.kind === 'tpm')!.text!, /^0 of 100,000 tokens this minute/);
   assert.equal(errors, []);
 });
 

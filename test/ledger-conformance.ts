@@ -2,7 +2,7 @@
 import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chargeExpired, settlementOf } from '../runtime/core/bill.ts';
-import type { Hold, Ledger, PriceOverride, Reservation, Scope, UsageDelta } from '../runtime/core/ports.ts';
+import type { Hold, Ledger, PriceOverride, RateHold, Reservation, Scope, UsageDelta } from '../runtime/core/ports.ts';
 
 export interface OpenedLedger {
   ledger: Ledger;
@@ -67,9 +67,11 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
   }
 
   test('an empty ledger reads empty', async () => {
-    assert.equal(await ledger.read([], []), { limits: [], prices: [], members: new Map() });
+    assert.equal(await ledger.read([], []), { limits: [], dayLimits: [], rateLimits: [], prices: [], members: new Map() });
     assert.equal(await ledger.read([scope('p'), scope('p', ALICE, 'gpt-4o')], ['gpt-4o']), {
       limits: [undefined, undefined],
+      dayLimits: [undefined, undefined],
+      rateLimits: [undefined, undefined],
       prices: [undefined],
       members: new Map(),
     });
@@ -342,7 +344,7 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     const results = await Promise.all(Array.from({ length: 32 }, () => ledger.reserve(reservation([scope('p')], 7, 100))));
     const taken = results.flatMap((r) => (r.ok ? r.committed : [])).sort((x, y) => x - y);
     assert.equal(taken, Array.from({ length: 14 }, (_, i) => 7 * (i + 1)));
-    for (const r of results) if (!r.ok) assert.ok(r.committed + 7 > 100 && r.committed <= 100);
+    for (const r of results) if (!r.ok && 'committed' in r) assert.ok(r.committed + 7 > 100 && r.committed <= 100);
     assert.is(await committedOf(ledger, scope('p')), 98);
   });
 
@@ -358,9 +360,163 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
       }),
     );
     assert.is(results.filter((r) => r.ok).length, 14);
-    for (const r of results) if (!r.ok) assert.is(r.index, 1);
+    for (const r of results) if (!r.ok) assert.is('index' in r && r.index, 1);
     assert.is(await committedOf(ledger, scope('p')), 98);
     assert.is(await committedOf(ledger, scope('p', ALICE, 'o1')), 98);
+  });
+
+  // ---- per-day USD limits and requests/tokens per minute ----
+
+  const W = Date.parse('2026-11-26T10:15:00Z');
+  /** A reservation with rate holds in window `window` (and USD holds when given). */
+  function rated(rates: RateHold[], holds: Hold[] = [], window = W, extra: Partial<Reservation> = {}): Reservation {
+    return { ...reservation([]), holds, window, rates, ...extra };
+  }
+  const useOf = async (s: Scope, window = W, day = `${M}-26`) => (await ledger.limitUse([s], M, day, window))[0];
+
+  test('limits of every kind: set one kind keeping the others, read, list, remove one kind or all', async () => {
+    await ledger.setLimit(scope('p'), 5_000);
+    await ledger.setLimit(scope('p'), 300, 'day');
+    await ledger.setLimit(scope('p'), 3, 'rpm');
+    await ledger.setLimit(scope('p', ALICE), 9_000, 'tpm');
+    await ledger.setLimit(scope('p', ALICE), 4, 'rpm');
+    await ledger.setLimit(scope('p'), 2, 'rpm');
+    const read = await ledger.read([scope('p'), scope('p', ALICE), scope('q')], []);
+    assert.equal(read.limits, [5_000, undefined, undefined]);
+    assert.equal(read.dayLimits, [300, undefined, undefined]);
+    assert.equal(read.rateLimits, [{ rpm: 2 }, { rpm: 4, tpm: 9_000 }, undefined]);
+    assert.equal(await ledger.listLimits(), [
+      { scope: scope('p'), limit: 5_000, dayLimit: 300, rpm: 2 },
+      { scope: scope('p', ALICE), rpm: 4, tpm: 9_000 },
+    ]);
+    assert.is(await ledger.removeLimit(scope('p'), 'rpm'), true);
+    assert.is(await ledger.removeLimit(scope('p'), 'rpm'), false);
+    assert.is(await ledger.removeLimit(scope('p', ALICE), 'month'), false, 'it has no monthly limit');
+    assert.is(await ledger.removeLimit(scope('p'), 'month'), true);
+    assert.equal(await ledger.listLimits(), [{ scope: scope('p'), dayLimit: 300 }, { scope: scope('p', ALICE), rpm: 4, tpm: 9_000 }]);
+    assert.is(await ledger.removeLimit(scope('p'), 'day'), true);
+    assert.is(await ledger.removeLimit(scope('p', ALICE)), true);
+    assert.is(await ledger.removeLimit(scope('p', ALICE)), false);
+    assert.equal(await ledger.listLimits(), []);
+    assert.equal((await ledger.read([scope('p'), scope('p', ALICE)], [])).rateLimits, [undefined, undefined]);
+  });
+
+  test('a daily limit refuses past the day total, names the day, and a new day starts fresh', async () => {
+    const dayHold = (amount: number): Hold => ({ scope: scope('p'), amount, dayLimit: 100 });
+    const first = reservation([], 0, undefined, { holds: [dayHold(60), { scope: scope('p', ALICE), amount: 60 }] });
+    assert.equal(await ledger.reserve(first), { ok: true, committed: [60, 60], days: [60, 60] });
+    assert.equal(await ledger.reserve(first), { ok: true, committed: [60, 60], days: [60, 60] }, 'a retry answers the same');
+    const refused = await ledger.reserve(reservation([], 0, undefined, { holds: [dayHold(41)] }));
+    assert.equal(refused, { ok: false, index: 0, committed: 60, period: 'day' });
+    assert.ok((await ledger.reserve(reservation([], 0, undefined, { holds: [dayHold(40)] }))).ok, 'exactly up to the limit');
+    // The next day of the same month: the month's committed carries on, the day's does not.
+    const tomorrow = reservation([], 0, undefined, { day: `${M}-27`, holds: [{ ...dayHold(100), limit: 1_000 }] });
+    assert.equal(await ledger.reserve(tomorrow), { ok: true, committed: [200], days: [100] });
+    assert.is((await useOf(scope('p'))).day, 100);
+    assert.is((await useOf(scope('p'), W, `${M}-27`)).day, 100);
+    // A monthly refusal is named before a daily one.
+    const both = await ledger.reserve(reservation([], 0, undefined, { day: `${M}-27`, holds: [{ ...dayHold(50), limit: 210 }] }));
+    assert.equal(both, { ok: false, index: 0, committed: 200 });
+  });
+
+  test('the day total moves like committed: settled to the cost, released, charged at the deadline', async () => {
+    const hold: Hold = { scope: scope('p'), amount: 70, dayLimit: 100 };
+    const settled = reservation([], 0, undefined, { holds: [hold] });
+    assert.ok((await ledger.reserve(settled)).ok);
+    await ledger.settle(settlementOf(settled, call({ spent: 25 })));
+    await ledger.settle(settlementOf(settled, call({ spent: 25 })));
+    assert.is((await useOf(scope('p'))).day, 25);
+    const released = reservation([], 0, undefined, { holds: [hold] });
+    assert.ok((await ledger.reserve(released)).ok);
+    await ledger.release(released);
+    await ledger.release(released);
+    assert.is((await useOf(scope('p'))).day, 25);
+    const lost = reservation([], 0, undefined, { holds: [hold], expiresAt: 1 });
+    assert.ok((await ledger.reserve(lost)).ok);
+    assert.is(await chargeExpired(ledger, M, 2), 1);
+    assert.is((await useOf(scope('p'))).day, 95, 'the hold turned spent in full');
+    assert.equal(await ledger.reserve(reservation([], 0, undefined, { holds: [{ ...hold, amount: 6 }] })), {
+      ok: false, index: 0, committed: 95, period: 'day',
+    });
+  });
+
+  test('requests per minute: the window takes N, refuses the next with its use, a new window starts fresh', async () => {
+    const rpm = (): RateHold => ({ scope: scope('p'), tokens: 10, rpm: 3 });
+    for (let i = 1; i <= 3; i++) assert.equal(await ledger.reserve(rated([rpm()])), { ok: true, committed: [], rates: [{ requests: i, tokens: 10 * i }] });
+    assert.equal(await ledger.reserve(rated([rpm()])), { ok: false, rate: 0, use: { requests: 3, tokens: 30 } });
+    assert.equal(await useOf(scope('p')), { day: 0, requests: 3, tokens: 30 });
+    assert.equal(await ledger.reserve(rated([rpm()], [], W + 60_000)), { ok: true, committed: [], rates: [{ requests: 1, tokens: 10 }] });
+    assert.equal(await useOf(scope('p', ALICE)), { day: 0, requests: 0, tokens: 0 }, 'no window where nothing was taken');
+  });
+
+  test('tokens per minute: reserved worst case, settled to the actual, given back on release or error', async () => {
+    const tpm = (tokens: number): RateHold => ({ scope: scope('p'), tokens, tpm: 1_000 });
+    const a = rated([tpm(600)]);
+    assert.ok((await ledger.reserve(a)).ok);
+    assert.equal(await ledger.reserve(rated([tpm(401)])), { ok: false, rate: 0, use: { requests: 1, tokens: 600 } });
+    // Settled at 150 actual tokens (100 in, 50 out): 450 go back.
+    await ledger.settle(settlementOf(a, call({ inputTokens: 100, outputTokens: 50 })));
+    await ledger.settle(settlementOf(a, call({ inputTokens: 100, outputTokens: 50 })));
+    assert.equal(await useOf(scope('p')), { day: 0, requests: 1, tokens: 150 });
+    const b = rated([tpm(850)]);
+    assert.equal(await ledger.reserve(b), { ok: true, committed: [], rates: [{ requests: 2, tokens: 1_000 }] });
+    await ledger.release(b);
+    await ledger.release(b);
+    assert.equal(await useOf(scope('p')), { day: 0, requests: 1, tokens: 150 }, 'a call that never went out takes nothing');
+    const c = rated([tpm(300)]);
+    assert.ok((await ledger.reserve(c)).ok);
+    await ledger.settle(settlementOf(c, { ...ZERO, errors: 1 }));
+    assert.equal(await useOf(scope('p')), { day: 0, requests: 2, tokens: 150 }, 'an upstream error keeps its request, not its tokens');
+    await ledger.release(c);
+    assert.equal(await useOf(scope('p')), { day: 0, requests: 2, tokens: 150 }, 'release after settlement changes nothing');
+  });
+
+  test('rate holds are all or none with the USD holds, and a retry after a lost reply takes once', async () => {
+    await spend([scope('p')], call({ spent: 90 }));
+    const r = rated([{ scope: scope('p'), tokens: 5, rpm: 10 }], [{ scope: scope('p'), amount: 20, limit: 100 }]);
+    assert.equal(await ledger.reserve(r), { ok: false, index: 0, committed: 90 });
+    assert.equal(await useOf(scope('p')), { day: 90, requests: 0, tokens: 0 }, 'the refused call took no request');
+    const full = rated([{ scope: scope('p'), tokens: 5, rpm: 0 }], [{ scope: scope('p'), amount: 5, limit: 100 }]);
+    assert.equal(await ledger.reserve(full), { ok: false, rate: 0, use: { requests: 0, tokens: 0 } });
+    assert.is(await committedOf(ledger, scope('p')), 90, 'the USD hold was undone');
+    const fits = rated([{ scope: scope('p'), tokens: 5, rpm: 1 }], [{ scope: scope('p'), amount: 5, limit: 100 }]);
+    assert.equal(await ledger.reserve(fits), { ok: true, committed: [95], rates: [{ requests: 1, tokens: 5 }] });
+    assert.equal(await ledger.reserve(fits), { ok: true, committed: [95], rates: [{ requests: 1, tokens: 5 }] }, 'the retry holds once');
+    // A cache hit: a request and no USD hold, idempotent too.
+    const hit = rated([{ scope: scope('q'), tokens: 0, rpm: 1 }]);
+    assert.ok((await ledger.reserve(hit)).ok);
+    assert.ok((await ledger.reserve(hit)).ok);
+    assert.equal(await useOf(scope('q')), { day: 0, requests: 1, tokens: 0 });
+    assert.equal(await ledger.reserve(rated([{ scope: scope('q'), tokens: 0, rpm: 1 }])), { ok: false, rate: 0, use: { requests: 1, tokens: 0 } });
+  });
+
+  test('32 concurrent calls never exceed a requests-per-minute limit', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 32 }, () =>
+        ledger.reserve(rated([{ scope: scope('p'), tokens: 1, rpm: 5 }, { scope: scope('p', ALICE), tokens: 1, rpm: 1_000 }])),
+      ),
+    );
+    assert.is(results.filter((r) => r.ok).length, 5);
+    assert.equal(await useOf(scope('p')), { day: 0, requests: 5, tokens: 5 });
+    assert.equal(await useOf(scope('p', ALICE)), { day: 0, requests: 5, tokens: 5 }, 'refused calls undo their other rate holds');
+  });
+
+  test('32 concurrent calls never exceed a tokens-per-minute limit', async () => {
+    const results = await Promise.all(Array.from({ length: 32 }, () => ledger.reserve(rated([{ scope: scope('p'), tokens: 70, tpm: 1_000 }]))));
+    assert.is(results.filter((r) => r.ok).length, 14);
+    assert.equal(await useOf(scope('p')), { day: 0, requests: 14, tokens: 980 });
+  });
+
+  test('32 concurrent calls never exceed a daily limit', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 32 }, () =>
+        ledger.reserve(reservation([], 0, undefined, { holds: [{ scope: scope('p'), amount: 7, dayLimit: 100, limit: 1_000_000 }] })),
+      ),
+    );
+    assert.is(results.filter((r) => r.ok).length, 14);
+    for (const r of results) if (!r.ok) assert.is('period' in r && r.period, 'day');
+    assert.equal(await useOf(scope('p')), { day: 98, requests: 0, tokens: 0 });
+    assert.is(await committedOf(ledger, scope('p')), 98);
   });
 
   test('months are separate', async () => {

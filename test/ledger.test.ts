@@ -121,6 +121,46 @@ dynamo('a month is marked once per instance, in the settlement\'s round trip, an
   assert.equal(sent, ['QueryCommand']);
 });
 
+dynamo('a call without a rate limit writes nothing more; rate windows join the same parallel batch and only where limited', async () => {
+  await ensureLedgerTable(client, 'rates-writes');
+  const sent: string[] = [];
+  let inFlight = 0;
+  let most = 0;
+  const counting = new Proxy(lean, {
+    get: (target, prop) =>
+      prop === 'send'
+        ? async (command: { constructor: { name: string } }) => {
+            sent.push(command.constructor.name);
+            most = Math.max(most, ++inFlight);
+            try {
+              return await target.send(command as never);
+            } finally {
+              inFlight--;
+            }
+          }
+        : Reflect.get(target, prop),
+  });
+  const ledger = createDynamoLedger({ tableName: 'rates-writes', client: counting });
+  const scopes: Scope[] = [P, { ...P, model: 'm' }, { ...P, user: 'u' }, { project: 'p', user: 'u', model: 'm' }];
+  const base = { month: '2026-11', day: '2026-11-26', expiresAt: 0, holds: scopes.map((scope) => ({ scope, amount: 1, dayLimit: 100 })) };
+  // Limits of every kind on the project are read in the one BatchGetItem, as before.
+  await ledger.setLimit(P, 5, 'rpm');
+  sent.length = 0;
+  const read = await ledger.read(scopes, ['m']);
+  assert.equal(sent, ['BatchGetItemCommand']);
+  assert.equal(read.rateLimits, [{ rpm: 5 }, undefined, undefined, undefined]);
+  sent.length = 0;
+  assert.ok((await ledger.reserve({ ...base, callId: 'plain' })).ok);
+  assert.equal(sent, Array(4).fill('UpdateItemCommand'), 'one conditional update per USD row, the day total on it');
+  assert.is(most, 4, 'all at once');
+  sent.length = 0;
+  most = 0;
+  const rates = [{ scope: P, tokens: 10, rpm: 5 }];
+  assert.ok((await ledger.reserve({ ...base, callId: 'rated', window: 0, rates })).ok);
+  assert.equal(sent, Array(5).fill('UpdateItemCommand'));
+  assert.is(most, 5, 'the rate window in the same parallel batch');
+});
+
 /** Expect `op` to reject within `withinMs`. */
 async function rejectsFast(op: () => Promise<unknown>, withinMs: number) {
   const started = Date.now();

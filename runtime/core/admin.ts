@@ -2,13 +2,14 @@
 // On AWS only principals allowed to invoke `openai-admin-<stage>` get here; locally, admin users.
 import { badRequest, WrapiError } from './errors.ts';
 import { chargeExpired, errorName } from './bill.ts';
-import { isDetail, modelFamily, monthOf } from './limits.ts';
+import { dayOf, isDetail, modelFamily, monthOf } from './limits.ts';
+import { windowOf } from './rates.ts';
 import { roleMember } from './membership.ts';
-import type { DailyRow, Ledger, Logger, PriceOverride, ResponseCache, Scope, UsageRow } from './ports.ts';
+import type { DailyRow, Ledger, LimitKind, LimitRow, LimitUse, Logger, PriceOverride, ResponseCache, Scope, UsageRow } from './ports.ts';
 import { modelCandidates, nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo, type Price } from './pricing.ts';
 import { MODEL_ID, MODEL_ID_RULE } from './request-facts.ts';
 import {
-  ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type ErrorBody, type LimitDto, type PriceDto, type ProjectMembersDto, type UsageDto,
+  ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type ErrorBody, type LimitDto, type LimitStatus, type PriceDto, type ProjectMembersDto, type UsageDto,
   type UsageTotals,
 } from './protocol.ts';
 
@@ -56,34 +57,45 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
   const actions: Record<AdminRequest['action'], (req: Record<string, unknown>) => Promise<Record<string, unknown>>> = {
     async setLimit(req) {
       const scope = scopeOf(req);
-      const limit = usdAmount(req.limit, 'limit');
-      await ledger.setLimit(scope, usdToNano(limit));
+      const period = periodOf(req.period);
+      const set: [LimitKind, number][] = [];
+      if (req.limit !== undefined) set.push([period, usdToNano(usdAmount(req.limit, 'limit'))]);
+      else if (req.period !== undefined) throw badRequest('"period" goes with "limit" (USD).', 'invalid_limit', 'period');
+      if (req.rpm !== undefined) set.push(['rpm', rateAmount(req.rpm, 'rpm')]);
+      if (req.tpm !== undefined) set.push(['tpm', rateAmount(req.tpm, 'tpm')]);
+      if (set.length === 0) throw badRequest('Give at least one of "limit" (USD, with "period" month or day), "rpm" or "tpm".', 'invalid_limit');
+      // Checked all before writing any: a bad value changes nothing.
+      for (const [kind, value] of set) await ledger.setLimit(scope, value, kind);
       changed();
-      return { limit: { ...scope, limit } satisfies LimitDto };
+      const dto: LimitDto = { ...scope };
+      for (const [kind, value] of set) {
+        if (kind === 'month') dto.limit = nanoToUsd(value);
+        else if (kind === 'day') dto.dailyLimit = nanoToUsd(value);
+        else dto[kind] = value;
+      }
+      return { limit: dto };
     },
     async removeLimit(req) {
       const scope = scopeOf(req);
-      const removed = await ledger.removeLimit(scope);
-      if (!removed) throw badRequest(`There is no limit for ${label(scope)} in stage ${stage}.`, 'limit_not_found');
+      const kind = req.kind === undefined || req.kind === null ? undefined : limitKindOf(req.kind);
+      const removed = await ledger.removeLimit(scope, kind);
+      if (!removed) throw badRequest(`There is no ${kind ? `${KIND_LABEL[kind]} ` : ''}limit for ${label(scope)} in stage ${stage}.`, 'limit_not_found');
       changed();
-      return { removed: scope };
+      return { removed: { ...scope, ...(kind ? { kind } : {}) } };
     },
     async listLimits(req) {
       const project = optionalName(req.project, 'project');
-      const month = monthOf(now());
-      await chargeExpired(ledger, month, now());
-      const [limits, usage] = await Promise.all([ledger.listLimits(), ledger.usage(month)]);
+      const at = now();
+      const month = monthOf(at);
+      await chargeExpired(ledger, month, at);
+      const [all, usage] = await Promise.all([ledger.listLimits(), ledger.usage(month)]);
+      const limits = all.filter((l) => !project || l.scope.project === project);
+      const use = await ledger.limitUse(limits.map((l) => l.scope), month, dayOf(at), windowOf(at));
       const committed = new Map(usage.map((r) => [key(r), r]));
       return {
         month,
-        limits: limits
-          .filter((l) => !project || l.scope.project === project)
-          .map((l) => ({
-            ...l.scope,
-            limit: nanoToUsd(l.limit),
-            spend: nanoToUsd(committed.get(key(l.scope))?.spent ?? 0),
-            committed: nanoToUsd(committed.get(key(l.scope))?.committed ?? 0),
-          })),
+        day: dayOf(at),
+        limits: limits.map((l, i) => limitStatus(l, committed.get(key(l.scope)), use[i])),
       };
     },
     async usage(req) {
@@ -249,6 +261,44 @@ function memberOf(req: Record<string, unknown>): string {
     );
   }
   return user;
+}
+
+const KIND_LABEL: Record<LimitKind, string> = { month: 'monthly', day: 'daily', rpm: 'requests-per-minute', tpm: 'tokens-per-minute' };
+
+function periodOf(value: unknown): 'month' | 'day' {
+  if (value === undefined || value === null || value === 'month') return 'month';
+  if (value === 'day') return 'day';
+  throw badRequest(`"period" must be month or day (got ${JSON.stringify(String(value))}).`, 'invalid_period', 'period');
+}
+
+function limitKindOf(value: unknown): LimitKind {
+  if (value === 'month' || value === 'day' || value === 'rpm' || value === 'tpm') return value;
+  throw badRequest(`"kind" must be one of month, day, rpm, tpm (got ${JSON.stringify(String(value))}).`, 'invalid_limit', 'kind');
+}
+
+/** Requests or tokens per minute: a whole number, 0 (refuse all) up to a billion. */
+function rateAmount(value: unknown, field: string): number {
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 1_000_000_000) {
+    throw badRequest(`"${field}" must be a whole number from 0 to 1000000000 (got ${JSON.stringify(String(value))}).`, 'invalid_amount', field);
+  }
+  return n;
+}
+
+/** A scope's limits with what it used: this month, today (UTC), this minute. */
+function limitStatus(l: LimitRow, month: UsageRow | undefined, use: LimitUse): LimitStatus {
+  return {
+    ...l.scope,
+    ...(l.limit !== undefined ? { limit: nanoToUsd(l.limit) } : {}),
+    ...(l.dayLimit !== undefined ? { dailyLimit: nanoToUsd(l.dayLimit) } : {}),
+    ...(l.rpm !== undefined ? { rpm: l.rpm } : {}),
+    ...(l.tpm !== undefined ? { tpm: l.tpm } : {}),
+    spend: nanoToUsd(month?.spent ?? 0),
+    committed: nanoToUsd(month?.committed ?? 0),
+    today: nanoToUsd(use.day),
+    minuteRequests: use.requests,
+    minuteTokens: use.tokens,
+  };
 }
 
 function usdAmount(value: unknown, field: string): number {

@@ -3,6 +3,7 @@
 // usage can never be known, or as free when OpenAI answered with an error.
 import { isDetail } from './limits.ts';
 import type { ExpiredHold, Ledger, Logger, Nano, Reservation, ReserveResult, Scope, Settlement, UsageDelta } from './ports.ts';
+import { tightestRateHeaders, WINDOW_MS } from './rates.ts';
 import { costOf, type Price, type TokenUsage } from './pricing.ts';
 import type { RequestFacts } from './request-facts.ts';
 import { IMAGE_TOKENS, FRAMING_TOKENS, type WorstCase } from './reservation.ts';
@@ -68,21 +69,31 @@ export class Bill {
   }
 
   /**
-   * Remaining USD (nano) in the tightest limited scope, counting this call at `cost`. Before the cost
-   * is known (a stream's headers) the call counts as nothing: its hold is a worst case, not spend, and
-   * a caller warned on it would be warned falsely (and then not when the real crossing comes).
+   * Remaining USD (nano) under the tightest limit (per month or per day), counting this call at
+   * `cost`. Before the cost is known (a stream's headers) the call counts as nothing: its hold is a
+   * worst case, not spend, and a caller warned on it would be warned falsely (and then not when the
+   * real crossing comes).
    */
-  remaining(cost: Nano | undefined): { scope: Scope; limit: Nano; remaining: Nano } | undefined {
+  remaining(cost: Nano | undefined): { scope: Scope; limit: Nano; remaining: Nano; period?: 'day' } | undefined {
     const { reservation, reserved } = this.init;
     if (!reserved) return undefined;
-    let best: { scope: Scope; limit: Nano; remaining: Nano } | undefined;
+    let best: { scope: Scope; limit: Nano; remaining: Nano; period?: 'day' } | undefined;
+    const consider = (scope: Scope, limit: Nano, total: Nano, amount: Nano, period?: 'day') => {
+      const remaining = limit - (total - amount + (cost ?? 0));
+      if (!best || remaining < best.remaining) best = { scope, limit, remaining, ...(period ? { period } : {}) };
+    };
     reservation.holds.forEach((hold, index) => {
-      if (hold.limit === undefined) return;
-      const committed = reserved.committed[index] - hold.amount + (cost ?? 0);
-      const remaining = hold.limit - committed;
-      if (!best || remaining < best.remaining) best = { scope: hold.scope, limit: hold.limit, remaining };
+      if (hold.limit !== undefined) consider(hold.scope, hold.limit, reserved.committed[index], hold.amount);
+      if (hold.dayLimit !== undefined && reserved.days) consider(hold.scope, hold.dayLimit, reserved.days[index], hold.amount, 'day');
     });
     return best;
+  }
+
+  /** The `x-ratelimit-*` headers of the tightest rate limits, as this call left their windows. */
+  rateHeaders(now: number): Record<string, string> {
+    const { reservation, reserved } = this.init;
+    if (!reserved?.rates || !reservation.rates?.length) return {};
+    return tightestRateHeaders(reservation.rates, reserved.rates, (reservation.window ?? now) + WINDOW_MS - now);
   }
 
   private async finish(outcome: Outcome, status: number): Promise<Settled> {
@@ -135,7 +146,11 @@ export class Bill {
       // Failed open without holds: take unlimited ones now, so the settlement has rows to land on;
       // once only, or a retry would put back the markers a partly landed settlement removed.
       if (!held) {
-        await ledger.reserve({ ...reservation, holds: reservation.holds.map(({ scope, amount }) => ({ scope, amount })) });
+        await ledger.reserve({
+          ...reservation,
+          holds: reservation.holds.map(({ scope, amount }) => ({ scope, amount })),
+          rates: reservation.rates?.map(({ scope, tokens }) => ({ scope, tokens })),
+        });
         held = true;
       }
       await ledger.settle(settlement);
@@ -175,9 +190,13 @@ function deltaOf(tokens: TokenUsage | undefined, cost: Nano, estimated: boolean)
   };
 }
 
-/** Every row the call holds gets the delta; committed moves from the hold to the cost. */
+/**
+ * Every row the call holds gets the delta; committed moves from the hold to the cost, and each rate
+ * window's tokens from the reserved to the used (none when OpenAI answered with an error).
+ */
 export function settlementOf(reservation: Reservation, delta: UsageDelta, priceVersion?: string): Settlement {
-  const { callId, month, day, holds } = reservation;
+  const { callId, month, day, holds, rates } = reservation;
+  const used = delta.inputTokens + delta.outputTokens;
   return {
     callId,
     month,
@@ -185,6 +204,7 @@ export function settlementOf(reservation: Reservation, delta: UsageDelta, priceV
     rows: holds.map((hold) => ({ scope: hold.scope, committed: delta.spent - hold.amount, daily: isDetail(hold.scope) })),
     delta,
     ...(priceVersion ? { priceVersion } : {}),
+    ...(rates?.length ? { window: reservation.window, rates: rates.map((r) => ({ scope: r.scope, tokens: used - r.tokens })) } : {}),
   };
 }
 

@@ -94,9 +94,17 @@ export interface BudgetScope {
   model: string;
 }
 
-/** The budget-scope header's value: `project=research user=* model=gpt-4o`, each part URI-encoded. */
-export const formatBudgetScope = (scope: BudgetScope): string =>
-  `project=${encodeURIComponent(scope.project)} user=${encodeURIComponent(scope.user)} model=${encodeURIComponent(scope.model)}`;
+/**
+ * The budget-scope header's value: `project=research user=* model=gpt-4o`, each part URI-encoded,
+ * and ` period=day` when the tightest limit is the scope's daily one (readers skip unknown parts).
+ */
+export const formatBudgetScope = (scope: BudgetScope, period?: 'day'): string =>
+  `project=${encodeURIComponent(scope.project)} user=${encodeURIComponent(scope.user)} model=${encodeURIComponent(scope.model)}` +
+  (period ? ` period=${period}` : '');
+
+/** Which limit a budget-scope header's value is about: the monthly one unless it says `period=day`. */
+export const budgetPeriod = (value: string | null | undefined): 'month' | 'day' =>
+  value?.split(' ').includes('period=day') ? 'day' : 'month';
 
 /**
  * Reads a budget-scope header's value. Undefined without a project; a missing user or model is `*`.

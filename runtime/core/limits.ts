@@ -40,9 +40,13 @@ export function effectiveLimits(limits: (Nano | undefined)[], defaultProjectLimi
   return limits.map((limit, i) => (i === 0 && limit === undefined ? defaultProjectLimit : limit));
 }
 
-/** A hold on every scope the call counts into, limited where a limit is in force. */
-export function holdsFor(scopes: Scope[], limits: (Nano | undefined)[], amount: Nano): Hold[] {
-  return scopes.map((scope, i) => (limits[i] === undefined ? { scope, amount } : { scope, amount, limit: limits[i] }));
+/** A hold on every scope the call counts into, limited where a limit (per month, per day) is in force. */
+export function holdsFor(scopes: Scope[], limits: (Nano | undefined)[], amount: Nano, dayLimits: (Nano | undefined)[] = []): Hold[] {
+  return scopes.map((scope, i) => {
+    const hold: Hold = limits[i] === undefined ? { scope, amount } : { scope, amount, limit: limits[i] };
+    if (dayLimits[i] !== undefined) hold.dayLimit = dayLimits[i];
+    return hold;
+  });
 }
 
 export function describeScope(s: Scope): string {
@@ -53,11 +57,11 @@ export function describeScope(s: Scope): string {
 }
 
 /** The CLI line an admin would run to set this scope's limit. */
-export function limitCommand(stage: string, s: Scope, usd: number | string): string {
+export function limitCommand(stage: string, s: Scope, usd: number | string, period?: 'day'): string {
   let cmd = `openai-wrapi limits set --stage ${stage} --project "${s.project}"`;
   if (s.user !== ANY) cmd += ` --user "${s.user}"`;
   if (s.model !== ANY) cmd += ` --model "${s.model}"`;
-  return `${cmd} --limit ${usd}`;
+  return `${cmd} --limit ${usd}${period ? ` --period ${period}` : ''}`;
 }
 
 export const usd = (nano: Nano): string => `$${nanoToUsd(nano).toFixed(nano < 1e7 && nano > 0 ? 6 : 2)}`;
@@ -68,14 +72,16 @@ export interface Fit {
   parameter: string;
 }
 
-export function overBudgetMessage(stage: string, hold: Hold, committed: Nano, fit?: Fit): string {
+/** `period` day: the hold's daily limit refused, `committed` being the day's total. */
+export function overBudgetMessage(stage: string, hold: Hold, committed: Nano, fit?: Fit, period?: 'day'): string {
   let advice = '';
   if (fit && fit.tokens > 0) advice = `At most ${fit.tokens} output tokens would fit: set ${fit.parameter} to ${fit.tokens} or less. `;
   else if (fit) advice = 'Even its input alone may cost more than what is left. ';
+  const [kind, limit, when] = period === 'day' ? ['Daily', hold.dayLimit, 'today (UTC)'] : ['Monthly', hold.limit, 'this month'];
   return (
-    `Monthly limit of ${usd(hold.limit ?? 0)} for ${describeScope(hold.scope)} in stage ${stage} would be exceeded: ` +
-    `${usd(committed)} is spent or reserved this month and this call may cost up to ${usd(hold.amount)}. ${advice}` +
-    `An admin can raise the limit: ${limitCommand(stage, hold.scope, '<usd>')}`
+    `${kind} limit of ${usd(limit ?? 0)} for ${describeScope(hold.scope)} in stage ${stage} would be exceeded: ` +
+    `${usd(committed)} is spent or reserved ${when} and this call may cost up to ${usd(hold.amount)}. ${advice}` +
+    `An admin can raise the limit: ${limitCommand(stage, hold.scope, '<usd>', period)}`
   );
 }
 

@@ -1,10 +1,13 @@
 // Limits, price overrides and the project's members for a call, read in one ledger round trip. A
 // warm instance reuses what it read for a few seconds (OPENAI_WRAPI_POLICY_CACHE_MS); admin writes
 // in the same process clear it at once, other instances see them when their copy expires.
-import type { Ledger, Nano, PriceOverride, Scope } from './ports.ts';
+import type { Ledger, Nano, PriceOverride, RateLimits, Scope } from './ports.ts';
 
 export interface Policy {
+  /** USD per month, per day, requests and tokens per minute, aligned with the scopes asked for. */
   limits: (Nano | undefined)[];
+  dayLimits?: (Nano | undefined)[];
+  rateLimits?: (RateLimits | undefined)[];
   prices: (PriceOverride | undefined)[];
   /** Members of the call's project, when it has any (see membership.ts). */
   members: ReadonlyMap<string, readonly string[]>;

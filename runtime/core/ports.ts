@@ -21,7 +21,38 @@ export interface Hold {
   amount: Nano;
   /** Refuse the hold unless committed + amount <= limit. Undefined: counted, not limited. */
   limit?: Nano;
+  /** USD per day (UTC): refuse unless the row's committed total of the reservation's day + amount <= it. */
+  dayLimit?: Nano;
 }
+
+/**
+ * One request and `tokens` taken in a scope's one-minute window. Rate holds exist only on scopes
+ * with a rate limit, so a call without one writes nothing more than its USD holds.
+ */
+export interface RateHold {
+  scope: Scope;
+  /** Input plus worst-case output: settled to what OpenAI reported (0 for a cache hit). */
+  tokens: number;
+  /** Refuse unless the window's requests + 1 <= rpm. Undefined: counted, not limited. */
+  rpm?: number;
+  /** Refuse unless the window's tokens + `tokens` <= tpm. */
+  tpm?: number;
+}
+
+/** What a rate window holds: requests and tokens taken (tokens reserved, then settled). */
+export interface RateUse {
+  requests: number;
+  tokens: number;
+}
+
+/** The limits a scope may have besides USD per month. */
+export interface RateLimits {
+  rpm?: number;
+  tpm?: number;
+}
+
+/** Which limit: USD per month, USD per day (UTC), requests or tokens per minute. */
+export type LimitKind = 'month' | 'day' | 'rpm' | 'tpm';
 
 /**
  * A call's reservation. `callId` marks every row it touches, so a retried or duplicated write applies
@@ -35,13 +66,26 @@ export interface Reservation {
   /** After this instant (epoch ms) a hold that was never settled is charged in full (see `expired`). */
   expiresAt: number;
   holds: Hold[];
+  /** The start (epoch ms, a whole UTC minute) of the window the rate holds are taken in. */
+  window?: number;
+  /** Rate holds, on the scopes with a rate limit only (a cache hit has these and no USD holds). */
+  rates?: RateHold[];
 }
 
 export type ReserveResult =
-  /** `committed[i]` is hold i's committed total (spent + reserved) after this reservation. */
-  | { ok: true; committed: Nano[] }
-  /** Hold `index` refused; `committed` is its total before this call. Holds already taken were undone. */
-  | { ok: false; index: number; committed: Nano };
+  /**
+   * `committed[i]` is hold i's committed total (spent + reserved) after this reservation; `days[i]`
+   * (only when a hold has a daily limit) that of the reservation's day; `rates[i]` (only when the
+   * reservation has rate holds) what rate hold i's window holds after it.
+   */
+  | { ok: true; committed: Nano[]; days?: Nano[]; rates?: RateUse[] }
+  /**
+   * Hold `index` refused; `committed` is its total before this call (of the day when `period` is
+   * `day`). Holds already taken, rate holds too, were undone. A USD refusal is told before a rate one.
+   */
+  | { ok: false; index: number; committed: Nano; period?: 'day' }
+  /** Rate hold `rate` refused; `use` is its window before this call. Every hold taken was undone. */
+  | { ok: false; rate: number; use: RateUse };
 
 /** Counters added to a usage row. */
 export interface UsageDelta {
@@ -71,6 +115,9 @@ export interface Settlement {
   delta: UsageDelta;
   /** Which price list priced the call (stored on the rows). */
   priceVersion?: string;
+  /** The reservation's rate window, and each rate hold's change of tokens (actual minus reserved). */
+  window?: number;
+  rates?: { scope: Scope; tokens: number }[];
 }
 
 export interface SettledRow {
@@ -107,9 +154,24 @@ export interface DailyRow extends UsageDelta {
   model: string;
 }
 
+/** A scope's limits; a row has at least one of them. */
 export interface LimitRow {
   scope: Scope;
-  limit: Nano;
+  /** USD per calendar month. */
+  limit?: Nano;
+  /** USD per UTC day. */
+  dayLimit?: Nano;
+  rpm?: number;
+  tpm?: number;
+}
+
+/** What a scope has used against its limits, for listings. */
+export interface LimitUse {
+  /** Committed (spent + reserved) on the day asked for. */
+  day: Nano;
+  /** This minute's window. */
+  requests: number;
+  tokens: number;
 }
 
 /** A project restricted to its members (see membership.ts for what a member name matches). */
@@ -152,7 +214,12 @@ export interface Ledger {
     /** Responses a call continues (`previous_response_id`): their remembered size comes back too. */
     responses?: string[],
   ): Promise<{
+    /** USD per month. */
     limits: (Nano | undefined)[];
+    /** USD per day; the stores always answer it (optional only for hand-made test ledgers). */
+    dayLimits?: (Nano | undefined)[];
+    /** Requests and tokens per minute, undefined where the scope has neither. */
+    rateLimits?: (RateLimits | undefined)[];
     prices: (PriceOverride | undefined)[];
     members: ReadonlyMap<string, readonly string[]>;
     responses?: (number | undefined)[];
@@ -167,7 +234,7 @@ export interface Ledger {
    * limit. Idempotent: holds this call already has count as taken (a retry after a lost reply).
    */
   reserve(reservation: Reservation): Promise<ReserveResult>;
-  /** Give back the holds of a call that never went out. Idempotent, like every write below. */
+  /** Give back the holds (requests and tokens too) of a call that never went out. Idempotent, like every write below. */
   release(reservation: Reservation): Promise<void>;
   /** Apply a finished call to each row that still holds its marker, removing the marker. */
   settle(settlement: Settlement): Promise<void>;
@@ -181,10 +248,13 @@ export interface Ledger {
   daily(month: string): Promise<DailyRow[]>;
   /** The months (`YYYY-MM`) in which a call, an error or a cache hit was settled, newest first. */
   months(): Promise<string[]>;
-  setLimit(scope: Scope, limit: Nano): Promise<void>;
-  /** False when there was no such limit. */
-  removeLimit(scope: Scope): Promise<boolean>;
+  /** Sets one kind of limit (USD nano for month and day; a count for rpm and tpm), keeping the others. */
+  setLimit(scope: Scope, limit: number, kind?: LimitKind): Promise<void>;
+  /** Removes one kind of limit, or every limit of the scope; false when there was none. */
+  removeLimit(scope: Scope, kind?: LimitKind): Promise<boolean>;
   listLimits(): Promise<LimitRow[]>;
+  /** Each scope's use on `day` and in the rate window starting at `window` (absent: zero). */
+  limitUse(scopes: Scope[], month: string, day: string, window: number): Promise<LimitUse[]>;
   setPrice(price: PriceOverride): Promise<void>;
   removePrice(model: string): Promise<boolean>;
   listPrices(): Promise<PriceOverride[]>;

@@ -29,14 +29,26 @@ export const MAX_USD = 1_000_000;
 export const isUsdAmount = (n: unknown): n is number =>
   typeof n === 'number' && Number.isFinite(n) && (n === 0 || (n >= MIN_USD && n <= MAX_USD));
 
-/** A limit as the admin API speaks it. `user`/`model` absent (or `*`) means "any". */
+/**
+ * A scope's limits as the admin API speaks them. `user`/`model` absent (or `*`) means "any". Each
+ * limit is optional (a scope has at least one); every one that is set is enforced.
+ */
 export interface LimitDto {
   project: string;
   user: string;
   model: string;
   /** USD per calendar month (UTC). */
-  limit: number;
+  limit?: number;
+  /** USD per day (UTC). */
+  dailyLimit?: number;
+  /** Requests per minute (cache hits count). */
+  rpm?: number;
+  /** Tokens per minute: input plus the worst-case output while a call runs, its actual use after. */
+  tpm?: number;
 }
+
+/** Which limit of a scope: USD per month or per day, requests or tokens per minute. */
+export type LimitKind = 'month' | 'day' | 'rpm' | 'tpm';
 
 /** One usage row of a month (or day) report. Money in USD. */
 export interface UsageDto {
@@ -79,17 +91,25 @@ export interface UsageReport {
   days?: UsageDto[];
 }
 
-/** A limit with this month's spend. USD. */
+/** A scope's limits with its current use. USD. */
 export interface LimitStatus extends LimitDto {
+  /** Spent this month. */
   spend: number;
-  /** Spent plus reserved by calls in flight. */
+  /** Spent plus reserved by calls in flight, this month. */
   committed: number;
+  /** Spent plus reserved today (UTC). */
+  today: number;
+  /** Requests and tokens taken in this minute's window. */
+  minuteRequests: number;
+  minuteTokens: number;
 }
 
 /** The admin `listLimits` answer. */
 export interface LimitsReport {
   stage: string;
   month: string;
+  /** Today (UTC), `YYYY-MM-DD`. */
+  day: string;
   limits: LimitStatus[];
 }
 
@@ -142,8 +162,10 @@ export interface MembersReport {
 
 /** Requests the admin function accepts (the Lambda payload, JSON). */
 export type AdminRequest =
-  | { action: 'setLimit'; project: string; user?: string; model?: string; limit: number }
-  | { action: 'removeLimit'; project: string; user?: string; model?: string }
+  /** At least one of `limit` (USD, per `period`, month by default), `rpm`, `tpm`; the others are kept. */
+  | { action: 'setLimit'; project: string; user?: string; model?: string; limit?: number; period?: 'month' | 'day'; rpm?: number; tpm?: number }
+  /** Removes one `kind` of limit, or without it every limit of the scope. */
+  | { action: 'removeLimit'; project: string; user?: string; model?: string; kind?: LimitKind }
   | { action: 'listLimits'; project?: string }
   | { action: 'usage'; month?: string; by?: 'user' | 'project' | 'model'; daily?: boolean }
   /** The months with usage (newest first) and the current month (UTC). */

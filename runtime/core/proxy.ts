@@ -15,6 +15,7 @@ import {
 import { isMember, notMemberMessage } from './membership.ts';
 import { createPolicyReader, type Policy, type PolicyReader } from './policy.ts';
 import type { CachedResponse, Ledger, Logger, Reservation, ReserveResult, ResponseCache, Scope, Upstream } from './ports.ts';
+import { hitRateHolds, rateHoldsFor, rateLimited, tightestRateHeaders, WINDOW_MS, windowOf } from './rates.ts';
 import { modelCandidates, resolvePrice, nanoToUsd } from './pricing.ts';
 import * as P from './protocol.ts';
 import { parseJsonBody, requestFacts, withUsageRequested, type JsonObject, type RequestFacts } from './request-facts.ts';
@@ -150,8 +151,10 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
   async function replayHit(call: Admitted, key: string, ctx: CallContext): Promise<Response | undefined> {
     const hit = await cacheGet(key);
     if (!hit) return undefined;
-    assertMember(await ledgerCall(() => call.policy), call, ctx);
+    const read = await ledgerCall(() => call.policy);
+    assertMember(read, call, ctx);
     const at = now();
+    const rateHeaders = await takeHitRequest(call, read, at, ctx);
     ctx.waitUntil(
       afterResponse()
         .then(() => ledger.recordHit(monthOf(at), dayOf(at), call.scopes[3], hit.cost))
@@ -159,9 +162,30 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     );
     log.info('call', { ...tagsOf(call, ctx), cache: 'hit', saved: hit.cost });
     const headers = new Headers(hit.headers);
+    for (const [name, value] of Object.entries(rateHeaders)) headers.set(name, value);
     headers.set(P.HEADER_CACHE, 'hit');
     headers.set(P.HEADER_COST, '0');
     return new Response(hit.body as BodyInit, { status: hit.status, headers });
+  }
+
+  /**
+   * A cache hit is a request: where requests per minute are limited it takes one (no tokens, no
+   * USD), and is refused like any call when the window is full. Elsewhere it writes nothing first.
+   */
+  async function takeHitRequest(call: Admitted, read: Policy | undefined, at: number, ctx: CallContext): Promise<Record<string, string>> {
+    const rates = hitRateHolds(rateHoldsFor(call.scopes, read?.rateLimits, 0));
+    if (rates.length === 0) return {};
+    const window = windowOf(at);
+    const reservation: Reservation = {
+      callId: newCallId(), month: monthOf(at), day: dayOf(at), expiresAt: at + config.maxTimeoutMs + SETTLE_GRACE_MS, holds: [], window, rates,
+    };
+    const result = await ledgerCall(() => reserveOnce(reservation), () => ctx.waitUntil(releaseQuietly(reservation)));
+    if (!result) return {};
+    if (!result.ok) {
+      if ('rate' in result) throw rateLimited(config.stage, rates[result.rate], result.use, window + WINDOW_MS - at);
+      throw new Error('a reservation without USD holds refused one');
+    }
+    return tightestRateHeaders(rates, result.rates ?? [], window + WINDOW_MS - at);
   }
 
   /** Price the call, check its limits and hold its worst case on every scope it counts into. */
@@ -181,23 +205,34 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     const audio = assertBillable(route, call.body, price);
     const worst = worstCase(route.kind, facts, price, audio, read?.history);
     const limits = read ? effectiveLimits(read.limits, config.defaultProjectLimit) : [];
-    if (read && limits.every((l) => l === undefined)) throw forbidden(noLimitMessage(config.stage, call.project), 'project_not_allowed');
+    const dayLimits = read?.dayLimits ?? [];
+    if (read && limits.every((l) => l === undefined) && dayLimits.every((l) => l === undefined)) {
+      throw forbidden(noLimitMessage(config.stage, call.project), 'project_not_allowed');
+    }
     const at = now();
+    // Input plus the worst-case output: what a tokens-per-minute limit holds until the call settles.
+    const tokens = worst.inputTokens + worst.outputTokens * worst.choices;
+    const rates = rateHoldsFor(call.scopes, read?.rateLimits, tokens);
     const reservation: Reservation = {
       callId: newCallId(),
       month: monthOf(at),
       day: dayOf(at),
       expiresAt: at + config.maxTimeoutMs + SETTLE_GRACE_MS,
-      holds: holdsFor(call.scopes, limits, worst.cost),
+      holds: holdsFor(call.scopes, limits, worst.cost, dayLimits),
+      ...(rates.length ? { window: windowOf(at), rates } : {}),
     };
     let reserved: (ReserveResult & { ok: true }) | undefined;
     if (read) {
       const result = await ledgerCall(() => reserveOnce(reservation), () => ctx.waitUntil(releaseQuietly(reservation)));
       if (result && !result.ok) {
+        if ('rate' in result) {
+          throw rateLimited(config.stage, rates[result.rate], result.use, reservation.window! + WINDOW_MS - at);
+        }
         const hold = reservation.holds[result.index];
+        const limit = result.period === 'day' ? hold.dayLimit! : hold.limit!;
         const parameter = OUTPUT_CAP_PARAMETER[route.kind];
-        const fit = parameter ? { parameter, tokens: outputTokensThatFit(worst, price, hold.limit! - result.committed) } : undefined;
-        throw overBudget(overBudgetMessage(config.stage, hold, result.committed, fit));
+        const fit = parameter ? { parameter, tokens: outputTokensThatFit(worst, price, limit - result.committed) } : undefined;
+        throw overBudget(overBudgetMessage(config.stage, hold, result.committed, fit, result.period));
       }
       reserved = result;
     }
@@ -262,7 +297,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
    */
   function respondStreamed(call: Admitted, bill: Bill, res: Response, headers: Headers, ctx: CallContext): Response {
     const { route, facts, key } = call;
-    setBudgetHeaders(headers, bill, undefined);
+    setBudgetHeaders(headers, bill, undefined, now());
     const meter = new StreamMeter(route.kind, facts.stream && !facts.clientWantsUsage);
     const stream = meteredStream(res.body!, meter, route, {
       keepTranscript: key !== undefined,
@@ -294,7 +329,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     // With a usage block the cost is known at once; an estimate needs the tokenizer first.
     const cost = bill.cost ?? (await settling).cost;
     headers.set(P.HEADER_COST, nanoToUsd(cost).toFixed(9));
-    setBudgetHeaders(headers, bill, cost);
+    setBudgetHeaders(headers, bill, cost, now());
     if (call.key && res.ok) {
       ctx.waitUntil(cacheSet(call.key, { status: res.status, headers: replayable(headers), body: payload, cost }));
     }
@@ -391,16 +426,22 @@ async function readBody(req: Request, max: number): Promise<Uint8Array> {
   return concat(chunks, size);
 }
 
-function setBudgetHeaders(headers: Headers, bill: Bill, cost: number | undefined): void {
+function setBudgetHeaders(headers: Headers, bill: Bill, cost: number | undefined, now: number): void {
+  // Ours replace OpenAI's organisation-wide ones where the caller's scope is rate limited.
+  for (const [name, value] of Object.entries(bill.rateHeaders(now))) headers.set(name, value);
   const tightest = bill.remaining(cost);
   if (!tightest) return;
   const { scope, limit } = tightest;
   headers.set(P.HEADER_BUDGET_REMAINING, nanoToUsd(Math.max(0, tightest.remaining)).toFixed(6));
   headers.set(P.HEADER_BUDGET_LIMIT, nanoToUsd(limit).toFixed(6));
-  headers.set(P.HEADER_BUDGET_SCOPE, formatBudgetScope(scope));
+  headers.set(P.HEADER_BUDGET_SCOPE, formatBudgetScope(scope, tightest.period));
 }
 
-/** Headers a cache hit replays: the upstream's, not our per-call ones (set afresh on a hit). */
+/**
+ * Headers a cache hit replays: the upstream's, not our per-call ones (set afresh on a hit), and no
+ * rate-limit window: that was the original call's, and a hit takes no tokens (its requests headers
+ * are set afresh where an RPM applies).
+ */
 function replayable(headers: Headers): [string, string][] {
-  return [...headers].filter(([name]) => !name.startsWith('openai-proxy-'));
+  return [...headers].filter(([name]) => !name.startsWith('openai-proxy-') && !name.startsWith('x-ratelimit-'));
 }

@@ -1,8 +1,11 @@
 // Key layout and item <-> row conversion of the DynamoDB ledger table (one table, pk + sk strings):
 //   usage   pk `M#2026-11`   sk `U#project#user#model`             counters, committed, priceVersion,
 //                                                                  h_<callId> {a, x, d} per call in flight,
-//                                                                  and on detail rows d<DD>_<counter> per day
-//   limits  pk `LIMIT`       sk `project#user#model`               limit
+//                                                                  and on detail rows d<DD>_<counter> per day,
+//                                                                  cd<DD>: committed on day DD (every row)
+//   rates   pk `W#project#user#model` sk `<window epoch ms>`       requests, tokens, ttl, h_<callId> (tokens held);
+//                                                                  only on scopes with a rate limit
+//   limits  pk `LIMIT`       sk `project#user#model`               limit?, dayLimit?, rpm?, tpm? (at least one)
 //   prices  pk `PRICE`       sk `model`                            input, cachedInput?, output, updatedAt,
 //                                                                  lcThreshold?, lcInput?, lcCachedInput?, lcOutput?,
 //                                                                  audioInput?, audioCachedInput?, audioOutput?
@@ -32,6 +35,14 @@ export const MEMBERS_PK = 'MEMBERS';
 
 export const usageKey = (month: string, scope: Scope) => key(usagePk(month), USAGE_PREFIX + scopePart(scope));
 export const limitKey = (scope: Scope) => key(LIMIT_PK, scopePart(scope));
+/** A scope's one-minute rate window; `window` is its start, epoch ms. */
+export const rateKey = (scope: Scope, window: number) => key(`W#${scopePart(scope)}`, String(window));
+/** How long a rate window outlives its minute before DynamoDB's TTL may delete it. */
+export const RATE_TTL_SECONDS = 3600;
+/** A usage row's committed total (spent + reserved) of one day of its month: `cd26`. */
+export const dayCommittedName = (day: string) => `cd${day.slice(8, 10)}`;
+/** The limit item's attribute per kind of limit. */
+export const LIMIT_ATTRIBUTES = { month: 'limit', day: 'dayLimit', rpm: 'rpm', tpm: 'tpm' } as const;
 export const priceKey = (model: string) => key(PRICE_PK, model);
 export const monthKey = (month: string) => key(MONTHS_PK, month);
 export const memberKey = (project: string) => key(MEMBERS_PK, project);
@@ -106,8 +117,20 @@ export function monthMark(day: string) {
   };
 }
 
-export const toLimit = (item: Item): LimitRow => ({ scope: parseScope(item.sk.S!.split('#')), limit: readNum(item, 'limit') });
-export const limitItem = (scope: Scope, limit: number): Item => ({ ...limitKey(scope), limit: num(limit) });
+export function toLimit(item: Item): LimitRow {
+  const row: LimitRow = { scope: parseScope(item.sk.S!.split('#')) };
+  const set = (field: 'limit' | 'dayLimit' | 'rpm' | 'tpm', name: string) => {
+    const value = optNum(item, name);
+    if (value !== undefined) row[field] = value;
+  };
+  set('limit', LIMIT_ATTRIBUTES.month);
+  set('dayLimit', LIMIT_ATTRIBUTES.day);
+  set('rpm', LIMIT_ATTRIBUTES.rpm);
+  set('tpm', LIMIT_ATTRIBUTES.tpm);
+  return row;
+}
+/** A limit item with none of its limits left is no limit at all. */
+export const hasLimit = (row: LimitRow) => [row.limit, row.dayLimit, row.rpm, row.tpm].some((v) => v !== undefined);
 
 /** The set's order is DynamoDB's: callers sort. */
 export const toMembers = (item: Item): MemberRow => ({ project: item.sk.S!, members: item.members?.SS ?? [] });

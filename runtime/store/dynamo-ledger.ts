@@ -17,7 +17,7 @@ import {
   type DynamoDBClientConfig,
   type QueryCommandInput,
 } from '@aws-sdk/client-dynamodb';
-import type { ExpiredHold, Hold, Ledger, Nano, Reservation, Scope } from '../core/ports.ts';
+import type { ExpiredHold, Hold, Ledger, Nano, RateHold, RateUse, Reservation, Scope } from '../core/ports.ts';
 import { LEDGER_TABLE } from '../core/contract.ts';
 import { COUNTERS, isListed, sortDaily, sortLimits, sortMembers, sortNames, sortUsage } from './ledger-common.ts';
 import {
@@ -28,11 +28,15 @@ import {
   USAGE_PREFIX,
   addExpression,
   dailyName,
+  dayCommittedName,
+  hasLimit,
+  LIMIT_ATTRIBUTES,
+  RATE_TTL_SECONDS,
+  rateKey,
   holdName,
   holdsOf,
   holdValue,
   keyId,
-  limitItem,
   limitKey,
   memberKey,
   monthKey,
@@ -121,62 +125,133 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     return found;
   }
 
-  /** The row's committed total and whether `callId` holds it, read strongly consistent. */
-  async function rowState(month: string, scope: Scope, callId: string): Promise<{ committed: Nano; held: boolean }> {
+  /** The row's committed totals (month and day) and whether `callId` holds it, read strongly consistent. */
+  async function rowState(r: Reservation, scope: Scope): Promise<{ committed: Nano; day: Nano; held: boolean }> {
     const out = await client.send(
       new GetItemCommand({
         TableName,
-        Key: usageKey(month, scope),
+        Key: usageKey(r.month, scope),
         ConsistentRead: true,
-        ProjectionExpression: '#c, #h',
-        ExpressionAttributeNames: { '#c': 'committed', '#h': holdName(callId) },
+        ProjectionExpression: '#c, #d, #h',
+        ExpressionAttributeNames: { '#c': 'committed', '#d': dayCommittedName(r.day), '#h': holdName(r.callId) },
       }),
     );
-    return { committed: Number(out.Item?.committed?.N ?? 0), held: out.Item?.[holdName(callId)] !== undefined };
+    const item = out.Item ?? {};
+    return { committed: Number(item.committed?.N ?? 0), day: Number(item[dayCommittedName(r.day)]?.N ?? 0), held: item[holdName(r.callId)] !== undefined };
   }
 
   /**
-   * committed += amount and the call's marker, only if the marker is not there yet and, on a limited
-   * row, committed + amount <= limit (a missing row counts as 0). A refused condition is told apart
-   * by reading the row: the marker present means an earlier attempt landed and its reply was lost.
+   * `#name <= max`, where a missing attribute counts as 0. Conditions have no arithmetic, so the
+   * caller subtracts; a missing attribute passes only if 0 fits.
    */
-  async function take(r: Reservation, { scope, amount, limit }: Hold): Promise<{ committed: Nano } | { refused: Nano }> {
-    let condition = 'attribute_not_exists(#h)';
+  const atMost = (name: string, value: string, max: number) =>
+    max >= 0 ? `(attribute_not_exists(${name}) OR ${name} <= ${value})` : `${name} <= ${value}`;
+
+  type Taken = { committed: Nano; day: Nano } | { refused: Nano; period?: 'day' };
+
+  /**
+   * committed += amount (and the day's committed) and the call's marker, only if the marker is not
+   * there yet and, on a limited row, each total + amount <= its limit. A refused condition is told
+   * apart by reading the row: the marker present means an earlier attempt landed and its reply was lost.
+   */
+  async function take(r: Reservation, { scope, amount, limit, dayLimit }: Hold): Promise<Taken> {
+    const conditions = ['attribute_not_exists(#h)'];
     const values: Item = { ':amount': num(amount), ':hold': holdValue(amount, r.expiresAt, r.day) };
     if (limit !== undefined) {
-      const max = limit - amount;
-      // Conditions have no arithmetic, so the caller-side subtraction; a missing row passes only if 0 fits.
-      condition += max >= 0 ? ' AND (attribute_not_exists(#c) OR #c <= :max)' : ' AND #c <= :max';
-      values[':max'] = num(max);
+      conditions.push(atMost('#c', ':max', limit - amount));
+      values[':max'] = num(limit - amount);
+    }
+    if (dayLimit !== undefined) {
+      conditions.push(atMost('#d', ':dmax', dayLimit - amount));
+      values[':dmax'] = num(dayLimit - amount);
     }
     try {
       const out = await client.send(
         new UpdateItemCommand({
           TableName,
           Key: usageKey(r.month, scope),
-          UpdateExpression: 'ADD #c :amount SET #h = :hold',
-          ConditionExpression: condition,
-          ExpressionAttributeNames: { '#c': 'committed', '#h': holdName(r.callId) },
+          UpdateExpression: 'ADD #c :amount, #d :amount SET #h = :hold',
+          ConditionExpression: conditions.join(' AND '),
+          ExpressionAttributeNames: { '#c': 'committed', '#d': dayCommittedName(r.day), '#h': holdName(r.callId) },
           ExpressionAttributeValues: values,
           ReturnValues: 'UPDATED_NEW',
         }),
       );
-      return { committed: Number(out.Attributes?.committed?.N ?? 0) };
+      return { committed: Number(out.Attributes?.committed?.N ?? 0), day: Number(out.Attributes?.[dayCommittedName(r.day)]?.N ?? 0) };
     } catch (error) {
       if (!isRefusal(error)) throw error;
-      const state = await rowState(r.month, scope, r.callId);
-      return state.held ? { committed: state.committed } : { refused: state.committed };
+      const state = await rowState(r, scope);
+      if (state.held) return { committed: state.committed, day: state.day };
+      // Another call may have given budget back since: the month is named unless only the day is over.
+      const monthOver = limit !== undefined && state.committed > limit - amount;
+      const dayOver = dayLimit !== undefined && state.day > dayLimit - amount;
+      return (dayOver && !monthOver) || limit === undefined ? { refused: state.day, period: 'day' } : { refused: state.committed };
     }
   }
 
-  /** Give one hold back: committed -= amount and the marker removed, once. */
+  /** Give one hold back: committed (and the day's) -= amount and the marker removed, once. */
   async function untake(r: Reservation, { scope, amount }: Hold): Promise<void> {
     await client
       .send(
         new UpdateItemCommand({
           TableName,
           Key: usageKey(r.month, scope),
-          ...addExpression({ committed: -amount }, { removeHold: holdName(r.callId) }),
+          ...addExpression({ committed: -amount, [dayCommittedName(r.day)]: -amount }, { removeHold: holdName(r.callId) }),
+          ConditionExpression: 'attribute_exists(#h)',
+        }),
+      )
+      .catch((error) => {
+        if (!isRefusal(error)) throw error;
+      });
+  }
+
+  const useOf = (item: Item | undefined): RateUse => ({ requests: Number(item?.requests?.N ?? 0), tokens: Number(item?.tokens?.N ?? 0) });
+
+  /**
+   * One request and the hold's tokens in the scope's window, with the call's marker, only if the
+   * marker is not there yet and both fit their limits. Told apart like `take` when refused.
+   */
+  async function takeRate(r: Reservation, { scope, tokens, rpm, tpm }: RateHold): Promise<{ use: RateUse } | { refused: RateUse }> {
+    const window = r.window ?? 0;
+    const conditions = ['attribute_not_exists(#h)'];
+    const values: Item = { ':one': num(1), ':tokens': num(tokens), ':ttl': num(Math.ceil(window / 1000) + RATE_TTL_SECONDS) };
+    if (rpm !== undefined) {
+      conditions.push(atMost('#r', ':rmax', rpm - 1));
+      values[':rmax'] = num(rpm - 1);
+    }
+    if (tpm !== undefined) {
+      conditions.push(atMost('#t', ':tmax', tpm - tokens));
+      values[':tmax'] = num(tpm - tokens);
+    }
+    try {
+      const out = await client.send(
+        new UpdateItemCommand({
+          TableName,
+          Key: rateKey(scope, window),
+          UpdateExpression: 'ADD #r :one, #t :tokens SET #h = :tokens, #ttl = :ttl',
+          ConditionExpression: conditions.join(' AND '),
+          ExpressionAttributeNames: { '#r': 'requests', '#t': 'tokens', '#h': holdName(r.callId), '#ttl': TTL_ATTRIBUTE },
+          ExpressionAttributeValues: values,
+          ReturnValues: 'UPDATED_NEW',
+        }),
+      );
+      return { use: useOf(out.Attributes) };
+    } catch (error) {
+      if (!isRefusal(error)) throw error;
+      const out = await client.send(new GetItemCommand({ TableName, Key: rateKey(scope, window), ConsistentRead: true }));
+      return out.Item?.[holdName(r.callId)] !== undefined ? { use: useOf(out.Item) } : { refused: useOf(out.Item) };
+    }
+  }
+
+  /** Changes a rate hold's window (give back, or settle its tokens) and removes the marker, once. */
+  async function changeRate(callId: string, window: number, scope: Scope, adds: { requests?: number; tokens: number }): Promise<void> {
+    await client
+      .send(
+        new UpdateItemCommand({
+          TableName,
+          Key: rateKey(scope, window),
+          ...addExpression(adds, { removeHold: holdName(callId) }),
+          // Without the marker it was settled or given back already (or its window is gone).
           ConditionExpression: 'attribute_exists(#h)',
         }),
       )
@@ -236,10 +311,7 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
               }),
             }
           : {}),
-        limits: scopes.map((scope) => {
-          const item = get(limitKey(scope));
-          return item && toLimit(item).limit;
-        }),
+        ...limitsOf(scopes.map((scope) => get(limitKey(scope)))),
         prices: models.map((model) => {
           const item = get(priceKey(model));
           return item && toPrice(item);
@@ -257,23 +329,44 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     },
 
     async reserve(r) {
-      // All holds at once (one round trip); then give back the ones taken if any hold refused.
-      const results = await Promise.allSettled(r.holds.map((hold) => take(r, hold)));
-      const failure = results.find((x) => x.status === 'rejected');
+      // All holds, USD and rate, at once (one round trip); then give back the ones taken if any refused.
+      const rateHolds = r.rates ?? [];
+      const [results, rateResults] = await Promise.all([
+        Promise.allSettled(r.holds.map((hold) => take(r, hold))),
+        Promise.allSettled(rateHolds.map((hold) => takeRate(r, hold))),
+      ]);
+      const failure = [...results, ...rateResults].find((x) => x.status === 'rejected');
       if (failure) throw (failure as PromiseRejectedResult).reason; // the core retries, then releases
-      const taken = results.map((x) => (x as PromiseFulfilledResult<{ committed: Nano } | { refused: Nano }>).value);
+      const taken = results.map((x) => (x as PromiseFulfilledResult<Taken>).value);
+      const rates = rateResults.map((x) => (x as PromiseFulfilledResult<{ use: RateUse } | { refused: RateUse }>).value);
       const index = taken.findIndex((t) => 'refused' in t);
-      if (index < 0) return { ok: true, committed: taken.map((t) => (t as { committed: Nano }).committed) };
+      const rate = rates.findIndex((t) => 'refused' in t);
+      if (index < 0 && rate < 0) {
+        const committed = taken.map((t) => (t as { committed: Nano }).committed);
+        const days = r.holds.some((h) => h.dayLimit !== undefined) ? { days: taken.map((t) => (t as { day: Nano }).day) } : {};
+        const uses = rateHolds.length ? { rates: rates.map((t) => (t as { use: RateUse }).use) } : {};
+        return { ok: true, committed, ...days, ...uses };
+      }
       // Answer only once every undo is done: a retry started while one is still on its way would count
       // that row's hold as taken (the marker is still there), and the late undo would then remove it.
-      const undone = await Promise.allSettled(r.holds.map((hold, i) => ('committed' in taken[i] ? untake(r, hold) : null)));
+      const undone = await Promise.allSettled([
+        ...r.holds.map((hold, i) => ('committed' in taken[i] ? untake(r, hold) : null)),
+        ...rateHolds.map((hold, i) => ('use' in rates[i] ? changeRate(r.callId, r.window ?? 0, hold.scope, { requests: -1, tokens: -hold.tokens }) : null)),
+      ]);
       const undoFailure = undone.find((x) => x.status === 'rejected');
       if (undoFailure) throw (undoFailure as PromiseRejectedResult).reason; // the core retries, then releases
-      return { ok: false, index, committed: (taken[index] as { refused: Nano }).refused };
+      if (index >= 0) {
+        const refused = taken[index] as { refused: Nano; period?: 'day' };
+        return { ok: false, index, committed: refused.refused, ...(refused.period ? { period: refused.period } : {}) };
+      }
+      return { ok: false, rate, use: (rates[rate] as { refused: RateUse }).refused };
     },
 
     async release(r) {
-      await Promise.all(r.holds.map((hold) => untake(r, hold)));
+      await Promise.all([
+        ...r.holds.map((hold) => untake(r, hold)),
+        ...(r.rates ?? []).map((hold) => changeRate(r.callId, r.window ?? 0, hold.scope, { requests: -1, tokens: -hold.tokens })),
+      ]);
     },
 
     async settle(s) {
@@ -286,7 +379,12 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
               TableName,
               Key: usageKey(s.month, row.scope),
               ...addExpression(
-                { ...counts, ...(row.daily ? daily : {}), committed: row.committed },
+                {
+                  ...counts,
+                  ...(row.daily ? daily : {}),
+                  committed: row.committed,
+                  ...(row.committed !== 0 ? { [dayCommittedName(s.day)]: row.committed } : {}),
+                },
                 { priceVersion: s.priceVersion, removeHold: holdName(s.callId) },
               ),
               // Without the marker the row was settled (or charged as expired) already.
@@ -297,6 +395,7 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
             if (!isRefusal(error)) throw error;
           }),
       );
+      for (const rate of s.rates ?? []) writes.push(changeRate(s.callId, s.window ?? 0, rate.scope, { tokens: rate.tokens }));
       const mark = markMonth(s.month, s.day);
       if (mark) writes.push(mark);
       await Promise.all(writes);
@@ -333,15 +432,73 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       return (await queryPartition(MONTHS_PK)).map((item) => item.sk.S!).sort().reverse();
     },
 
-    async setLimit(scope, limit) {
-      await client.send(new PutItemCommand({ TableName, Item: limitItem(scope, limit) }));
+    async setLimit(scope, limit, kind = 'month') {
+      await client.send(
+        new UpdateItemCommand({
+          TableName,
+          Key: limitKey(scope),
+          UpdateExpression: 'SET #l = :l',
+          ExpressionAttributeNames: { '#l': LIMIT_ATTRIBUTES[kind] },
+          ExpressionAttributeValues: { ':l': num(limit) },
+        }),
+      );
     },
-    async removeLimit(scope) {
-      const out = await client.send(new DeleteItemCommand({ TableName, Key: limitKey(scope), ReturnValues: 'ALL_OLD' }));
-      return out.Attributes !== undefined;
+    async removeLimit(scope, kind) {
+      if (!kind) {
+        const out = await client.send(new DeleteItemCommand({ TableName, Key: limitKey(scope), ReturnValues: 'ALL_OLD' }));
+        return out.Attributes !== undefined;
+      }
+      let left;
+      try {
+        const out = await client.send(
+          new UpdateItemCommand({
+            TableName,
+            Key: limitKey(scope),
+            UpdateExpression: 'REMOVE #l',
+            ConditionExpression: 'attribute_exists(#l)',
+            ExpressionAttributeNames: { '#l': LIMIT_ATTRIBUTES[kind] },
+            ReturnValues: 'ALL_NEW',
+          }),
+        );
+        left = out.Attributes;
+      } catch (error) {
+        if (isRefusal(error)) return false;
+        throw error;
+      }
+      // The last limit of the scope went: the item goes too, unless a limit was set meanwhile.
+      if (left && !hasLimit(toLimit(left))) {
+        const names = Object.values(LIMIT_ATTRIBUTES);
+        await client
+          .send(
+            new DeleteItemCommand({
+              TableName,
+              Key: limitKey(scope),
+              ConditionExpression: names.map((_, i) => `attribute_not_exists(#n${i})`).join(' AND '),
+              ExpressionAttributeNames: Object.fromEntries(names.map((n, i) => [`#n${i}`, n])),
+            }),
+          )
+          .catch((error) => {
+            if (!isRefusal(error)) throw error;
+          });
+      }
+      return true;
     },
     async listLimits() {
-      return sortLimits((await queryPartition(LIMIT_PK)).map(toLimit));
+      return sortLimits((await queryPartition(LIMIT_PK)).map(toLimit).filter(hasLimit));
+    },
+    // Queries of one key each: the admin function may Query the table but not read items by key.
+    async limitUse(scopes, month, day, window) {
+      const one = async (k: { pk: { S: string }; sk: { S: string } }) =>
+        (await queryAll({
+          KeyConditionExpression: 'pk = :pk AND sk = :sk',
+          ExpressionAttributeValues: { ':pk': k.pk, ':sk': k.sk },
+        }))[0];
+      return Promise.all(
+        scopes.map(async (scope) => {
+          const [usage, rate] = await Promise.all([one(usageKey(month, scope)), one(rateKey(scope, window))]);
+          return { day: Number(usage?.[dayCommittedName(day)]?.N ?? 0), ...useOf(rate) };
+        }),
+      );
     },
 
     async setPrice(price) {
@@ -366,6 +523,20 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     async listMembers() {
       return sortMembers((await queryPartition(MEMBERS_PK)).map(toMembers));
     },
+  };
+}
+
+/** A limit item per scope (or none) into the limits `read` answers, by kind. */
+function limitsOf(items: (Item | undefined)[]) {
+  const rows = items.map((item) => item && toLimit(item));
+  return {
+    limits: rows.map((row) => row?.limit),
+    dayLimits: rows.map((row) => row?.dayLimit),
+    rateLimits: rows.map((row) =>
+      row && (row.rpm !== undefined || row.tpm !== undefined)
+        ? { ...(row.rpm !== undefined ? { rpm: row.rpm } : {}), ...(row.tpm !== undefined ? { tpm: row.tpm } : {}) }
+        : undefined,
+    ),
   };
 }
 

@@ -3,12 +3,15 @@
 import Database from 'better-sqlite3';
 import type {
   DailyRow,
+  LimitKind,
   ExpiredHold,
   Ledger,
   LimitRow,
   MemberRow,
   Nano,
   PriceOverride,
+  RateLimits,
+  RateUse,
   Reservation,
   ReserveResult,
   Scope,
@@ -41,6 +44,26 @@ CREATE TABLE IF NOT EXISTS limits (
   project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL, nano INTEGER NOT NULL,
   PRIMARY KEY (project, user, model)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS scope_limits (
+  project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL, kind TEXT NOT NULL, value INTEGER NOT NULL,
+  PRIMARY KEY (project, user, model, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS day_committed (
+  day TEXT NOT NULL, project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL, committed INTEGER NOT NULL,
+  PRIMARY KEY (day, project, user, model)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rate_windows (
+  project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL, window INTEGER NOT NULL,
+  requests INTEGER NOT NULL, tokens INTEGER NOT NULL,
+  PRIMARY KEY (project, user, model, window)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rate_windows_by_window ON rate_windows (window);
+CREATE TABLE IF NOT EXISTS rate_holds (
+  callId TEXT NOT NULL, project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL, window INTEGER NOT NULL,
+  tokens INTEGER NOT NULL,
+  PRIMARY KEY (callId, project, user, model)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rate_holds_by_window ON rate_holds (window);
 CREATE TABLE IF NOT EXISTS members (
   project TEXT NOT NULL, member TEXT NOT NULL,
   PRIMARY KEY (project, member)
@@ -88,6 +111,11 @@ function migratePrices(db: Database.Database): void {
   }
 }
 
+/** Old rate windows (and their holds) go once they are this far behind the newest one taken. */
+const WINDOW_KEEP_MS = 2 * 60_000;
+/** Old days' committed totals go once they are this many days behind the newest day reserved. */
+const DAY_KEEP_MS = 3 * 86_400_000;
+
 /** Thrown out of the reserve transaction so better-sqlite3 rolls back the holds already taken. */
 class Refused {
   constructor(readonly result: ReserveResult) {}
@@ -105,6 +133,39 @@ export function openSqliteLedger(file: string): Ledger {
   migratePrices(db);
 
   const getLimit = db.prepare<Scope, { nano: Nano }>(`SELECT nano FROM limits WHERE ${SCOPE_WHERE}`);
+  const getScopeLimits = db.prepare<Scope, { kind: LimitKind; value: number }>(`SELECT kind, value FROM scope_limits WHERE ${SCOPE_WHERE}`);
+  const putScopeLimit = db.prepare<Scope & { kind: LimitKind; value: number }>(
+    `INSERT INTO scope_limits (project, user, model, kind, value) VALUES (@project, @user, @model, @kind, @value)
+     ON CONFLICT DO UPDATE SET value = excluded.value`,
+  );
+  const deleteScopeLimit = db.prepare<Scope & { kind: LimitKind }>(`DELETE FROM scope_limits WHERE ${SCOPE_WHERE} AND kind = @kind`);
+  const deleteScopeLimits = db.prepare<Scope>(`DELETE FROM scope_limits WHERE ${SCOPE_WHERE}`);
+  const allScopeLimits = db.prepare<[], Scope & { kind: LimitKind; value: number }>('SELECT * FROM scope_limits');
+  const addDayCommitted = db.prepare<Scope & { day: string; amount: Nano }, { committed: Nano }>(
+    `INSERT INTO day_committed (day, project, user, model, committed) VALUES (@day, @project, @user, @model, @amount)
+     ON CONFLICT DO UPDATE SET committed = committed + excluded.committed RETURNING committed`,
+  );
+  const getDayCommitted = db.prepare<Scope & { day: string }, { committed: Nano }>(
+    `SELECT committed FROM day_committed WHERE day = @day AND ${SCOPE_WHERE}`,
+  );
+  const dropOldDays = db.prepare<[string]>('DELETE FROM day_committed WHERE day < ?');
+  const addRate = db.prepare<Scope & { window: number; requests: number; tokens: number }, RateUse>(
+    `INSERT INTO rate_windows (project, user, model, window, requests, tokens) VALUES (@project, @user, @model, @window, @requests, @tokens)
+     ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens RETURNING requests, tokens`,
+  );
+  const getRate = db.prepare<Scope & { window: number }, RateUse>(
+    `SELECT requests, tokens FROM rate_windows WHERE window = @window AND ${SCOPE_WHERE}`,
+  );
+  const putRateHold = db.prepare<Scope & { callId: string; window: number; tokens: number }>(
+    'INSERT OR IGNORE INTO rate_holds (callId, project, user, model, window, tokens) VALUES (@callId, @project, @user, @model, @window, @tokens)',
+  );
+  const takeRateHold = db.prepare<Scope & { callId: string }, { window: number; tokens: number }>(
+    `DELETE FROM rate_holds WHERE callId = @callId AND ${SCOPE_WHERE} RETURNING window, tokens`,
+  );
+  const dropOldWindows = db.prepare<[number]>('DELETE FROM rate_windows WHERE window < ?');
+  const dropOldRateHolds = db.prepare<[number]>('DELETE FROM rate_holds WHERE window < ?');
+  let newestWindow = 0;
+  let newestDay = '';
   const getPrice = db.prepare<[string], PriceRecord>('SELECT * FROM prices WHERE model = ?');
   const getCommitted = db.prepare<Scope & { month: string }, { committed: Nano }>(
     `SELECT committed FROM usage WHERE month = @month AND ${SCOPE_WHERE}`,
@@ -167,22 +228,74 @@ export function openSqliteLedger(file: string): Ledger {
 
   const sameScope = (a: Scope, b: Scope) => a.project === b.project && a.user === b.user && a.model === b.model;
 
+  /** Lazily, when a newer window or day comes: rate windows and day totals nobody reads any more. */
+  function dropOld(r: Reservation): void {
+    if (r.window !== undefined && r.window > newestWindow) {
+      newestWindow = r.window;
+      dropOldWindows.run(r.window - WINDOW_KEEP_MS);
+      dropOldRateHolds.run(r.window - WINDOW_KEEP_MS);
+    }
+    if (r.day > newestDay) {
+      newestDay = r.day;
+      dropOldDays.run(new Date(Date.parse(r.day) - DAY_KEEP_MS).toISOString().slice(0, 10));
+    }
+  }
+
+  const rateParams = (r: Reservation, scope: Scope) => ({ ...scopeParams(scope), window: r.window ?? 0 });
+
   const reserveAll = db.transaction((r: Reservation): ReserveResult => {
+    const rates = r.rates ?? [];
     const pending: Pending = r.holds.map(({ scope, amount }) => ({ scope: scopeParams(scope), amount }));
-    const call = putCall.run({ callId: r.callId, month: r.month, day: r.day, expiresAt: r.expiresAt, pending: JSON.stringify(pending) });
     // This call is on the ledger already: its reservation landed before and the reply was lost.
-    if (call.changes === 0) {
-      return { ok: true, committed: r.holds.map((h) => getCommitted.get({ month: r.month, ...scopeParams(h.scope) })?.committed ?? 0) };
+    const landed =
+      r.holds.length > 0
+        ? putCall.run({ callId: r.callId, month: r.month, day: r.day, expiresAt: r.expiresAt, pending: JSON.stringify(pending) }).changes === 0
+        : rates.length > 0 && putRateHold.run({ callId: r.callId, ...rateParams(r, rates[0].scope), tokens: rates[0].tokens }).changes === 0;
+    const withDays = r.holds.some((h) => h.dayLimit !== undefined);
+    if (landed) {
+      return {
+        ok: true,
+        committed: r.holds.map((h) => getCommitted.get({ month: r.month, ...scopeParams(h.scope) })?.committed ?? 0),
+        ...(withDays ? { days: r.holds.map((h) => getDayCommitted.get({ day: r.day, ...scopeParams(h.scope) })?.committed ?? 0) } : {}),
+        ...(rates.length ? { rates: rates.map((h) => getRate.get(rateParams(r, h.scope)) ?? { requests: 0, tokens: 0 }) } : {}),
+      };
     }
     const committed: Nano[] = [];
+    const days: Nano[] = [];
     r.holds.forEach((hold, index) => {
-      const after = addCommitted.get({ month: r.month, ...scopeParams(hold.scope), amount: hold.amount })!.committed;
+      const scope = scopeParams(hold.scope);
+      const after = addCommitted.get({ month: r.month, ...scope, amount: hold.amount })!.committed;
       // Over the limit: the rollback takes this hold, the ones before it and the call row back.
       if (hold.limit !== undefined && after > hold.limit) throw new Refused({ ok: false, index, committed: after - hold.amount });
+      const today = addDayCommitted.get({ day: r.day, ...scope, amount: hold.amount })!.committed;
+      if (hold.dayLimit !== undefined && today > hold.dayLimit) {
+        throw new Refused({ ok: false, index, committed: today - hold.amount, period: 'day' });
+      }
       committed.push(after);
+      days.push(today);
     });
-    return { ok: true, committed };
+    const uses: RateUse[] = rates.map((hold, rate) => {
+      const params = rateParams(r, hold.scope);
+      // The first marker was put above when the call has no USD holds.
+      if (r.holds.length > 0 || rate > 0) putRateHold.run({ callId: r.callId, ...params, tokens: hold.tokens });
+      const after = addRate.get({ ...params, requests: 1, tokens: hold.tokens })!;
+      const before = { requests: after.requests - 1, tokens: after.tokens - hold.tokens };
+      if ((hold.rpm !== undefined && after.requests > hold.rpm) || (hold.tpm !== undefined && after.tokens > hold.tpm)) {
+        throw new Refused({ ok: false, rate, use: before });
+      }
+      return after;
+    });
+    dropOld(r);
+    return { ok: true, committed, ...(withDays ? { days } : {}), ...(rates.length ? { rates: uses } : {}) };
   });
+
+  /** Gives back (release) or settles (tokens: actual minus reserved) the rate holds a call still has. */
+  function applyRates(callId: string, scopes: Scope[], change: (hold: { tokens: number }, i: number) => RateUse): void {
+    scopes.forEach((scope, i) => {
+      const hold = takeRateHold.get({ callId, ...scopeParams(scope) });
+      if (hold) addRate.get({ ...scopeParams(scope), window: hold.window, ...change(hold, i) });
+    });
+  }
 
   /** Takes the holds of `scopes` off a call's pending list; returns those it still had. */
   function takePending(callId: string, scopes: Scope[]): Pending {
@@ -199,7 +312,9 @@ export function openSqliteLedger(file: string): Ledger {
   const releaseAll = db.transaction((r: Reservation) => {
     for (const { scope, amount } of takePending(r.callId, r.holds.map((h) => h.scope))) {
       addCommitted.get({ month: r.month, ...scope, amount: -amount });
+      addDayCommitted.get({ day: r.day, ...scope, amount: -amount });
     }
+    applyRates(r.callId, (r.rates ?? []).map((h) => h.scope), (hold) => ({ requests: -1, tokens: -hold.tokens }));
   });
 
   const settleAll = db.transaction((s: Settlement) => {
@@ -210,8 +325,11 @@ export function openSqliteLedger(file: string): Ledger {
     for (const row of s.rows) {
       if (!taken.some((p) => sameScope(p.scope, row.scope))) continue;
       addUsage.run({ month: s.month, ...scopeParams(row.scope), ...counts, committed: row.committed, priceVersion });
+      if (row.committed !== 0) addDayCommitted.get({ day: s.day, ...scopeParams(row.scope), amount: row.committed });
       if (row.daily) addDaily.run({ day: s.day, ...scopeParams(row.scope), ...counts });
     }
+    const rates = s.rates ?? [];
+    applyRates(s.callId, rates.map((r) => r.scope), (_, i) => ({ requests: 0, tokens: rates[i].tokens }));
   });
 
   const hitAll = db.transaction((month: string, day: string, scope: Scope, saved: Nano) => {
@@ -223,8 +341,13 @@ export function openSqliteLedger(file: string): Ledger {
   return {
     async read(scopes, models, responses) {
       const now = Date.now();
+      const others = scopes.map((scope) => new Map(getScopeLimits.all(scopeParams(scope)).map((l) => [l.kind, l.value])));
       return {
         limits: scopes.map((scope) => getLimit.get(scopeParams(scope))?.nano),
+        dayLimits: others.map((l) => l.get('day')),
+        rateLimits: others.map((l): RateLimits | undefined =>
+          l.has('rpm') || l.has('tpm') ? { ...(l.has('rpm') ? { rpm: l.get('rpm') } : {}), ...(l.has('tpm') ? { tpm: l.get('tpm') } : {}) } : undefined,
+        ),
         prices: models.map((model) => {
           const row = getPrice.get(model);
           return row && toPrice(row);
@@ -273,14 +396,37 @@ export function openSqliteLedger(file: string): Ledger {
     async months() {
       return listMonths.all().map((r) => r.month);
     },
-    async setLimit(scope, limit) {
-      putLimit.run({ ...scopeParams(scope), nano: limit });
+    async setLimit(scope, limit, kind = 'month') {
+      if (kind === 'month') putLimit.run({ ...scopeParams(scope), nano: limit });
+      else putScopeLimit.run({ ...scopeParams(scope), kind, value: limit });
     },
-    async removeLimit(scope) {
-      return deleteLimit.run(scopeParams(scope)).changes > 0;
+    async removeLimit(scope, kind) {
+      const params = scopeParams(scope);
+      if (kind === 'month') return deleteLimit.run(params).changes > 0;
+      if (kind) return deleteScopeLimit.run({ ...params, kind }).changes > 0;
+      return deleteLimit.run(params).changes + deleteScopeLimits.run(params).changes > 0;
     },
     async listLimits(): Promise<LimitRow[]> {
-      return sortLimits(allLimits.all().map(({ nano, ...scope }) => ({ scope: scopeParams(scope), limit: nano })));
+      const rows = new Map<string, LimitRow>();
+      const rowOf = (scope: Scope) => {
+        const id = `${scope.project}#${scope.user}#${scope.model}`;
+        if (!rows.has(id)) rows.set(id, { scope: scopeParams(scope) });
+        return rows.get(id)!;
+      };
+      for (const { nano, ...scope } of allLimits.all()) rowOf(scope).limit = nano;
+      for (const { kind, value, ...scope } of allScopeLimits.all()) {
+        const row = rowOf(scope);
+        if (kind === 'day') row.dayLimit = value;
+        else if (kind === 'rpm' || kind === 'tpm') row[kind] = value;
+      }
+      return sortLimits([...rows.values()]);
+    },
+    async limitUse(scopes, _month, day, window) {
+      return scopes.map((scope) => {
+        const params = scopeParams(scope);
+        const rate = getRate.get({ ...params, window }) ?? { requests: 0, tokens: 0 };
+        return { day: getDayCommitted.get({ ...params, day })?.committed ?? 0, ...rate };
+      });
     },
     async setPrice(price) {
       putPrice.run(toPriceRecord(price));

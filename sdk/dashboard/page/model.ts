@@ -103,12 +103,34 @@ export function levelOf(spend: number, limit: number): Level {
 
 export const usedPercent = (spend: number, limit: number): number => (limit > 0 ? Math.round((spend / limit) * 100) : 100);
 
-/** Projects with a limit (of any scope within them) at 80% or more, most used first. */
+/** One limit of a scope with its use: `used` of `limit` per month, per day, per minute. */
+export interface LimitMeter {
+  kind: 'day' | 'rpm' | 'tpm';
+  used: number;
+  limit: number;
+}
+
+/** The limits beside the monthly one that a scope has, with this day's and this minute's use. */
+export function otherMeters(l: LimitStatus): LimitMeter[] {
+  const meters: LimitMeter[] = [];
+  if (l.dailyLimit !== undefined) meters.push({ kind: 'day', used: l.today, limit: l.dailyLimit });
+  if (l.rpm !== undefined) meters.push({ kind: 'rpm', used: l.minuteRequests, limit: l.rpm });
+  if (l.tpm !== undefined) meters.push({ kind: 'tpm', used: l.minuteTokens, limit: l.tpm });
+  return meters;
+}
+
+/** Projects with a USD limit (of any scope within them, per month or day) at 80% or more, most used first. */
 export function projectsNearLimits(limits: LimitStatus[]): { project: string; percent: number }[] {
   const worst = new Map<string, number>();
   for (const l of limits) {
-    if (levelOf(l.spend, l.limit) === 'ok') continue;
-    worst.set(l.project, Math.max(worst.get(l.project) ?? 0, usedPercent(l.spend, l.limit)));
+    const usd = [
+      ...(l.limit !== undefined ? [{ used: l.spend, limit: l.limit }] : []),
+      ...otherMeters(l).filter((m) => m.kind === 'day'),
+    ];
+    for (const m of usd) {
+      if (levelOf(m.used, m.limit) === 'ok') continue;
+      worst.set(l.project, Math.max(worst.get(l.project) ?? 0, usedPercent(m.used, m.limit)));
+    }
   }
   return [...worst].map(([project, percent]) => ({ project, percent })).sort((a, b) => b.percent - a.percent);
 }

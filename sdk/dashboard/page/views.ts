@@ -5,13 +5,16 @@ import {
   count,
   levelOf,
   monthLabel,
+  otherMeters,
   projectsNearLimits,
   scopeLabel,
   money,
   usedPercent,
   type DayTotal,
   type Dimension,
+  type LimitMeter,
   type LimitsReport,
+  type LimitStatus,
   type Totals,
   type UsageReport,
 } from './model.ts';
@@ -126,19 +129,28 @@ export function limitsView(limits: LimitsReport, shownMonth: string): HTMLElemen
       h('p', {}, h('strong', {}, `No limits in stage ${stage}.`), ' Calls of a project without a limit are refused (unless the stack sets a default limit).'),
       h('p', {}, 'Set one: ', code(`openai-wrapi limits set --stage ${stage} --project NAME --limit 10`)));
   }
-  const rows = [...limits.limits].sort((a, b) => usedPercent(b.spend, b.limit) - usedPercent(a.spend, a.limit) || scopeLabel(a).localeCompare(scopeLabel(b)));
-  const caption = `Monthly limits in stage ${stage} with the spend of ${monthLabel(limits.month)}` +
-    (shownMonth !== limits.month ? ' (limits count the current month)' : '') + '. Bars turn amber at 80% and red at 100%.';
+  const monthUse = (l: LimitStatus) => (l.limit === undefined ? -1 : usedPercent(l.spend, l.limit));
+  const rows = [...limits.limits].sort((a, b) => monthUse(b) - monthUse(a) || scopeLabel(a).localeCompare(scopeLabel(b)));
+  const caption = `Limits in stage ${stage} with the spend of ${monthLabel(limits.month)}` +
+    (shownMonth !== limits.month ? ' (limits count the current month)' : '') +
+    ', and today\'s (UTC) and this minute\'s use of the daily and per-minute ones. Bars turn amber at 80% and red at 100%.';
   const table = h(
     'table',
     { id: 'limits-table', class: 'data limits' },
     h('caption', {}, caption),
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col', class: 'text' }, 'Scope'), h('th', { scope: 'col' }, 'Spend of limit'),
-      h('th', { scope: 'col', class: 'text used' }, 'Used'))),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col', class: 'text' }, 'Scope'), h('th', { scope: 'col' }, 'Spend of monthly limit'),
+      h('th', { scope: 'col', class: 'text used' }, 'Used'), h('th', { scope: 'col', class: 'text' }, 'Per day and per minute'))),
     h(
       'tbody',
       {},
       ...rows.map((l) => {
+        const others = h('td', { class: 'text', 'data-col': 'others' }, ...otherMeters(l).map(meterView));
+        const scopeCell = h('th', { scope: 'row', class: 'text' }, scopeLabel(l));
+        const key = `${l.project}#${l.user}#${l.model}`;
+        if (l.limit === undefined) {
+          return h('tr', { 'data-scope': key, 'data-level': 'none' }, scopeCell,
+            h('td', { 'data-col': 'spend', 'data-value': l.spend }, h('span', { class: 'of' }, 'no monthly limit')), h('td', { class: 'text used' }), others);
+        }
         const level = levelOf(l.spend, l.limit);
         const percent = usedPercent(l.spend, l.limit);
         const fill = h('span', { class: `fill ${level}` });
@@ -146,19 +158,33 @@ export function limitsView(limits: LimitsReport, shownMonth: string): HTMLElemen
         const inFlight = l.committed - l.spend > 1e-9;
         return h(
           'tr',
-          { 'data-scope': `${l.project}#${l.user}#${l.model}`, 'data-level': level },
-          h('th', { scope: 'row', class: 'text' }, scopeLabel(l)),
+          { 'data-scope': key, 'data-level': level },
+          scopeCell,
           h('td', { 'data-col': 'spend', 'data-value': l.spend, 'data-limit': l.limit },
             h('span', { class: 'spent' }, money(l.spend)), ' ', h('span', { class: 'of' }, `of ${money(l.limit)}`)),
           h('td', { class: 'text used', 'data-col': 'used', 'data-value': percent },
             h('span', { class: 'meter', 'aria-hidden': 'true' }, fill),
             h('span', { class: 'pct' }, `${percent}%`, level === 'near' ? ' · near the limit' : level === 'over' ? ' · at or over the limit' : ''),
             inFlight ? h('span', { class: 'sub' }, ` (+${money(l.committed - l.spend)} held by calls in flight)`) : null),
+          others,
         );
       }),
     ),
   );
   return h('div', {}, h('p', { class: 'hint', 'aria-hidden': 'true' }, caption), table);
+}
+
+const METER_TEXT = {
+  day: (m: LimitMeter) => `${money(m.used)} of ${money(m.limit)} today`,
+  rpm: (m: LimitMeter) => `${count(m.used)} of ${count(m.limit)} requests this minute`,
+  tpm: (m: LimitMeter) => `${count(m.used)} of ${count(m.limit)} tokens this minute`,
+};
+
+/** One daily or per-minute limit with its use, in words (the level is said, not only coloured). */
+function meterView(m: LimitMeter): HTMLElement {
+  const level = levelOf(m.used, m.limit);
+  return h('span', { class: `meter-text ${level}`, 'data-kind': m.kind, 'data-value': m.used, 'data-limit': m.limit, 'data-level': level },
+    METER_TEXT[m.kind](m), level === 'over' ? ' (at the limit)' : level === 'near' ? ' (near the limit)' : '', ' ');
 }
 
 /** The daily figures behind the line chart, for keyboard and screen-reader users. */
