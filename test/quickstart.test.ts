@@ -45,6 +45,9 @@ let stack: ChildProcess | undefined;
 let dashboardUrl: string | undefined;
 test.before(async () => {
   home = await mkdtemp(join(tmpdir(), 'wrapi-quickstart-'));
+  // `npx openai-wrapi` runs dist/ (built by `npm install`'s prepare): rebuild it, or a pull since then
+  // would be tested with the old CLI.
+  await run('npm', ['run', 'build'], { cwd: root, timeout: 120_000 });
 });
 test.after(async () => {
   if (stack && stack.exitCode === null) {
