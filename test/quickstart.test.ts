@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { childEnv } from './helpers/sdk.ts';
+import { lockDist } from './helpers/pack.ts';
 import { hasChromium, unless } from './helpers/binaries.ts';
 import { launchChromium, settledState } from './helpers/browser.ts';
 
@@ -41,12 +42,14 @@ const normalise = (line: string) => line.replace(/127\.0\.0\.1:\d+/g, '127.0.0.1
 
 let home: string;
 let stack: ChildProcess | undefined;
+let releaseDist: (() => Promise<void>) | undefined;
 /** The dashboard link the demo stack printed. */
 let dashboardUrl: string | undefined;
 test.before(async () => {
   home = await mkdtemp(join(tmpdir(), 'wrapi-quickstart-'));
   // `npx openai-wrapi` runs dist/ (built by `npm install`'s prepare): rebuild it, or a pull since then
-  // would be tested with the old CLI.
+  // would be tested with the old CLI; and hold it, so no other test file rebuilds it under our commands.
+  releaseDist = await lockDist();
   await run('npm', ['run', 'build'], { cwd: root, timeout: 120_000 });
 });
 test.after(async () => {
@@ -56,6 +59,7 @@ test.after(async () => {
     await exited;
   }
   await rm(home, { recursive: true, force: true });
+  await releaseDist?.();
 });
 
 test('the quick start\'s commands, run as the README writes them, print what it shows', async () => {

@@ -14,24 +14,32 @@ export interface Packed {
   files: string[];
 }
 
-/** Packs into `dest`; waits while another test file packs. */
-export async function packInto(dest: string): Promise<Packed> {
+/**
+ * Takes dist/ for this test file alone (packing rebuilds it; the quick-start test runs it): waits
+ * while another file holds it. Returns the release.
+ */
+export async function lockDist(): Promise<() => Promise<void>> {
   const lock = join(root, 'tmp', 'pack.lock');
   await mkdir(join(root, 'tmp'), { recursive: true });
   for (let waited = 0; ; waited += 200) {
     try {
       await mkdir(lock);
-      break;
+      return () => rmdir(lock);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || waited > 300_000) throw err;
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+}
+
+/** Packs into `dest`; waits while another test file holds dist/. */
+export async function packInto(dest: string): Promise<Packed> {
+  const release = await lockDist();
   try {
     const { stdout } = await run(npm, ['pack', '--json', '--pack-destination', dest], { cwd: root, maxBuffer: 1 << 24 });
     const [info] = JSON.parse(stdout);
     return { tarball: join(dest, info.filename), files: info.files.map((f: { path: string }) => f.path) };
   } finally {
-    await rmdir(lock);
+    await release();
   }
 }
