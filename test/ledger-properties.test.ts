@@ -18,17 +18,16 @@
 //                        deadline at their full amount), per month and per day.
 // FC_SEED / FC_PATH replay a failure (fast-check prints both; exactly on SQLite, while on dynalite the
 // network still adds its own timing); FC_RUNS overrides the run counts.
-import { AsyncLocalStorage } from 'node:async_hooks';
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chargeExpired, settlementOf } from '../runtime/core/bill.ts';
 import { callScopes, holdsFor } from '../runtime/core/limits.ts';
 import type { Ledger, Nano, Reservation, ReserveResult, Scope, UsageDelta, UsageRow } from '../runtime/core/ports.ts';
-import { createDynamoLedger, ensureLedgerTable, type LedgerClient } from '../runtime/store/dynamo-ledger.ts';
-import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
+import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
 import { startDynalite } from './helpers/dynalite.ts';
-import { FAULT_KINDS, inject, type FaultKind } from './helpers/faults.ts';
+import { FAULT_KINDS, type FaultKind } from './helpers/faults.ts';
+import { scheduledDynamoLedger, scheduledSqliteLedger, type ScheduledLedger } from './helpers/scheduled-ledger.ts';
 
 const RUNS = { sqlite: 300, dynamodb: 25 };
 
@@ -155,14 +154,6 @@ function faultOf(call: Call, label: Label): FaultSpec | undefined {
   return call.spec.faults[LABELS.indexOf(label)] ?? undefined;
 }
 
-const WRITES = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand']);
-interface SendContext {
-  label: string;
-  fault: FaultSpec | undefined;
-  writes: number;
-}
-const als = new AsyncLocalStorage<SendContext>();
-
 const server = await startDynalite();
 // The table is made with the SDK client; the ledger runs over the lean one, as in the Lambdas.
 const sdkClient = server.client();
@@ -171,59 +162,12 @@ const TABLE = 'properties';
 await ensureLedgerTable(sdkClient, TABLE);
 sdkClient.destroy();
 
-function track(inflight: Set<Promise<unknown>>, p: Promise<unknown>): void {
-  inflight.add(p);
-  void p.catch(() => undefined).finally(() => inflight.delete(p));
+/** A store under the scheduler, its calls named and faulted by the call they belong to. */
+function harness(ledger: ScheduledLedger): Harness {
+  return { ...ledger, run: (call, label, op) => ledger.run(`c${call.n} ${label}`, faultOf(call, label), op) };
 }
-
-function dynamoHarness(s: fc.Scheduler): Harness {
-  const inflight = new Set<Promise<unknown>>();
-  const scheduled = new Proxy(client, {
-    get(target, prop) {
-      if (prop !== 'send') return Reflect.get(target, prop);
-      return (command: { constructor: { name: string } }) => {
-        const context = als.getStore();
-        if (!context) return target.send(command as never);
-        const name = command.constructor.name.replace(/Command$/, '');
-        const send = () => {
-          const sent = s.schedule(Promise.resolve(), `${context.label} ${name}`).then(() => target.send(command as never));
-          track(inflight, sent);
-          return sent;
-        };
-        if (!WRITES.has(command.constructor.name)) return send();
-        const index = context.writes++;
-        const fault = context.fault && context.fault.index === index ? context.fault.kind : undefined;
-        const faulted = inject(fault, send);
-        track(inflight, faulted);
-        return faulted;
-      };
-    },
-  });
-  const ledger = createDynamoLedger({ tableName: TABLE, client: scheduled });
-  return {
-    raw: createDynamoLedger({ tableName: TABLE, client }),
-    run(call, label, op) {
-      return als.run({ label: `c${call.n} ${label}`, fault: faultOf(call, label), writes: 0 }, () => op(ledger));
-    },
-    async idle() {
-      while (inflight.size > 0) await Promise.allSettled([...inflight]);
-    },
-    async close() {},
-  };
-}
-
-function sqliteHarness(s: fc.Scheduler): Harness {
-  const ledger = openSqliteLedger(':memory:');
-  return {
-    raw: ledger,
-    run(call, label, op) {
-      const send = () => s.schedule(Promise.resolve(), `c${call.n} ${label}`).then(() => op(ledger));
-      return inject(faultOf(call, label)?.kind, send);
-    },
-    async idle() {},
-    close: () => ledger.close!(),
-  };
-}
+const dynamoHarness = (s: fc.Scheduler) => harness(scheduledDynamoLedger(s, client, TABLE));
+const sqliteHarness = (s: fc.Scheduler) => harness(scheduledSqliteLedger(s));
 
 // ---------------------------------------------------------------------------------------------------
 // One call, driven like the core (proxy.ts reserveOnce/releaseQuietly, bill.ts Bill.write)

@@ -12,17 +12,16 @@
 //                      calls whose holds may or may not have stayed (a reserve or release that
 //                      kept failing, a refused reserve whose duplicate landed late), otherwise.
 // FC_SEED / FC_PATH replay a failure; FC_RUNS overrides the run counts.
-import { AsyncLocalStorage } from 'node:async_hooks';
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { settlementOf } from '../runtime/core/bill.ts';
 import { callScopes } from '../runtime/core/limits.ts';
 import type { Ledger, RateLimits, Reservation, ReserveResult, Scope, UsageDelta } from '../runtime/core/ports.ts';
-import { createDynamoLedger, ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
-import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
+import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
 import { startDynalite } from './helpers/dynalite.ts';
-import { FAULT_KINDS, inject, type FaultKind } from './helpers/faults.ts';
+import { FAULT_KINDS, type FaultKind } from './helpers/faults.ts';
+import { scheduledDynamoLedger, scheduledSqliteLedger, type ScheduledLedger } from './helpers/scheduled-ledger.ts';
 
 const RUNS = { sqlite: 200, dynamodb: 30 };
 const USERS = ['alice', 'bob'];
@@ -89,8 +88,6 @@ interface Harness {
   close(): Promise<void>;
 }
 
-const WRITES = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand']);
-const als = new AsyncLocalStorage<{ label: string; fault?: CallSpec['faults'][number]; writes: number }>();
 const server = await startDynalite();
 const client = server.lean();
 const TABLE = 'rate-properties';
@@ -100,54 +97,12 @@ const TABLE = 'rate-properties';
   sdk.destroy();
 }
 
-function dynamoHarness(s: fc.Scheduler): Harness {
-  const inflight = new Set<Promise<unknown>>();
-  const track = (p: Promise<unknown>) => {
-    inflight.add(p);
-    void p.catch(() => undefined).finally(() => inflight.delete(p));
-  };
-  const scheduled = new Proxy(client, {
-    get(target, prop) {
-      if (prop !== 'send') return Reflect.get(target, prop);
-      return (command: { constructor: { name: string } }) => {
-        const context = als.getStore();
-        if (!context) return target.send(command as never);
-        const send = () => {
-          const sent = s.schedule(Promise.resolve(), `${context.label} ${command.constructor.name}`).then(() => target.send(command as never));
-          track(sent);
-          return sent;
-        };
-        if (!WRITES.has(command.constructor.name)) return send();
-        const index = context.writes++;
-        const faulted = inject(context.fault?.index === index ? context.fault.kind : undefined, send);
-        track(faulted);
-        return faulted;
-      };
-    },
-  });
-  const ledger = createDynamoLedger({ tableName: TABLE, client: scheduled });
-  return {
-    raw: createDynamoLedger({ tableName: TABLE, client }),
-    run: (call, label, op) => als.run({ label: `c${call.n} ${label}`, fault: call.spec.faults[LABELS.indexOf(label)], writes: 0 }, () => op(ledger)),
-    async idle() {
-      while (inflight.size > 0) await Promise.allSettled([...inflight]);
-    },
-    async close() {},
-  };
+/** A store under the scheduler, its calls named and faulted by the call they belong to. */
+function harness(ledger: ScheduledLedger): Harness {
+  return { ...ledger, run: (call, label, op) => ledger.run(`c${call.n} ${label}`, call.spec.faults[LABELS.indexOf(label)] ?? undefined, op) };
 }
-
-function sqliteHarness(s: fc.Scheduler): Harness {
-  const ledger = openSqliteLedger(':memory:');
-  return {
-    raw: ledger,
-    run(call, label, op) {
-      const send = () => s.schedule(Promise.resolve(), `c${call.n} ${label}`).then(() => op(ledger));
-      return inject(call.spec.faults[LABELS.indexOf(label)]?.kind, send);
-    },
-    async idle() {},
-    close: () => ledger.close!(),
-  };
-}
+const dynamoHarness = (s: fc.Scheduler) => harness(scheduledDynamoLedger(s, client, TABLE));
+const sqliteHarness = (s: fc.Scheduler) => harness(scheduledSqliteLedger(s));
 
 /** One call as the core drives it (proxy.ts reserveOnce/releaseQuietly, bill.ts Bill.write). */
 async function drive(h: Harness, call: Call): Promise<void> {
