@@ -67,11 +67,13 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
   }
 
   test('an empty ledger reads empty', async () => {
-    assert.equal(await ledger.read([], []), { limits: [], dayLimits: [], rateLimits: [], prices: [], members: new Map() });
+    assert.equal(await ledger.read([], []), { limits: [], dayLimits: [], rateLimits: [], alerts: [], dayAlerts: [], prices: [], members: new Map() });
     assert.equal(await ledger.read([scope('p'), scope('p', ALICE, 'gpt-4o')], ['gpt-4o']), {
       limits: [undefined, undefined],
       dayLimits: [undefined, undefined],
       rateLimits: [undefined, undefined],
+      alerts: [undefined, undefined],
+      dayAlerts: [undefined, undefined],
       prices: [undefined],
       members: new Map(),
     });

@@ -1,7 +1,8 @@
 // One call's account: the reservation it holds and, once, its settlement. Every call that may have
 // reached OpenAI is settled exactly once: at OpenAI's usage, or by a conservative estimate when the
 // usage can never be known, or as free when OpenAI answered with an error.
-import { isDetail } from './limits.ts';
+import type { BudgetAlert } from './alerts.ts';
+import { isDetail, watchOf } from './limits.ts';
 import type { ExpiredHold, Ledger, Logger, Nano, Reservation, ReserveResult, Scope, Settlement, UsageDelta } from './ports.ts';
 import { tightestRateHeaders, WINDOW_MS } from './rates.ts';
 import { costOf, type Price, type TokenUsage } from './pricing.ts';
@@ -45,6 +46,8 @@ export interface BillInit {
   countTokens: CountTokens;
   /** For the one log line per call. Never prompts or keys. */
   tags: Record<string, unknown>;
+  /** Receives the budget alerts the settlement made (see ProxyDeps.onAlerts). */
+  onAlerts?: (alerts: BudgetAlert[]) => Promise<void> | void;
 }
 
 export interface Settled {
@@ -142,6 +145,7 @@ export class Bill {
     let held = this.init.held;
     // The call may have reached OpenAI, so its cost must land. Every write is idempotent (the call's
     // marker), so retrying after a failure or a lost reply applies it once.
+    let alerts: BudgetAlert[] = [];
     const landed = await retried(async () => {
       // Failed open without holds: take unlimited ones now, so the settlement has rows to land on;
       // once only, or a retry would put back the markers a partly landed settlement removed.
@@ -153,10 +157,23 @@ export class Bill {
         });
         held = true;
       }
-      await ledger.settle(settlement);
+      alerts = (await ledger.settle(settlement)) ?? [];
     });
     // The holds stay and are charged in full at their deadline; the line lets an operator see why.
     if (landed !== true) log.error('settle failed', { ...this.init.tags, spent: settlement.delta.spent, error: errorName(landed.error) });
+    if (alerts.length) await this.alert(alerts);
+  }
+
+  /** Hands the alerts on; a failing receiver is logged, never the call's problem. */
+  private async alert(alerts: BudgetAlert[]): Promise<void> {
+    for (const a of alerts) {
+      this.init.log.info('budget alert', { project: a.scope.project, user: a.scope.user, model: a.scope.model, period: a.period, threshold: a.threshold, limit: a.limit, spent: a.spent });
+    }
+    try {
+      await this.init.onAlerts?.(alerts);
+    } catch (error) {
+      this.init.log.error('budget alert delivery failed', { error: errorName(error) });
+    }
   }
 }
 
@@ -201,7 +218,10 @@ export function settlementOf(reservation: Reservation, delta: UsageDelta, priceV
     callId,
     month,
     day,
-    rows: holds.map((hold) => ({ scope: hold.scope, committed: delta.spent - hold.amount, daily: isDetail(hold.scope) })),
+    rows: holds.map((hold) => {
+      const watch = delta.spent > 0 ? watchOf(hold) : [];
+      return { scope: hold.scope, committed: delta.spent - hold.amount, daily: isDetail(hold.scope), ...(watch.length ? { watch } : {}) };
+    }),
     delta,
     ...(priceVersion ? { priceVersion } : {}),
     ...(rates?.length ? { window: reservation.window, rates: rates.map((r) => ({ scope: r.scope, tokens: used - r.tokens })) } : {}),

@@ -173,3 +173,19 @@ export const METRICS = {
     timeToFirstByte: 'TimeToFirstByte',
   },
 } as const;
+
+// ----------------------------------------------------------------------------------- budget alerts
+
+/**
+ * How a budget alert leaves the ledger table on AWS. The write that marks a threshold reached also
+ * sets `carrier` (a map describing the alert) on the usage item, and every other write to a usage
+ * item removes it: so a DynamoDB Streams record whose new image has it is exactly one new alert, and
+ * the event filter below lets only those reach the notifier function.
+ */
+export const ALERT_STREAM = {
+  carrier: 'alert',
+  filterPattern: JSON.stringify({
+    eventName: ['MODIFY'],
+    dynamodb: { NewImage: { alert: { M: { threshold: { N: [{ exists: true }] } } } } },
+  }),
+} as const;

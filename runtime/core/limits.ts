@@ -2,6 +2,7 @@
 // and how refusals read.
 import { ANY } from './protocol.ts';
 import type { Hold, Nano, Scope } from './ports.ts';
+import { DEFAULT_ALERTS, type AlertWatch } from './alerts.ts';
 import { modelCandidates, nanoToUsd } from './pricing.ts';
 
 /** UTC calendar month, `YYYY-MM`. */
@@ -40,13 +41,39 @@ export function effectiveLimits(limits: (Nano | undefined)[], defaultProjectLimi
   return limits.map((limit, i) => (i === 0 && limit === undefined ? defaultProjectLimit : limit));
 }
 
-/** A hold on every scope the call counts into, limited where a limit (per month, per day) is in force. */
-export function holdsFor(scopes: Scope[], limits: (Nano | undefined)[], amount: Nano, dayLimits: (Nano | undefined)[] = []): Hold[] {
+/** Each scope's alert thresholds of its monthly and daily limits, as the ledger read them. */
+export interface AlertThresholds {
+  alerts?: (readonly number[] | undefined)[];
+  dayAlerts?: (readonly number[] | undefined)[];
+}
+
+/**
+ * A hold on every scope the call counts into, limited where a limit (per month, per day) is in
+ * force, with that limit's alert thresholds when they are not the defaults.
+ */
+export function holdsFor(
+  scopes: Scope[], limits: (Nano | undefined)[], amount: Nano, dayLimits: (Nano | undefined)[] = [], thresholds: AlertThresholds = {},
+): Hold[] {
   return scopes.map((scope, i) => {
     const hold: Hold = limits[i] === undefined ? { scope, amount } : { scope, amount, limit: limits[i] };
     if (dayLimits[i] !== undefined) hold.dayLimit = dayLimits[i];
+    const alerts = thresholds.alerts?.[i];
+    const dayAlerts = thresholds.dayAlerts?.[i];
+    if (alerts && hold.limit !== undefined) hold.alerts = alerts;
+    if (dayAlerts && hold.dayLimit !== undefined) hold.dayAlerts = dayAlerts;
     return hold;
   });
+}
+
+/** The limits of a hold whose alert thresholds its settlement may reach (none: nothing to watch). */
+export function watchOf(hold: Hold): AlertWatch[] {
+  const watch: AlertWatch[] = [];
+  const add = (period: AlertWatch['period'], limit: Nano | undefined, thresholds: readonly number[] = DEFAULT_ALERTS) => {
+    if (limit !== undefined && limit > 0 && thresholds.length) watch.push({ period, limit, thresholds });
+  };
+  add('month', hold.limit, hold.alerts);
+  add('day', hold.dayLimit, hold.dayAlerts);
+  return watch;
 }
 
 export function describeScope(s: Scope): string {

@@ -8,6 +8,9 @@ export interface Policy {
   limits: (Nano | undefined)[];
   dayLimits?: (Nano | undefined)[];
   rateLimits?: (RateLimits | undefined)[];
+  /** Alert thresholds of the monthly and daily limits (undefined: the defaults). */
+  alerts?: (number[] | undefined)[];
+  dayAlerts?: (number[] | undefined)[];
   prices: (PriceOverride | undefined)[];
   /** Members of the call's project, when it has any (see membership.ts). */
   members: ReadonlyMap<string, readonly string[]>;

@@ -1,6 +1,8 @@
 // The narrow ports the core talks through. Stores only store and count: which scopes apply, how much
 // to reserve and what a call cost is decided by pure core code (limits.ts, pricing.ts).
 
+import type { AlertWatch, BudgetAlert } from './alerts.ts';
+
 /** Money inside the runtime is an integer count of nano-USD (1e-9 USD): exact sums, no float drift. */
 export type Nano = number;
 
@@ -23,6 +25,9 @@ export interface Hold {
   limit?: Nano;
   /** USD per day (UTC): refuse unless the row's committed total of the reservation's day + amount <= it. */
   dayLimit?: Nano;
+  /** Alert thresholds (percent) of `limit` and of `dayLimit`; absent: the default ones. */
+  alerts?: readonly number[];
+  dayAlerts?: readonly number[];
 }
 
 /**
@@ -126,6 +131,11 @@ export interface SettledRow {
   committed: Nano;
   /** Also add the delta to this scope's row for `day`. */
   daily: boolean;
+  /**
+   * Limits on this row whose alert thresholds the settled spend may reach. The ledger reads the
+   * row's new spend off this settlement's own write and marks each threshold reached, once.
+   */
+  watch?: AlertWatch[];
 }
 
 /** A hold whose call never settled by its deadline: the core charges it (see `Ledger.expired`). */
@@ -163,6 +173,9 @@ export interface LimitRow {
   dayLimit?: Nano;
   rpm?: number;
   tpm?: number;
+  /** Alert thresholds (percent) of `limit` and `dayLimit`; absent: the default ones, empty: none. */
+  alerts?: number[];
+  dayAlerts?: number[];
 }
 
 /** What a scope has used against its limits, for listings. */
@@ -220,6 +233,9 @@ export interface Ledger {
     dayLimits?: (Nano | undefined)[];
     /** Requests and tokens per minute, undefined where the scope has neither. */
     rateLimits?: (RateLimits | undefined)[];
+    /** Each scope's alert thresholds of its monthly and daily limits (undefined: the defaults). */
+    alerts?: (number[] | undefined)[];
+    dayAlerts?: (number[] | undefined)[];
     prices: (PriceOverride | undefined)[];
     members: ReadonlyMap<string, readonly string[]>;
     responses?: (number | undefined)[];
@@ -236,8 +252,13 @@ export interface Ledger {
   reserve(reservation: Reservation): Promise<ReserveResult>;
   /** Give back the holds (requests and tokens too) of a call that never went out. Idempotent, like every write below. */
   release(reservation: Reservation): Promise<void>;
-  /** Apply a finished call to each row that still holds its marker, removing the marker. */
-  settle(settlement: Settlement): Promise<void>;
+  /**
+   * Apply a finished call to each row that still holds its marker, removing the marker. Then, on
+   * each watched row, mark every alert threshold its settled spend has reached and no call marked
+   * yet against that limit value (one conditional write each). Answers the marks this call made,
+   * a retry included (hand-made test ledgers may answer nothing).
+   */
+  settle(settlement: Settlement): Promise<BudgetAlert[] | void>;
   /** A cache hit: counted on the detail row and its day, at most once (no retry). */
   recordHit(month: string, day: string, scope: Scope, saved: Nano): Promise<void>;
   /** Holds of a month past their deadline (`expiresAt` before `now`). */
@@ -248,11 +269,16 @@ export interface Ledger {
   daily(month: string): Promise<DailyRow[]>;
   /** The months (`YYYY-MM`) in which a call, an error or a cache hit was settled, newest first. */
   months(): Promise<string[]>;
-  /** Sets one kind of limit (USD nano for month and day; a count for rpm and tpm), keeping the others. */
-  setLimit(scope: Scope, limit: number, kind?: LimitKind): Promise<void>;
+  /**
+   * Sets one kind of limit (USD nano for month and day; a count for rpm and tpm), keeping the others.
+   * `alerts` (month and day only) replaces that limit's thresholds; undefined keeps them.
+   */
+  setLimit(scope: Scope, limit: number, kind?: LimitKind, alerts?: readonly number[]): Promise<void>;
   /** Removes one kind of limit, or every limit of the scope; false when there was none. */
   removeLimit(scope: Scope, kind?: LimitKind): Promise<boolean>;
   listLimits(): Promise<LimitRow[]>;
+  /** The alert marks made in a month (its daily limits' too), oldest first. */
+  alerts(month: string): Promise<BudgetAlert[]>;
   /** Each scope's use on `day` and in the rate window starting at `window` (absent: zero). */
   limitUse(scopes: Scope[], month: string, day: string, window: number): Promise<LimitUse[]>;
   setPrice(price: PriceOverride): Promise<void>;

@@ -14,6 +14,7 @@ import {
 } from './limits.ts';
 import { isMember, notMemberMessage } from './membership.ts';
 import { createPolicyReader, type Policy, type PolicyReader } from './policy.ts';
+import type { BudgetAlert } from './alerts.ts';
 import type { CachedResponse, Ledger, Logger, Reservation, ReserveResult, ResponseCache, Scope, Upstream } from './ports.ts';
 import { hitRateHolds, rateHoldsFor, rateLimited, tightestRateHeaders, WINDOW_MS, windowOf } from './rates.ts';
 import { modelCandidates, resolvePrice, nanoToUsd } from './pricing.ts';
@@ -57,6 +58,11 @@ export interface ProxyDeps {
   newCallId?: () => string;
   /** OpenAI refused the stage's key (401): the Lambda re-reads its secret, in case it was rotated. */
   onKeyRejected?: () => void;
+  /**
+   * Budget alerts a settlement made (each exactly once, however many calls crossed it). The local
+   * stack delivers them; on AWS the ledger table's stream does, so the Lambda only logs them.
+   */
+  onAlerts?: (alerts: BudgetAlert[]) => Promise<void> | void;
 }
 
 export type ProxyHandler = (req: Request, ctx: CallContext) => Promise<Response>;
@@ -218,7 +224,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       month: monthOf(at),
       day: dayOf(at),
       expiresAt: at + config.maxTimeoutMs + SETTLE_GRACE_MS,
-      holds: holdsFor(call.scopes, limits, worst.cost, dayLimits),
+      holds: holdsFor(call.scopes, limits, worst.cost, dayLimits, read ?? {}),
       ...(rates.length ? { window: windowOf(at), rates } : {}),
     };
     let reserved: (ReserveResult & { ok: true }) | undefined;
@@ -239,6 +245,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     return new Bill({
       ledger, log, reservation, held: reserved !== undefined, reserved, price, worst,
       reasoning: isReasoning(facts.model, facts), facts, countTokens: deps.countTokens, tags: tagsOf(call, ctx),
+      onAlerts: deps.onAlerts,
     });
   }
 

@@ -2,10 +2,13 @@
 //   usage   pk `M#2026-11`   sk `U#project#user#model`             counters, committed, priceVersion,
 //                                                                  h_<callId> {a, x, d} per call in flight,
 //                                                                  and on detail rows d<DD>_<counter> per day,
-//                                                                  cd<DD>: committed on day DD (every row)
+//                                                                  cd<DD>: committed on day DD (every row),
+//                                                                  sd<DD>: settled spend on day DD (every row),
+//                                                                  am<T>, ad<DD>_<T>: alert marks (below)
 //   rates   pk `W#project#user#model` sk `<window epoch ms>`       requests, tokens, ttl, h_<callId> (tokens held);
 //                                                                  only on scopes with a rate limit
-//   limits  pk `LIMIT`       sk `project#user#model`               limit?, dayLimit?, rpm?, tpm? (at least one)
+//   limits  pk `LIMIT`       sk `project#user#model`               limit?, dayLimit?, rpm?, tpm? (at least one),
+//                                                                  alerts?, dayAlerts? (thresholds, `80,100`)
 //   prices  pk `PRICE`       sk `model`                            input, cachedInput?, output, updatedAt,
 //                                                                  lcThreshold?, lcInput?, lcCachedInput?, lcOutput?,
 //                                                                  audioInput?, audioCachedInput?, audioOutput?
@@ -18,7 +21,8 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { DailyRow, LimitRow, MemberRow, PriceOverride, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
 import { COUNTERS } from './ledger-common.ts';
-import { LEDGER_TABLE } from '../core/contract.ts';
+import { ALERT_STREAM, LEDGER_TABLE } from '../core/contract.ts';
+import { storedAlerts, type AlertPeriod, type BudgetAlert } from '../core/alerts.ts';
 
 export type Item = Record<string, AttributeValue>;
 export type Key = { pk: { S: string }; sk: { S: string } };
@@ -43,6 +47,8 @@ export const RATE_TTL_SECONDS = 3600;
 export const dayCommittedName = (day: string) => `cd${day.slice(8, 10)}`;
 /** The limit item's attribute per kind of limit. */
 export const LIMIT_ATTRIBUTES = { month: 'limit', day: 'dayLimit', rpm: 'rpm', tpm: 'tpm' } as const;
+/** The limit item's alert thresholds (`80,100`, `none`) of its USD limits; absent: the defaults. */
+export const ALERT_ATTRIBUTES = { month: 'alerts', day: 'dayAlerts' } as const;
 export const priceKey = (model: string) => key(PRICE_PK, model);
 export const monthKey = (month: string) => key(MONTHS_PK, month);
 export const memberKey = (project: string) => key(MEMBERS_PK, project);
@@ -127,6 +133,10 @@ export function toLimit(item: Item): LimitRow {
   set('dayLimit', LIMIT_ATTRIBUTES.day);
   set('rpm', LIMIT_ATTRIBUTES.rpm);
   set('tpm', LIMIT_ATTRIBUTES.tpm);
+  const alerts = storedAlerts(item[ALERT_ATTRIBUTES.month]?.S);
+  const dayAlerts = storedAlerts(item[ALERT_ATTRIBUTES.day]?.S);
+  if (alerts && row.limit !== undefined) row.alerts = alerts;
+  if (dayAlerts && row.dayLimit !== undefined) row.dayAlerts = dayAlerts;
   return row;
 }
 /** A limit item with none of its limits left is no limit at all. */
@@ -180,9 +190,14 @@ export function priceItem(p: PriceOverride): Item {
 
 /**
  * An UpdateItem that ADDs each given counter (creating the item if missing) and optionally SETs
- * priceVersion. Attribute names go through placeholders: several are DynamoDB reserved words.
+ * priceVersion, removes the call's marker and other attributes, and `ensure`s attributes exist (an
+ * empty string where missing) so that UPDATED_NEW returns them. Attribute names go through
+ * placeholders: several are DynamoDB reserved words.
  */
-export function addExpression(adds: Record<string, number>, opts: { priceVersion?: string; removeHold?: string } = {}) {
+export function addExpression(
+  adds: Record<string, number>,
+  opts: { priceVersion?: string; removeHold?: string; remove?: readonly string[]; ensure?: readonly string[] } = {},
+) {
   const names: Record<string, string> = {};
   const values: Item = {};
   const terms = Object.entries(adds).map(([name, value], i) => {
@@ -191,14 +206,97 @@ export function addExpression(adds: Record<string, number>, opts: { priceVersion
     return `#a${i} :a${i}`;
   });
   let expression = `ADD ${terms.join(', ')}`;
+  const sets: string[] = [];
   if (opts.priceVersion !== undefined) {
     names['#pv'] = 'priceVersion';
     values[':pv'] = { S: opts.priceVersion };
-    expression += ' SET #pv = :pv';
+    sets.push('#pv = :pv');
   }
+  (opts.ensure ?? []).forEach((name, i) => {
+    names[`#e${i}`] = name;
+    values[':empty'] = { S: '' };
+    sets.push(`#e${i} = if_not_exists(#e${i}, :empty)`);
+  });
+  if (sets.length) expression += ` SET ${sets.join(', ')}`;
+  const removes: string[] = [];
   if (opts.removeHold !== undefined) {
     names['#h'] = opts.removeHold;
-    expression += ' REMOVE #h';
+    removes.push('#h');
   }
+  (opts.remove ?? []).forEach((name, i) => {
+    names[`#r${i}`] = name;
+    removes.push(`#r${i}`);
+  });
+  if (removes.length) expression += ` REMOVE ${removes.join(', ')}`;
   return { UpdateExpression: expression, ExpressionAttributeNames: names, ExpressionAttributeValues: values };
+}
+
+// ------------------------------------------------------------------------------------ alert marks
+//
+// A threshold reached is marked on the limit's usage item: `am80` (80% of the monthly limit) or
+// `ad26_80` (80% of the daily limit on day 26), valued `<limit nano>|<callId>`. The limit in the
+// value re-arms the threshold when an admin changes the limit; the month in the key (and the day in
+// the name) re-arms it each period. The marking write also sets the stream carrier (contract.ts).
+
+export const ALERT_CARRIER = ALERT_STREAM.carrier;
+const MARK_NAME = /^a(m|d(\d\d)_)(\d{1,3})$/;
+
+export const markName = (period: AlertPeriod, day: string, threshold: number) =>
+  period === 'month' ? `am${threshold}` : `ad${day.slice(8, 10)}_${threshold}`;
+/** The prefix a mark made against `limit` starts with; made by `callId`, it starts with `ownPrefix`. */
+export const markPrefix = (limit: number) => `${limit}|`;
+export const ownPrefix = (limit: number, callId: string) => `${limit}|${callId}|`;
+export const markValue = (a: BudgetAlert) => `${ownPrefix(a.limit, a.callId)}${a.spent}|${a.at}`;
+/** Settled spend of one day of the month, on every usage item: `sd26`. */
+export const daySpentName = (day: string) => `sd${day.slice(8, 10)}`;
+
+export function alertCarrier(a: BudgetAlert): AttributeValue {
+  const m: Item = {
+    period: { S: a.period }, month: { S: a.month }, threshold: num(a.threshold), limit: num(a.limit), spent: num(a.spent),
+    at: num(a.at), callId: { S: a.callId }, project: { S: a.scope.project }, user: { S: a.scope.user }, model: { S: a.scope.model },
+  };
+  if (a.day) m.day = { S: a.day };
+  return { M: m };
+}
+
+/** The alert a stream record's carrier (or a stored one) describes; undefined if it is not one. */
+export function fromAlertCarrier(value: AttributeValue | undefined): BudgetAlert | undefined {
+  const m = value?.M;
+  if (!m || (m.period?.S !== 'month' && m.period?.S !== 'day') || m.threshold?.N === undefined || m.limit?.N === undefined) return undefined;
+  return {
+    scope: { project: m.project?.S ?? '', user: m.user?.S ?? '', model: m.model?.S ?? '' },
+    period: m.period.S,
+    month: m.month?.S ?? '',
+    ...(m.day?.S ? { day: m.day.S } : {}),
+    threshold: Number(m.threshold.N),
+    limit: Number(m.limit.N),
+    spent: Number(m.spent?.N ?? 0),
+    at: Number(m.at?.N ?? 0),
+    callId: m.callId?.S ?? '',
+  };
+}
+
+/** The alert a mark attribute records; undefined for another attribute or a placeholder. */
+export function markFrom(month: string, scope: Scope, name: string, text: string | undefined): BudgetAlert | undefined {
+  const m = MARK_NAME.exec(name);
+  const parts = text?.split('|');
+  if (!m || !parts || parts.length !== 4) return undefined; // an empty value is a placeholder: never marked
+  return {
+    scope,
+    period: m[1] === 'm' ? 'month' : 'day',
+    month,
+    ...(m[2] ? { day: `${month}-${m[2]}` } : {}),
+    threshold: Number(m[3]),
+    limit: Number(parts[0]),
+    callId: parts[1],
+    spent: Number(parts[2]),
+    at: Number(parts[3]),
+  };
+}
+
+/** The alerts marked on a usage item (the last one per threshold and period: a re-armed one replaces it). */
+export function marksOf(item: Item): BudgetAlert[] {
+  const month = item.pk.S!.slice(2);
+  const scope = parseScope(item.sk.S!.slice(USAGE_PREFIX.length).split('#'));
+  return Object.entries(item).flatMap(([name, value]) => markFrom(month, scope, name, value.S) ?? []);
 }

@@ -17,9 +17,10 @@ import {
   type DynamoDBClientConfig,
   type QueryCommandInput,
 } from '@aws-sdk/client-dynamodb';
-import type { ExpiredHold, Hold, Ledger, Nano, RateHold, RateUse, Reservation, Scope } from '../core/ports.ts';
+import type { ExpiredHold, Hold, Ledger, Nano, RateHold, RateUse, Reservation, Scope, SettledRow, Settlement } from '../core/ports.ts';
+import { formatAlerts, reached, type BudgetAlert } from '../core/alerts.ts';
 import { LEDGER_TABLE } from '../core/contract.ts';
-import { COUNTERS, isListed, sortDaily, sortLimits, sortMembers, sortNames, sortUsage } from './ledger-common.ts';
+import { COUNTERS, isListed, sortAlerts, sortDaily, sortLimits, sortMembers, sortNames, sortUsage } from './ledger-common.ts';
 import {
   LIMIT_PK,
   MEMBERS_PK,
@@ -27,7 +28,17 @@ import {
   PRICE_PK,
   USAGE_PREFIX,
   addExpression,
+  ALERT_ATTRIBUTES,
+  ALERT_CARRIER,
+  alertCarrier,
   dailyName,
+  daySpentName,
+  markName,
+  markPrefix,
+  markValue,
+  markFrom,
+  marksOf,
+  ownPrefix,
   dayCommittedName,
   hasLimit,
   LIMIT_ATTRIBUTES,
@@ -170,9 +181,9 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
         new UpdateItemCommand({
           TableName,
           Key: usageKey(r.month, scope),
-          UpdateExpression: 'ADD #c :amount, #d :amount SET #h = :hold',
+          UpdateExpression: 'ADD #c :amount, #d :amount SET #h = :hold REMOVE #al',
           ConditionExpression: conditions.join(' AND '),
-          ExpressionAttributeNames: { '#c': 'committed', '#d': dayCommittedName(r.day), '#h': holdName(r.callId) },
+          ExpressionAttributeNames: { '#c': 'committed', '#d': dayCommittedName(r.day), '#h': holdName(r.callId), '#al': ALERT_CARRIER },
           ExpressionAttributeValues: values,
           ReturnValues: 'UPDATED_NEW',
         }),
@@ -196,7 +207,7 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
         new UpdateItemCommand({
           TableName,
           Key: usageKey(r.month, scope),
-          ...addExpression({ committed: -amount, [dayCommittedName(r.day)]: -amount }, { removeHold: holdName(r.callId) }),
+          ...addExpression({ committed: -amount, [dayCommittedName(r.day)]: -amount }, { removeHold: holdName(r.callId), remove: [ALERT_CARRIER] }),
           ConditionExpression: 'attribute_exists(#h)',
         }),
       )
@@ -258,6 +269,75 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       .catch((error) => {
         if (!isRefusal(error)) throw error;
       });
+  }
+
+  /** The mark attributes of every threshold a settled row watches. */
+  const marksWatched = (s: Settlement, row: SettledRow): string[] =>
+    (row.watch ?? []).flatMap((w) => w.thresholds.map((t) => markName(w.period, s.day, t)));
+
+  /** A watched row's spend (month and the settlement's day) and marks, read strongly consistent. */
+  async function watchedState(s: Settlement, scope: Scope, marks: string[]): Promise<Item> {
+    const names = ['spent', daySpentName(s.day), ...marks];
+    const out = await client.send(
+      new GetItemCommand({
+        TableName,
+        Key: usageKey(s.month, scope),
+        ConsistentRead: true,
+        ProjectionExpression: names.map((_, i) => `#p${i}`).join(', '),
+        ExpressionAttributeNames: Object.fromEntries(names.map((n, i) => [`#p${i}`, n])),
+      }),
+    );
+    return out.Item ?? {};
+  }
+
+  /**
+   * Marks each threshold the row's settled spend has reached that no call has marked against this
+   * limit yet: one conditional write each, so of all the calls that see it reached only one marks
+   * it. A mark this call made before (a retried settlement) is answered again, as its own.
+   */
+  async function markReached(s: Settlement, row: SettledRow, state: Item): Promise<BudgetAlert[]> {
+    const made: BudgetAlert[] = [];
+    for (const watch of row.watch ?? []) {
+      const spent = Number(state[watch.period === 'month' ? 'spent' : daySpentName(s.day)]?.N ?? 0);
+      for (const threshold of reached(watch, spent)) {
+        const name = markName(watch.period, s.day, threshold);
+        const current = state[name]?.S ?? '';
+        if (current.startsWith(ownPrefix(watch.limit, s.callId))) {
+          made.push(markFrom(s.month, row.scope, name, current)!);
+          continue;
+        }
+        if (current.startsWith(markPrefix(watch.limit))) continue;
+        const alert: BudgetAlert = {
+          scope: row.scope, period: watch.period, month: s.month, ...(watch.period === 'day' ? { day: s.day } : {}),
+          threshold, limit: watch.limit, spent, at: Date.now(), callId: s.callId,
+        };
+        if (await putMark(s, row.scope, name, alert)) made.push(alert);
+      }
+    }
+    return made;
+  }
+
+  /** One conditional write: the mark and the stream carrier, unless a mark against this limit is there. */
+  async function putMark(s: Settlement, scope: Scope, name: string, alert: BudgetAlert): Promise<boolean> {
+    const value = markValue(alert);
+    try {
+      await client.send(
+        new UpdateItemCommand({
+          TableName,
+          Key: usageKey(s.month, scope),
+          UpdateExpression: 'SET #m = :m, #al = :al',
+          ConditionExpression: 'attribute_exists(pk) AND (attribute_not_exists(#m) OR NOT begins_with(#m, :lp))',
+          ExpressionAttributeNames: { '#m': name, '#al': ALERT_CARRIER },
+          ExpressionAttributeValues: { ':m': { S: value }, ':lp': { S: markPrefix(alert.limit) }, ':al': alertCarrier(alert) },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (!isRefusal(error)) throw error;
+      // Refused: another call marked it, or this write landed before and its reply was lost.
+      const state = await watchedState(s, scope, [name]);
+      return state[name]?.S === value;
+    }
   }
 
   /** False when the condition refused: the member was already there (ADD) or was not (DELETE). */
@@ -372,9 +452,12 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     async settle(s) {
       const counts = Object.fromEntries(COUNTERS.map((c) => [c, s.delta[c]]));
       const daily = Object.fromEntries(COUNTERS.map((c) => [dailyName(s.day, c), s.delta[c]]));
-      const writes: Promise<unknown>[] = s.rows.map((row) =>
-        client
-          .send(
+      const alerts: BudgetAlert[] = [];
+      const writes: Promise<unknown>[] = s.rows.map(async (row) => {
+        const marks = marksWatched(s, row);
+        let attributes: Item | undefined;
+        try {
+          const out = await client.send(
             new UpdateItemCommand({
               TableName,
               Key: usageKey(s.month, row.scope),
@@ -384,27 +467,36 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
                   ...(row.daily ? daily : {}),
                   committed: row.committed,
                   ...(row.committed !== 0 ? { [dayCommittedName(s.day)]: row.committed } : {}),
+                  ...(s.delta.spent !== 0 ? { [daySpentName(s.day)]: s.delta.spent } : {}),
                 },
-                { priceVersion: s.priceVersion, removeHold: holdName(s.callId) },
+                { priceVersion: s.priceVersion, removeHold: holdName(s.callId), remove: [ALERT_CARRIER], ensure: marks },
               ),
               // Without the marker the row was settled (or charged as expired) already.
               ConditionExpression: 'attribute_exists(#h)',
+              // A watched row's new spend and marks come back with the write itself: no read.
+              ...(marks.length ? { ReturnValues: 'UPDATED_NEW' as const } : {}),
             }),
-          )
-          .catch((error) => {
-            if (!isRefusal(error)) throw error;
-          }),
-      );
+          );
+          attributes = out.Attributes;
+        } catch (error) {
+          if (!isRefusal(error)) throw error;
+        }
+        if (!marks.length) return;
+        // Refused (an earlier try landed and its reply was lost): the row as it is now decides.
+        attributes ??= await watchedState(s, row.scope, marks);
+        alerts.push(...(await markReached(s, row, attributes)));
+      });
       for (const rate of s.rates ?? []) writes.push(changeRate(s.callId, s.window ?? 0, rate.scope, { tokens: rate.tokens }));
       const mark = markMonth(s.month, s.day);
       if (mark) writes.push(mark);
       await Promise.all(writes);
+      return alerts;
     },
 
     async recordHit(month, day, scope, saved) {
       const counts = { cacheHits: 1, saved, [dailyName(day, 'cacheHits')]: 1, [dailyName(day, 'saved')]: saved };
       await Promise.all([
-        client.send(new UpdateItemCommand({ TableName, Key: usageKey(month, scope), ...addExpression(counts) })),
+        client.send(new UpdateItemCommand({ TableName, Key: usageKey(month, scope), ...addExpression(counts, { remove: [ALERT_CARRIER] }) })),
         markMonth(month, day),
       ]);
     },
@@ -432,14 +524,15 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       return (await queryPartition(MONTHS_PK)).map((item) => item.sk.S!).sort().reverse();
     },
 
-    async setLimit(scope, limit, kind = 'month') {
+    async setLimit(scope, limit, kind = 'month', alerts) {
+      const withAlerts = alerts !== undefined && (kind === 'month' || kind === 'day');
       await client.send(
         new UpdateItemCommand({
           TableName,
           Key: limitKey(scope),
-          UpdateExpression: 'SET #l = :l',
-          ExpressionAttributeNames: { '#l': LIMIT_ATTRIBUTES[kind] },
-          ExpressionAttributeValues: { ':l': num(limit) },
+          UpdateExpression: withAlerts ? 'SET #l = :l, #a = :a' : 'SET #l = :l',
+          ExpressionAttributeNames: { '#l': LIMIT_ATTRIBUTES[kind], ...(withAlerts ? { '#a': ALERT_ATTRIBUTES[kind] } : {}) },
+          ExpressionAttributeValues: { ':l': num(limit), ...(withAlerts ? { ':a': { S: formatAlerts(alerts) } } : {}) },
         }),
       );
     },
@@ -454,9 +547,10 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
           new UpdateItemCommand({
             TableName,
             Key: limitKey(scope),
-            UpdateExpression: 'REMOVE #l',
+            // A limit's alert thresholds go with it.
+            UpdateExpression: kind === 'month' || kind === 'day' ? 'REMOVE #l, #a' : 'REMOVE #l',
             ConditionExpression: 'attribute_exists(#l)',
-            ExpressionAttributeNames: { '#l': LIMIT_ATTRIBUTES[kind] },
+            ExpressionAttributeNames: { '#l': LIMIT_ATTRIBUTES[kind], ...(kind === 'month' || kind === 'day' ? { '#a': ALERT_ATTRIBUTES[kind] } : {}) },
             ReturnValues: 'ALL_NEW',
           }),
         );
@@ -485,6 +579,9 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     },
     async listLimits() {
       return sortLimits((await queryPartition(LIMIT_PK)).map(toLimit).filter(hasLimit));
+    },
+    async alerts(month) {
+      return sortAlerts((await queryPartition(usagePk(month), USAGE_PREFIX)).flatMap(marksOf));
     },
     // Queries of one key each: the admin function may Query the table but not read items by key.
     async limitUse(scopes, month, day, window) {
@@ -532,6 +629,8 @@ function limitsOf(items: (Item | undefined)[]) {
   return {
     limits: rows.map((row) => row?.limit),
     dayLimits: rows.map((row) => row?.dayLimit),
+    alerts: rows.map((row) => row?.alerts),
+    dayAlerts: rows.map((row) => row?.dayAlerts),
     rateLimits: rows.map((row) =>
       row && (row.rpm !== undefined || row.tpm !== undefined)
         ? { ...(row.rpm !== undefined ? { rpm: row.rpm } : {}), ...(row.tpm !== undefined ? { tpm: row.tpm } : {}) }

@@ -1,4 +1,5 @@
 // Small pieces both ledger implementations share, so they cannot drift apart.
+import type { BudgetAlert } from '../core/alerts.ts';
 import type { DailyRow, LimitRow, MemberRow, Scope, UsageDelta, UsageRow } from '../core/ports.ts';
 
 /** The counters of a usage row, in a fixed order (column and attribute names derive from these). */
@@ -43,3 +44,7 @@ export const sortMembers = (rows: MemberRow[]) =>
 
 /** `YYYY-MM-DD` → `YYYY-MM`. */
 export const monthOf = (day: string) => day.slice(0, 7);
+
+/** Alerts in the order they were made (ties: by scope, then threshold). */
+export const sortAlerts = (alerts: BudgetAlert[]) =>
+  alerts.sort((a, b) => a.at - b.at || compareScope(a.scope, b.scope) || a.threshold - b.threshold);

@@ -16,9 +16,11 @@ import type {
   ReserveResult,
   Scope,
   Settlement,
+  SettledRow,
   UsageRow,
 } from '../core/ports.ts';
-import { COUNTERS, isListed, sortDaily, sortLimits, sortMembers, sortNames, sortUsage } from './ledger-common.ts';
+import { formatAlerts, reached, storedAlerts, type BudgetAlert } from '../core/alerts.ts';
+import { COUNTERS, isListed, sortAlerts, sortDaily, sortLimits, sortMembers, sortNames, sortUsage } from './ledger-common.ts';
 
 const COUNTER_COLUMNS = COUNTERS.map((c) => `${c} INTEGER NOT NULL DEFAULT 0`).join(', ');
 
@@ -64,6 +66,15 @@ CREATE TABLE IF NOT EXISTS rate_holds (
   PRIMARY KEY (callId, project, user, model)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rate_holds_by_window ON rate_holds (window);
+CREATE TABLE IF NOT EXISTS limit_alerts (
+  project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL, kind TEXT NOT NULL, alerts TEXT NOT NULL,
+  PRIMARY KEY (project, user, model, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alert_marks (
+  month TEXT NOT NULL, day TEXT NOT NULL, project TEXT NOT NULL, user TEXT NOT NULL, model TEXT NOT NULL,
+  threshold INTEGER NOT NULL, limitNano INTEGER NOT NULL, spent INTEGER NOT NULL, at INTEGER NOT NULL, callId TEXT NOT NULL,
+  PRIMARY KEY (month, day, project, user, model, threshold)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS members (
   project TEXT NOT NULL, member TEXT NOT NULL,
   PRIMARY KEY (project, member)
@@ -104,6 +115,12 @@ function migrate(db: Database.Database): void {
   }
 }
 
+/** Day totals made before alerts get their settled spend (0: alerts of that day count from now). */
+function migrateDays(db: Database.Database): void {
+  const columns = new Set(db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('day_committed')").all().map((c) => c.name));
+  if (!columns.has('spent')) db.exec('ALTER TABLE day_committed ADD COLUMN spent INTEGER NOT NULL DEFAULT 0');
+}
+
 function migratePrices(db: Database.Database): void {
   const columns = new Set(db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('prices')").all().map((c) => c.name));
   for (const [column, type] of Object.entries(PRICE_RATE_COLUMNS)) {
@@ -130,6 +147,7 @@ export function openSqliteLedger(file: string): Ledger {
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
   migrate(db);
+  migrateDays(db);
   migratePrices(db);
 
   const getLimit = db.prepare<Scope, { nano: Nano }>(`SELECT nano FROM limits WHERE ${SCOPE_WHERE}`);
@@ -149,6 +167,32 @@ export function openSqliteLedger(file: string): Ledger {
     `SELECT committed FROM day_committed WHERE day = @day AND ${SCOPE_WHERE}`,
   );
   const dropOldDays = db.prepare<[string]>('DELETE FROM day_committed WHERE day < ?');
+  const addDaySpent = db.prepare<Scope & { day: string; spent: Nano }, { spent: Nano }>(
+    `INSERT INTO day_committed (day, project, user, model, committed, spent) VALUES (@day, @project, @user, @model, 0, @spent)
+     ON CONFLICT DO UPDATE SET spent = spent + excluded.spent RETURNING spent`,
+  );
+  const getSpent = db.prepare<Scope & { month: string; day: string }, { month: Nano; day: Nano }>(
+    `SELECT coalesce((SELECT spent FROM usage WHERE month = @month AND ${SCOPE_WHERE}), 0) AS month,
+            coalesce((SELECT spent FROM day_committed WHERE day = @day AND ${SCOPE_WHERE}), 0) AS day`,
+  );
+  type MarkRecord = Scope & { month: string; day: string; threshold: number; limitNano: Nano; spent: Nano; at: number; callId: string };
+  const getMark = db.prepare<Scope & { month: string; day: string; threshold: number }, MarkRecord>(
+    `SELECT * FROM alert_marks WHERE month = @month AND day = @day AND threshold = @threshold AND ${SCOPE_WHERE}`,
+  );
+  const putMark = db.prepare<MarkRecord>(
+    `INSERT INTO alert_marks (month, day, project, user, model, threshold, limitNano, spent, at, callId)
+     VALUES (@month, @day, @project, @user, @model, @threshold, @limitNano, @spent, @at, @callId)
+     ON CONFLICT DO UPDATE SET limitNano = excluded.limitNano, spent = excluded.spent, at = excluded.at, callId = excluded.callId`,
+  );
+  const monthMarks = db.prepare<[string], MarkRecord>('SELECT * FROM alert_marks WHERE month = ?');
+  const getAlerts = db.prepare<Scope, { kind: 'month' | 'day'; alerts: string }>(`SELECT kind, alerts FROM limit_alerts WHERE ${SCOPE_WHERE}`);
+  const putAlerts = db.prepare<Scope & { kind: string; alerts: string }>(
+    `INSERT INTO limit_alerts (project, user, model, kind, alerts) VALUES (@project, @user, @model, @kind, @alerts)
+     ON CONFLICT DO UPDATE SET alerts = excluded.alerts`,
+  );
+  const deleteAlerts = db.prepare<Scope & { kind: string }>(`DELETE FROM limit_alerts WHERE ${SCOPE_WHERE} AND kind = @kind`);
+  const deleteAllAlerts = db.prepare<Scope>(`DELETE FROM limit_alerts WHERE ${SCOPE_WHERE}`);
+  const allAlerts = db.prepare<[], Scope & { kind: 'month' | 'day'; alerts: string }>('SELECT * FROM limit_alerts');
   const addRate = db.prepare<Scope & { window: number; requests: number; tokens: number }, RateUse>(
     `INSERT INTO rate_windows (project, user, model, window, requests, tokens) VALUES (@project, @user, @model, @window, @requests, @tokens)
      ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens RETURNING requests, tokens`,
@@ -317,7 +361,7 @@ export function openSqliteLedger(file: string): Ledger {
     applyRates(r.callId, (r.rates ?? []).map((h) => h.scope), (hold) => ({ requests: -1, tokens: -hold.tokens }));
   });
 
-  const settleAll = db.transaction((s: Settlement) => {
+  const settleAll = db.transaction((s: Settlement): BudgetAlert[] => {
     const counts = Object.fromEntries(COUNTERS.map((c) => [c, s.delta[c]])) as Counted;
     const priceVersion = s.priceVersion ?? null;
     // Rows no longer pending were settled (or charged as expired) already.
@@ -326,10 +370,52 @@ export function openSqliteLedger(file: string): Ledger {
       if (!taken.some((p) => sameScope(p.scope, row.scope))) continue;
       addUsage.run({ month: s.month, ...scopeParams(row.scope), ...counts, committed: row.committed, priceVersion });
       if (row.committed !== 0) addDayCommitted.get({ day: s.day, ...scopeParams(row.scope), amount: row.committed });
+      if (s.delta.spent !== 0) addDaySpent.get({ day: s.day, ...scopeParams(row.scope), spent: s.delta.spent });
       if (row.daily) addDaily.run({ day: s.day, ...scopeParams(row.scope), ...counts });
     }
     const rates = s.rates ?? [];
     applyRates(s.callId, rates.map((r) => r.scope), (_, i) => ({ requests: 0, tokens: rates[i].tokens }));
+    // Applied now or by an earlier try: the rows as they are decide which thresholds are reached.
+    return s.rows.flatMap((row) => markReached(s, row));
+  });
+
+  /**
+   * Marks each threshold a watched row's settled spend has reached that is not marked against this
+   * limit yet. Inside the settlement's transaction, so concurrent settlements mark it once; a mark
+   * this call made before (a retry after a lost reply) is answered again.
+   */
+  function markReached(s: Settlement, row: SettledRow): BudgetAlert[] {
+    if (!row.watch?.length) return [];
+    const scope = scopeParams(row.scope);
+    const spent = getSpent.get({ month: s.month, day: s.day, ...scope })!;
+    return row.watch.flatMap((watch) =>
+      reached(watch, watch.period === 'month' ? spent.month : spent.day).flatMap((threshold) => {
+        const day = watch.period === 'day' ? s.day : '';
+        const mark = getMark.get({ month: s.month, day, threshold, ...scope });
+        if (mark && mark.limitNano === watch.limit && mark.callId !== s.callId) return [];
+        const record = mark && mark.limitNano === watch.limit
+          ? mark
+          : { month: s.month, day, ...scope, threshold, limitNano: watch.limit, spent: watch.period === 'month' ? spent.month : spent.day, at: Date.now(), callId: s.callId };
+        if (record !== mark) putMark.run(record);
+        return [toAlert(record)];
+      }),
+    );
+  }
+  const setLimitAll = db.transaction((scope: Scope, limit: number, kind: LimitKind, alerts: readonly number[] | undefined) => {
+    const params = scopeParams(scope);
+    if (kind === 'month') putLimit.run({ ...params, nano: limit });
+    else putScopeLimit.run({ ...params, kind, value: limit });
+    if (alerts !== undefined && (kind === 'month' || kind === 'day')) putAlerts.run({ ...params, kind, alerts: formatAlerts(alerts) });
+  });
+
+  /** A limit's alert thresholds go with it. */
+  const removeLimitAll = db.transaction((scope: Scope, kind: LimitKind | undefined): boolean => {
+    const params = scopeParams(scope);
+    if (kind === 'month' || kind === 'day') deleteAlerts.run({ ...params, kind });
+    if (kind === 'month') return deleteLimit.run(params).changes > 0;
+    if (kind) return deleteScopeLimit.run({ ...params, kind }).changes > 0;
+    deleteAllAlerts.run(params);
+    return deleteLimit.run(params).changes + deleteScopeLimits.run(params).changes > 0;
   });
 
   const hitAll = db.transaction((month: string, day: string, scope: Scope, saved: Nano) => {
@@ -342,7 +428,10 @@ export function openSqliteLedger(file: string): Ledger {
     async read(scopes, models, responses) {
       const now = Date.now();
       const others = scopes.map((scope) => new Map(getScopeLimits.all(scopeParams(scope)).map((l) => [l.kind, l.value])));
+      const thresholds = scopes.map((scope) => new Map(getAlerts.all(scopeParams(scope)).map((a) => [a.kind, storedAlerts(a.alerts)])));
       return {
+        alerts: thresholds.map((t) => t.get('month')),
+        dayAlerts: thresholds.map((t) => t.get('day')),
         limits: scopes.map((scope) => getLimit.get(scopeParams(scope))?.nano),
         dayLimits: others.map((l) => l.get('day')),
         rateLimits: others.map((l): RateLimits | undefined =>
@@ -377,7 +466,7 @@ export function openSqliteLedger(file: string): Ledger {
       releaseAll(reservation);
     },
     async settle(settlement) {
-      settleAll(settlement);
+      return settleAll(settlement);
     },
     async recordHit(month, day, scope, saved) {
       hitAll(month, day, scope, saved);
@@ -396,15 +485,11 @@ export function openSqliteLedger(file: string): Ledger {
     async months() {
       return listMonths.all().map((r) => r.month);
     },
-    async setLimit(scope, limit, kind = 'month') {
-      if (kind === 'month') putLimit.run({ ...scopeParams(scope), nano: limit });
-      else putScopeLimit.run({ ...scopeParams(scope), kind, value: limit });
+    async setLimit(scope, limit, kind = 'month', alerts) {
+      setLimitAll(scope, limit, kind, alerts);
     },
     async removeLimit(scope, kind) {
-      const params = scopeParams(scope);
-      if (kind === 'month') return deleteLimit.run(params).changes > 0;
-      if (kind) return deleteScopeLimit.run({ ...params, kind }).changes > 0;
-      return deleteLimit.run(params).changes + deleteScopeLimits.run(params).changes > 0;
+      return removeLimitAll(scope, kind);
     },
     async listLimits(): Promise<LimitRow[]> {
       const rows = new Map<string, LimitRow>();
@@ -419,7 +504,17 @@ export function openSqliteLedger(file: string): Ledger {
         if (kind === 'day') row.dayLimit = value;
         else if (kind === 'rpm' || kind === 'tpm') row[kind] = value;
       }
+      for (const { kind, alerts, ...scope } of allAlerts.all()) {
+        const row = rows.get(`${scope.project}#${scope.user}#${scope.model}`);
+        const parsed = storedAlerts(alerts);
+        if (!row || !parsed) continue;
+        if (kind === 'month' && row.limit !== undefined) row.alerts = parsed;
+        if (kind === 'day' && row.dayLimit !== undefined) row.dayAlerts = parsed;
+      }
       return sortLimits([...rows.values()]);
+    },
+    async alerts(month) {
+      return sortAlerts(monthMarks.all(month).map(toAlert));
     },
     async limitUse(scopes, _month, day, window) {
       return scopes.map((scope) => {
@@ -454,6 +549,20 @@ export function openSqliteLedger(file: string): Ledger {
     async close() {
       db.close();
     },
+  };
+}
+
+function toAlert(r: Scope & { month: string; day: string; threshold: number; limitNano: Nano; spent: Nano; at: number; callId: string }): BudgetAlert {
+  return {
+    scope: { project: r.project, user: r.user, model: r.model },
+    period: r.day ? 'day' : 'month',
+    month: r.month,
+    ...(r.day ? { day: r.day } : {}),
+    threshold: r.threshold,
+    limit: r.limitNano,
+    spent: r.spent,
+    at: r.at,
+    callId: r.callId,
   };
 }
 
