@@ -2,6 +2,7 @@
 import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chargeExpired, settlementOf } from '../runtime/core/bill.ts';
+import type { BudgetAlert } from '../runtime/core/alerts.ts';
 import type { Hold, Ledger, PriceOverride, RateHold, Reservation, Scope, UsageDelta } from '../runtime/core/ports.ts';
 
 export interface OpenedLedger {
@@ -559,6 +560,94 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     assert.equal(read.limits, [5]);
     assert.equal(read.responses, [1_300, undefined, undefined]);
     assert.is((await ledger.read([scope('p')], [])).responses, undefined);
+  });
+
+
+  // ------------------------------------------------------------------------------ budget alerts
+
+  /** A whole call on `scopes` holding `amount` under `limit` (with `over` on each hold), settled at `spent`. */
+  async function crossing(scopes: Scope[], amount: number, spent: number, holdOver: Partial<Hold>, extra: Partial<Reservation> = {}) {
+    const r = reservation(scopes, amount, undefined, extra);
+    r.holds = r.holds.map((h) => ({ ...h, ...holdOver }));
+    assert.ok((await ledger.reserve(r)).ok);
+    const made = (await ledger.settle(settlementOf(r, call({ spent })))) ?? [];
+    return { r, made };
+  }
+  const brief = (alerts: BudgetAlert[]) => alerts.map((a) => `${a.period}:${a.day ?? a.month}:${a.scope.project}/${a.scope.user}/${a.scope.model}:${a.threshold}@${a.limit}`).sort();
+
+  test('alert thresholds: stored with their limit, kept when a limit is set without them, removed with it', async () => {
+    await ledger.setLimit(scope('p'), 100, 'month', [50, 90]);
+    await ledger.setLimit(scope('p'), 40, 'day', []);
+    await ledger.setLimit(scope('q'), 100);
+    let read = await ledger.read([scope('p'), scope('q'), scope('r')], []);
+    assert.equal(read.alerts, [[50, 90], undefined, undefined]);
+    assert.equal(read.dayAlerts, [[], undefined, undefined]);
+    await ledger.setLimit(scope('p'), 200, 'month');
+    read = await ledger.read([scope('p')], []);
+    assert.equal([read.limits, read.alerts], [[200], [[50, 90]]], 'a new value keeps the thresholds');
+    const listed = (await ledger.listLimits()).find((l) => l.scope.project === 'p');
+    assert.equal([listed?.alerts, listed?.dayAlerts], [[50, 90], []]);
+    assert.ok(await ledger.removeLimit(scope('p'), 'month'));
+    await ledger.setLimit(scope('p'), 300, 'month');
+    read = await ledger.read([scope('p')], []);
+    assert.equal([read.alerts, read.dayAlerts], [[undefined], [[]]], 'removed with the monthly limit; the daily one kept its own');
+    assert.ok(await ledger.removeLimit(scope('p')));
+    await ledger.setLimit(scope('p'), 10, 'day');
+    assert.equal((await ledger.read([scope('p')], [])).dayAlerts, [undefined], 'removing every limit removed every threshold');
+  });
+
+  test('32 concurrent settlements crossing 80% and 100% of a limit mark each threshold once', async () => {
+    // 32 calls of 25 each under a limit of 800: the 26th settled reaches 650 (81%), the 32nd 800.
+    const calls = Array.from({ length: 32 }, () => {
+      const r = reservation([scope('p'), scope('p', ALICE)], 25);
+      r.holds[0].limit = 800;
+      return r;
+    });
+    for (const r of calls) assert.ok((await ledger.reserve(r)).ok);
+    const made = (await Promise.all(calls.map((r) => ledger.settle(settlementOf(r, call({ spent: 25 })))))).flatMap((m) => m ?? []);
+    assert.equal(brief(made), ['month:2026-11:p/*/*:100@800', 'month:2026-11:p/*/*:80@800'], 'one per threshold, on the limited row only');
+    const eighty = made.find((a) => a.threshold === 80)!;
+    assert.ok(eighty.spent >= 640 && eighty.spent <= 800, `marked at the spend that reached it (${eighty.spent})`);
+    assert.is(made.find((a) => a.threshold === 100)!.spent, 800);
+    assert.ok(calls.some((r) => r.callId === eighty.callId));
+    assert.equal(brief(await ledger.alerts(M)), brief(made), 'listed as made');
+    // More spend past the thresholds marks nothing more.
+    const again = await crossing([scope('p')], 0, 0, { limit: 800 });
+    assert.equal(again.made, []);
+  });
+
+  test('an alert is answered again to a retried settlement of its call, and to no other call', async () => {
+    const { r, made } = await crossing([scope('p')], 90, 90, { limit: 100 });
+    assert.equal(brief(made), ['month:2026-11:p/*/*:80@100']);
+    assert.equal(brief((await ledger.settle(settlementOf(r, call({ spent: 90 })))) ?? []), brief(made), 'the retry after a lost reply gets it');
+    assert.is((await rowOf(ledger, scope('p')))?.spent, 90, 'and applies nothing twice');
+    const other = await crossing([scope('p')], 5, 5, { limit: 100 });
+    assert.equal(other.made, []);
+    assert.is((await ledger.alerts(M)).length, 1);
+  });
+
+  test('a changed limit re-arms its thresholds; the next month and the next day re-arm theirs', async () => {
+    assert.equal(brief((await crossing([scope('p')], 85, 85, { limit: 100 })).made), ['month:2026-11:p/*/*:80@100']);
+    // Raised to 200: 80% is 160, not reached by 85 + 10.
+    assert.equal((await crossing([scope('p')], 10, 10, { limit: 200 })).made, []);
+    assert.equal(brief((await crossing([scope('p')], 70, 70, { limit: 200 })).made), ['month:2026-11:p/*/*:80@200']);
+    assert.equal(brief(await ledger.alerts(M)), ['month:2026-11:p/*/*:80@200'], 'the re-armed mark replaces the old one');
+    // December starts fresh.
+    const dec = await crossing([scope('p')], 81, 81, { limit: 100 }, { month: '2026-12', day: '2026-12-01' });
+    assert.equal(brief(dec.made), ['month:2026-12:p/*/*:80@100']);
+    // A daily limit's thresholds fire per day, on that day's settled spend.
+    const day = (d: string, spent: number) => crossing([scope('d')], spent, spent, { dayLimit: 50, dayAlerts: [50] }, { day: `${M}-${d}` });
+    assert.equal(brief((await day('26', 30)).made), ['day:2026-11-26:d/*/*:50@50']);
+    assert.equal((await day('26', 10)).made, []);
+    assert.equal((await day('27', 20)).made, [], 'the 27th has spent 20 of 50');
+    assert.equal(brief((await day('27', 5)).made), ['day:2026-11-27:d/*/*:50@50']);
+  });
+
+  test('no thresholds, no spend or no limit: nothing is marked', async () => {
+    assert.equal((await crossing([scope('p')], 100, 100, { limit: 100, alerts: [] })).made, [], 'alerts none');
+    assert.equal((await crossing([scope('q')], 100, 0, { limit: 100 })).made, [], 'an error costs nothing');
+    assert.equal((await crossing([scope('r')], 100, 100, {})).made, [], 'an unlimited row');
+    assert.equal(await ledger.alerts(M), []);
   });
 
   test('large values round-trip exactly', async () => {

@@ -12,6 +12,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chargeExpired, settlementOf } from '../runtime/core/bill.ts';
+import type { BudgetAlert } from '../runtime/core/alerts.ts';
 import type { Ledger, Nano, Reservation, ReserveResult, Scope, UsageDelta } from '../runtime/core/ports.ts';
 import { createDynamoLedger, ensureLedgerTable, type LedgerClient } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
@@ -385,6 +386,48 @@ function settle(outcome: OutcomeName, unsettled: number[], expectSettled: boolea
   };
 }
 
+/** bill.ts `Bill.write` again, keeping what the successful try answered: the alerts the core hands on. */
+async function settleForAlerts(h: Harness, p: Plan, s: ReturnType<typeof settlementOf>): Promise<BudgetAlert[] | 'failed'> {
+  for (let attempt = 1; attempt <= SETTLE_ATTEMPTS; attempt++) {
+    try {
+      return (await h.run(`settle#${attempt}`, p, (l) => l.settle(s))) ?? [];
+    } catch {
+      // tried again
+    }
+  }
+  return 'failed';
+}
+
+const briefAlerts = (alerts: BudgetAlert[]) => alerts.map((a) => `${a.scope.model}:${a.threshold}@${a.limit}`).sort();
+/** Settled at the hold, the project+model row (limit 600) goes from 300 to 600: 80% and 100% reached. */
+const CROSSED = ['gpt-4o:100@600', 'gpt-4o:80@600'];
+
+/**
+ * Budget alerts under faults: the settlement that reaches 80% and 100% of the project+model limit
+ * marks each once and the core is handed each once, whichever write fails, loses its reply or
+ * lands twice. When every try fails the marks made (if any) stay single, and a later settlement of
+ * the call (or of any call on that row) makes the rest.
+ */
+function settleCrossing(): Scenario {
+  return async (h, w, p) => {
+    await prefill(h, w, 300);
+    assert.ok((await h.raw.reserve(w.reservation)).ok);
+    const handed = await settleForAlerts(h, p, settlementOf(w.reservation, exactDelta(AMOUNT)));
+    await h.idle();
+    const marked = briefAlerts(await h.raw.alerts(w.month));
+    if (handed !== 'failed') {
+      assert.equal(briefAlerts(handed), CROSSED, `${w.name}: the alerts handed to the core`);
+      assert.equal(marked, CROSSED, `${w.name}: the marks`);
+    } else {
+      assert.ok(marked.every((m) => CROSSED.includes(m)) && new Set(marked).size === marked.length, `${w.name}: marks ${marked}`);
+    }
+    // A late settlement (a duplicate, or the expiry sweep's) completes what is missing, once.
+    await h.raw.settle(settlementOf(w.reservation, exactDelta(AMOUNT)));
+    assert.equal(briefAlerts(await h.raw.alerts(w.month)), CROSSED, `${w.name}: the marks after a late duplicate`);
+    await expectLedger(h, w, [row(600, 600, 2, { inputTokens: 11 }), row(600, 600, 2, { inputTokens: 11 }), row(600, 600, 2, { inputTokens: 11 }), row(600, 600, 2, { inputTokens: 11 })], NONE, 'settled');
+  };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The cases: every unit index of every ledger call × every fault kind, per store
 
@@ -434,6 +477,7 @@ async function casesFor(
   const refusedWrites = await of(reserveRefused, 'reserve#1');
   const releaseWrites = await of(release([]), 'release#1');
   const settleWrites = await of(settle('exact below the hold', [], true), 'settle#1');
+  const crossingWrites = await of(settleCrossing(), 'settle#1');
   const at = (i: number, n: number) => `${unit} ${i + 1}/${n}`;
   const rowsOfUnit = (i: number, rows: number) => (unit === 'call' ? [0, 1, 2, 3] : i < rows ? [i] : []);
 
@@ -493,9 +537,30 @@ async function casesFor(
       }
     }
   }
+  cases.push({ name: `${store}: settle reaching 80% and 100%, no fault`, scenario: settleCrossing(), plan: plan() });
+  for (let i = 0; i < crossingWrites; i++) {
+    for (const kind of KINDS) {
+      cases.push({
+        name: `${store}: settle reaching 80% and 100%, ${at(i, crossingWrites)} ${KIND_TEXT[kind]} once`,
+        scenario: settleCrossing(),
+        plan: plan(['settle#1', i, kind]),
+      });
+    }
+    for (const kind of ['fail', 'lost'] as const) {
+      const every = plan(...Array.from({ length: SETTLE_ATTEMPTS }, (_, t) => [`settle#${t + 1}`, i, kind] as [string, number, Fault]));
+      cases.push({
+        name: `${store}: settle reaching 80% and 100%, ${at(i, crossingWrites)} ${KIND_TEXT[kind]} on every try`,
+        scenario: settleCrossing(),
+        plan: every,
+      });
+    }
+  }
   return {
     cases,
-    units: { 'reserve (fits)': fitsWrites, 'reserve (refused)': refusedWrites, release: releaseWrites, settle: settleWrites },
+    units: {
+      'reserve (fits)': fitsWrites, 'reserve (refused)': refusedWrites, release: releaseWrites, settle: settleWrites,
+      'settle (alerts)': crossingWrites,
+    },
   };
 }
 

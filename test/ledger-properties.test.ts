@@ -15,12 +15,15 @@
 //                        and, for a call alone in its batch, refused exactly when a hold did not fit;
 //   at the end:          after charging every expired hold, committed == spent on every row and each
 //                        row's counters are the sum of its calls' (exact costs; holds charged at their
-//                        deadline at their full amount), per month and per day.
+//                        deadline at their full amount), per month and per day; and budget alerts:
+//                        each threshold handed on at most once, marked only when reached and
+//                        always when a row's whole spend came through settlements (checkAlerts).
 // FC_SEED / FC_PATH replay a failure (fast-check prints both; exactly on SQLite, while on dynalite the
 // network still adds its own timing); FC_RUNS overrides the run counts.
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { reached, thresholdNano, type BudgetAlert } from '../runtime/core/alerts.ts';
 import { chargeExpired, settlementOf } from '../runtime/core/bill.ts';
 import { callScopes, holdsFor } from '../runtime/core/limits.ts';
 import type { Ledger, Nano, Reservation, ReserveResult, Scope, UsageDelta, UsageRow } from '../runtime/core/ports.ts';
@@ -83,6 +86,8 @@ interface CallSpec {
 interface RunSpec {
   /** Limit per UNIVERSE scope, or null. */
   limits: (Nano | null)[];
+  /** Alert thresholds (percent) of every limit of the run. */
+  alerts: number[];
   batches: CallSpec[][];
 }
 
@@ -96,7 +101,8 @@ const callArb: fc.Arbitrary<CallSpec> = fc.record({
   user: fc.constantFrom(...USERS),
   model: fc.constantFrom(...MODELS),
   amount: fc.integer({ min: 1, max: 1_000 }),
-  share: fc.integer({ min: 0, max: 1_000 }),
+  // Often the whole hold, so that settled spend reaches alert thresholds of the limits.
+  share: fc.oneof({ weight: 2, arbitrary: fc.integer({ min: 0, max: 1_000 }) }, { weight: 1, arbitrary: fc.constant(1_000) }),
   day: fc.integer({ min: 1, max: 3 }),
   outcome: fc.constantFrom<Outcome>('exact', 'error', 'release', 'never'),
   faults: fc.array(faultArb, { minLength: LABELS.length, maxLength: LABELS.length }),
@@ -115,9 +121,15 @@ const callArb: fc.Arbitrary<CallSpec> = fc.record({
 
 const runArb: fc.Arbitrary<RunSpec> = fc.record({
   limits: fc.array(
-    fc.oneof({ weight: 2, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 4_000 }) }),
+    fc.oneof(
+      { weight: 4, arbitrary: fc.constant(null) },
+      { weight: 1, arbitrary: fc.integer({ min: 0, max: 4_000 }) },
+      // Small enough for a few calls to reach its alert thresholds.
+      { weight: 1, arbitrary: fc.integer({ min: 100, max: 1_500 }) },
+    ),
     { minLength: UNIVERSE.length, maxLength: UNIVERSE.length },
   ),
+  alerts: fc.uniqueArray(fc.integer({ min: 1, max: 100 }), { minLength: 1, maxLength: 4 }),
   batches: fc.array(fc.array(callArb, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 5 }),
 });
 
@@ -134,6 +146,8 @@ interface Call {
   reserved?: ReserveResult | 'failed';
   released?: boolean;
   settled?: boolean;
+  /** The budget alerts the successful settle try answered: what the core hands on. */
+  handed?: BudgetAlert[];
   /** Rows (index into scopes) whose hold outlived the call's operations: charged at the deadline. */
   kept: Set<number>;
 }
@@ -202,7 +216,7 @@ async function drive(h: Harness, call: Call): Promise<void> {
       call.settled = false;
       for (const label of ['settle#1', 'settle#2', 'settle#3'] as const) {
         try {
-          await h.run(call, label, (l) => l.settle(settlement));
+          call.handed = (await h.run(call, label, (l) => l.settle(settlement))) ?? [];
           call.settled = true;
           return;
         } catch {
@@ -218,7 +232,7 @@ async function drive(h: Harness, call: Call): Promise<void> {
 
 /** What the runs exercised, printed once per store: a property that never refuses proves little. */
 const seen = {
-  calls: 0, batchesInParallel: 0, refused: 0, reserveFailed: 0, settled: 0, settleGaveUp: 0, released: 0, charged: 0, faults: 0,
+  calls: 0, alerts: 0, batchesInParallel: 0, refused: 0, reserveFailed: 0, settled: 0, settleGaveUp: 0, released: 0, charged: 0, faults: 0,
   lateDuplicates: 0,
 };
 function tally(calls: Call[]): void {
@@ -361,7 +375,39 @@ function describe(call: Call): string {
 }
 
 /** After every hold is charged: counters per row and per day are exactly the sum of the calls'. */
-async function checkFinal(h: Harness, month: string, calls: Call[]): Promise<void> {
+/**
+ * Budget alerts: the core is handed each (scope, threshold) at most once over all calls, and only
+ * what is marked; every mark is against the scope's limit and at a spend that reached it; and a row
+ * whose whole spend came from successful settlements has every threshold its spend reached marked.
+ */
+async function checkAlerts(h: Harness, month: string, limits: Map<string, Nano>, thresholds: number[], calls: Call[]): Promise<void> {
+  const id = (a: BudgetAlert) => `${keyOf(a.scope)}|${a.period}|${a.threshold}`;
+  const marks = await h.raw.alerts(month);
+  const handed = calls.flatMap((c) => c.handed ?? []);
+  assert.is(new Set(handed.map(id)).size, handed.length, `alerts: one handed on per threshold (${handed.map(id)})`);
+  assert.is(new Set(marks.map(id)).size, marks.length, 'alerts: one mark per threshold');
+  for (const a of handed) assert.ok(marks.some((m) => id(m) === id(a) && m.callId === a.callId), `alerts: ${id(a)} handed on but not marked`);
+  const rows = new Map((await h.raw.usage(month)).map((r) => [keyOf(r), r]));
+  for (const m of marks) {
+    assert.is(m.limit, limits.get(keyOf(m.scope)), `alerts: ${id(m)} made against the scope's limit`);
+    assert.ok(m.spent >= thresholdNano(m.limit, m.threshold), `alerts: ${id(m)} made at ${m.spent}, below its threshold`);
+    assert.ok(m.spent <= (rows.get(keyOf(m.scope))?.spent ?? 0), `alerts: ${id(m)} made at more than the row spent`);
+  }
+  for (const [key, limit] of limits) {
+    const spent = rows.get(key)?.spent ?? 0;
+    const bySettlements = calls
+      .filter((c) => c.settled === true && c.scopes.some((sc) => keyOf(sc) === key))
+      .reduce((sum, c) => sum + c.delta.spent, 0);
+    if (spent !== bySettlements) continue; // part of it was charged at a deadline: no settlement saw it
+    for (const t of reached({ period: 'month', limit, thresholds }, spent)) {
+      assert.ok(marks.some((m) => keyOf(m.scope) === key && m.threshold === t), `alerts: ${key} spent ${spent} of ${limit}: ${t}% not marked`);
+    }
+  }
+  seen.alerts += marks.length;
+}
+
+async function checkFinal(h: Harness, month: string, limits: Map<string, Nano>, thresholds: number[], calls: Call[]): Promise<void> {
+  await checkAlerts(h, month, limits, thresholds, calls);
   await chargeExpired(h.raw, month, AFTER);
   const snap = await snapshot(h.raw, month);
   assert.equal([...snap.holds.keys()], [], 'after charging at the deadline no marker is left');
@@ -435,7 +481,7 @@ function property(open: (s: fc.Scheduler) => Harness) {
               month,
               day: `${month}-0${c.day}`,
               expiresAt: DEADLINE,
-              holds: holdsFor(scopes, scopes.map((sc) => limits.get(keyOf(sc))), c.amount),
+              holds: holdsFor(scopes, scopes.map((sc) => limits.get(keyOf(sc))), c.amount, [], { alerts: scopes.map(() => spec.alerts) }),
             },
             kept: new Set(),
           };
@@ -454,7 +500,7 @@ function property(open: (s: fc.Scheduler) => Harness) {
         await s.waitFor(h.idle());
         before = await checkQuiescent(h, month, limits, calls, batch, before, when);
       }
-      await checkFinal(h, month, calls);
+      await checkFinal(h, month, limits, spec.alerts, calls);
       tally(calls);
     } finally {
       await s.waitFor(h.idle());

@@ -336,7 +336,7 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       if (!isRefusal(error)) throw error;
       // Refused: another call marked it, or this write landed before and its reply was lost.
       const state = await watchedState(s, scope, [name]);
-      return state[name]?.S === value;
+      return state[name]?.S?.startsWith(ownPrefix(alert.limit, alert.callId)) ?? false;
     }
   }
 
@@ -489,7 +489,9 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       for (const rate of s.rates ?? []) writes.push(changeRate(s.callId, s.window ?? 0, rate.scope, { tokens: rate.tokens }));
       const mark = markMonth(s.month, s.day);
       if (mark) writes.push(mark);
-      await Promise.all(writes);
+      // Answer only once every write is done, so a retry never overlaps a try still marking.
+      const failure = (await Promise.allSettled(writes)).find((x) => x.status === 'rejected');
+      if (failure) throw (failure as PromiseRejectedResult).reason;
       return alerts;
     },
 
