@@ -60,6 +60,8 @@ export const LOCAL_ENV = {
   port: 'PORT',
   /** `1`: demo mode, every stage answered by the simulated OpenAI (same as `--demo`). */
   demo: 'OPENAI_WRAPI_DEMO',
+  /** A URL each budget alert is POSTed to as JSON (see runtime/local/alert-webhook.ts). */
+  alertWebhook: 'OPENAI_WRAPI_ALERT_WEBHOOK',
 } as const;
 
 /**

@@ -69,7 +69,9 @@ export async function runLocalStack(opts: { json?: boolean; demo?: boolean } = {
   try {
     let env = process.env;
     if (demo) ({ simulated, env } = await startDemoUpstream(process.env));
-    stack = await startLocalStack({ env, log: opts.json ? jsonLogger(demo) : textLogger(demo), simulatedUpstream: demo });
+    stack = await startLocalStack({
+      env, log: opts.json ? jsonLogger(demo) : textLogger(demo), simulatedUpstream: demo, ...(opts.json ? {} : { printAlert: (text: string) => console.log(text) }),
+    });
   } catch (err) {
     await simulated?.close();
     const message = `could not start the local stack: ${err instanceof Error ? err.message : String(err)}`;

@@ -15,6 +15,7 @@ import { STAGES } from '../core/protocol.ts';
 import { createProxy, type ProxyHandler } from '../core/proxy.ts';
 import { createHttpUpstream } from '../store/http-upstream.ts';
 import { countTokens } from '../store/tokenizer.ts';
+import { createAlertDelivery } from './alert-webhook.ts';
 import { createAuthenticator } from './authenticate.ts';
 import { userArn } from './credentials.ts';
 import { adminDenial, createInvokeApi } from './invoke-api.ts';
@@ -42,6 +43,8 @@ export interface LocalStackOptions {
   now?: () => number;
   /** Demo mode: the upstream is the simulated OpenAI; outputs.json says so for the SDK and CLI. */
   simulatedUpstream?: boolean;
+  /** Prints each budget alert (the CLI's console); unset: alerts are only logged and POSTed. */
+  printAlert?: (text: string) => void;
 }
 
 export interface StageRuntime {
@@ -89,7 +92,8 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     const { cache, describe } = await openLocalCache(env, stage, log);
     const now = opts.now ?? Date.now;
     const policy = createPolicyReader(ledger, config.policyCacheMs, now);
-    const proxy = createProxy({ config, ledger, cache, upstream, countTokens, log, policy, now });
+    const onAlerts = createAlertDelivery({ stage, ledger, url: env[LOCAL_ENV.alertWebhook] || undefined, print: opts.printAlert, log });
+    const proxy = createProxy({ config, ledger, cache, upstream, countTokens, log, policy, now, onAlerts });
     const admin = createAdmin({ stage, ledger, cache, now, log, onChange: () => policy.clear() });
     stages[stage] = { stage, config, ledger, cache, proxy, admin, stores: `${opened.describe}; cache: ${describe}` };
     if (!config.apiKey && config.upstreamUrl === DEFAULT_UPSTREAM_URL) {
