@@ -153,32 +153,40 @@ await ensureLedgerTable(remoteSdk, 'ledger');
 remoteSdk.destroy();
 const remoteLean = leanClient(remote);
 const cycleDir = mkdtempSync(path.join(os.tmpdir(), 'wrapi-bench-'));
-const cycleLedgers: Record<string, Ledger> = {
-  'sqlite (WAL file)': openSqliteLedger(path.join(cycleDir, 'ledger.db')),
-  'lean client, dynalite in another process': createDynamoLedger({ tableName: 'ledger', client: remoteLean }),
+const sqliteCycle = openSqliteLedger(path.join(cycleDir, 'ledger.db'));
+const dynamoCycle = createDynamoLedger({ tableName: 'ledger', client: remoteLean });
+// Each ledger twice: with every limit watched for its alert thresholds (the default: the settlement
+// asks for the rows' new spend back), and with `alerts none` (nothing watched), the baseline.
+const cycleLedgers: Record<string, { ledger: Ledger; alerts?: number[] }> = {
+  'sqlite (WAL file), alerts watched': { ledger: sqliteCycle },
+  'sqlite (WAL file), no alerts': { ledger: sqliteCycle, alerts: [] },
+  'lean client, other process, alerts watched': { ledger: dynamoCycle },
+  'lean client, other process, no alerts': { ledger: dynamoCycle, alerts: [] },
 };
 let cycleId = 0;
-async function cycle(ledger: Ledger) {
+async function cycle({ ledger, alerts }: { ledger: Ledger; alerts?: number[] }) {
   const r = {
     callId: `cycle-${cycleId++}`, month: '2026-11', day: '2026-11-26', expiresAt: Date.now() + 60_000,
-    holds: scopes.map((scope) => ({ scope, amount: 9_000, limit: 1e15 })),
+    holds: scopes.map((scope) => ({ scope, amount: 9_000, limit: 1e15, ...(alerts ? { alerts } : {}) })),
   };
   await ledger.reserve(r);
   await ledger.settle(settlementOf(r, delta, 'v1'));
 }
 const perRequest: Record<string, number[]> = Object.fromEntries(Object.keys(cycleLedgers).map((k) => [k, []]));
-for (const ledger of Object.values(cycleLedgers)) {
-  for (const s of scopes) await ledger.setLimit(s, 1e15);
-  await cpuPerCall(() => cycle(ledger), 200);
-}
+for (const ledger of [sqliteCycle, dynamoCycle]) for (const s of scopes) await ledger.setLimit(s, 1e15);
+for (const entry of Object.values(cycleLedgers)) await cpuPerCall(() => cycle(entry), 200);
 for (let r = 0; r < 6; r++) {
   const names = Object.keys(cycleLedgers);
   if (r % 2) names.reverse();
   for (const name of names) perRequest[name].push(await cpuPerCall(() => cycle(cycleLedgers[name]), 200));
 }
 console.log(`\nCPU per request's ledger work (reserve + settle, 4 scopes; 6 rounds × 200, median; this process only):`);
-for (const [name, xs] of Object.entries(perRequest)) console.log(`${name.padEnd(42)} ${median(xs).toFixed(0).padStart(6)} µs`);
-await cycleLedgers['sqlite (WAL file)'].close!();
+for (const [name, xs] of Object.entries(perRequest)) console.log(`${name.padEnd(44)} ${median(xs).toFixed(0).padStart(6)} µs`);
+for (const store of ['sqlite (WAL file)', 'lean client, other process']) {
+  const ratio = median(perRequest[`${store}, alerts watched`]) / median(perRequest[`${store}, no alerts`]);
+  console.log(`${store}: alert watching costs ×${ratio.toFixed(2)} the ledger CPU of no alerts (after the response: not on the request path)`);
+}
+await sqliteCycle.close!();
 rmSync(cycleDir, { recursive: true, force: true });
 remoteLean.destroy();
 child.kill();

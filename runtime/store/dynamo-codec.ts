@@ -190,14 +190,10 @@ export function priceItem(p: PriceOverride): Item {
 
 /**
  * An UpdateItem that ADDs each given counter (creating the item if missing) and optionally SETs
- * priceVersion, removes the call's marker and other attributes, and `ensure`s attributes exist (an
- * empty string where missing) so that UPDATED_NEW returns them. Attribute names go through
+ * priceVersion and removes the call's marker and other attributes. Attribute names go through
  * placeholders: several are DynamoDB reserved words.
  */
-export function addExpression(
-  adds: Record<string, number>,
-  opts: { priceVersion?: string; removeHold?: string; remove?: readonly string[]; ensure?: readonly string[] } = {},
-) {
+export function addExpression(adds: Record<string, number>, opts: { priceVersion?: string; removeHold?: string; remove?: readonly string[] } = {}) {
   const names: Record<string, string> = {};
   const values: Item = {};
   const terms = Object.entries(adds).map(([name, value], i) => {
@@ -206,18 +202,11 @@ export function addExpression(
     return `#a${i} :a${i}`;
   });
   let expression = `ADD ${terms.join(', ')}`;
-  const sets: string[] = [];
   if (opts.priceVersion !== undefined) {
     names['#pv'] = 'priceVersion';
     values[':pv'] = { S: opts.priceVersion };
-    sets.push('#pv = :pv');
+    expression += ' SET #pv = :pv';
   }
-  (opts.ensure ?? []).forEach((name, i) => {
-    names[`#e${i}`] = name;
-    values[':empty'] = { S: '' };
-    sets.push(`#e${i} = if_not_exists(#e${i}, :empty)`);
-  });
-  if (sets.length) expression += ` SET ${sets.join(', ')}`;
   const removes: string[] = [];
   if (opts.removeHold !== undefined) {
     names['#h'] = opts.removeHold;
@@ -276,11 +265,11 @@ export function fromAlertCarrier(value: AttributeValue | undefined): BudgetAlert
   };
 }
 
-/** The alert a mark attribute records; undefined for another attribute or a placeholder. */
+/** The alert a mark attribute records; undefined for another attribute. */
 export function markFrom(month: string, scope: Scope, name: string, text: string | undefined): BudgetAlert | undefined {
   const m = MARK_NAME.exec(name);
   const parts = text?.split('|');
-  if (!m || !parts || parts.length !== 4) return undefined; // an empty value is a placeholder: never marked
+  if (!m || !parts || parts.length !== 4) return undefined;
   return {
     scope,
     period: m[1] === 'm' ? 'month' : 'day',

@@ -97,6 +97,12 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
   const { tableName: TableName, client } = opts;
   /** Months this instance has marked: the mark costs one write per month and instance, not one per call. */
   const marked = new Set<string>();
+  /**
+   * Alert marks this instance knows are made (month, row, mark, limit). The settlement's write does
+   * not return the marks (that would cost every watched settlement a bigger answer), so a threshold
+   * already passed costs each instance one refused conditional write per period, then nothing.
+   */
+  const knownMarks = new Set<string>();
 
   async function queryAll(input: Omit<QueryCommandInput, 'TableName'>): Promise<Item[]> {
     const items: Item[] = [];
@@ -301,17 +307,22 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       const spent = Number(state[watch.period === 'month' ? 'spent' : daySpentName(s.day)]?.N ?? 0);
       for (const threshold of reached(watch, spent)) {
         const name = markName(watch.period, s.day, threshold);
-        const current = state[name]?.S ?? '';
-        if (current.startsWith(ownPrefix(watch.limit, s.callId))) {
+        const current = state[name]?.S;
+        if (current?.startsWith(ownPrefix(watch.limit, s.callId))) {
           made.push(markFrom(s.month, row.scope, name, current)!);
           continue;
         }
-        if (current.startsWith(markPrefix(watch.limit))) continue;
+        const seen = `${s.month}|${usageKey(s.month, row.scope).sk.S}|${name}|${watch.limit}`;
+        if (current?.startsWith(markPrefix(watch.limit)) || knownMarks.has(seen)) continue;
         const alert: BudgetAlert = {
           scope: row.scope, period: watch.period, month: s.month, ...(watch.period === 'day' ? { day: s.day } : {}),
           threshold, limit: watch.limit, spent, at: Date.now(), callId: s.callId,
         };
-        if (await putMark(s, row.scope, name, alert)) made.push(alert);
+        const mine = await putMark(s, row.scope, name, alert);
+        // Marked now (by this call or another): this instance need not try it again.
+        if (knownMarks.size > 10_000) knownMarks.clear();
+        knownMarks.add(seen);
+        if (mine) made.push(alert);
       }
     }
     return made;
@@ -469,11 +480,11 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
                   ...(row.committed !== 0 ? { [dayCommittedName(s.day)]: row.committed } : {}),
                   ...(s.delta.spent !== 0 ? { [daySpentName(s.day)]: s.delta.spent } : {}),
                 },
-                { priceVersion: s.priceVersion, removeHold: holdName(s.callId), remove: [ALERT_CARRIER], ensure: marks },
+                { priceVersion: s.priceVersion, removeHold: holdName(s.callId), remove: [ALERT_CARRIER] },
               ),
               // Without the marker the row was settled (or charged as expired) already.
               ConditionExpression: 'attribute_exists(#h)',
-              // A watched row's new spend and marks come back with the write itself: no read.
+              // A watched row's new spend comes back with the write itself: no read.
               ...(marks.length ? { ReturnValues: 'UPDATED_NEW' as const } : {}),
             }),
           );
@@ -482,7 +493,8 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
           if (!isRefusal(error)) throw error;
         }
         if (!marks.length) return;
-        // Refused (an earlier try landed and its reply was lost): the row as it is now decides.
+        // Refused (an earlier try landed and its reply was lost): the row as it is now decides,
+        // marks included (a mark this call made then is answered again).
         attributes ??= await watchedState(s, row.scope, marks);
         alerts.push(...(await markReached(s, row, attributes)));
       });

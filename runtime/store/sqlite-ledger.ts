@@ -224,6 +224,13 @@ export function openSqliteLedger(file: string): Ledger {
      ON CONFLICT DO UPDATE SET ${ADDS}, committed = committed + excluded.committed,
        priceVersion = coalesce(excluded.priceVersion, priceVersion)`,
   );
+  // The same upsert answering the row's new spend: a watched row's alert thresholds need it.
+  const addUsageSpent = db.prepare<Scope & Counted & { month: string; committed: Nano; priceVersion: string | null }, { spent: Nano }>(
+    `INSERT INTO usage (month, project, user, model, ${COUNTERS.join(', ')}, committed, priceVersion)
+     VALUES (@month, @project, @user, @model, ${NAMED}, @committed, @priceVersion)
+     ON CONFLICT DO UPDATE SET ${ADDS}, committed = committed + excluded.committed,
+       priceVersion = coalesce(excluded.priceVersion, priceVersion) RETURNING spent`,
+  );
   const addDaily = db.prepare<Scope & Counted & { day: string }>(
     `INSERT INTO daily (day, project, user, model, ${COUNTERS.join(', ')})
      VALUES (@day, @project, @user, @model, ${NAMED}) ON CONFLICT DO UPDATE SET ${ADDS}`,
@@ -366,17 +373,20 @@ export function openSqliteLedger(file: string): Ledger {
     const priceVersion = s.priceVersion ?? null;
     // Rows no longer pending were settled (or charged as expired) already.
     const taken = takePending(s.callId, s.rows.map((row) => row.scope));
+    const spentNow = new Map<SettledRow, { month: Nano; day: Nano }>();
     for (const row of s.rows) {
       if (!taken.some((p) => sameScope(p.scope, row.scope))) continue;
-      addUsage.run({ month: s.month, ...scopeParams(row.scope), ...counts, committed: row.committed, priceVersion });
+      const params = { month: s.month, ...scopeParams(row.scope), ...counts, committed: row.committed, priceVersion };
+      const month = row.watch?.length ? addUsageSpent.get(params)!.spent : (addUsage.run(params), 0);
       if (row.committed !== 0) addDayCommitted.get({ day: s.day, ...scopeParams(row.scope), amount: row.committed });
-      if (s.delta.spent !== 0) addDaySpent.get({ day: s.day, ...scopeParams(row.scope), spent: s.delta.spent });
+      const day = s.delta.spent !== 0 ? addDaySpent.get({ day: s.day, ...scopeParams(row.scope), spent: s.delta.spent })!.spent : undefined;
       if (row.daily) addDaily.run({ day: s.day, ...scopeParams(row.scope), ...counts });
+      if (row.watch?.length && day !== undefined) spentNow.set(row, { month, day });
     }
     const rates = s.rates ?? [];
     applyRates(s.callId, rates.map((r) => r.scope), (_, i) => ({ requests: 0, tokens: rates[i].tokens }));
     // Applied now or by an earlier try: the rows as they are decide which thresholds are reached.
-    return s.rows.flatMap((row) => markReached(s, row));
+    return s.rows.flatMap((row) => markReached(s, row, spentNow.get(row)));
   });
 
   /**
@@ -384,10 +394,10 @@ export function openSqliteLedger(file: string): Ledger {
    * limit yet. Inside the settlement's transaction, so concurrent settlements mark it once; a mark
    * this call made before (a retry after a lost reply) is answered again.
    */
-  function markReached(s: Settlement, row: SettledRow): BudgetAlert[] {
+  function markReached(s: Settlement, row: SettledRow, known?: { month: Nano; day: Nano }): BudgetAlert[] {
     if (!row.watch?.length) return [];
     const scope = scopeParams(row.scope);
-    const spent = getSpent.get({ month: s.month, day: s.day, ...scope })!;
+    const spent = known ?? getSpent.get({ month: s.month, day: s.day, ...scope })!;
     return row.watch.flatMap((watch) =>
       reached(watch, watch.period === 'month' ? spent.month : spent.day).flatMap((threshold) => {
         const day = watch.period === 'day' ? s.day : '';
