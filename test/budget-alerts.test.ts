@@ -90,7 +90,9 @@ for (const store of ['sqlite', 'dynamodb'] as const) {
     batch++;
     const results = await Promise.allSettled(
       Array.from({ length: n }, (_, i) =>
-        t.client({ user: i % 3 === 0 ? 'bob' : 'alice', project }).chat.completions.create({
+        // Retries only meet a 503 (dynalite on a loaded machine can pass the ledger's 400 ms deadline):
+        // a budget refusal says x-should-retry: false.
+        t.client({ user: i % 3 === 0 ? 'bob' : 'alice', project, maxRetries: 6 }).chat.completions.create({
           model: MODEL,
           max_tokens: tokens,
           messages: [{ role: 'user', content: `fake:words=${tokens + 20} batch ${batch} call ${i}` }],
