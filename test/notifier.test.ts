@@ -8,7 +8,7 @@ import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { alertPayload, alertSubject, alertText, type AlertPayload, type AlertWatch, type BudgetAlert } from '../runtime/core/alerts.ts';
-import { chatNotification } from '../runtime/core/alert-messages.ts';
+import { chatNotification, snsAlertMessage } from '../runtime/core/alert-messages.ts';
 import { ALERT_STREAM } from '../runtime/core/contract.ts';
 import type { Settlement, UsageDelta } from '../runtime/core/ports.ts';
 import { createDeliveryLog, deliveryKey } from '../runtime/store/alert-deliveries.ts';
@@ -181,6 +181,13 @@ test('the notifier\'s IAM conditions name the ledger\'s own key prefixes', () =>
   assert.ok(usagePk(MONTH).startsWith(ALERT_STREAM.usagePartitionPrefix));
   assert.ok(deliveryKey('x', 'sns').pk.S.startsWith(ALERT_STREAM.deliveryPartitionPrefix));
   assert.is(deliveryKey('y'.repeat(5000), 'sns').pk.S.length, 2 + 7 + 64, 'a very long alert id is hashed into the key');
+});
+
+test('an SNS subject stays under 100 characters without control characters, whatever the project is called', () => {
+  const alert: BudgetAlert = { scope: { project: `long\n${'p'.repeat(150)}`, user: '*', model: '*' }, period: 'month', month: MONTH, threshold: 100, limit: USD, spent: USD, at: 0, callId: 'c' };
+  const { subject } = snsAlertMessage(alertPayload('dev', alert, []));
+  assert.ok(subject.length < 100);
+  assert.not.match(subject, /[\n\r]/);
 });
 
 test('the event filter passes the marking write\'s record and nothing else', async () => {

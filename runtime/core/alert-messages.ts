@@ -67,7 +67,9 @@ export function chatNotification(p: AlertPayload): ChatNotification {
 /** The SNS Publish of an alert: a subject and a per-protocol JSON message. */
 export function snsAlertMessage(p: AlertPayload): { subject: string; message: string; messageStructure: 'json' } {
   return {
-    subject: alertSubject(p),
+    // SNS refuses a subject with control characters or of 100 characters or more: such a refusal would
+    // fail the alert on every retry.
+    subject: alertSubject(p).replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 99),
     message: JSON.stringify({ default: JSON.stringify(chatNotification(p)), email: alertText(p) }),
     messageStructure: 'json',
   };
