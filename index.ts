@@ -23,7 +23,9 @@ import {
   DEPLOYED_ENV as ENV,
   LEDGER_TABLE,
   ledgerTableName,
+  ALERT_STREAM,
   METRICS,
+  notifierFunctionName as notifierFunctionNameOf,
   proxyFunctionName as proxyFunctionNameOf,
 } from './runtime/core/contract.ts';
 
@@ -57,6 +59,10 @@ interface Settings {
   openaiOrgId?: pulumi.Output<string>;
   /** Subscribed by email to the stage's alert topic; each address must confirm. */
   alertEmails: string[];
+  /** A Slack channel (workspace authorised once for Amazon Q Developer in chat applications) subscribed to the topic. */
+  slack?: { workspaceId: string; channelId: string };
+  /** Where budget alerts are also POSTed as JSON; kept in Secrets Manager (it may carry a token). */
+  alertWebhookUrl?: pulumi.Output<string>;
   alarms: AlarmThresholds;
 }
 
@@ -113,6 +119,7 @@ function readSettings(): Settings {
     openaiApiKey: config.requireSecret('openaiApiKey'),
     openaiOrgId: config.getSecret('openaiOrgId'),
     alertEmails: config.getObject<string[]>('alertEmails') ?? [],
+    alertWebhookUrl: config.getSecret('alertWebhookUrl'),
     alarms: {
       url5xx: integer('alarmUrl5xx', 5, 1, 100_000),
       functionErrors: integer('alarmFunctionErrors', 1, 1, 100_000),
@@ -134,13 +141,30 @@ function readSettings(): Settings {
   if (!Array.isArray(emails) || !emails.every((e) => typeof e === 'string' && /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(e))) {
     problems.push(`alertEmails must be a list of email addresses (got ${JSON.stringify(emails)})`);
   }
+  const [workspaceId, channelId] = [config.get('slackWorkspaceId'), config.get('slackChannelId')];
+  if (workspaceId !== undefined || channelId !== undefined) {
+    if (workspaceId === undefined || channelId === undefined) {
+      problems.push(`slackWorkspaceId and slackChannelId go together: set both (got only ${workspaceId === undefined ? 'slackChannelId' : 'slackWorkspaceId'})`);
+    } else {
+      // Slack's ids: the workspace (team) starts with T, a channel with C (public) or G (private).
+      if (!/^T[A-Z0-9]{2,20}$/.test(workspaceId)) problems.push(`slackWorkspaceId must be a Slack workspace id like T07EA123LEP (got "${workspaceId}")`);
+      if (!/^[CG][A-Z0-9]{2,20}$/.test(channelId)) problems.push(`slackChannelId must be a Slack channel id like C07EZ1ABC23 (got "${channelId}")`);
+      settings.slack = { workspaceId, channelId };
+    }
+  }
+  const webhookUrl = config.get('alertWebhookUrl');
+  if (webhookUrl !== undefined) {
+    const url = URL.canParse(webhookUrl) ? new URL(webhookUrl) : undefined;
+    // Only the protocol is named: the rest may be a token.
+    if (url?.protocol !== 'https:') problems.push(`alertWebhookUrl must be an https:// URL (got one starting "${webhookUrl.slice(0, 8)}")`);
+  }
   if (settings.upstreamUrl !== undefined) {
     // The stage's key travels with every call: https on the standard port only (the functions'
     // security group lets nothing else out to the internet).
     const url = URL.canParse(settings.upstreamUrl) ? new URL(settings.upstreamUrl) : undefined;
     if (url?.protocol !== 'https:' || url.port !== '') problems.push(`upstreamUrl must be an https:// URL on port 443 (got "${settings.upstreamUrl}")`);
   }
-  for (const key of ['openaiApiKey', 'openaiOrgId']) {
+  for (const key of ['openaiApiKey', 'openaiOrgId', 'alertWebhookUrl']) {
     if (!setAsSecret(key)) problems.push(`${key} is stored in plain text: set it with \`pulumi config set --secret ${key} …\``);
   }
   if (problems.length) throw new pulumi.RunError(`Invalid stack configuration:\n  - ${problems.join('\n  - ')}`);
@@ -167,6 +191,12 @@ const named = (name: string) => ({ ...tags, Name: name });
 
 const PROXY_NAME = proxyFunctionNameOf(stage);
 const ADMIN_NAME = adminFunctionNameOf(stage);
+const NOTIFIER_NAME = notifierFunctionNameOf(stage);
+/**
+ * Budget alerts leave the ledger through its DynamoDB Stream and the notifier function, which exist
+ * only when some channel would receive them (the topic and the alarms exist anyway).
+ */
+const ALERT_CHANNELS = settings.alertEmails.length > 0 || settings.slack !== undefined || settings.alertWebhookUrl !== undefined;
 const TABLE_NAME = ledgerTableName(stage);
 const MEMCACHED_PORT = 11211;
 
@@ -187,7 +217,7 @@ const policyDocument = (statements: Statement[]) => pulumi.jsonStringify({ Versi
 const ROOT = dirname(fileURLToPath(import.meta.url));
 
 /** esbuild entry points, relative to the project root. */
-const LAMBDA_ENTRY_POINTS = { proxy: 'runtime/lambda/proxy.ts', admin: 'runtime/lambda/admin.ts' } as const;
+const LAMBDA_ENTRY_POINTS = { proxy: 'runtime/lambda/proxy.ts', admin: 'runtime/lambda/admin.ts', notifier: 'runtime/lambda/notifier.ts' } as const;
 type LambdaName = keyof typeof LAMBDA_ENTRY_POINTS;
 
 /**
@@ -306,6 +336,8 @@ const table = new aws.dynamodb.Table(
     pointInTimeRecovery: { enabled: true },
     // Remembered response sizes expire by themselves (no scan): DynamoDB deletes items past `ttl`.
     ttl: { attributeName: LEDGER_TABLE.ttlAttribute, enabled: true },
+    // The notifier's feed: each budget alert mark is a MODIFY whose new image carries the alert.
+    ...(ALERT_CHANNELS ? { streamEnabled: true, streamViewType: 'NEW_AND_OLD_IMAGES' } : {}),
     // The AWS-managed KMS key (aws/dynamodb) rather than the default AWS-owned one: key use shows in
     // CloudTrail. DynamoDB uses it on the caller's behalf, so the functions need no kms:* permission.
     serverSideEncryption: { enabled: true },
@@ -599,7 +631,7 @@ const openaiSecretVersion = new aws.secretsmanager.SecretVersion(`${prefix}-open
 
 // ---------------------------------------------------------------------------- IAM for the functions
 
-type FunctionRole = 'proxy' | 'admin';
+type FunctionRole = 'proxy' | 'admin' | 'notifier';
 
 /** Created before its function, so Lambda does not create it itself (with no retention) on the first log line. */
 const logGroupFor = (role: FunctionRole, functionName: string) =>
@@ -776,6 +808,146 @@ for (const email of new Set(settings.alertEmails)) {
   new aws.sns.TopicSubscription(`${prefix}-alerts-email-${id}`, { topic: alertTopic.arn, protocol: 'email', endpoint: email });
 }
 
+// ----------------------------------------------------------------------------------- budget alerts
+//
+// The ledger marks each alert threshold once, in the settling write, and that write carries the alert
+// (ALERT_STREAM). The table's stream feeds the notifier through a filter that passes only those
+// records; it publishes each alert to the topic (email text, and an Amazon Q card for Slack) and POSTs
+// it to the webhook, once per channel (delivery records in the table). A record that still fails
+// after the retries leaves its batch's coordinates in an encrypted dead-letter queue, which alarms.
+
+/** Where the webhook URL lives: it may carry a token, so not in the function's environment. */
+const alertWebhookSecret = settings.alertWebhookUrl
+  ? new aws.secretsmanager.Secret(`${prefix}-alert-webhook`, { description: `Budget alert webhook URL of the openai-wrapi ${stage} stage`, tags })
+  : undefined;
+if (alertWebhookSecret && settings.alertWebhookUrl) {
+  new aws.secretsmanager.SecretVersion(`${prefix}-alert-webhook`, {
+    secretId: alertWebhookSecret.id,
+    secretString: pulumi.secret(pulumi.jsonStringify({ url: settings.alertWebhookUrl })),
+  });
+}
+
+/** What the notifier may do to the ledger, each by the partition keys it touches (dynamodb:LeadingKeys). */
+const NOTIFIER_TABLE_ACTIONS = {
+  usage: ['dynamodb:Query'], // the alert's period usage: its top users and models
+  deliveries: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], // claim, mark sent, release
+};
+
+function createNotifier() {
+  const deadLetters = new aws.sqs.Queue(`${prefix}-alert-dlq`, {
+    name: `${prefix}-alert-dlq`,
+    sqsManagedSseEnabled: true,
+    messageRetentionSeconds: 14 * 86_400, // the longest SQS keeps: time to fix the channel and replay
+    tags,
+  });
+  const logs = logGroupFor('notifier', NOTIFIER_NAME);
+  const leadingKeys = (keyPrefix: string) => ({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': `${keyPrefix}*` } });
+  const role = roleAccess('notifier', executionRole('notifier', NOTIFIER_NAME), logs, [
+    {
+      Sid: 'ReadTheLedgerStream',
+      Effect: 'Allow',
+      Action: ['dynamodb:DescribeStream', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator'],
+      Resource: table.streamArn,
+    },
+    // Lambda checks it when it creates the event source mapping; it has no resource-level permission.
+    { Sid: 'ListStreams', Effect: 'Allow', Action: 'dynamodb:ListStreams', Resource: '*' },
+    {
+      Sid: 'ReadUsagePartitions',
+      Effect: 'Allow',
+      Action: NOTIFIER_TABLE_ACTIONS.usage,
+      Resource: table.arn,
+      Condition: leadingKeys(ALERT_STREAM.usagePartitionPrefix),
+    },
+    {
+      Sid: 'KeepDeliveryRecords',
+      Effect: 'Allow',
+      Action: NOTIFIER_TABLE_ACTIONS.deliveries,
+      Resource: table.arn,
+      Condition: leadingKeys(ALERT_STREAM.deliveryPartitionPrefix),
+    },
+    { Sid: 'PublishAlerts', Effect: 'Allow', Action: 'sns:Publish', Resource: alertTopic.arn },
+    ...(alertWebhookSecret
+      ? [{ Sid: 'ReadTheWebhookUrl', Effect: 'Allow' as const, Action: 'secretsmanager:GetSecretValue', Resource: alertWebhookSecret.arn }]
+      : []),
+    { Sid: 'DeadLetters', Effect: 'Allow', Action: 'sqs:SendMessage', Resource: deadLetters.arn },
+  ]);
+  // Outside any VPC: it needs no cache, and reaches DynamoDB, SNS, Secrets Manager and the webhook directly.
+  const { vpcConfig: _inVpc, ...outsideVpc } = functionDefaults;
+  const fn = new aws.lambda.Function(
+    `${prefix}-notifier`,
+    {
+      ...outsideVpc,
+      name: NOTIFIER_NAME,
+      description: `openai-wrapi ${stage}: budget alerts from the ledger's stream to the alert topic and the webhook`,
+      role: role.role.arn,
+      code: lambdaArchive('notifier', lambdaCode.notifier),
+      handler: 'notifier.handler',
+      // A delivery claim holds 30 s (runtime/store/alert-deliveries.ts): room to wait one out and send.
+      timeout: 120,
+      memorySize: 256,
+      loggingConfig: { logFormat: 'Text', logGroup: logs.name },
+      environment: {
+        variables: {
+          [ENV.stage]: stage,
+          [ENV.table]: table.name,
+          [ENV.alertTopicArn]: alertTopic.arn,
+          ...(alertWebhookSecret ? { [ENV.alertWebhookSecretArn]: alertWebhookSecret.arn } : {}),
+        },
+      },
+    },
+    { dependsOn: [role.policy] },
+  );
+  const mapping = new aws.lambda.EventSourceMapping(
+    `${prefix}-notifier-stream`,
+    {
+      eventSourceArn: table.streamArn,
+      functionName: fn.arn,
+      startingPosition: 'LATEST',
+      batchSize: 10,
+      filterCriteria: { filters: [{ pattern: ALERT_STREAM.filterPattern }] },
+      // Failed records by sequence number: the records before them are not sent again.
+      functionResponseTypes: ['ReportBatchItemFailures'],
+      bisectBatchOnFunctionError: true,
+      // Bounded, so a dead channel cannot hold the shard (and the alerts behind it) for a day.
+      maximumRetryAttempts: 8,
+      maximumRecordAgeInSeconds: 6 * 3600,
+      destinationConfig: { onFailure: { destinationArn: deadLetters.arn } },
+    },
+    { dependsOn: [role.policy] },
+  );
+  return { fn, role, deadLetters, mapping };
+}
+
+const notifier = ALERT_CHANNELS ? createNotifier() : undefined;
+
+// Amazon Q Developer in chat applications (formerly AWS Chatbot) posts the topic's messages in the
+// channel. Its role has no permissions, and the guardrail caps whatever a channel member might run
+// through it to a look at the topic: the channel only receives.
+if (settings.slack) {
+  const chatRole = new aws.iam.Role(`${prefix}-chat-role`, {
+    description: `Role of the openai-wrapi ${stage} Slack channel configuration (notifications only)`,
+    assumeRolePolicy: policyDocument([
+      { Sid: 'AmazonQAssumesRole', Effect: 'Allow', Principal: { Service: 'chatbot.amazonaws.com' }, Action: 'sts:AssumeRole' },
+    ]),
+    tags,
+  });
+  const guardrail = new aws.iam.Policy(`${prefix}-chat-guardrail`, {
+    description: `openai-wrapi ${stage}: the most the Slack channel may do through Amazon Q (look at its topic)`,
+    policy: policyDocument([{ Sid: 'LookAtTheAlertTopic', Effect: 'Allow', Action: 'sns:GetTopicAttributes', Resource: alertTopic.arn }]),
+    tags,
+  });
+  new aws.chatbot.SlackChannelConfiguration(`${prefix}-slack`, {
+    configurationName: `${prefix}-alerts`,
+    iamRoleArn: chatRole.arn,
+    slackTeamId: settings.slack.workspaceId,
+    slackChannelId: settings.slack.channelId,
+    snsTopicArns: [alertTopic.arn],
+    guardrailPolicyArns: [guardrail.arn],
+    loggingLevel: 'ERROR',
+    tags,
+  });
+}
+
 // ---------------------------------------------------------------------- guard against direct invokes
 //
 // The proxy bills the identity in requestContext.authorizer.iam. Through the function URL, AWS writes
@@ -811,10 +983,16 @@ const denyRoutesAroundTheFunctions: Statement[] = [
     Sid: 'DenyChangingTheFunctions',
     Effect: 'Deny',
     Action: ['lambda:AddPermission', 'lambda:Create*', 'lambda:Delete*', 'lambda:Publish*', 'lambda:Put*', 'lambda:Update*'],
-    Resource: [...proxyArns, ...adminArns],
+    Resource: [...proxyArns, ...adminArns, ...(notifier ? [notifier.fn.arn, pulumi.interpolate`${notifier.fn.arn}:*`] : [])],
   },
-  { Sid: 'DenyPassingTheFunctionsRoles', Effect: 'Deny', Action: 'iam:PassRole', Resource: [proxyRole.role.arn, adminRole.role.arn] },
+  {
+    Sid: 'DenyPassingTheFunctionsRoles',
+    Effect: 'Deny',
+    Action: 'iam:PassRole',
+    Resource: [proxyRole.role.arn, adminRole.role.arn, ...(notifier ? [notifier.role.role.arn] : [])],
+  },
   { Sid: 'DenyTheOpenAICredentials', Effect: 'Deny', Action: 'secretsmanager:*', Resource: openaiSecret.arn },
+  ...(alertWebhookSecret ? [{ Sid: 'DenyTheAlertWebhook', Effect: 'Deny' as const, Action: 'secretsmanager:*', Resource: alertWebhookSecret.arn }] : []),
   {
     Sid: 'DenyLedgerWritesOutsideTheFunctions',
     Effect: 'Deny',
@@ -965,6 +1143,17 @@ const alarms = [
       ],
     },
   ),
+  ...(notifier
+    ? [
+        alarmOn(
+          'alert-dlq',
+          `Budget alerts could not be delivered (${NOTIFIER_NAME} failed them after its retries): see its log group, fix the channel, ` +
+            'and replay the dead letters (README, "Budget alerts on AWS").',
+          1,
+          { namespace: 'AWS/SQS', metricName: 'ApproximateNumberOfMessagesVisible', dimensions: { QueueName: notifier.deadLetters.name }, statistic: 'Maximum' },
+        ),
+      ]
+    : []),
 ];
 
 const dashboard = new aws.cloudwatch.Dashboard(`${prefix}-dashboard`, {
@@ -1066,4 +1255,8 @@ export const serviceControlPolicy = serviceControlPolicyDocument;
 export const directInvokeAlarmName = directInvokeAlarm.name;
 /** The stage's alert topic: subscribe more endpoints to it (README, "Metrics, alarms and dashboard"). */
 export const alertTopicArn = alertTopic.arn;
+/** The budget-alert notifier, or null when no alert channel is configured. */
+export const notifierFunctionName = notifier ? notifier.fn.name : null;
+/** The dead-letter queue of budget alerts that could not be delivered, or null without a notifier. */
+export const alertDlqUrl = notifier ? notifier.deadLetters.url : null;
 export const dashboardUrl = pulumi.interpolate`https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#dashboards/dashboard/${dashboard.dashboardName}`;

@@ -6,7 +6,7 @@
 import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ACCOUNT, BASE_CONFIG, REGION, runProgram, type ProgramRun, type Registered } from './helpers/pulumi-program.ts';
+import { ACCOUNT, BASE_CONFIG, REGION, runProgram, SECRET_KEYS, type ProgramRun, type Registered } from './helpers/pulumi-program.ts';
 
 type Decision = 'Allowed' | 'ImplicitlyDenied' | 'ExplicitlyDenied';
 type Policy = { Version: string; Statement: unknown[] };
@@ -25,8 +25,8 @@ interface Case {
   action: string;
   /** A resource of the stack by name (see `resources`), or an ARN. */
   resource: string;
-  /** Request context keys, as AWS sets them for this kind of request. */
-  context?: Record<string, string>;
+  /** Request context keys, as AWS sets them for this kind of request (a list for a multivalued key). */
+  context?: Record<string, string | string[]>;
   expect: Decision;
   why: string;
 }
@@ -46,7 +46,13 @@ const OTHER = {
   function: arn('lambda', 'function:someone-elses-function'),
   logStream: arn('logs', 'log-group:/aws/lambda/someone-elses-function:log-stream:2026/01/01/[$LATEST]0123'),
   vpc: arn('ec2', 'vpc/vpc-0someoneelses'),
+  stream: arn('dynamodb', 'table/openai-wrapi-prod/stream/2026-11-01T00:00:00.000'),
+  topic: arn('sns', 'openai-wrapi-prod-alerts'),
 };
+/** The partition keys a DynamoDB request touches (dynamodb:LeadingKeys): a usage month, a delivery record, the limits. */
+const USAGE_ROWS = { 'dynamodb:LeadingKeys': ['M#2026-11'] };
+const DELIVERY_RECORD = { 'dynamodb:LeadingKeys': ['A#dev:month:2026-11:research:*:*:80:10000000000'] };
+const LIMIT_ROWS = { 'dynamodb:LeadingKeys': ['LIMIT'] };
 
 /** Broad grants the account may hold, as AWS's managed policies give them (the parts that matter here). */
 const policy = (...Statement: unknown[]): Policy => ({ Version: '2012-10-17', Statement });
@@ -70,12 +76,17 @@ const inlinePoliciesOf = (fn: Registered) =>
 const sessionOf = (fn: Registered) => `arn:aws:sts::${ACCOUNT}:assumed-role/${roleOf(fn).state.name}/${fn.inputs.name}`;
 
 async function setUp() {
-  // In the VPC (numAzs 1), so the execution roles carry their network statements too.
-  run = await runProgram({ ...BASE_CONFIG, numAzs: 1 });
+  // In the VPC (numAzs 1), so the execution roles carry their network statements too; with alert
+  // channels, so the notifier is deployed.
+  run = await runProgram(
+    { ...BASE_CONFIG, numAzs: 1, alertEmails: ['ops@example.com'], alertWebhookUrl: 'https://hooks.example.com/budget' },
+    { secretKeys: [...SECRET_KEYS, 'alertWebhookUrl'] },
+  );
   const fn = (suffix: string) => run.one('aws:lambda/function:Function', suffix);
   const managed = (suffix: string) => parse(run.one('aws:iam/policy:Policy', suffix).inputs.policy);
   const proxy = fn('-proxy');
   const admin = fn('-admin');
+  const notifier = fn('-notifier');
   const boundary = managed('-boundary');
   const scp = parse(run.outputs.serviceControlPolicy.value);
   const user = (name: string) => `arn:aws:iam::${ACCOUNT}:user/${name}`;
@@ -83,11 +94,18 @@ async function setUp() {
   Object.assign(resources, {
     proxy: proxy.state.arn,
     'proxy:$LATEST': `${proxy.state.arn}:$LATEST`,
+    notifier: notifier.state.arn,
     admin: admin.state.arn,
     table: run.one('aws:dynamodb/table:Table').state.arn,
-    secret: run.one('aws:secretsmanager/secret:Secret').state.arn,
+    secret: run.one('aws:secretsmanager/secret:Secret', '-openai').state.arn,
     'proxy role': roleOf(proxy).state.arn,
     'admin role': roleOf(admin).state.arn,
+    'notifier role': roleOf(notifier).state.arn,
+    stream: run.one('aws:dynamodb/table:Table').state.streamArn,
+    topic: run.one('aws:sns/topic:Topic').state.arn,
+    dlq: run.one('aws:sqs/queue:Queue').state.arn,
+    'webhook secret': run.one('aws:secretsmanager/secret:Secret', '-alert-webhook').state.arn,
+    'notifier log stream': `${run.ofType('aws:cloudwatch/logGroup:LogGroup').find((g) => g.inputs.name === `/aws/lambda/${notifier.inputs.name}`)!.state.arn}:log-stream:2026/01/01/[$LATEST]0123`,
     'proxy log stream': `${run.ofType('aws:cloudwatch/logGroup:LogGroup').find((g) => g.inputs.name === `/aws/lambda/${proxy.inputs.name}`)!.state.arn}:log-stream:2026/01/01/[$LATEST]0123`,
     'private subnet': run.ofType('aws:ec2/subnet:Subnet').find((s) => s.name.includes('-private-'))!.state.arn,
     'public subnet': run.ofType('aws:ec2/subnet:Subnet').find((s) => s.name.includes('-public-'))!.state.arn,
@@ -99,6 +117,7 @@ async function setUp() {
     admin: { arn: user('ada'), identity: [managed('-admins')] },
     'proxy role': { arn: sessionOf(proxy), identity: inlinePoliciesOf(proxy) },
     'admin role': { arn: sessionOf(admin), identity: inlinePoliciesOf(admin) },
+    'notifier role': { arn: sessionOf(notifier), identity: inlinePoliciesOf(notifier) },
     'Lambda full access': { arn: user('lena'), identity: [LAMBDA_FULL_ACCESS] },
     'Lambda full access + boundary': { arn: user('lena'), identity: [LAMBDA_FULL_ACCESS, managed('-users')], boundary },
     'power user': { arn: user('pat'), identity: [POWER_USER_ACCESS] },
@@ -149,6 +168,31 @@ const CASES: Case[] = [
   { who: 'admin role', action: 'dynamodb:Query', resource: 'other table', expect: 'ImplicitlyDenied', why: 'another stage\'s ledger' },
   { who: 'admin role', action: 'secretsmanager:GetSecretValue', resource: 'secret', expect: 'ImplicitlyDenied', why: 'the admin never calls OpenAI' },
 
+  // The notifier's role: its stream, the usage of an alert's period, its own delivery records, the
+  // topic, the webhook's secret, its dead-letter queue; never usage or limits, never the OpenAI key.
+  ...['dynamodb:DescribeStream', 'dynamodb:GetShardIterator', 'dynamodb:GetRecords'].map((action): Case =>
+    ({ who: 'notifier role', action, resource: 'stream', expect: 'Allowed', why: 'reads the ledger\'s stream' })),
+  { who: 'notifier role', action: 'dynamodb:GetRecords', resource: 'other stream', expect: 'ImplicitlyDenied', why: 'another stage\'s stream' },
+  { who: 'notifier role', action: 'dynamodb:Query', resource: 'table', context: USAGE_ROWS, expect: 'Allowed', why: 'the top users and models of the alert\'s month' },
+  { who: 'notifier role', action: 'dynamodb:Query', resource: 'table', context: LIMIT_ROWS, expect: 'ImplicitlyDenied', why: 'usage partitions only' },
+  { who: 'notifier role', action: 'dynamodb:UpdateItem', resource: 'table', context: DELIVERY_RECORD, expect: 'Allowed', why: 'claims and marks its delivery records' },
+  { who: 'notifier role', action: 'dynamodb:GetItem', resource: 'table', context: DELIVERY_RECORD, expect: 'Allowed', why: 'looks at another sender\'s claim' },
+  { who: 'notifier role', action: 'dynamodb:UpdateItem', resource: 'table', context: USAGE_ROWS, expect: 'ImplicitlyDenied', why: 'cannot write usage items' },
+  { who: 'notifier role', action: 'dynamodb:UpdateItem', resource: 'table', context: LIMIT_ROWS, expect: 'ImplicitlyDenied', why: 'cannot change a limit' },
+  { who: 'notifier role', action: 'dynamodb:GetItem', resource: 'table', context: LIMIT_ROWS, expect: 'ImplicitlyDenied', why: 'reads no limit' },
+  { who: 'notifier role', action: 'dynamodb:PutItem', resource: 'table', context: DELIVERY_RECORD, expect: 'ImplicitlyDenied', why: 'UpdateItem is all it needs' },
+  { who: 'notifier role', action: 'dynamodb:DeleteItem', resource: 'table', context: DELIVERY_RECORD, expect: 'ImplicitlyDenied', why: 'TTL deletes delivery records' },
+  { who: 'notifier role', action: 'dynamodb:UpdateItem', resource: 'other table', context: DELIVERY_RECORD, expect: 'ImplicitlyDenied', why: 'another stage\'s ledger' },
+  { who: 'notifier role', action: 'sns:Publish', resource: 'topic', expect: 'Allowed', why: 'the stage\'s alert topic' },
+  { who: 'notifier role', action: 'sns:Publish', resource: 'other topic', expect: 'ImplicitlyDenied', why: 'another stage\'s topic' },
+  { who: 'notifier role', action: 'secretsmanager:GetSecretValue', resource: 'webhook secret', expect: 'Allowed', why: 'the webhook URL' },
+  { who: 'notifier role', action: 'secretsmanager:GetSecretValue', resource: 'secret', expect: 'ImplicitlyDenied', why: 'cannot read the OpenAI key' },
+  { who: 'notifier role', action: 'sqs:SendMessage', resource: 'dlq', expect: 'Allowed', why: 'the mapping\'s dead letters' },
+  { who: 'notifier role', action: 'logs:PutLogEvents', resource: 'notifier log stream', expect: 'Allowed', why: 'its own logs' },
+  { who: 'notifier role', action: 'logs:PutLogEvents', resource: 'proxy log stream', expect: 'ImplicitlyDenied', why: 'another function\'s logs' },
+  { who: 'notifier role', action: 'lambda:InvokeFunction', resource: 'proxy', expect: 'ImplicitlyDenied', why: 'calls no model' },
+  { who: 'proxy role', action: 'secretsmanager:GetSecretValue', resource: 'webhook secret', expect: 'ImplicitlyDenied', why: 'the webhook is the notifier\'s' },
+
   // A broad grant from elsewhere in the account opens the hole ...
   { who: 'Lambda full access', action: 'lambda:InvokeFunction', resource: 'proxy', expect: 'Allowed', why: 'the hole: a forged event, billed to anyone' },
   { who: 'Lambda full access', action: 'iam:PassRole', resource: 'proxy role', context: TO_LAMBDA, expect: 'Allowed', why: 'the hole: a new function as the proxy\'s role' },
@@ -171,6 +215,8 @@ const CASES: Case[] = [
   { who: 'power user + boundary', action: 'dynamodb:UpdateItem', resource: 'table', expect: 'ExplicitlyDenied', why: 'ledger writes go through the functions' },
   { who: 'power user + boundary', action: 'dynamodb:PartiQLUpdate', resource: 'table', expect: 'ExplicitlyDenied', why: 'ledger writes, in PartiQL' },
   { who: 'power user + boundary', action: 'secretsmanager:GetSecretValue', resource: 'secret', expect: 'ExplicitlyDenied', why: 'the stage\'s key' },
+  { who: 'power user + boundary', action: 'secretsmanager:GetSecretValue', resource: 'webhook secret', expect: 'ExplicitlyDenied', why: 'the alert webhook\'s token' },
+  { who: 'Lambda full access + boundary', action: 'lambda:UpdateFunctionCode', resource: 'notifier', expect: 'ExplicitlyDenied', why: 'the notifier too' },
   { who: 'power user + boundary', action: 'dynamodb:Query', resource: 'table', expect: 'Allowed', why: 'reading usage is harmless' },
   { who: 'power user + boundary', action: 'dynamodb:UpdateItem', resource: 'other table', expect: 'Allowed', why: 'the rest of its grant stands' },
   // ... and the SCP closes the direct Invoke for a whole account, the deployer still deploying.
@@ -225,7 +271,7 @@ for (const c of CASES) {
 
 iam('the table covers every principal and both decisions for each function\'s role', () => {
   assert.equal(new Set(CASES.map((c) => c.who)), new Set(Object.keys(people)));
-  for (const role of ['proxy role', 'admin role']) {
+  for (const role of ['proxy role', 'admin role', 'notifier role']) {
     const decisions = new Set(CASES.filter((c) => c.who === role).map((c) => c.expect));
     assert.ok(decisions.has('Allowed') && decisions.has('ImplicitlyDenied'), role);
   }

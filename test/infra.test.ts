@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LEDGER_TABLE } from '../runtime/store/dynamo-ledger.ts';
-import { DEPLOYED_ENV, LAMBDA_PROVIDED_ENV, UNDEPLOYED_ENV, adminFunctionName, ledgerTableName, proxyFunctionName } from '../runtime/core/contract.ts';
+import { DEPLOYED_ENV, LAMBDA_PROVIDED_ENV, NOTIFIER_ONLY_ENV, UNDEPLOYED_ENV, adminFunctionName, ledgerTableName, proxyFunctionName } from '../runtime/core/contract.ts';
 import { readAdminSettings, readProxySettings } from '../runtime/lambda/settings.ts';
 import { localOutputs } from '../runtime/local/outputs.ts';
 import {
@@ -52,6 +52,8 @@ const T = {
 const OUTPUTS = [
   'proxyUrl', 'proxyFunctionName', 'adminFunctionName', 'tableName', 'cacheEndpoint', 'region', 'userPolicyArn', 'adminPolicyArn',
   'boundaryPolicyArn', 'serviceControlPolicy', 'directInvokeAlarmName', 'alertTopicArn', 'dashboardUrl',
+  // Null unless an alert channel is configured (test/notifier-infra.test.ts).
+  'notifierFunctionName', 'alertDlqUrl',
 ];
 
 // Three stacks, each a separate run of the program.
@@ -341,9 +343,10 @@ runs('each function\'s runtime reads exactly the variables the program writes it
     assert.equal(read_.filter((name) => !PROVIDED_ELSEWHERE.includes(name)), sorted(Object.keys(written)), fn.name);
     for (const name of Object.keys(written)) assert.ok((Object.values(DEPLOYED_ENV) as string[]).includes(name), `${fn.name}: ${name} is not in DEPLOYED_ENV`);
   }
-  // With every optional setting on, the two functions together use every deployed name.
+  // With every optional setting on, the two functions together use every deployed name but the
+  // notifier's own (test/notifier-infra.test.ts).
   const everyWritten = new Set(functions.flatMap(({ fn }) => Object.keys(envOf(fn))));
-  assert.equal(sorted([...everyWritten]), sorted(Object.values(DEPLOYED_ENV)));
+  assert.equal(sorted([...everyWritten]), sorted(Object.values(DEPLOYED_ENV).filter((name) => !NOTIFIER_ONLY_ENV.includes(name))));
 });
 
 runs('the program\'s values are ones the runtime accepts, and name the resources it creates', () => {
@@ -673,7 +676,7 @@ runs('an alarm on the proxy when its invocations exceed its function URL\'s requ
 
 // ----------------------------------------------------------------------------------------- outputs
 
-runs('outputs: the thirteen names, nothing else, none secret, pointing at the right resources', () => {
+runs('outputs: the fifteen names, nothing else, none secret, pointing at the right resources', () => {
   for (const run of [full, single, noCache]) {
     assert.equal(sorted(Object.keys(run.outputs)), sorted(OUTPUTS));
     for (const [name, output] of Object.entries(run.outputs)) assert.not.ok(output.secret, `${name} must be readable without --show-secrets`);
@@ -687,6 +690,7 @@ runs('outputs: the thirteen names, nothing else, none secret, pointing at the ri
     assert.is(value('userPolicyArn'), run.one(T.policy, '-users').state.arn);
     assert.is(value('adminPolicyArn'), run.one(T.policy, '-admins').state.arn);
     assert.is(value('boundaryPolicyArn'), run.one(T.policy, '-boundary').state.arn);
+    assert.equal([value('notifierFunctionName'), value('alertDlqUrl')], [null, null], 'no alert channel: no notifier');
   }
   assert.is(full.outputs.cacheEndpoint.value, full.one(T.cache).state.configurationEndpoint);
   assert.is(noCache.outputs.cacheEndpoint.value, null);

@@ -28,7 +28,14 @@ export const DEPLOYED_ENV = {
   upstreamUrl: 'OPENAI_WRAPI_UPSTREAM_URL',
   /** Roles whose session name is the user, comma-separated. */
   sessionNamedRoles: 'OPENAI_WRAPI_SESSION_NAMED_ROLES',
+  /** The stage's SNS alert topic (the notifier only). */
+  alertTopicArn: 'OPENAI_WRAPI_ALERT_TOPIC_ARN',
+  /** Secrets Manager secret holding `{ "url": "https://…" }`, the budget alerts' webhook (the notifier only). */
+  alertWebhookSecretArn: 'OPENAI_WRAPI_ALERT_WEBHOOK_SECRET_ARN',
 } as const;
+
+/** What only the notifier reads of DEPLOYED_ENV (it exists only when an alert channel is configured). */
+export const NOTIFIER_ONLY_ENV: readonly string[] = [DEPLOYED_ENV.alertTopicArn, DEPLOYED_ENV.alertWebhookSecretArn];
 
 /**
  * Variables the runtime reads that the program never writes: the OpenAI credentials (on AWS they come
@@ -42,6 +49,8 @@ export const UNDEPLOYED_ENV = {
   cacheTtlSeconds: 'OPENAI_WRAPI_CACHE_TTL',
   policyCacheMs: 'OPENAI_WRAPI_POLICY_CACHE_MS',
   dynamodbEndpoint: 'OPENAI_WRAPI_DYNAMODB_ENDPOINT',
+  /** The SDKs' standard endpoint override for SNS: tests point the notifier's Publish at a local server. */
+  snsEndpoint: 'AWS_ENDPOINT_URL_SNS',
 } as const;
 
 /** What Lambda itself puts in every function's environment (the region, the role's credentials). */
@@ -74,6 +83,8 @@ export const stageEnvName = (name: string, stage: string): string => `${name}_${
 export const proxyFunctionName = (stage: string): string => `openai-proxy-${stage}`;
 /** The name of a stage's admin function, on AWS and in the local stack. */
 export const adminFunctionName = (stage: string): string => `openai-admin-${stage}`;
+/** The name of a stage's budget-alert notifier function (deployed only with an alert channel). */
+export const notifierFunctionName = (stage: string): string => `openai-notifier-${stage}`;
 /** The name of a stage's ledger table. */
 export const ledgerTableName = (stage: string, prefix = 'openai-wrapi'): string => `${prefix}-${stage}`;
 
@@ -190,4 +201,10 @@ export const ALERT_STREAM = {
     eventName: ['MODIFY'],
     dynamodb: { NewImage: { alert: { M: { threshold: { N: [{ exists: true }] } } } } },
   }),
+  /**
+   * Partition-key prefixes the notifier touches, for its IAM conditions (`dynamodb:LeadingKeys`): it
+   * reads usage partitions (`M#<month>`) and writes only its delivery records (`A#<alert id>`).
+   */
+  usagePartitionPrefix: 'M#',
+  deliveryPartitionPrefix: 'A#',
 } as const;

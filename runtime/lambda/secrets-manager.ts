@@ -6,3 +6,10 @@ export async function readSecretJson(arn: string, region: string): Promise<{ val
   const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));
   return { value: JSON.parse(out.SecretString ?? '{}'), versionId: out.VersionId };
 }
+
+/** A secret's current text (the notifier's webhook URL), as it is stored. */
+export async function readSecretString(arn: string, region: string): Promise<string | undefined> {
+  const client = new SecretsManagerClient({ region });
+  const out = await client.send(new GetSecretValueCommand({ SecretId: arn }));
+  return out.SecretString;
+}

@@ -63,3 +63,30 @@ export function readProxySettings(env: Env): ProxySettings {
     stores: readStoreSettings(env),
   };
 }
+
+export interface NotifierSettings {
+  stage: string;
+  region: string;
+  tableName: string;
+  dynamodbEndpoint?: string;
+  /** The stage's SNS alert topic; absent: no SNS channel. */
+  topicArn?: string;
+  /** The secret with the webhook URL; absent: no webhook. */
+  webhookSecretArn?: string;
+  /** Tests point Publish at a local server (the SDKs' own variable); on AWS, absent. */
+  snsEndpoint?: string;
+}
+
+export function readNotifierSettings(env: Env): NotifierSettings {
+  const tableName = env[ENV.table];
+  if (!tableName) throw new Error(`${ENV.table} is not set`);
+  return {
+    stage: stageOf(env),
+    region: regionOf(env),
+    tableName,
+    dynamodbEndpoint: env[ENV.dynamodbEndpoint] || undefined,
+    topicArn: env[ENV.alertTopicArn] || undefined,
+    webhookSecretArn: env[ENV.alertWebhookSecretArn] || undefined,
+    snsEndpoint: env[ENV.snsEndpoint] || undefined,
+  };
+}

@@ -153,7 +153,15 @@ function computed(type: string, name: string, id: string, inputs: Record<string,
     case 'aws:lambda/functionUrl:FunctionUrl':
       return { functionUrl: `https://${id}.lambda-url.${REGION}.on.aws/`, urlId: id };
     case 'aws:dynamodb/table:Table':
-      return { arn: arn('dynamodb', `table/${physical}`), name: physical };
+      return {
+        arn: arn('dynamodb', `table/${physical}`),
+        name: physical,
+        ...(inputs.streamEnabled ? { streamArn: arn('dynamodb', `table/${physical}/stream/2026-11-01T00:00:00.000`), streamLabel: '2026-11-01T00:00:00.000' } : {}),
+      };
+    case 'aws:sqs/queue:Queue':
+      return { arn: arn('sqs', physical), name: physical, url: `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}/${physical}` };
+    case 'aws:chatbot/slackChannelConfiguration:SlackChannelConfiguration':
+      return { chatConfigurationArn: `arn:aws:chatbot::${ACCOUNT}:chat-configuration/slack-channel/${inputs.configurationName}` };
     case 'aws:secretsmanager/secret:Secret':
       return { arn: arn('secretsmanager', `secret:${physical}-AbCdEf`), name: physical };
     case 'aws:secretsmanager/secretVersion:SecretVersion': {
