@@ -3,7 +3,7 @@
 // endpoint when the outputs name one. Refusals are typed errors carrying the server's message.
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type {
-  AdminRequest, AudioPriceDto, LimitDto, LimitKind, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto,
+  AdminRequest, AlertDto, AlertsReport, AudioPriceDto, LimitDto, LimitKind, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto,
   UsageReport, UsageTotals,
 } from '../runtime/core/protocol.ts';
 import { isUsdAmount, MAX_USD, MIN_USD } from '../runtime/core/protocol.ts';
@@ -13,7 +13,7 @@ import { checkProject, getSettings } from './settings.ts';
 import { resolveTarget, type StageTarget } from './target.ts';
 
 export type {
-  AudioPriceDto, LimitDto, LimitKind, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto, UsageReport, UsageTotals,
+  AlertDto, AlertsReport, AudioPriceDto, LimitDto, LimitKind, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto, UsageReport, UsageTotals,
 };
 
 /** Where and as whom to call the admin function. */
@@ -52,20 +52,30 @@ export interface LimitValues {
   rpm?: number;
   /** Tokens per minute: input plus worst-case output while a call runs, its actual use after. */
   tpm?: number;
+  /**
+   * Alert thresholds of the USD `limit` given with them (of its `period`), percent of it: whole
+   * numbers 1-100 (`[50, 80, 100]`, or `'50,80,100'`), or `'none'`. Left out, the limit keeps its
+   * thresholds (80 and 100 by default). Each fires once per period when settled spend reaches it.
+   */
+  alerts?: number[] | string;
 }
 
 /**
  * Sets limits of a scope: per project, or per project and user and/or model — the original's
- * `set_limits(limit, staging, project, user, model)`, plus per-day USD and per-minute rates. Limits
- * not given are kept.
+ * `set_limits(limit, staging, project, user, model)`, plus per-day USD and per-minute rates, and
+ * the USD limit's alert thresholds. Limits not given are kept.
  *
  * @example await setLimits({ limit: 10, staging: 'dev', project: 'my-project', user: 'me', model: 'gpt-4o' });
  * @example await setLimits({ staging: 'dev', project: 'my-project', limit: 2, period: 'day', rpm: 60, tpm: 100_000 });
+ * @example await setLimits({ staging: 'prod', project: 'research', limit: 500, alerts: [50, 80, 95, 100] });
  */
 export async function setLimits(options: LimitScope & AdminOptions & LimitValues): Promise<LimitDto> {
-  const { limit, period, rpm, tpm } = options;
+  const { limit, period, rpm, tpm, alerts } = options;
   if (limit === undefined && rpm === undefined && tpm === undefined) {
     throw new WrapiConfigError('Give at least one of limit (USD), rpm or tpm.');
+  }
+  if (alerts !== undefined && limit === undefined) {
+    throw new WrapiConfigError('alerts go with limit: they are percents of the USD limit set in the same call.');
   }
   const out = await invokeAdmin(
     {
@@ -74,6 +84,7 @@ export async function setLimits(options: LimitScope & AdminOptions & LimitValues
       ...(period !== undefined ? { period } : {}),
       ...(rpm !== undefined ? { rpm: rateArg(rpm, 'rpm') } : {}),
       ...(tpm !== undefined ? { tpm: rateArg(tpm, 'tpm') } : {}),
+      ...(alerts !== undefined ? { alerts: alertsArg(alerts) } : {}),
     },
     options,
   );
@@ -92,6 +103,17 @@ export async function removeLimit(options: LimitScope & AdminOptions & { kind?: 
 export async function getLimits(options: AdminOptions & { project?: string } = {}): Promise<LimitsReport> {
   const out = await invokeAdmin({ action: 'listLimits', ...(options.project ? { project: options.project } : {}) }, options);
   return { stage: out.stage, month: out.month as string, day: out.day as string, limits: out.limits as LimitStatus[] };
+}
+
+/**
+ * The budget alerts of a month (default: this one, UTC), newest first: each time settled spend
+ * reached an alert threshold of a USD limit (monthly or daily), with the limit and the spend then.
+ *
+ * @example const { alerts } = await listAlerts({ staging: 'prod' });
+ */
+export async function listAlerts(options: AdminOptions & { month?: string } = {}): Promise<AlertsReport> {
+  const out = await invokeAdmin({ action: 'listAlerts', ...(options.month ? { month: options.month } : {}) }, options);
+  return { stage: out.stage, month: out.month as string, alerts: out.alerts as AlertDto[] };
 }
 
 /** Usage of a month (default: this one, UTC) by user, project or model, with cache hits and savings. */
@@ -222,6 +244,12 @@ function usdArg(value: unknown, field: string): number {
   if (isUsdAmount(value)) return value;
   const got = typeof value === 'string' ? `the string ${JSON.stringify(value)}` : typeof value === 'number' ? String(value) : typeof value;
   throw new WrapiConfigError(`${field} must be a number of USD, 0 or from ${MIN_USD} to ${MAX_USD} (got ${got}).`);
+}
+
+/** Alert thresholds as given: an array of numbers or a string; the admin function checks the values. */
+function alertsArg(value: unknown): number[] | string {
+  if (typeof value === 'string' || (Array.isArray(value) && value.every((v) => typeof v === 'number'))) return value;
+  throw new WrapiConfigError(`alerts must be an array of whole percents, a string such as '50,80,100', or 'none' (got ${typeof value}).`);
 }
 
 /** Requests or tokens per minute: a whole number from 0. */

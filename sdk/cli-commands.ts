@@ -54,22 +54,25 @@ const HOME: OptionSpec = { type: 'string', arg: 'DIR', help: 'the local stack\'s
 export const COMMANDS: Command[] = [
   {
     path: 'limits set',
-    summary: 'set limits of a project, or a user and/or model within it: USD per month or day, requests or tokens per minute',
+    summary: 'set limits of a project, or a user and/or model within it: USD per month or day (and their alert thresholds), requests or tokens per minute',
     options: {
       ...SCOPE,
       limit: { type: 'string', arg: 'USD', help: 'USD per --period' },
       period: { type: 'string', arg: 'month|day', help: 'what --limit is per: month (default, calendar month in UTC) or day (UTC)' },
       rpm: { type: 'string', arg: 'N', help: 'requests per minute (cache hits count)' },
       tpm: { type: 'string', arg: 'N', help: 'tokens per minute (input + worst-case output while a call runs)' },
+      alerts: { type: 'string', arg: '50,80,100|none', help: 'alert thresholds of --limit, percent (default 80,100; kept when not given)' },
     },
     async run({ values, stage, json }) {
       const period = periodFlag(values.period);
       if (period !== undefined && values.limit === undefined) throw new UsageError('--period goes with --limit');
+      if (values.alerts !== undefined && values.limit === undefined) throw new UsageError('--alerts goes with --limit: the thresholds are percents of that USD limit');
       const limit = values.limit === undefined ? undefined : amount(values.limit, 'limit');
       const rpm = values.rpm === undefined ? undefined : wholeNumber(values.rpm, 'rpm');
       const tpm = values.tpm === undefined ? undefined : wholeNumber(values.tpm, 'tpm');
+      const alerts = values.alerts === undefined ? undefined : alertsFlag(values.alerts);
       if (limit === undefined && rpm === undefined && tpm === undefined) throw new UsageError('--limit is required (USD per --period), or give --rpm N or --tpm N');
-      const set = await admin.setLimits({ staging: stage, ...scopeOf(values), limit, period, rpm, tpm });
+      const set = await admin.setLimits({ staging: stage, ...scopeOf(values), limit, period, rpm, tpm, alerts });
       const one = [limit, rpm, tpm].filter((v) => v !== undefined).length === 1;
       print(json, set, () => `Limit${one ? '' : 's'} of ${describe(set)} in stage ${stage}: ${limitsText(set)}.`);
     },
@@ -113,11 +116,35 @@ export const COMMANDS: Command[] = [
           { has: (l: LimitStatus) => l.tpm !== undefined, head: ['TPM', 'THIS MINUTE'],
             cells: (l: LimitStatus) => [l.tpm === undefined ? '-' : count(l.tpm), of(count(l.minuteTokens), l.tpm, l.minuteTokens)] },
         ].filter((k) => report.limits.some(k.has));
-        const rows = report.limits.map((l) => [l.project, l.user, l.model, ...kinds.flatMap((k) => k.cells(l))]);
-        const head = ['PROJECT', 'USER', 'MODEL', ...kinds.flatMap((k) => k.head)];
+        // The thresholds of the USD limits (an admin function from before alerts sends none).
+        const alerts = report.limits.some((l) => l.alerts || l.dailyAlerts);
+        const rows = report.limits.map((l) => [l.project, l.user, l.model, ...kinds.flatMap((k) => k.cells(l)), ...(alerts ? [alertsCell(l)] : [])]);
+        const head = ['PROJECT', 'USER', 'MODEL', ...kinds.flatMap((k) => k.head), ...(alerts ? ['ALERTS'] : [])];
         const daily = kinds.some((k) => k.head[0] === 'PER DAY');
         return `Limits in stage ${stage}, ${report.month}${daily ? ` (today ${report.day})` : ''}; use is spent + reserved:\n` +
-          formatTable(head, rows, head.map((_, i) => (i < 3 ? 'left' : 'right')));
+          formatTable(head, rows, head.map((h, i) => (i < 3 || h === 'ALERTS' ? 'left' : 'right')));
+      });
+    },
+  },
+  {
+    path: 'alerts ls',
+    summary: 'list the budget alerts of a month: each alert threshold of a USD limit that settled spend reached',
+    options: { month: { type: 'string', arg: 'YYYY-MM', help: 'the month (default: this one, UTC)' } },
+    async run({ values, stage, json }) {
+      const month = monthFlag(values.month);
+      const report = await admin.listAlerts({ staging: stage, month });
+      print(json, report, () => {
+        if (!report.alerts.length) {
+          return `No budget alerts in stage ${stage} in ${report.month}. An alert is made when settled spend reaches a threshold of a USD limit ` +
+            '(80% and 100% unless set with limits set --alerts).';
+        }
+        const rows = report.alerts.map((a) => [
+          a.at.slice(0, 19).replace('T', ' '), a.project, a.user, a.model, a.period === 'day' ? `day ${a.day ?? ''}` : 'month',
+          `${a.threshold}%`, usd(a.spend), usd(a.limit),
+        ]);
+        return `Budget alerts in stage ${stage}, ${report.month}, newest first:\n` +
+          formatTable(['TIME (UTC)', 'PROJECT', 'USER', 'MODEL', 'PERIOD', 'THRESHOLD', 'SPENT', 'LIMIT'], rows,
+            ['left', 'left', 'left', 'left', 'left', 'right', 'right', 'right']);
       });
     },
   },
@@ -130,8 +157,7 @@ export const COMMANDS: Command[] = [
       daily: { type: 'boolean', help: 'also list spend per day' },
     },
     async run({ values, stage, json }) {
-      const month = str(values.month);
-      if (month !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(month)) throw new UsageError(`--month must look like 2026-11 (got "${printable(month)}")`);
+      const month = monthFlag(values.month);
       const by = str(values.by) ?? 'user';
       if (by !== 'user' && by !== 'project' && by !== 'model') throw new UsageError(`--by must be user, project or model (got "${printable(by)}")`);
       const report = await admin.getUsage({ staging: stage, month, by, daily: values.daily === true });
@@ -439,6 +465,36 @@ function periodFlag(value: unknown): 'month' | 'day' | undefined {
   throw new UsageError(`--period must be month or day (got "${printable(String(value))}")`);
 }
 
+function monthFlag(value: unknown): string | undefined {
+  const month = str(value);
+  if (month !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(month)) throw new UsageError(`--month must look like 2026-11 (got "${printable(month)}")`);
+  return month;
+}
+
+/**
+ * `--alerts 50,80,100` or `none`: whole percents 1-100, at most 10 (the admin function's rule, so a
+ * typo is bad usage here rather than a refusal). Empty is a script's unset variable, not "none".
+ */
+function alertsFlag(value: unknown): number[] {
+  const text = String(value).trim();
+  if (text === 'none') return [];
+  const parts = text.split(',').map((p) => p.trim());
+  const percents = [...new Set(parts.map(Number))].sort((a, b) => a - b);
+  if (!parts.every((p) => /^\d{1,3}$/.test(p)) || percents.some((n) => n < 1 || n > 100)) {
+    throw new UsageError(`--alerts must be "none" or whole percents from 1 to 100, comma separated, e.g. 50,80,100 (got "${printable(String(value))}")`);
+  }
+  if (percents.length > 10) throw new UsageError(`--alerts takes at most 10 thresholds (got ${percents.length})`);
+  return percents;
+}
+
+/** `80,100%`; `month 80,100% · day 90%` when the scope has both USD limits; `none`. */
+function alertsCell(l: LimitStatus): string {
+  const text = (alerts: number[] | undefined) => (!alerts ? '-' : alerts.length ? `${alerts.join(',')}%` : 'none');
+  if (l.limit !== undefined && l.dailyLimit !== undefined) return `month ${text(l.alerts)} · day ${text(l.dailyAlerts)}`;
+  if (l.dailyLimit !== undefined) return `day ${text(l.dailyAlerts)}`;
+  return l.limit !== undefined ? text(l.alerts) : '';
+}
+
 function wholeNumber(value: unknown, name: string): number {
   if (typeof value !== 'string' || !/^\d+$/.test(value.trim()) || Number(value) > 1_000_000_000) {
     throw new UsageError(`--${name} must be a whole number from 0 to 1000000000 (got "${printable(String(value))}")`);
@@ -449,8 +505,9 @@ function wholeNumber(value: unknown, name: string): number {
 /** `$10.00 per month, $2.00 per day, 60 requests and 100,000 tokens per minute`: the limits a set returned. */
 function limitsText(l: LimitDto): string {
   const parts: string[] = [];
-  if (l.limit !== undefined) parts.push(`${usd(l.limit)} per month`);
-  if (l.dailyLimit !== undefined) parts.push(`${usd(l.dailyLimit)} per day (UTC)`);
+  const alerts = (a: number[] | undefined) => (a === undefined ? '' : a.length ? ` (alerts at ${a.join(', ')}%)` : ' (no alerts)');
+  if (l.limit !== undefined) parts.push(`${usd(l.limit)} per month${alerts(l.alerts)}`);
+  if (l.dailyLimit !== undefined) parts.push(`${usd(l.dailyLimit)} per day (UTC)${alerts(l.dailyAlerts)}`);
   if (l.rpm !== undefined) parts.push(`${count(l.rpm)} requests per minute`);
   if (l.tpm !== undefined) parts.push(`${count(l.tpm)} tokens per minute`);
   return parts.join(', ');

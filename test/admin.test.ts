@@ -68,7 +68,7 @@ test('an admin sets, lists and removes limits through Invoke; stages are separat
   const all = await invoke('default', { action: 'listLimits', project: 'alpha' });
   assert.match(all.day, /^\d{4}-\d{2}-\d{2}$/);
   assert.equal(all.limits, [{
-    project: 'alpha', user: '*', model: '*', limit: 100, dailyLimit: 3, rpm: 60, tpm: 90_000,
+    project: 'alpha', user: '*', model: '*', limit: 100, dailyLimit: 3, rpm: 60, tpm: 90_000, alerts: [80, 100], dailyAlerts: [80, 100],
     spend: 0, committed: 0, today: 0, minuteRequests: 0, minuteTokens: 0,
   }]);
   assert.ok((await invoke('default', { action: 'removeLimit', project: 'alpha', kind: 'day' })).ok);
@@ -99,6 +99,17 @@ test('bad admin input: clear errors, nothing changed', async () => {
     [{ action: 'setLimit', project: 'x', period: 'day' }, 'invalid_limit'],
     [{ action: 'setLimit', project: 'x' }, 'invalid_limit'],
     [{ action: 'removeLimit', project: 'x', kind: 'hour' }, 'invalid_limit'],
+    // Alert thresholds: whole percents 1-100, at most 10, and only with the USD limit they are of.
+    [{ action: 'setLimit', project: 'x', limit: 5, alerts: '0,80' }, 'invalid_alerts'],
+    [{ action: 'setLimit', project: 'x', limit: 5, alerts: [50, 101] }, 'invalid_alerts'],
+    [{ action: 'setLimit', project: 'x', limit: 5, alerts: [79.5] }, 'invalid_alerts'],
+    [{ action: 'setLimit', project: 'x', limit: 5, alerts: ['80'] }, 'invalid_alerts'],
+    [{ action: 'setLimit', project: 'x', limit: 5, alerts: 'lots' }, 'invalid_alerts'],
+    [{ action: 'setLimit', project: 'x', limit: 5, alerts: '' }, 'invalid_alerts'],
+    [{ action: 'setLimit', project: 'x', limit: 5, alerts: 80 }, 'invalid_alerts'],
+    [{ action: 'setLimit', project: 'x', limit: 5, alerts: '1,2,3,4,5,6,7,8,9,10,11' }, 'invalid_alerts'],
+    [{ action: 'setLimit', project: 'x', rpm: 60, alerts: '50' }, 'invalid_alerts'],
+    [{ action: 'listAlerts', month: '2026-1' }, 'invalid_month'],
     [{ action: 'usage', month: '2026-13' }, 'invalid_month'],
     [{ action: 'usage', by: 'colour' }, 'invalid_group'],
     [{ action: 'setPrice', model: 'm', input: 1 }, 'invalid_amount'],
@@ -166,6 +177,88 @@ test('price overrides: set, listed as override, removed', async () => {
   assert.ok((await invoke('default', { action: 'removePrice', model: 'gpt-4o' })).ok);
   const back = await invoke('default', { action: 'listPrices', model: 'gpt-4o' });
   assert.equal([back.prices[0].input, back.prices[0].source], [2.5, 'table']);
+});
+
+test('alert thresholds: set with the USD limit they are of, listed (defaults when none set), kept until set again', async () => {
+  const list = async (project: string) => (await invoke('default', { action: 'listLimits', project })).limits;
+  // Defaults: what will fire is shown, for each USD limit the scope has, and nothing for rates.
+  await invoke('default', { action: 'setLimit', project: 'alerting', limit: 10, rpm: 30 });
+  assert.equal((await list('alerting')).map((l: any) => [l.alerts, l.dailyAlerts]), [[[80, 100], undefined]]);
+
+  // An array, a comma string (sorted, repeats dropped), and "none", each on the limit of its period.
+  const monthly = await invoke('default', { action: 'setLimit', project: 'alerting', limit: 10, alerts: [95, 50, 80] });
+  assert.equal(monthly.limit, { project: 'alerting', user: '*', model: '*', limit: 10, alerts: [50, 80, 95] });
+  const daily = await invoke('default', { action: 'setLimit', project: 'alerting', limit: 2, period: 'day', alerts: ' 100, 90,90 ' });
+  assert.equal(daily.limit, { project: 'alerting', user: '*', model: '*', dailyLimit: 2, dailyAlerts: [90, 100] });
+  const none = await invoke('default', { action: 'setLimit', project: 'alerting', user: 'zed', limit: 1, alerts: 'none' });
+  assert.equal(none.limit.alerts, []);
+  assert.equal((await list('alerting')).map((l: any) => [l.user, l.alerts, l.dailyAlerts]), [['*', [50, 80, 95], [90, 100]], ['zed', [], undefined]]);
+
+  // A new limit value without alerts keeps the thresholds; a rate change touches none of them.
+  const raised = await invoke('default', { action: 'setLimit', project: 'alerting', limit: 20, tpm: 1000 });
+  assert.equal(raised.limit, { project: 'alerting', user: '*', model: '*', limit: 20, tpm: 1000 }, 'the answer says only what was set');
+  const kept = (await list('alerting')).find((l: any) => l.user === '*');
+  assert.equal([kept.limit, kept.alerts, kept.dailyAlerts], [20, [50, 80, 95], [90, 100]]);
+
+  // Refused: nothing changed, not the limit given with the bad thresholds either.
+  const bad = await invoke('default', { action: 'setLimit', project: 'alerting', limit: 30, alerts: '80,120' });
+  assert.equal([bad.ok, bad.error.code, bad.error.param, bad.error.type], [false, 'invalid_alerts', 'alerts', 'invalid_request_error']);
+  assert.match(bad.error.message, /"alerts" must be "none" or whole percents from 1 to 100/);
+  const alone = await invoke('default', { action: 'setLimit', project: 'alerting', alerts: '50' });
+  assert.match(alone.error.message, /"alerts" goes with "limit"/);
+  const many = await invoke('default', { action: 'setLimit', project: 'alerting', limit: 30, alerts: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] });
+  assert.match(many.error.message, /"alerts" takes at most 10 alert thresholds per limit/);
+  const after = (await list('alerting')).find((l: any) => l.user === '*');
+  assert.equal([after.limit, after.alerts], [20, [50, 80, 95]]);
+
+  // Removing a limit takes its thresholds with it: set again, it has the defaults.
+  assert.ok((await invoke('default', { action: 'removeLimit', project: 'alerting', kind: 'day' })).ok);
+  await invoke('default', { action: 'setLimit', project: 'alerting', limit: 2, period: 'day' });
+  assert.equal((await list('alerting')).find((l: any) => l.user === '*').dailyAlerts, [80, 100]);
+  for (const user of [undefined, 'zed']) assert.ok((await invoke('default', { action: 'removeLimit', project: 'alerting', user })).ok);
+});
+
+test('listAlerts: thresholds crossed by real calls, once each, newest first, in USD with ISO times', async () => {
+  const month = new Date().toISOString().slice(0, 7);
+  assert.equal(await invoke('default', { action: 'listAlerts' }), { ok: true, stage: 'dev', month, alerts: [] });
+  // $0.001 per output token; each call settles exactly 2 tokens = $0.002 of the $0.01 limit.
+  await invoke('default', { action: 'setPrice', model: 'alert-model', input: 0, output: 1000 });
+  await invoke('default', { action: 'setLimit', project: 'spender', limit: 0.01, alerts: [30, 80, 100] });
+  await invoke('default', { action: 'setLimit', project: 'spender', limit: 0.005, period: 'day', alerts: 'none' });
+  await invoke('default', { action: 'setLimit', project: 'spender', user: 'default', limit: 1, period: 'day' });
+  const c = t.client({ project: 'spender', caching: false });
+  const call = () => c.chat.completions.create({ model: 'alert-model', max_tokens: 2, messages: [{ role: 'user', content: 'x fake:words=1' }] });
+  const alerts = async () => (await invoke('default', { action: 'listAlerts' })).alerts;
+  const spent = async () => (await invoke('default', { action: 'listLimits', project: 'spender' })).limits.find((l: any) => l.user === '*').spend;
+
+  await call();
+  await call(); // $0.004: 40% of the monthly limit, and 80% of the daily one, whose alerts are "none"
+  await settled(t, async () => Math.abs((await spent()) - 0.004) < 1e-12);
+  assert.equal((await alerts()).map((a: any) => [a.project, a.user, a.period, a.threshold]), [['spender', '*', 'month', 30]]);
+
+  // The daily limit is spent; raise it (a new value, still no alerts) so the month can reach 80% and 100%.
+  await invoke('default', { action: 'setLimit', project: 'spender', limit: 1, period: 'day' });
+  for (let i = 0; i < 3; i++) await call(); // $0.01: 100%
+  await settled(t, async () => (await alerts()).length === 3);
+  const listed = await alerts();
+  assert.equal(listed.map((a: any) => a.threshold), [100, 80, 30], 'newest first');
+  const [full, near] = listed;
+  assert.equal(
+    { ...full, at: undefined, callId: undefined },
+    { project: 'spender', user: '*', model: '*', period: 'month', month, threshold: 100, limit: 0.01, spend: 0.01, at: undefined, callId: undefined },
+  );
+  assert.is(near.spend, 0.008, 'the settled spend when 80% was reached');
+  for (const a of listed) {
+    assert.match(a.at, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    assert.ok(Date.now() - Date.parse(a.at) < 60_000);
+    assert.is(typeof a.callId, 'string');
+  }
+  assert.ok(listed[0].at >= listed[1].at && listed[1].at >= listed[2].at);
+  // The refused call that follows adds nothing; another month and another stage have none.
+  await call().catch(() => null);
+  assert.is((await alerts()).length, 3);
+  assert.equal((await invoke('default', { action: 'listAlerts', month: '2020-01' })).alerts, []);
+  assert.equal((await invoke('default', { action: 'listAlerts' }, 'openai-admin-prod')).alerts, []);
 });
 
 test('openai-wrapi local users add: a new user can call at once, as admin only with --admin', async () => {

@@ -49,7 +49,7 @@ async function fails(code: number, args: string[], pattern: RegExp, env?: Record
   return lines[0];
 }
 
-const COMMANDS = ['limits set', 'limits rm', 'limits ls', 'usage', 'prices set', 'prices rm', 'prices ls', 'cache flush', 'outputs', 'url', 'local', 'local users add', 'dashboard'];
+const COMMANDS = ['limits set', 'limits rm', 'limits ls', 'alerts ls', 'usage', 'prices set', 'prices rm', 'prices ls', 'cache flush', 'outputs', 'url', 'local', 'local users add', 'dashboard'];
 
 test('--help everywhere, exit 0', async () => {
   const top = await ok(['--help']);
@@ -60,8 +60,10 @@ test('--help everywhere, exit 0', async () => {
     assert.match(text, /--stage STAGE/);
     assert.match(text, /--json/);
   }));
-  for (const group of ['limits', 'prices', 'cache']) assert.match(await ok([group, '--help']), new RegExp(`${group} \\w+ +`));
+  for (const group of ['limits', 'prices', 'cache', 'alerts']) assert.match(await ok([group, '--help']), new RegExp(`${group} \\w+ +`));
   assert.match(await ok(['limits', 'set', '-h']), /--limit USD/);
+  assert.match(await ok(['limits', 'set', '-h']), /--alerts 50,80,100\|none +alert thresholds of --limit, percent/);
+  assert.match(await ok(['alerts', 'ls', '-h']), /--month YYYY-MM/);
   assert.match(await ok(['--version']), /^\d+\.\d+\.\d+/);
 });
 
@@ -96,6 +98,13 @@ test('bad usage: exit 2 with one line saying what is wrong', async () => {
     fails(2, ['prices', 'set', '--model', 'm', '--input', '1e-7', '--output', '1'], /--input must be a number of USD/),
     fails(2, ['usage', '--month', '2026-13'], /--month must look like 2026-11/),
     fails(2, ['usage', '--by', 'colour'], /--by must be user, project or model/),
+    fails(2, ['alerts', 'ls', '--month', '2026-1'], /--month must look like 2026-11 \(got "2026-1"\)/),
+    fails(2, ['alerts'], /alerts needs a subcommand: ls/),
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', '5', '--alerts', '80,101'], /--alerts must be "none" or whole percents from 1 to 100, comma separated, e\.g\. 50,80,100 \(got "80,101"\)/),
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', '5', '--alerts', 'some'], /--alerts must be "none" or whole percents/),
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', '5', '--alerts', ''], /--alerts must be "none" or whole percents .*\(got ""\)/),
+    fails(2, ['limits', 'set', '--project', 'p', '--limit', '5', '--alerts', '1,2,3,4,5,6,7,8,9,10,11'], /--alerts takes at most 10 thresholds \(got 11\)/),
+    fails(2, ['limits', 'set', '--project', 'p', '--rpm', '5', '--alerts', '50'], /--alerts goes with --limit/),
     fails(2, ['dashboard', '--port', 'high'], /--port must be a port number/),
     fails(2, ['prices', 'set', '--model', 'm', '--input', '1'], /--output is required/),
     fails(2, ['cache', 'flush', 'now'], /cache flush takes no arguments/),
@@ -111,8 +120,8 @@ test('limits set, ls and rm, per stage, as text and --json', async () => {
   await ok(['limits', 'set', '--project', 'alpha', '--limit', '99', '--stage', 'prod']);
 
   const table = await ok(['limits', 'ls']);
-  assert.match(table, /^Limits in stage dev, \d{4}-\d{2}; use is spent \+ reserved:\nPROJECT +USER +MODEL +PER MONTH +THIS MONTH\n/);
-  assert.match(table, /alpha +ann +gpt-4o +\$2\.00 +\$0\.00 \(0%\)\n/);
+  assert.match(table, /^Limits in stage dev, \d{4}-\d{2}; use is spent \+ reserved:\nPROJECT +USER +MODEL +PER MONTH +THIS MONTH +ALERTS\n/);
+  assert.match(table, /alpha +ann +gpt-4o +\$2\.00 +\$0\.00 \(0%\) +80,100%\n/);
   assert.match(table, /alpha +\* +\* +\$12\.50/);
   assert.not.match(table, /\$99\.00/, 'prod limits stay in prod');
   const prod = JSON.parse(await ok(['limits', 'ls', '--stage', 'prod', '--json']));
@@ -129,8 +138,8 @@ test('limits set, ls and rm, per stage, as text and --json', async () => {
     /Limits of project "alpha" in stage dev: \$1\.50 per day \(UTC\), 60 requests per minute, 100,000 tokens per minute\./,
   );
   const all = await ok(['limits', 'ls', '--project', 'alpha']);
-  assert.match(all, /^Limits in stage dev, \d{4}-\d{2} \(today \d{4}-\d{2}-\d{2}\); use is spent \+ reserved:\nPROJECT +USER +MODEL +PER MONTH +THIS MONTH +PER DAY +TODAY +RPM +THIS MINUTE +TPM +THIS MINUTE\n/);
-  assert.match(all, /alpha +\* +\* +\$12\.50 +\$0\.00 \(0%\) +\$1\.50 +\$0\.00 \(0%\) +60 +0 \(0%\) +100,000 +0 \(0%\)/);
+  assert.match(all, /^Limits in stage dev, \d{4}-\d{2} \(today \d{4}-\d{2}-\d{2}\); use is spent \+ reserved:\nPROJECT +USER +MODEL +PER MONTH +THIS MONTH +PER DAY +TODAY +RPM +THIS MINUTE +TPM +THIS MINUTE +ALERTS\n/);
+  assert.match(all, /alpha +\* +\* +\$12\.50 +\$0\.00 \(0%\) +\$1\.50 +\$0\.00 \(0%\) +60 +0 \(0%\) +100,000 +0 \(0%\) +month 80,100% · day 80,100%\n/);
   assert.match(await ok(['limits', 'rm', '--project', 'alpha', '--rpm']), /Removed the requests-per-minute limit of project "alpha" in stage dev\./);
   const left = JSON.parse(await ok(['limits', 'ls', '--project', 'alpha', '--json'])).limits[0];
   assert.equal([left.limit, left.dailyLimit, left.rpm, left.tpm], [12.5, 1.5, undefined, 100_000]);
@@ -170,6 +179,35 @@ test('usage: an aligned table by user, project or model; --month, --daily, --jso
   assert.match(await ok(['usage', '--by', 'project']), /\nu1 +2 /);
   assert.match(await ok(['usage', '--month', '2020-01']), /^Usage in stage dev, 2020-01, by user: no calls\.$/m);
   assert.match(await ok(['usage', '--daily']), /Per day:\nDAY +PROJECT +USER +MODEL +REQUESTS +SPEND\n/);
+});
+
+test('limits set --alerts and alerts ls: thresholds set and shown, the alerts real calls made listed newest first', async () => {
+  assert.match(await ok(['alerts', 'ls']), /^No budget alerts in stage dev in \d{4}-\d{2}\. An alert is made when settled spend reaches a threshold of a USD limit/);
+  await t.admin({ action: 'setPrice', model: 'alert-model', input: 0, output: 1000 }); // $0.002 per call below
+  assert.match(
+    await ok(['limits', 'set', '--project', 'watched', '--limit', '0.01', '--alerts', '100, 50,80']),
+    /^Limit of project "watched" in stage dev: \$0\.01 per month \(alerts at 50, 80, 100%\)\.$/m,
+  );
+  const daily = JSON.parse(await ok(['limits', 'set', '--project', 'watched', '--limit', '1', '--period', 'day', '--alerts', 'none', '--json']));
+  assert.equal(daily, { project: 'watched', user: '*', model: '*', dailyLimit: 1, dailyAlerts: [] });
+  assert.match(await ok(['limits', 'ls', '--project', 'watched']), /watched +\* +\* +\$0\.01 +.* +month 50,80,100% · day none\n/);
+
+  const c = t.client({ project: 'watched', caching: false });
+  for (let i = 0; i < 4; i++) await c.chat.completions.create({ model: 'alert-model', max_tokens: 2, messages: [{ role: 'user', content: 'x fake:words=1' }] });
+  await settled(t, async () => (await t.admin({ action: 'listAlerts' })).alerts.length === 2);
+  const text = await ok(['alerts', 'ls']);
+  const lines = text.trim().split('\n');
+  assert.match(lines[0], /^Budget alerts in stage dev, \d{4}-\d{2}, newest first:$/);
+  assert.match(lines[1], /^TIME \(UTC\) +PROJECT +USER +MODEL +PERIOD +THRESHOLD +SPENT +LIMIT$/);
+  assert.match(lines[3], /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} +watched +\* +\* +month +80% +\$0\.008 +\$0\.01$/);
+  assert.match(lines[4], /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} +watched +\* +\* +month +50% +\$0\.006 +\$0\.01$/);
+  assert.is(lines.length, 5);
+  const json = JSON.parse(await ok(['alerts', 'ls', '--json']));
+  assert.equal(json.alerts.map((a: any) => [a.project, a.period, a.threshold, a.spend, a.limit]), [['watched', 'month', 80, 0.008, 0.01], ['watched', 'month', 50, 0.006, 0.01]]);
+  assert.equal([json.stage, json.month], ['dev', new Date().toISOString().slice(0, 7)]);
+  assert.match(await ok(['alerts', 'ls', '--month', '2020-01']), /^No budget alerts in stage dev in 2020-01\./);
+  assert.match(await ok(['alerts', 'ls', '--stage', 'prod']), /^No budget alerts in stage prod/);
+  await t.admin({ action: 'removeLimit', project: 'watched' });
 });
 
 test('prices set, ls and rm', async () => {

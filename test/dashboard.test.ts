@@ -13,7 +13,7 @@ import type { Browser, Page } from 'playwright-core';
 import { settlementOf } from '../runtime/core/bill.ts';
 import { callScopes } from '../runtime/core/limits.ts';
 import {
-  count, levelOf, money, monthLabel, projectsNearLimits, roundUsd, stackOf, stackParts, type LimitsReport, type UsageReport,
+  count, levelOf, money, monthLabel, projectsNearLimits, roundUsd, stackOf, stackParts, type AlertsReport, type LimitsReport, type UsageReport,
 } from '../sdk/dashboard/page/model.ts';
 import { afterAnswer, ARTIFACTS, launchChromium, pageErrors, settledState } from './helpers/browser.ts';
 import { chat } from './helpers/sdk.ts';
@@ -76,7 +76,7 @@ test.before(async () => {
   const bobChatbot = (await byScope('user', 'chatbot')).bob;
   const researchGpt4o = (await byScope('model', 'research'))['gpt-4o'];
   await t.admin({ action: 'setLimit', project: 'chatbot', user: 'bob', limit: roundUsd(bobChatbot * 0.9) });
-  await t.admin({ action: 'setLimit', project: 'research', model: 'gpt-4o', limit: roundUsd(researchGpt4o / 0.85) });
+  await t.admin({ action: 'setLimit', project: 'research', model: 'gpt-4o', limit: roundUsd(researchGpt4o / 0.85), alerts: [50, 90] });
   await t.admin({ action: 'setLimit', project: 'research', limit: 100, period: 'day' });
   await t.admin({ action: 'setLimit', project: 'chatbot', user: 'bob', rpm: 60, tpm: 100_000 });
   browser = await launchChromium();
@@ -194,6 +194,25 @@ test('the page shows the admin usage report: totals, the stacked bars, the table
   assert.match(meters.find((m) => m.kind === 'day')!.text!, /^\$[\d.]+ of \$100\.00 today/);
   assert.match(meters.find((m) => m.kind === 'rpm')!.text!, /^0 of 60 requests this minute/);
   assert.match(meters.find((m) => m.kind === 'tpm')!.text!, /^0 of 100,000 tokens this minute/);
+
+  // Each USD limit's alert thresholds (the defaults where none were set), per period when a scope has both.
+  const thresholds = await page.$$eval('#limits-table [data-col="alerts"] [data-period]', (spans) => spans.map((e) => ({
+    scope: (e.closest('tr') as HTMLElement).dataset.scope, period: (e as HTMLElement).dataset.period, alerts: (e as HTMLElement).dataset.alerts,
+    text: e.textContent!.trim(),
+  })));
+  const expected = limits.limits.flatMap((l) => [
+    ...(l.limit !== undefined ? [{ scope: `${l.project}#${l.user}#${l.model}`, period: 'month', alerts: l.alerts!.join(',') }] : []),
+    ...(l.dailyLimit !== undefined ? [{ scope: `${l.project}#${l.user}#${l.model}`, period: 'day', alerts: l.dailyAlerts!.join(',') }] : []),
+  ]);
+  assert.equal(thresholds.map(({ scope, period, alerts }) => ({ scope, period, alerts })).sort((a, b) => `${a.scope}${a.period}`.localeCompare(`${b.scope}${b.period}`)),
+    expected.sort((a, b) => `${a.scope}${a.period}`.localeCompare(`${b.scope}${b.period}`)));
+  const said = (scope: string) => thresholds.filter((x) => x.scope === scope).map((x) => x.text);
+  assert.equal(said('research#*#gpt-4o'), ['50, 90%']);
+  assert.equal(said('research#*#*'), ['monthly 80, 100%', 'daily 80, 100%']);
+  assert.equal(said('chatbot#bob#*'), ['80, 100%']);
+
+  // No call has crossed a threshold yet (the limits were set after the calls): said plainly.
+  assert.match(await page.textContent('[data-empty="alerts"]') ?? '', new RegExp(`No budget alerts in stage dev in ${monthLabel(month)}\\..*--alerts 50,80,100`));
   assert.equal(errors, []);
 });
 
@@ -239,6 +258,7 @@ test('empty state: a stage without usage or limits says so and what to run', asy
   assert.is(await afterAnswer(page, () => page.selectOption('#stage', 'prod')), 'empty');
   assert.match(await page.textContent('[data-empty="usage"]') ?? '', new RegExp(`No calls in stage prod in ${monthLabel(month)} yet\\..*openai-wrapi limits set --stage prod`));
   assert.match(await page.textContent('[data-empty="limits"]') ?? '', /No limits in stage prod\..*refused/);
+  assert.match(await page.textContent('[data-empty="alerts"]') ?? '', new RegExp(`No budget alerts in stage prod in ${monthLabel(month)}\\.`));
   assert.is(await page.textContent('[data-total="spend"] .big'), '$0.00');
   assert.ok(!(await page.isVisible('#groups-table')), 'no empty table');
   assert.equal(errors, []);
@@ -327,6 +347,47 @@ async function loginCookie(): Promise<string> {
   assert.match(set, /SameSite=Strict/);
   return set.split(';')[0];
 }
+
+test('budget alerts: calls that cross a limit\'s thresholds show in the month\'s alerts, newest first, with their limit and spend', async () => {
+  // $0.001 per output token: each call below settles exactly $0.002.
+  await t.admin({ action: 'setPrice', model: 'alert-model', input: 0, output: 1000 });
+  await t.admin({ action: 'setLimit', project: 'alerted', limit: 0.01, alerts: [50, 80] });
+  await t.admin({ action: 'setLimit', project: 'alerted', user: 'ann', limit: 0.01, period: 'day', alerts: '60' });
+  const c = t.client({ user: 'ann', project: 'alerted', caching: false });
+  for (let i = 0; i < 4; i++) await c.chat.completions.create({ model: 'alert-model', max_tokens: 2, messages: [{ role: 'user', content: 'x fake:words=1' }] });
+  await settled(t, async () => (await t.admin({ action: 'listAlerts' })).alerts.length === 3);
+
+  const { page, errors } = await open();
+  assert.is(await settledState(page), 'ready');
+  const report: AlertsReport = await t.admin({ action: 'listAlerts', month });
+  // (No named functions inside: the page would not know tsx's __name helper.)
+  const rows = await page.$$eval('#alerts-table tbody tr', (trs) => trs.map((tr) => {
+    const [at, limit, spend] = ['at', 'limit', 'spend'].map((col) => tr.querySelector(`[data-col="${col}"]`) as HTMLElement);
+    return {
+      scope: (tr as HTMLElement).dataset.scope, period: (tr as HTMLElement).dataset.period, threshold: Number((tr as HTMLElement).dataset.threshold),
+      level: (tr as HTMLElement).dataset.level, at: at.dataset.value, limit: Number(limit.dataset.value), limitText: limit.textContent,
+      spend: Number(spend.dataset.value), spendText: spend.textContent, who: tr.querySelector('th')!.textContent,
+    };
+  }));
+  // The page draws the admin answer, in its order: newest first.
+  assert.equal(rows.map((r) => [r.scope, r.period, r.threshold, r.at, r.limit, r.spend]),
+    report.alerts.map((a) => [`${a.project}#${a.user}#${a.model}`, a.period, a.threshold, a.at, a.limit, a.spend]));
+  assert.equal(rows.map((r) => [r.scope, r.period, r.threshold]).sort(),
+    [['alerted#*#*', 'month', 50], ['alerted#*#*', 'month', 80], ['alerted#ann#*', 'day', 60]].sort());
+  assert.equal([rows[0].threshold, rows[0].period, rows[0].level], [80, 'month', 'near'], 'the 4th call\'s crossing is the newest');
+  assert.ok(rows.every((r, i) => i === 0 || r.at! <= rows[i - 1].at!));
+  const near = rows[0];
+  assert.equal([near.spend, near.spendText, near.limitText], [0.008, money(0.008), `monthly ${money(0.01)}`]);
+  const daily = rows.find((r) => r.period === 'day')!;
+  assert.equal([daily.spend, daily.limitText, daily.who], [0.006, `daily ${money(0.01)} (${today})`, 'alerted · user ann']);
+  assert.match(await page.textContent('#alerts .hint') ?? '', new RegExp(`Budget alerts in stage dev, ${monthLabel(month)}, newest first`));
+  assert.equal(await page.$eval('#limits-table tr[data-scope="alerted#*#*"] [data-period="month"]', (e) => e.textContent!.trim()), '50, 80%');
+
+  // Another month has its own alerts: none.
+  assert.is(await afterAnswer(page, () => page.selectOption('#month', past)), 'ready');
+  assert.match(await page.textContent('[data-empty="alerts"]') ?? '', new RegExp(`No budget alerts in stage dev in ${monthLabel(past)}\\.`));
+  assert.equal(errors, []);
+});
 
 test('fast and light, readable on a phone: screenshots of the populated page', async () => {
   const { page } = await open();

@@ -216,6 +216,18 @@ test('amounts are numbers: a string or NaN is refused before anything is sent, s
   }
 });
 
+test('alerts go with a USD limit and are percents: refused before anything is sent otherwise', async () => {
+  for (const [call, message] of [
+    [() => setLimits({ project: 'demo', rpm: 5, alerts: [80] }), /^alerts go with limit/],
+    [() => setLimits({ project: 'demo', limit: 1, alerts: 80 as unknown as number[] }), /^alerts must be an array of whole percents, a string .*\(got number\)/],
+    [() => setLimits({ project: 'demo', limit: 1, alerts: ['80'] as unknown as number[] }), /^alerts must be an array of whole percents/],
+  ] as const) {
+    const err = await call().catch((e) => e);
+    assert.instance(err, WrapiConfigError);
+    assert.match(err.message, message);
+  }
+});
+
 test('an empty or blank user or model is refused before anything is sent, never read as the whole project', async () => {
   for (const call of [
     () => setLimits({ project: 'demo', user: '', limit: 1 }),

@@ -1,6 +1,7 @@
 // The admin function: limits, usage reports, price overrides and the cache, as JSON in and out.
 // On AWS only principals allowed to invoke `openai-admin-<stage>` get here; locally, admin users.
 import { badRequest, WrapiError } from './errors.ts';
+import { DEFAULT_ALERTS, parseAlerts, type BudgetAlert } from './alerts.ts';
 import { chargeExpired, errorName } from './bill.ts';
 import { dayOf, isDetail, modelFamily, monthOf } from './limits.ts';
 import { windowOf } from './rates.ts';
@@ -9,7 +10,7 @@ import type { DailyRow, Ledger, LimitKind, LimitRow, LimitUse, Logger, PriceOver
 import { modelCandidates, nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo, type Price } from './pricing.ts';
 import { MODEL_ID, MODEL_ID_RULE } from './request-facts.ts';
 import {
-  ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type ErrorBody, type LimitDto, type LimitStatus, type PriceDto, type ProjectMembersDto, type UsageDto,
+  ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type AlertDto, type ErrorBody, type LimitDto, type LimitStatus, type PriceDto, type ProjectMembersDto, type UsageDto,
   type UsageTotals,
 } from './protocol.ts';
 
@@ -63,9 +64,14 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       else if (req.period !== undefined) throw badRequest('"period" goes with "limit" (USD).', 'invalid_limit', 'period');
       if (req.rpm !== undefined) set.push(['rpm', rateAmount(req.rpm, 'rpm')]);
       if (req.tpm !== undefined) set.push(['tpm', rateAmount(req.tpm, 'tpm')]);
+      // Thresholds are percents of a USD limit: of the one set in this request.
+      if (req.alerts !== undefined && req.limit === undefined) {
+        throw badRequest('"alerts" goes with "limit": thresholds are percents of the USD limit set in the same request (per "period").', 'invalid_alerts', 'alerts');
+      }
+      const alerts = req.alerts === undefined ? undefined : alertsOf(req.alerts);
       if (set.length === 0) throw badRequest('Give at least one of "limit" (USD, with "period" month or day), "rpm" or "tpm".', 'invalid_limit');
       // Checked all before writing any: a bad value changes nothing.
-      for (const [kind, value] of set) await ledger.setLimit(scope, value, kind);
+      for (const [kind, value] of set) await ledger.setLimit(scope, value, kind, kind === period ? alerts : undefined);
       changed();
       const dto: LimitDto = { ...scope };
       for (const [kind, value] of set) {
@@ -73,6 +79,7 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
         else if (kind === 'day') dto.dailyLimit = nanoToUsd(value);
         else dto[kind] = value;
       }
+      if (alerts !== undefined) dto[period === 'day' ? 'dailyAlerts' : 'alerts'] = alerts;
       return { limit: dto };
     },
     async removeLimit(req) {
@@ -117,6 +124,13 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
         totals: sum(detail),
         ...(days ? { days: days.map((d) => toDto(d, month)) } : {}),
       };
+    },
+    async listAlerts(req) {
+      const month = req.month === undefined || req.month === null ? monthOf(now()) : String(req.month);
+      if (!MONTH.test(month)) throw badRequest(`"month" must look like 2026-11 (got "${month}").`, 'invalid_month', 'month');
+      // The ledger answers oldest first; a reader wants the latest on top.
+      const alerts = (await ledger.alerts(month)).map(alertDto).reverse();
+      return { month, alerts };
     },
     async months() {
       // `current` too: reports default to the current month in UTC, whatever the caller's clock says.
@@ -293,11 +307,41 @@ function limitStatus(l: LimitRow, month: UsageRow | undefined, use: LimitUse): L
     ...(l.dayLimit !== undefined ? { dailyLimit: nanoToUsd(l.dayLimit) } : {}),
     ...(l.rpm !== undefined ? { rpm: l.rpm } : {}),
     ...(l.tpm !== undefined ? { tpm: l.tpm } : {}),
+    // What will fire: the stored thresholds, else the defaults.
+    ...(l.limit !== undefined ? { alerts: [...(l.alerts ?? DEFAULT_ALERTS)] } : {}),
+    ...(l.dayLimit !== undefined ? { dailyAlerts: [...(l.dayAlerts ?? DEFAULT_ALERTS)] } : {}),
     spend: nanoToUsd(month?.spent ?? 0),
     committed: nanoToUsd(month?.committed ?? 0),
     today: nanoToUsd(use.day),
     minuteRequests: use.requests,
     minuteTokens: use.tokens,
+  };
+}
+
+/** `alerts`: whole percents as an array (`[]`: none), or as text (`"50,80,100"`, `"none"`). */
+function alertsOf(value: unknown): number[] {
+  if (Array.isArray(value) && value.length === 0) return [];
+  const text = Array.isArray(value) && value.every((v) => typeof v === 'number') ? value.join(',') : value;
+  // A blank value is more likely a script's unset variable than "no alerts": that is spelt "none".
+  const parsed = typeof text === 'string' && text.trim() !== '' ? parseAlerts(text) : undefined;
+  if (Array.isArray(parsed)) return parsed;
+  // parseAlerts says "alerts must be ..." or "at most 10 alert thresholds ...".
+  const problem = parsed?.error.replace(/^alerts /, '') ??
+    `must be "none" or whole percents from 1 to 100, as an array or comma separated (got ${String(JSON.stringify(value)).slice(0, 80)})`;
+  throw badRequest(`"alerts" ${problem.startsWith('at most') ? `takes ${problem}` : problem}.`, 'invalid_alerts', 'alerts');
+}
+
+function alertDto(a: BudgetAlert): AlertDto {
+  return {
+    ...a.scope,
+    period: a.period,
+    month: a.month,
+    ...(a.day ? { day: a.day } : {}),
+    threshold: a.threshold,
+    limit: nanoToUsd(a.limit),
+    spend: nanoToUsd(a.spent),
+    at: new Date(a.at).toISOString(),
+    callId: a.callId,
   };
 }
 

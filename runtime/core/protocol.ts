@@ -45,6 +45,13 @@ export interface LimitDto {
   rpm?: number;
   /** Tokens per minute: input plus the worst-case output while a call runs, its actual use after. */
   tpm?: number;
+  /**
+   * Alert thresholds of `limit`, percent, lowest first (empty: no alerts). Listings show the
+   * defaults (80 and 100) when none were set.
+   */
+  alerts?: number[];
+  /** Alert thresholds of `dailyLimit`, as `alerts`. */
+  dailyAlerts?: number[];
 }
 
 /** Which limit of a scope: USD per month or per day, requests or tokens per minute. */
@@ -113,6 +120,40 @@ export interface LimitsReport {
   limits: LimitStatus[];
 }
 
+/**
+ * A budget alert: settled spend reached `threshold` percent of a USD limit. Made once per scope,
+ * period, threshold and limit value (raising the limit arms its thresholds again). Money in USD.
+ */
+export interface AlertDto {
+  project: string;
+  user: string;
+  model: string;
+  /** Which limit: the monthly one or the daily (UTC) one. */
+  period: 'month' | 'day';
+  /** `YYYY-MM`. */
+  month: string;
+  /** `YYYY-MM-DD`, for a daily limit's alert. */
+  day?: string;
+  /** Percent of the limit. */
+  threshold: number;
+  /** The limit when it was reached. */
+  limit: number;
+  /** Settled spend of the period when the crossing was seen. */
+  spend: number;
+  /** ISO time the crossing was seen. */
+  at: string;
+  /** The call whose settlement crossed it. */
+  callId: string;
+}
+
+/** The admin `listAlerts` answer. */
+export interface AlertsReport {
+  stage: string;
+  month: string;
+  /** Newest first. */
+  alerts: AlertDto[];
+}
+
 /** Price of a model in USD per 1M tokens. `cachedInput` null: cached tokens bill at the input rate. */
 export interface PriceDto {
   model: string;
@@ -162,11 +203,27 @@ export interface MembersReport {
 
 /** Requests the admin function accepts (the Lambda payload, JSON). */
 export type AdminRequest =
-  /** At least one of `limit` (USD, per `period`, month by default), `rpm`, `tpm`; the others are kept. */
-  | { action: 'setLimit'; project: string; user?: string; model?: string; limit?: number; period?: 'month' | 'day'; rpm?: number; tpm?: number }
+  /**
+   * At least one of `limit` (USD, per `period`, month by default), `rpm`, `tpm`; the others are
+   * kept. `alerts` (only with `limit`) sets that limit's thresholds: whole percents 1-100 as an array
+   * or a comma string (`"50,80,100"`), or `"none"`; left out, the thresholds stay as they were.
+   */
+  | {
+      action: 'setLimit';
+      project: string;
+      user?: string;
+      model?: string;
+      limit?: number;
+      period?: 'month' | 'day';
+      rpm?: number;
+      tpm?: number;
+      alerts?: number[] | string;
+    }
   /** Removes one `kind` of limit, or without it every limit of the scope. */
   | { action: 'removeLimit'; project: string; user?: string; model?: string; kind?: LimitKind }
   | { action: 'listLimits'; project?: string }
+  /** The budget alerts of a month (default: the current one, UTC), newest first. */
+  | { action: 'listAlerts'; month?: string }
   | { action: 'usage'; month?: string; by?: 'user' | 'project' | 'model'; daily?: boolean }
   /** The months with usage (newest first) and the current month (UTC). */
   | { action: 'months' }

@@ -22,8 +22,8 @@ export type DashboardAnswer =
   | { ok: false; error: { kind: ProblemKind; message: string; code?: string | null } };
 
 /** The only admin requests the page may make: it reads, and never changes anything. */
-export type DashboardRequest = Extract<AdminRequest, { action: 'usage' | 'listLimits' | 'months' }>;
-const READ_ACTIONS = new Set<string>(['usage', 'listLimits', 'months']);
+export type DashboardRequest = Extract<AdminRequest, { action: 'usage' | 'listLimits' | 'listAlerts' | 'months' }>;
+const READ_ACTIONS = new Set<string>(['usage', 'listLimits', 'listAlerts', 'months']);
 
 export interface DashboardOptions {
   stages: string[];

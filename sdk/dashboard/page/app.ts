@@ -11,12 +11,14 @@ import {
   stackOf,
   stackParts,
   money,
+  type AlertsReport,
   type Dimension,
   type LimitsReport,
   type UsageReport,
 } from './model.ts';
 import { problemView, type Problem } from './problems.ts';
 import {
+  alertsView,
   daysTable,
   dimensionName,
   ESTIMATED_NOTE,
@@ -56,6 +58,8 @@ const state = {
   sort: { col: 'spend', dir: 'descending' } as Sort,
   report: undefined as UsageReport | undefined,
   limits: undefined as LimitsReport | undefined,
+  /** The month's alerts, or why they could not be read (an admin function older than alerts). */
+  alerts: { problem: '' } as AlertsReport | { problem: string },
   /** Only the latest load may draw: answers to older ones are dropped. */
   seq: 0,
 };
@@ -143,14 +147,16 @@ async function loadReport(seq = ++state.seq): Promise<void> {
   setState('loading', true);
   syncUrl();
   ui.status.textContent = `Loading ${state.stage}, ${monthLabel(state.month)}, by ${state.by}…`;
-  const [usage, limits] = await Promise.all([
+  const [usage, limits, alerts] = await Promise.all([
     admin<UsageReport>({ action: 'usage', month: state.month, by: state.by, daily: true }),
     admin<LimitsReport>({ action: 'listLimits' }),
+    admin<AlertsReport>({ action: 'listAlerts', month: state.month }),
   ]);
   if (seq !== state.seq) return;
   if (!usage.ok) return showProblem(usage.error);
   state.report = usage;
   state.limits = limits.ok ? limits : undefined;
+  state.alerts = alerts.ok ? alerts : { problem: alerts.error.message };
   render();
   const t = usage.totals;
   ui.status.textContent = `Stage ${state.stage}, ${monthLabel(state.month)}, by ${state.by}: ${money(t.spend)} spent on ${t.requests} requests, ${money(t.saved)} saved by the cache.`;
@@ -165,6 +171,7 @@ function render(): void {
   fill(byId('totals'), totalsView(report, state.limits));
   renderCharts();
   renderTable();
+  fill(byId('alerts-body'), alertsView(state.alerts, report.month));
   fill(byId('limits-body'), state.limits ? limitsView(state.limits, report.month) : h('p', { class: 'empty' }, 'The limits could not be read.'));
 }
 

@@ -2,7 +2,7 @@
 // the page and its tests (which check the page against the same admin report).
 import { count } from '../../cli-format.ts';
 import type {
-  LimitStatus, LimitsReport, UsageDto, UsageGroupBy, UsageReport, UsageTotals,
+  AlertDto, AlertsReport, LimitStatus, LimitsReport, UsageDto, UsageGroupBy, UsageReport, UsageTotals,
 } from '../../../runtime/core/protocol.ts';
 
 export { count };
@@ -23,7 +23,7 @@ export function money(n: number): string {
 export type Dimension = UsageGroupBy;
 export const DIMENSIONS: Dimension[] = ['user', 'project', 'model'];
 export type Totals = UsageTotals;
-export type { LimitStatus, LimitsReport, UsageReport };
+export type { AlertDto, AlertsReport, LimitStatus, LimitsReport, UsageReport };
 
 /** The dimension a grouping stacks its bars by: models within users and projects, projects within models. */
 export const stackOf = (by: Dimension): Dimension => (by === 'model' ? 'project' : 'model');
@@ -138,3 +138,6 @@ export function projectsNearLimits(limits: LimitStatus[]): { project: string; pe
 /** `project`, `project · user`, `project · model`, `project · user · model`. */
 export const scopeLabel = (l: { project: string; user: string; model: string }): string =>
   [l.project, l.user === '*' ? '' : `user ${l.user}`, l.model === '*' ? '' : `model ${l.model}`].filter(Boolean).join(' · ');
+
+/** Alert thresholds as the page writes them: `80, 100%`, or `none`. */
+export const thresholdsText = (alerts: readonly number[]): string => (alerts.length ? `${alerts.join(', ')}%` : 'none');

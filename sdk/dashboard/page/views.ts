@@ -9,7 +9,9 @@ import {
   projectsNearLimits,
   scopeLabel,
   money,
+  thresholdsText,
   usedPercent,
+  type AlertsReport,
   type DayTotal,
   type Dimension,
   type LimitMeter,
@@ -133,23 +135,26 @@ export function limitsView(limits: LimitsReport, shownMonth: string): HTMLElemen
   const rows = [...limits.limits].sort((a, b) => monthUse(b) - monthUse(a) || scopeLabel(a).localeCompare(scopeLabel(b)));
   const caption = `Limits in stage ${stage} with the spend of ${monthLabel(limits.month)}` +
     (shownMonth !== limits.month ? ' (limits count the current month)' : '') +
-    ', and today\'s (UTC) and this minute\'s use of the daily and per-minute ones. Bars turn amber at 80% and red at 100%.';
+    ', and today\'s (UTC) and this minute\'s use of the daily and per-minute ones. Bars turn amber at 80% and red at 100%.' +
+    (limits.limits.some((l) => l.alerts || l.dailyAlerts) ? ' Alerts are made when spend reaches the percents of a USD limit shown.' : '');
   const table = h(
     'table',
     { id: 'limits-table', class: 'data limits' },
     h('caption', {}, caption),
     h('thead', {}, h('tr', {}, h('th', { scope: 'col', class: 'text' }, 'Scope'), h('th', { scope: 'col' }, 'Spend of monthly limit'),
-      h('th', { scope: 'col', class: 'text used' }, 'Used'), h('th', { scope: 'col', class: 'text' }, 'Per day and per minute'))),
+      h('th', { scope: 'col', class: 'text used' }, 'Used'), h('th', { scope: 'col', class: 'text' }, 'Per day and per minute'),
+      h('th', { scope: 'col', class: 'text' }, 'Alerts at'))),
     h(
       'tbody',
       {},
       ...rows.map((l) => {
         const others = h('td', { class: 'text', 'data-col': 'others' }, ...otherMeters(l).map(meterView));
+        const alerts = alertsCell(l);
         const scopeCell = h('th', { scope: 'row', class: 'text' }, scopeLabel(l));
         const key = `${l.project}#${l.user}#${l.model}`;
         if (l.limit === undefined) {
           return h('tr', { 'data-scope': key, 'data-level': 'none' }, scopeCell,
-            h('td', { 'data-col': 'spend', 'data-value': l.spend }, h('span', { class: 'of' }, 'no monthly limit')), h('td', { class: 'text used' }), others);
+            h('td', { 'data-col': 'spend', 'data-value': l.spend }, h('span', { class: 'of' }, 'no monthly limit')), h('td', { class: 'text used' }), others, alerts);
         }
         const level = levelOf(l.spend, l.limit);
         const percent = usedPercent(l.spend, l.limit);
@@ -167,9 +172,52 @@ export function limitsView(limits: LimitsReport, shownMonth: string): HTMLElemen
             h('span', { class: 'pct' }, `${percent}%`, level === 'near' ? ' · near the limit' : level === 'over' ? ' · at or over the limit' : ''),
             inFlight ? h('span', { class: 'sub' }, ` (+${money(l.committed - l.spend)} held by calls in flight)`) : null),
           others,
+          alerts,
         );
       }),
     ),
+  );
+  return h('div', {}, h('p', { class: 'hint', 'aria-hidden': 'true' }, caption), table);
+}
+
+/** The thresholds of a scope's USD limits: `80, 100%`, or per period when it has both. */
+function alertsCell(l: LimitStatus): HTMLElement {
+  const both = l.limit !== undefined && l.dailyLimit !== undefined;
+  const periods = [
+    { period: 'month', label: both ? 'monthly ' : '', alerts: l.limit !== undefined ? l.alerts : undefined },
+    { period: 'day', label: 'daily ', alerts: l.dailyLimit !== undefined ? l.dailyAlerts : undefined },
+  ];
+  return h('td', { class: 'text', 'data-col': 'alerts' }, ...periods.map(({ period, label, alerts }) =>
+    alerts ? h('span', { class: 'alert-text', 'data-period': period, 'data-alerts': alerts.join(',') }, `${label}${thresholdsText(alerts)}`, ' ') : null));
+}
+
+/** The alerts of the month shown: each threshold of a USD limit that settled spend reached, newest first. */
+export function alertsView(report: AlertsReport | { problem: string }, month: string): HTMLElement {
+  if ('problem' in report) return h('p', { class: 'empty' }, `The alerts could not be read: ${report.problem}`);
+  const stage = report.stage;
+  if (!report.alerts.length) {
+    return h('div', { class: 'empty', 'data-empty': 'alerts' },
+      h('p', {}, h('strong', {}, `No budget alerts in stage ${stage} in ${monthLabel(month)}.`),
+        ' An alert is made the first time settled spend reaches one of a USD limit\'s thresholds: 80% and 100% unless set otherwise with ',
+        code(`openai-wrapi limits set --stage ${stage} --project NAME --limit 10 --alerts 50,80,100`), '.'));
+  }
+  const caption = `Budget alerts in stage ${stage}, ${monthLabel(month)}, newest first: each threshold of a USD limit that settled spend reached.`;
+  const table = h(
+    'table',
+    { id: 'alerts-table', class: 'data alerts' },
+    h('caption', {}, caption),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col', class: 'text' }, 'When (UTC)'), h('th', { scope: 'col', class: 'text' }, 'Scope'),
+      h('th', { scope: 'col' }, 'Reached'), h('th', { scope: 'col', class: 'text' }, 'Of the limit'), h('th', { scope: 'col' }, 'Spent then'))),
+    h('tbody', {}, ...report.alerts.map((a) =>
+      h('tr', {
+        'data-scope': `${a.project}#${a.user}#${a.model}`, 'data-period': a.period, 'data-threshold': a.threshold, 'data-level': a.threshold >= 100 ? 'over' : a.threshold >= 80 ? 'near' : 'ok',
+      },
+      h('td', { class: 'text', 'data-col': 'at', 'data-value': a.at }, a.at.slice(0, 16).replace('T', ' ')),
+      h('th', { scope: 'row', class: 'text' }, scopeLabel(a)),
+      h('td', { 'data-col': 'threshold', 'data-value': a.threshold }, h('span', { class: 'pct' }, `${a.threshold}%`)),
+      h('td', { class: 'text', 'data-col': 'limit', 'data-value': a.limit },
+        a.period === 'day' ? `daily ${money(a.limit)} (${a.day ?? ''})` : `monthly ${money(a.limit)}`),
+      num('spend', a.spend, money(a.spend))))),
   );
   return h('div', {}, h('p', { class: 'hint', 'aria-hidden': 'true' }, caption), table);
 }
