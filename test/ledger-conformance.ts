@@ -643,6 +643,16 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     assert.equal(brief((await day('27', 5)).made), ['day:2026-11-27:d/*/*:50@50']);
   });
 
+  test('a hold charged at its deadline can reach a threshold: the limit the row has then is watched', async () => {
+    await ledger.setLimit(scope('p'), 100, 'month', [50]);
+    const r = reservation([scope('p')], 60, 100, { expiresAt: Date.parse('2026-11-26T10:00:00Z') });
+    assert.ok((await ledger.reserve(r)).ok);
+    const handed: BudgetAlert[] = [];
+    assert.is(await chargeExpired(ledger, M, Date.parse('2026-11-26T11:00:00Z'), (a) => void handed.push(...a)), 1);
+    assert.equal(brief(handed), ['month:2026-11:p/*/*:50@100']);
+    assert.equal(brief(await ledger.alerts(M)), brief(handed));
+  });
+
   test('no thresholds, no spend or no limit: nothing is marked', async () => {
     assert.equal((await crossing([scope('p')], 100, 100, { limit: 100, alerts: [] })).made, [], 'alerts none');
     assert.equal((await crossing([scope('q')], 100, 0, { limit: 100 })).made, [], 'an error costs nothing');

@@ -23,6 +23,8 @@ export interface AdminDeps {
   onChange?: () => void;
   /** Where an unexpected failure is told, with the request id its caller is given. */
   log: Logger;
+  /** Budget alerts that charging expired holds made (the local stack delivers them; see ProxyDeps). */
+  onAlerts?: (alerts: BudgetAlert[]) => Promise<void> | void;
 }
 
 export type AdminResult = ({ ok: true } & Record<string, unknown>) | ({ ok: false } & ErrorBody);
@@ -94,7 +96,7 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       const project = optionalName(req.project, 'project');
       const at = now();
       const month = monthOf(at);
-      await chargeExpired(ledger, month, at);
+      await chargeExpired(ledger, month, at, deps.onAlerts);
       const [all, usage] = await Promise.all([ledger.listLimits(), ledger.usage(month)]);
       const limits = all.filter((l) => !project || l.scope.project === project);
       const use = await ledger.limitUse(limits.map((l) => l.scope), month, dayOf(at), windowOf(at));
@@ -112,7 +114,7 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       if (by !== 'user' && by !== 'project' && by !== 'model') {
         throw badRequest('"by" must be one of user, project, model.', 'invalid_group', 'by');
       }
-      await chargeExpired(ledger, month, now());
+      await chargeExpired(ledger, month, now(), deps.onAlerts);
       const [rows, days] = await Promise.all([ledger.usage(month), req.daily ? ledger.daily(month) : undefined]);
       // Rows of calls still in flight hold budget but have nothing to report yet.
       const detail = rows.filter((r) => isDetail(r) && (r.requests || r.errors || r.cacheHits)).map((r) => toDto(r, month));

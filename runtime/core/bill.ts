@@ -1,7 +1,7 @@
 // One call's account: the reservation it holds and, once, its settlement. Every call that may have
 // reached OpenAI is settled exactly once: at OpenAI's usage, or by a conservative estimate when the
 // usage can never be known, or as free when OpenAI answered with an error.
-import type { BudgetAlert } from './alerts.ts';
+import type { AlertWatch, BudgetAlert } from './alerts.ts';
 import { isDetail, watchOf } from './limits.ts';
 import type { ExpiredHold, Ledger, Logger, Nano, Reservation, ReserveResult, Scope, Settlement, UsageDelta } from './ports.ts';
 import { tightestRateHeaders, WINDOW_MS } from './rates.ts';
@@ -232,19 +232,38 @@ export function settlementOf(reservation: Reservation, delta: UsageDelta, priceV
  * Holds whose call never settled by its deadline (the instance died, or the ledger stayed down
  * through every settlement try) are charged in full, flagged estimated: the call may have reached
  * OpenAI, and the hold is the most it could have cost. Committed does not move; the hold turns spent.
+ * The charge may pass alert thresholds too: the limits the rows have now are watched, and the alerts
+ * made go to `onAlerts` (the stream carries them on AWS).
  */
-export async function chargeExpired(ledger: Ledger, month: string, now: number): Promise<number> {
+export async function chargeExpired(
+  ledger: Ledger, month: string, now: number, onAlerts?: (alerts: BudgetAlert[]) => Promise<void> | void,
+): Promise<number> {
   const expired = await ledger.expired(month, now);
-  await Promise.all(expired.map((hold) => ledger.settle(expiredSettlement(hold))));
+  if (expired.length === 0) return 0;
+  const scopes = [...new Map(expired.map((h) => [`${h.scope.project}\u0000${h.scope.user}\u0000${h.scope.model}`, h.scope])).values()];
+  const read = await ledger.read(scopes, []);
+  const watchOfScope = (scope: Scope) => {
+    const i = scopes.indexOf(scopes.find((s) => s.project === scope.project && s.user === scope.user && s.model === scope.model)!);
+    return watchOf({
+      scope, amount: 0,
+      ...(read.limits[i] !== undefined ? { limit: read.limits[i] } : {}),
+      ...(read.dayLimits?.[i] !== undefined ? { dayLimit: read.dayLimits[i] } : {}),
+      ...(read.alerts?.[i] ? { alerts: read.alerts[i] } : {}),
+      ...(read.dayAlerts?.[i] ? { dayAlerts: read.dayAlerts[i] } : {}),
+    });
+  };
+  const made = await Promise.all(expired.map((hold) => ledger.settle(expiredSettlement(hold, watchOfScope(hold.scope)))));
+  const alerts = made.flatMap((m) => m ?? []);
+  if (alerts.length) await onAlerts?.(alerts);
   return expired.length;
 }
 
-function expiredSettlement({ callId, month, day, scope, amount }: ExpiredHold): Settlement {
+function expiredSettlement({ callId, month, day, scope, amount }: ExpiredHold, watch: AlertWatch[]): Settlement {
   return {
     callId,
     month,
     day,
-    rows: [{ scope, committed: 0, daily: isDetail(scope) }],
+    rows: [{ scope, committed: 0, daily: isDetail(scope), ...(watch.length && amount > 0 ? { watch } : {}) }],
     delta: { ...ZERO, requests: 1, spent: amount, estimated: 1 },
   };
 }

@@ -94,7 +94,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     const policy = createPolicyReader(ledger, config.policyCacheMs, now);
     const onAlerts = createAlertDelivery({ stage, ledger, url: env[LOCAL_ENV.alertWebhook] || undefined, print: opts.printAlert, log });
     const proxy = createProxy({ config, ledger, cache, upstream, countTokens, log, policy, now, onAlerts });
-    const admin = createAdmin({ stage, ledger, cache, now, log, onChange: () => policy.clear() });
+    const admin = createAdmin({ stage, ledger, cache, now, log, onAlerts, onChange: () => policy.clear() });
     stages[stage] = { stage, config, ledger, cache, proxy, admin, stores: `${opened.describe}; cache: ${describe}` };
     if (!config.apiKey && config.upstreamUrl === DEFAULT_UPSTREAM_URL) {
       warnings.push(
