@@ -240,19 +240,18 @@ export async function chargeExpired(
 ): Promise<number> {
   const expired = await ledger.expired(month, now);
   if (expired.length === 0) return 0;
-  const scopes = [...new Map(expired.map((h) => [`${h.scope.project}\u0000${h.scope.user}\u0000${h.scope.model}`, h.scope])).values()];
+  const keyOf = (s: Scope) => `${s.project}\u0000${s.user}\u0000${s.model}`;
+  const scopes = [...new Map(expired.map((h) => [keyOf(h.scope), h.scope])).values()];
   const read = await ledger.read(scopes, []);
-  const watchOfScope = (scope: Scope) => {
-    const i = scopes.indexOf(scopes.find((s) => s.project === scope.project && s.user === scope.user && s.model === scope.model)!);
-    return watchOf({
-      scope, amount: 0,
-      ...(read.limits[i] !== undefined ? { limit: read.limits[i] } : {}),
-      ...(read.dayLimits?.[i] !== undefined ? { dayLimit: read.dayLimits[i] } : {}),
-      ...(read.alerts?.[i] ? { alerts: read.alerts[i] } : {}),
-      ...(read.dayAlerts?.[i] ? { dayAlerts: read.dayAlerts[i] } : {}),
-    });
-  };
-  const made = await Promise.all(expired.map((hold) => ledger.settle(expiredSettlement(hold, watchOfScope(hold.scope)))));
+  const watches = new Map(
+    scopes.map((scope, i) => [
+      keyOf(scope),
+      watchOf({
+        scope, amount: 0, limit: read.limits[i], dayLimit: read.dayLimits?.[i], alerts: read.alerts?.[i], dayAlerts: read.dayAlerts?.[i],
+      }),
+    ]),
+  );
+  const made = await Promise.all(expired.map((hold) => ledger.settle(expiredSettlement(hold, watches.get(keyOf(hold.scope))!))));
   const alerts = made.flatMap((m) => m ?? []);
   if (alerts.length) await onAlerts?.(alerts);
   return expired.length;
