@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AlertPayload } from '../runtime/core/alerts.ts';
+import type { Ledger } from '../runtime/core/ports.ts';
 import { startDynalite } from './helpers/dynalite.ts';
 import { startTestStack, type TestStack } from './helpers/stack.ts';
 
@@ -66,13 +67,43 @@ for (const store of ['sqlite', 'dynamodb'] as const) {
   let hook: Receiver;
   let dynalite: Awaited<ReturnType<typeof startDynalite>> | undefined;
   let clock = Date.parse('2026-11-20T12:00:00Z');
+  /** What went wrong inside the stack (a ledger past its deadline on a loaded machine, say). */
+  const faults: string[] = [];
+  /** Ledger calls still running, the proxy's background releases and settlements included. */
+  const inFlight = new Set<Promise<unknown>>();
+  const trackLedger = (ledger: Ledger): Ledger =>
+    new Proxy(ledger, {
+      get(target, name, receiver) {
+        const value = Reflect.get(target, name, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          const result = value.apply(target, args);
+          if (result instanceof Promise) {
+            inFlight.add(result);
+            result.finally(() => inFlight.delete(result)).catch(() => undefined);
+          }
+          return result;
+        };
+      },
+    });
+  const ledgerQuiet = () => waitFor(() => inFlight.size === 0, 'the ledger\'s background writes');
 
   test.before(async () => {
     hook = await startReceiver();
     dynalite = store === 'dynamodb' ? await startDynalite() : undefined;
     t = await startTestStack({
       env: { OPENAI_WRAPI_ALERT_WEBHOOK: hook.url, ...(dynalite ? { OPENAI_WRAPI_DYNAMODB_ENDPOINT: dynalite.endpoint } : {}) },
-      stack: { now: () => clock },
+      stack: {
+        now: () => clock,
+        wrapLedger: trackLedger,
+        log: {
+          error: (message, fields) => faults.push(`${message} ${JSON.stringify(fields ?? {})}`),
+          // A 5xx answered, or a call billed at its estimate because OpenAI's answer never came.
+          info: (message, fields) => {
+            if (Number(fields?.status) >= 500 || fields?.outcome === 'estimate') faults.push(`${message} ${JSON.stringify(fields)}`);
+          },
+        },
+      },
     });
     await t.user('alice');
     await t.user('bob');
@@ -113,9 +144,21 @@ for (const store of ['sqlite', 'dynamodb'] as const) {
 
   test('32 concurrent calls crossing 80% and 100% of a limit: one alert per threshold, with who spent it', async () => {
     await t.admin({ action: 'setLimit', project: 'team', limit: 0.25 });
-    const { ok, refused } = await calls(32, CENT_TOKENS);
-    assert.is(ok, 25, 'exactly the 25 calls of $0.01 that fit $0.25');
-    assert.is(refused, 7);
+    const burst = await calls(32, CENT_TOKENS);
+    assert.is(burst.ok + burst.refused, 32);
+    if (faults.length === 0) {
+      assert.is(burst.ok, 25, 'exactly the 25 calls of $0.01 that fit $0.25');
+    } else {
+      // On a loaded machine a ledger call can pass its deadline: that call gets a 503 (the client
+      // retries it) and its hold is given back in the background, and a concurrent call refused
+      // while that hold still stood is refused for good. The budget must still fill exactly, one
+      // call at a time, once those releases have landed.
+      assert.ok(burst.ok <= 25, `${burst.ok} calls of $0.01 fit $0.25`);
+      await ledgerQuiet();
+      let more = 0;
+      while ((await calls(1, CENT_TOKENS)).ok === 1) more++;
+      assert.ok(burst.ok + more <= 25 && burst.ok + more >= 25 - faults.length, `${burst.ok} + ${more} calls after faults: ${faults.join('; ')}`);
+    }
     await waitFor(() => hook.received.length >= 2, 'two alerts');
     await new Promise((r) => setTimeout(r, 300)); // any duplicate would have come by now
     assert.is(Math.round((await spentUsd()) * 100), 25);
