@@ -32,10 +32,28 @@ export const DEPLOYED_ENV = {
   alertTopicArn: 'OPENAI_WRAPI_ALERT_TOPIC_ARN',
   /** Secrets Manager secret holding `{ "url": "https://…" }`, the budget alerts' webhook (the notifier only). */
   alertWebhookSecretArn: 'OPENAI_WRAPI_ALERT_WEBHOOK_SECRET_ARN',
+  /**
+   * The project every call of the public (unsigned, browser) URL is billed to. Set only on the public
+   * function, and the only thing that makes a function serve callers without a verified identity.
+   */
+  publicProject: 'OPENAI_WRAPI_PUBLIC_PROJECT',
+  /** Origins (`https://app.example.com`, comma-separated) whose pages may call the public URL. */
+  publicOrigins: 'OPENAI_WRAPI_PUBLIC_ORIGINS',
+  /** Requests per minute per client (source IP, or IPv6 /64) of the public URL. */
+  publicRpm: 'OPENAI_WRAPI_PUBLIC_RPM',
+  /** Tokens per minute per client of the public URL. */
+  publicTpm: 'OPENAI_WRAPI_PUBLIC_TPM',
+  /** `1`: the public URL also serves embeddings (chat completions and responses always). */
+  publicEmbeddings: 'OPENAI_WRAPI_PUBLIC_EMBEDDINGS',
 } as const;
 
 /** What only the notifier reads of DEPLOYED_ENV (it exists only when an alert channel is configured). */
 export const NOTIFIER_ONLY_ENV: readonly string[] = [DEPLOYED_ENV.alertTopicArn, DEPLOYED_ENV.alertWebhookSecretArn];
+
+/** What only the public proxy function reads (it exists only when `publicAccess` is configured). */
+export const PUBLIC_ONLY_ENV: readonly string[] = [
+  DEPLOYED_ENV.publicProject, DEPLOYED_ENV.publicOrigins, DEPLOYED_ENV.publicRpm, DEPLOYED_ENV.publicTpm, DEPLOYED_ENV.publicEmbeddings,
+];
 
 /**
  * Variables the runtime reads that the program never writes: the OpenAI credentials (on AWS they come
@@ -81,6 +99,8 @@ export const stageEnvName = (name: string, stage: string): string => `${name}_${
 
 /** The name of a stage's metering proxy function. */
 export const proxyFunctionName = (stage: string): string => `openai-proxy-${stage}`;
+/** The name of a stage's public (browser) proxy function, deployed only with `publicAccess`. */
+export const publicFunctionName = (stage: string): string => `openai-public-${stage}`;
 /** The name of a stage's admin function, on AWS and in the local stack. */
 export const adminFunctionName = (stage: string): string => `openai-admin-${stage}`;
 /** The name of a stage's budget-alert notifier function (deployed only with an alert channel). */

@@ -15,7 +15,7 @@ import {
 import { isMember, notMemberMessage } from './membership.ts';
 import { createPolicyReader, type Policy, type PolicyReader } from './policy.ts';
 import type { BudgetAlert } from './alerts.ts';
-import type { CachedResponse, Ledger, Logger, Reservation, ReserveResult, ResponseCache, Scope, Upstream } from './ports.ts';
+import type { CachedResponse, Ledger, Logger, RateLimits, Reservation, ReserveResult, ResponseCache, Scope, Upstream } from './ports.ts';
 import { hitRateHolds, rateHoldsFor, rateLimited, tightestRateHeaders, WINDOW_MS, windowOf } from './rates.ts';
 import { modelCandidates, resolvePrice, nanoToUsd } from './pricing.ts';
 import * as P from './protocol.ts';
@@ -42,6 +42,11 @@ export interface CallContext {
    * saves streaming it through the Request again. Otherwise the core reads `req.body`.
    */
   body?: Uint8Array;
+  /**
+   * A caller of the public URL (public-access.ts): billed to this project whatever its headers say,
+   * and held to these rate limits on its own user scope, beside any the ledger has for it.
+   */
+  publicClient?: { project: string; limits: RateLimits };
 }
 
 export interface ProxyDeps {
@@ -128,7 +133,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     if (!route) {
       throw notFound(`Invalid URL (${req.method} ${url.pathname}): this proxy only forwards metered OpenAI endpoints.`);
     }
-    const project = req.headers.get(P.HEADER_PROJECT)?.trim() || P.DEFAULT_PROJECT;
+    const project = ctx.publicClient?.project ?? (req.headers.get(P.HEADER_PROJECT)?.trim() || P.DEFAULT_PROJECT);
     if (!PROJECT_PATTERN.test(project)) throw badRequest(`Invalid project name "${project.slice(0, 64)}".`, 'invalid_project');
     if (!config.apiKey && config.upstreamUrl.startsWith('https://api.openai.com')) {
       throw unavailable(`Stage ${config.stage} has no OpenAI API key configured (set OPENAI_API_KEY).`, 'missing_api_key');
@@ -145,7 +150,9 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       ? await cacheKey({ stage: config.stage, project, method: req.method, path: route.path, body })
       : undefined;
     // The cache and the ledger are asked at the same time: a miss then costs one round trip, not two.
-    const read = policy.read(scopes, modelCandidates(facts.model), facts.previousResponseId);
+    const stored = policy.read(scopes, modelCandidates(facts.model), facts.previousResponseId);
+    const limits = ctx.publicClient?.limits;
+    const read = limits ? stored.then((p) => withUserRateLimits(p, limits)) : stored;
     read.catch(() => undefined);
     return { route, url, req, project, body, facts, scopes, key, policy: read };
   }
@@ -404,6 +411,20 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       cache: call.key ? 'miss' : 'bypass',
     };
   }
+}
+
+/** Index of the caller's own scope (project + user, any model) in {@link callScopes}. */
+const USER_SCOPE = 2;
+
+/** The policy with `limits` on the caller's user scope too: the tighter of each, where both are set. */
+function withUserRateLimits(policy: Policy, limits: RateLimits): Policy {
+  const rateLimits = [...(policy.rateLimits ?? policy.limits.map(() => undefined))];
+  const stored = rateLimits[USER_SCOPE] ?? {};
+  const tighter = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
+  const rpm = tighter(stored.rpm, limits.rpm);
+  const tpm = tighter(stored.tpm, limits.tpm);
+  rateLimits[USER_SCOPE] = { ...(rpm !== undefined ? { rpm } : {}), ...(tpm !== undefined ? { tpm } : {}) };
+  return { ...policy, rateLimits };
 }
 
 /** A complete answer: exact with its usage block; without one, still billed, by estimate. */
