@@ -89,6 +89,11 @@ export const LOCAL_ENV = {
   demo: 'OPENAI_WRAPI_DEMO',
   /** A URL each budget alert is POSTed to as JSON (see runtime/local/alert-webhook.ts). */
   alertWebhook: 'OPENAI_WRAPI_ALERT_WEBHOOK',
+  /**
+   * Milliseconds each request to a DynamoDB endpoint may take (default: the Lambdas' 400). A local
+   * DynamoDB-compatible server on a busy machine can need more; the Lambdas keep theirs.
+   */
+  dynamodbTimeoutMs: 'OPENAI_WRAPI_DYNAMODB_TIMEOUT_MS',
 } as const;
 
 /**

@@ -256,8 +256,12 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     });
   }
 
-  /** A project with members refuses everyone else (unread when the ledger is down and the stack fails open). */
+  /**
+   * A project with members refuses everyone else (unread when the ledger is down and the stack fails
+   * open). Not a public client: the stage's public-URL setting, which names the project, is its grant.
+   */
   function assertMember(read: Policy | undefined, call: Admitted, ctx: CallContext): void {
+    if (ctx.publicClient) return;
     const members = read?.members.get(call.project);
     if (members?.length && !isMember(ctx.caller.user, members)) {
       throw forbidden(notMemberMessage(config.stage, call.project, ctx.caller.user), 'project_access_denied');

@@ -29,7 +29,9 @@ export async function openLocalLedger(env: Env, home: string, stage: string): Pr
     } finally {
       admin.destroy();
     }
-    const client = createDynamoHttpClient({ endpoint, region, credentials });
+    const timeoutMs = Number(env[LOCAL_ENV.dynamodbTimeoutMs]);
+    const deadline = Number.isFinite(timeoutMs) && timeoutMs > 0 ? { connectTimeoutMs: timeoutMs, requestTimeoutMs: timeoutMs } : {};
+    const client = createDynamoHttpClient({ endpoint, region, credentials, ...deadline });
     return { ledger: createDynamoLedger({ tableName, client }), describe: `DynamoDB table ${tableName} at ${endpoint}` };
   }
   let openSqliteLedger: typeof import('../store/sqlite-ledger.ts').openSqliteLedger;
