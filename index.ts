@@ -2,14 +2,15 @@
 // metering proxy (a streaming Lambda behind a function URL with AWS_IAM auth), the admin function,
 // the DynamoDB ledger, the stage's OpenAI key in Secrets Manager, optionally memcached on ElastiCache
 // (and then the VPC it needs), IAM policies to attach to users and to admins, a permissions boundary
-// and an SCP against direct invokes of the proxy, and an alarm for them.
+// and an SCP against direct invokes of the proxy, and an alarm for them. With `publicAccess`, a second
+// proxy function serves web pages of a few origins through a function URL without auth.
 //
 // Stacks differ only by their config values (Pulumi.<stack>.yaml); nothing here looks at the stack
 // name. The Lambda code is bundled from runtime/lambda/*.ts by esbuild during the program run.
 //
 // Sections: config · lambda code · ledger · network · cache · secret · IAM for the functions ·
-// functions · policies for people · alerts, alarms and dashboard (with the guard against direct
-// invokes) · outputs. Every named export of this module is a stack output.
+// functions · public URL · policies for people · alerts, alarms and dashboard (with the guard against
+// direct invokes) · outputs. Every named export of this module is a stack output.
 import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +28,11 @@ import {
   METRICS,
   notifierFunctionName as notifierFunctionNameOf,
   proxyFunctionName as proxyFunctionNameOf,
+  publicFunctionName as publicFunctionNameOf,
 } from './runtime/core/contract.ts';
+// The public URL's settings as the public function reads them (pure core, no I/O): the program checks
+// `publicAccess` with the runtime's own reader, so it never deploys what the function would refuse.
+import { PUBLIC_CORS, readPublicAccess } from './runtime/core/public-access.ts';
 
 // ------------------------------------------------------------------------------------------ config
 
@@ -63,16 +68,28 @@ interface Settings {
   slack?: { workspaceId: string; channelId: string };
   /** Where budget alerts are also POSTed as JSON; kept in Secrets Manager (it may carry a token). */
   alertWebhookUrl?: pulumi.Output<string>;
+  /** The public (browser) URL; undefined = none. */
+  publicAccess?: PublicAccessSettings;
   alarms: AlarmThresholds;
+}
+
+/** `publicAccess`, checked: what the public function adds to the proxy's environment, and its URL's origins. */
+interface PublicAccessSettings {
+  /** The DEPLOYED_ENV.public* variables, written from what the runtime's reader made of the config. */
+  environment: Record<string, string>;
+  /** Exact origins, as browsers send them in `Origin`: the function URL's CORS allowOrigins. */
+  origins: string[];
+  /** The most public instances at once (reserved concurrency); undefined = the account's pool. */
+  maxConcurrency?: number;
 }
 
 /** When the alarms fire: counts are per 5 minutes, the duration is a share of the proxy's timeout. */
 interface AlarmThresholds {
-  /** 5xx answers of the proxy's function URL. */
+  /** 5xx answers of the proxy's function URL (and of the public one). */
   url5xx: number;
-  /** Invocations that failed (both functions). */
+  /** Invocations that failed (each function but the notifier). */
   functionErrors: number;
-  /** Invocations Lambda refused for lack of concurrency (both functions). */
+  /** Invocations Lambda refused for lack of concurrency (each function but the notifier). */
   functionThrottles: number;
   /** The proxy's longest invocation, in percent of its timeout. */
   durationPercent: number;
@@ -120,6 +137,7 @@ function readSettings(): Settings {
     openaiOrgId: config.getSecret('openaiOrgId'),
     alertEmails: config.getObject<string[]>('alertEmails') ?? [],
     alertWebhookUrl: config.getSecret('alertWebhookUrl'),
+    publicAccess: readPublicAccessSetting(config.getObject<unknown>('publicAccess'), problems),
     alarms: {
       url5xx: integer('alarmUrl5xx', 5, 1, 100_000),
       functionErrors: integer('alarmFunctionErrors', 1, 1, 100_000),
@@ -172,6 +190,110 @@ function readSettings(): Settings {
 }
 
 /**
+ * Project names as the admin API accepts them (runtime/core/admin.ts, NAME): a project the public URL
+ * bills must be one an admin can give a limit.
+ */
+const PROJECT_NAME = /^[^#\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}][^#\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]{0,127}(?<!\s)$/u;
+const PROJECT_NAME_RULE = 'at most 128 characters, without "#", control or invisible formatting characters, no space at either end';
+
+/** The fields of `publicAccess`, and the variable of the public function each one becomes. */
+const PUBLIC_ACCESS_FIELDS = {
+  project: ENV.publicProject,
+  allowedOrigins: ENV.publicOrigins,
+  rpmPerClient: ENV.publicRpm,
+  tpmPerClient: ENV.publicTpm,
+  embeddings: ENV.publicEmbeddings,
+  maxConcurrency: undefined, // the function's reserved concurrency, not a variable
+} as const;
+/** A function URL's CORS configuration takes at most 100 origins of at most 253 characters each. */
+const MAX_CORS_ORIGINS = 100;
+const MAX_CORS_ORIGIN_LENGTH = 253;
+
+/**
+ * Checks `publicAccess` (undefined: not set) and adds its problems to `problems`. The values become
+ * the public function's variables and are read back by the runtime's own reader (readPublicAccess),
+ * whose problems are reported under the setting's names: what the program accepts, the function
+ * accepts, with the same meaning. Checked here only: what the reader does not (the project's name,
+ * the types, Lambda's CORS limits, the reserved concurrency).
+ */
+function readPublicAccessSetting(value: unknown, problems: string[]): PublicAccessSettings | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    problems.push(`publicAccess must be an object with project, allowedOrigins and rpmPerClient and/or tpmPerClient (got ${JSON.stringify(value)})`);
+    return undefined;
+  }
+  const problemsBefore = problems.length;
+  const fields = value as Record<string, unknown>;
+  const unknownFields = Object.keys(fields).filter((k) => !(k in PUBLIC_ACCESS_FIELDS));
+  if (unknownFields.length) {
+    problems.push(`publicAccess has no field ${unknownFields.join(', ')} (it takes ${Object.keys(PUBLIC_ACCESS_FIELDS).join(', ')})`);
+  }
+  const { project, allowedOrigins, rpmPerClient, tpmPerClient, embeddings, maxConcurrency } = fields;
+  /** Fields already refused here: the reader's problems about them would only repeat it. */
+  const refused = new Set<string>();
+  const refuse = (field: keyof typeof PUBLIC_ACCESS_FIELDS, problem: string) => {
+    refused.add(field);
+    problems.push(`publicAccess.${field} ${problem}`);
+  };
+
+  const projectOk = typeof project === 'string' && PROJECT_NAME.test(project);
+  if (!projectOk) refuse('project', `must be a project name, ${PROJECT_NAME_RULE} (got ${JSON.stringify(project)})`);
+  const origins = Array.isArray(allowedOrigins) && allowedOrigins.every((o) => typeof o === 'string') ? (allowedOrigins as string[]) : undefined;
+  if (allowedOrigins !== undefined && !origins) {
+    refuse('allowedOrigins', `must be a list of origins like ["https://app.example.com"] (got ${JSON.stringify(allowedOrigins)})`);
+  } else if (origins) {
+    // Besides what the reader checks in each one (below).
+    const field = 'publicAccess.allowedOrigins';
+    if (origins.length > MAX_CORS_ORIGINS) problems.push(`${field} lists ${origins.length} origins: a function URL's CORS configuration takes at most ${MAX_CORS_ORIGINS}`);
+    // The variable is comma-separated: one origin per item.
+    for (const o of origins.filter((o) => o.includes(','))) problems.push(`${field} lists "${o}": one origin per item`);
+    for (const o of origins.filter((o) => o.length > MAX_CORS_ORIGIN_LENGTH)) problems.push(`${field} lists an origin of ${o.length} characters (at most ${MAX_CORS_ORIGIN_LENGTH})`);
+  }
+  if (embeddings !== undefined && typeof embeddings !== 'boolean') refuse('embeddings', `must be true or false (got ${JSON.stringify(embeddings)})`);
+  if (maxConcurrency !== undefined && !(Number.isInteger(maxConcurrency) && (maxConcurrency as number) >= 1 && (maxConcurrency as number) <= 100_000)) {
+    refuse('maxConcurrency', `must be an integer from 1 to 100000 (got ${JSON.stringify(maxConcurrency)})`);
+  }
+
+  // What the reader sees. A refused project stands in as "-" so the other values are still checked;
+  // numbers go as written (the reader refuses what is not a whole number >= 1).
+  const text = (v: unknown) => (v === undefined ? undefined : typeof v === 'string' ? v : JSON.stringify(v));
+  const env: Record<string, string | undefined> = {
+    [ENV.publicProject]: projectOk ? project : '-',
+    [ENV.publicOrigins]: origins?.join(','),
+    [ENV.publicRpm]: text(rpmPerClient),
+    [ENV.publicTpm]: text(tpmPerClient),
+    [ENV.publicEmbeddings]: embeddings === true ? '1' : undefined,
+  };
+  let access: ReturnType<typeof readPublicAccess>;
+  try {
+    access = readPublicAccess(env);
+  } catch (error) {
+    const reported = (error as { problems?: unknown }).problems;
+    if (!(error instanceof Error && error.name === 'ConfigError' && Array.isArray(reported))) throw error;
+    const byVariable = Object.entries(PUBLIC_ACCESS_FIELDS).flatMap(([field, variable]) => (variable ? [[field, variable] as const] : []));
+    for (const problem of reported as string[]) {
+      if (byVariable.some(([field, variable]) => refused.has(field) && problem.includes(variable))) continue;
+      problems.push(byVariable.reduce((p, [field, variable]) => p.replaceAll(variable, `publicAccess.${field}`), problem));
+    }
+    return undefined;
+  }
+  if (!access || problems.length > problemsBefore) return undefined;
+  const { perClient } = access;
+  const allowed = [...new Set(access.origins)];
+  return {
+    environment: {
+      [ENV.publicProject]: access.project,
+      [ENV.publicOrigins]: allowed.join(','),
+      ...(perClient.rpm !== undefined ? { [ENV.publicRpm]: String(perClient.rpm) } : {}),
+      ...(perClient.tpm !== undefined ? { [ENV.publicTpm]: String(perClient.tpm) } : {}),
+      ...(access.routes.includes('embeddings') ? { [ENV.publicEmbeddings]: '1' } : {}),
+    },
+    origins: allowed,
+    ...(maxConcurrency !== undefined ? { maxConcurrency: maxConcurrency as number } : {}),
+  };
+}
+
+/**
  * False when `key` is set but not with `--secret` (it then sits in plain text in Pulumi.<stack>.yaml,
  * likely in git). @pulumi/pulumi keeps this lookup internal (`runtime.isConfigSecret`); where it is
  * missing the check is skipped rather than guessed.
@@ -192,6 +314,7 @@ const named = (name: string) => ({ ...tags, Name: name });
 const PROXY_NAME = proxyFunctionNameOf(stage);
 const ADMIN_NAME = adminFunctionNameOf(stage);
 const NOTIFIER_NAME = notifierFunctionNameOf(stage);
+const PUBLIC_NAME = publicFunctionNameOf(stage);
 /**
  * Budget alerts leave the ledger through its DynamoDB Stream and the notifier function, which exist
  * only when some channel would receive them (the topic and the alarms exist anyway).
@@ -380,6 +503,8 @@ function executionRole(kind: FunctionRole, functionName: string): aws.iam.Role {
 
 const proxyExecutionRole = executionRole('proxy', PROXY_NAME);
 const adminExecutionRole = executionRole('admin', ADMIN_NAME);
+// A role of its own, like every function: it can be passed, denied and read about on its own.
+const publicExecutionRole = settings.publicAccess ? executionRole('public', PUBLIC_NAME) : undefined;
 
 // ----------------------------------------------------------------------------------------- network
 //
@@ -398,7 +523,7 @@ interface Network {
   /** The functions' permission to manage their network interfaces, one policy per execution role. */
   vpcAccess: aws.iam.RolePolicy[];
   privateSubnets: aws.ec2.Subnet[];
-  /** Attached to both functions; the only source the cache accepts. */
+  /** Attached to the functions in the VPC; the only source the cache accepts. */
   functionsSecurityGroup: aws.ec2.SecurityGroup;
   cacheSecurityGroup: aws.ec2.SecurityGroup;
 }
@@ -431,6 +556,7 @@ async function createNetwork(numAzs: number): Promise<Network> {
   const vpcAccess = [
     vpcAccessPolicy('proxy', proxyExecutionRole, vpc),
     vpcAccessPolicy('admin', adminExecutionRole, vpc),
+    ...(publicExecutionRole ? [vpcAccessPolicy('public', publicExecutionRole, vpc)] : []),
   ];
   const internetGateway = new aws.ec2.InternetGateway(`${prefix}-igw`, { vpcId: vpc.id, tags: named(`${prefix}-igw`) });
   const publicRouteTable = new aws.ec2.RouteTable(`${prefix}-public`, { vpcId: vpc.id, tags: named(`${prefix}-public`) });
@@ -631,7 +757,7 @@ const openaiSecretVersion = new aws.secretsmanager.SecretVersion(`${prefix}-open
 
 // ---------------------------------------------------------------------------- IAM for the functions
 
-type FunctionRole = 'proxy' | 'admin' | 'notifier';
+type FunctionRole = 'proxy' | 'admin' | 'notifier' | 'public';
 
 /** Created before its function, so Lambda does not create it itself (with no retention) on the first log line. */
 const logGroupFor = (role: FunctionRole, functionName: string) =>
@@ -660,10 +786,15 @@ function roleAccess(kind: FunctionRole, role: aws.iam.Role, logGroup: aws.cloudw
   return { role, policy };
 }
 
-const proxyRole = roleAccess('proxy', proxyExecutionRole, proxyLogs, [
+/** What a proxy does besides its logs: the ledger and the stage's OpenAI key. */
+const PROXY_STATEMENTS: Statement[] = [
   { Sid: 'LedgerReadWrite', Effect: 'Allow', Action: PROXY_TABLE_ACTIONS, Resource: table.arn },
   { Sid: 'ReadOpenAICredentials', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: openaiSecret.arn },
-]);
+];
+const proxyRole = roleAccess('proxy', proxyExecutionRole, proxyLogs, PROXY_STATEMENTS);
+// The public function is the proxy's code with other callers: the same permissions, on its own logs.
+const publicLogs = publicExecutionRole ? logGroupFor('public', PUBLIC_NAME) : undefined;
+const publicRole = publicExecutionRole && publicLogs ? roleAccess('public', publicExecutionRole, publicLogs, PROXY_STATEMENTS) : undefined;
 // The admin flushes the cache over the network (the functions' security group): no IAM for that.
 const adminRole = roleAccess('admin', adminExecutionRole, adminLogs, [
   { Sid: 'LedgerAdmin', Effect: 'Allow', Action: ADMIN_TABLE_ACTIONS, Resource: table.arn },
@@ -671,7 +802,7 @@ const adminRole = roleAccess('admin', adminExecutionRole, adminLogs, [
 
 // --------------------------------------------------------------------------------------- functions
 
-/** What both functions share. arm64 (Graviton) is ~20% cheaper per GB-second; the bundles are plain JS. */
+/** What the functions share. arm64 (Graviton) is ~20% cheaper per GB-second; the bundles are plain JS. */
 const functionDefaults = {
   runtime: aws.lambda.Runtime.NodeJS22dX,
   architectures: ['arm64'],
@@ -689,6 +820,22 @@ const commonEnvironment: Record<string, pulumi.Input<string>> = {
   ...(memcachedServers ? { [ENV.memcached]: memcachedServers } : {}),
 };
 
+/** The proxy's variables (the public function has them too). */
+const proxyEnvironment: Record<string, pulumi.Input<string>> = {
+  ...commonEnvironment,
+  [ENV.secretArn]: openaiSecret.arn,
+  // A new key is a new version id: the function's configuration changes with it, so Lambda
+  // replaces every warm instance, and each new one reads exactly this version.
+  [ENV.secretVersion]: openaiSecretVersion.versionId,
+  // Give up on the upstream 10 s before Lambda stops the function, so that the proxy still
+  // settles the call (an estimate for a cut stream) instead of being killed half way.
+  [ENV.timeoutMs]: String((settings.proxyTimeoutSeconds - 10) * 1000),
+  [ENV.failOpen]: settings.failOpen ? '1' : '0',
+  ...(settings.defaultProjectLimitUsd !== undefined ? { [ENV.defaultProjectLimit]: String(settings.defaultProjectLimitUsd) } : {}),
+  ...(settings.upstreamUrl ? { [ENV.upstreamUrl]: settings.upstreamUrl } : {}),
+  ...(settings.sessionNamedRoles.length ? { [ENV.sessionNamedRoles]: settings.sessionNamedRoles.join(',') } : {}),
+};
+
 const proxy = new aws.lambda.Function(
   `${prefix}-proxy`,
   {
@@ -704,22 +851,7 @@ const proxy = new aws.lambda.Function(
     // call beyond it gets a 429 from the function URL, which the openai client retries).
     ...(settings.proxyMaxConcurrency !== undefined ? { reservedConcurrentExecutions: settings.proxyMaxConcurrency } : {}),
     loggingConfig: { logFormat: 'Text', logGroup: proxyLogs.name },
-    environment: {
-      variables: {
-        ...commonEnvironment,
-        [ENV.secretArn]: openaiSecret.arn,
-        // A new key is a new version id: the function's configuration changes with it, so Lambda
-        // replaces every warm instance, and each new one reads exactly this version.
-        [ENV.secretVersion]: openaiSecretVersion.versionId,
-        // Give up on the upstream 10 s before Lambda stops the function, so that the proxy still
-        // settles the call (an estimate for a cut stream) instead of being killed half way.
-        [ENV.timeoutMs]: String((settings.proxyTimeoutSeconds - 10) * 1000),
-        [ENV.failOpen]: settings.failOpen ? '1' : '0',
-        ...(settings.defaultProjectLimitUsd !== undefined ? { [ENV.defaultProjectLimit]: String(settings.defaultProjectLimitUsd) } : {}),
-        ...(settings.upstreamUrl ? { [ENV.upstreamUrl]: settings.upstreamUrl } : {}),
-        ...(settings.sessionNamedRoles.length ? { [ENV.sessionNamedRoles]: settings.sessionNamedRoles.join(',') } : {}),
-      },
-    },
+    environment: { variables: proxyEnvironment },
   },
   // Lambda checks at creation that the role may create network interfaces: the policy comes first.
   { dependsOn: [proxyRole.policy, ...(network?.vpcAccess ?? [])] },
@@ -752,10 +884,85 @@ const admin = new aws.lambda.Function(
   { dependsOn: [adminRole.policy, ...(network?.vpcAccess ?? [])] },
 );
 
+// ------------------------------------------------------------------------------------- public URL
+//
+// With `publicAccess`: the proxy's code and handler again, as a function of its own whose URL needs
+// no signature, for web pages of the allowed origins. OPENAI_WRAPI_PUBLIC_PROJECT in its environment
+// (and only in its) makes the handler serve unverified callers: each call billed to that project as
+// `public:<source address>`, held to the per-client limits, refused without an allowed Origin
+// (runtime/core/public-access.ts). The signed proxy and its AWS_IAM URL do not change.
+
+function createPublicFunction(access: PublicAccessSettings, role: NonNullable<typeof publicRole>, logs: aws.cloudwatch.LogGroup) {
+  const fn = new aws.lambda.Function(
+    `${prefix}-public`,
+    {
+      ...functionDefaults,
+      name: PUBLIC_NAME,
+      description: `openai-wrapi ${stage}: public proxy to OpenAI for web pages of allowed origins (function URL without auth)`,
+      role: role.role.arn,
+      code: lambdaArchive('proxy', lambdaCode.proxy),
+      handler: 'proxy.handler',
+      timeout: settings.proxyTimeoutSeconds,
+      memorySize: settings.proxyMemoryMb,
+      // Anyone can start calls here: this caps how many run at once, so they cannot take the whole
+      // unreserved pool the signed proxy draws on (the cap is also set aside from it); beyond it, a 429.
+      ...(access.maxConcurrency !== undefined ? { reservedConcurrentExecutions: access.maxConcurrency } : {}),
+      loggingConfig: { logFormat: 'Text', logGroup: logs.name },
+      environment: { variables: { ...proxyEnvironment, ...access.environment } },
+    },
+    // Like the proxy: the role's policy and its network permission first.
+    { dependsOn: [role.policy, ...(network?.vpcAccess ?? [])] },
+  );
+
+  // NONE: AWS verifies nobody; the function reads the caller's address (requestContext.http.sourceIp,
+  // which AWS writes for a URL request) and Origin. The URL's own CORS configuration answers the
+  // browsers' preflights and adds the CORS headers to each answer (the handler adds none on AWS). No
+  // credentials: nothing here reads cookies, so no page needs to send them.
+  const url = new aws.lambda.FunctionUrl(`${prefix}-public-url`, {
+    functionName: fn.name,
+    authorizationType: 'NONE',
+    invokeMode: 'RESPONSE_STREAM',
+    cors: {
+      allowOrigins: access.origins,
+      allowMethods: [...PUBLIC_CORS.allowMethods],
+      allowHeaders: [...PUBLIC_CORS.allowHeaders],
+      exposeHeaders: [...PUBLIC_CORS.exposeHeaders],
+      maxAge: PUBLIC_CORS.maxAgeSeconds,
+      allowCredentials: false,
+    },
+  });
+
+  // A URL without auth still needs a resource policy that lets anyone call it: both actions, as AWS
+  // checks both for a function URL created since October 2025. The second holds only for Invokes that
+  // come through the URL (lambda:InvokedViaFunctionUrl): a direct Invoke writes the whole event,
+  // sourceIp included, and could spread calls over made-up clients to pass the per-client limits. So
+  // nobody outside the account may invoke the function directly, and inside it the boundary and the
+  // SCP deny it like the proxy's (guard against direct invokes, below).
+  const invokeUrl = new aws.lambda.Permission(`${prefix}-public-invoke-url`, {
+    function: fn.name,
+    statementId: 'AllowPublicUrl',
+    action: 'lambda:InvokeFunctionUrl',
+    principal: '*',
+    functionUrlAuthType: 'NONE',
+  });
+  const invokeThroughUrl = new aws.lambda.Permission(`${prefix}-public-invoke-through-url`, {
+    function: fn.name,
+    statementId: 'AllowInvokeThroughPublicUrlOnly',
+    action: 'lambda:InvokeFunction',
+    principal: '*',
+    invokedViaFunctionUrl: true,
+  });
+  return { fn, role, url, permissions: [invokeUrl, invokeThroughUrl] };
+}
+
+const publicProxy =
+  settings.publicAccess && publicRole && publicLogs ? createPublicFunction(settings.publicAccess, publicRole, publicLogs) : undefined;
+
 // ------------------------------------------------------------------------------ policies for people
 //
-// Callers in the same account need only these identity policies; the functions carry no resource
-// policy (so no other account can call them). https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html
+// Callers in the same account need only these identity policies; the proxy and the admin carry no
+// resource policy (so no other account can call them; the public function's lets anyone call it
+// through its URL only). https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html
 
 const userPolicy = new aws.iam.Policy(`${prefix}-users`, {
   description: `openai-wrapi ${stage}: call OpenAI through the metering proxy (attach to users and roles)`,
@@ -951,15 +1158,20 @@ if (settings.slack) {
 // ---------------------------------------------------------------------- guard against direct invokes
 //
 // The proxy bills the identity in requestContext.authorizer.iam. Through the function URL, AWS writes
-// it; through a direct Invoke, the caller writes the whole event and can spend as anyone. The users'
-// policy allows only the URL, but a broad grant elsewhere in the account (PowerUserAccess,
-// AWSLambda_FullAccess) allows both, and an identity policy cannot take a grant away. What can is a
-// Deny in a permissions boundary (attached per user or role) or in an SCP (per account or OU, by an
-// organization admin). Both are built here; the stack attaches neither. Behind them, an alarm counts
-// invocations that did not come through the URL.
+// it; through a direct Invoke, the caller writes the whole event and can spend as anyone. The public
+// function, when there is one, tells its clients apart by requestContext.http.sourceIp, which a direct
+// Invoke forges as easily (a fresh made-up client per call passes every per-client limit): it is
+// guarded the same way. The users' policy allows only the URL, but a broad grant elsewhere in the
+// account (PowerUserAccess, AWSLambda_FullAccess) allows both, and an identity policy cannot take a
+// grant away. What can is a Deny in a permissions boundary (attached per user or role) or in an SCP
+// (per account or OU, by an organization admin). Both are built here; the stack attaches neither.
+// Behind them, an alarm per function counts invocations that did not come through its URL.
 
-const proxyArns = [proxy.arn, pulumi.interpolate`${proxy.arn}:*`]; // the function, and any version or alias
-const adminArns = [admin.arn, pulumi.interpolate`${admin.arn}:*`];
+/** A function, and any version or alias of it. */
+const arnsOf = (fn: aws.lambda.Function) => [fn.arn, pulumi.interpolate`${fn.arn}:*`];
+/** The functions that serve a URL: the proxy, and the public function when there is one. */
+const proxyArns = [proxy, ...(publicProxy ? [publicProxy.fn] : [])].flatMap(arnsOf);
+const adminArns = arnsOf(admin);
 
 // InvokeWithResponseStream is authorized as lambda:InvokeFunction; InvokeAsync (deprecated) is its own
 // action. Only a function URL sets lambda:InvokedViaFunctionUrl: BoolIfExists also denies when the key
@@ -974,22 +1186,23 @@ const denyDirectProxyInvoke: Statement = {
 
 /**
  * The same forgery by other routes a broad grant opens, closed for whoever carries the boundary: new
- * code or settings in either function (or a URL without auth), a new function run as one of their
- * roles (AWSLambda_FullAccess may pass any role to Lambda), the OpenAI key itself, and ledger writes
- * that would set limits or erase usage without the admin function. Reads of the ledger stay allowed.
+ * code or settings in any function (a URL without auth, the public one's origins, project or resource
+ * policy), a new function run as one of their roles (AWSLambda_FullAccess may pass any role to
+ * Lambda), the OpenAI key itself, and ledger writes that would set limits or erase usage without the
+ * admin function. Reads of the ledger stay allowed.
  */
 const denyRoutesAroundTheFunctions: Statement[] = [
   {
     Sid: 'DenyChangingTheFunctions',
     Effect: 'Deny',
     Action: ['lambda:AddPermission', 'lambda:Create*', 'lambda:Delete*', 'lambda:Publish*', 'lambda:Put*', 'lambda:Update*'],
-    Resource: [...proxyArns, ...adminArns, ...(notifier ? [notifier.fn.arn, pulumi.interpolate`${notifier.fn.arn}:*`] : [])],
+    Resource: [...proxyArns, ...adminArns, ...(notifier ? arnsOf(notifier.fn) : [])],
   },
   {
     Sid: 'DenyPassingTheFunctionsRoles',
     Effect: 'Deny',
     Action: 'iam:PassRole',
-    Resource: [proxyRole.role.arn, adminRole.role.arn, ...(notifier ? [notifier.role.role.arn] : [])],
+    Resource: [proxyRole.role.arn, adminRole.role.arn, ...[notifier?.role, publicProxy?.role].flatMap((r) => (r ? [r.role.arn] : []))],
   },
   { Sid: 'DenyTheOpenAICredentials', Effect: 'Deny', Action: 'secretsmanager:*', Resource: openaiSecret.arn },
   ...(alertWebhookSecret ? [{ Sid: 'DenyTheAlertWebhook', Effect: 'Deny' as const, Action: 'secretsmanager:*', Resource: alertWebhookSecret.arn }] : []),
@@ -1026,38 +1239,45 @@ const boundaryPolicy = new aws.iam.Policy(`${prefix}-boundary`, {
 const serviceControlPolicyDocument = policyDocument([denyDirectProxyInvoke]);
 
 const DIRECT_INVOKE_PERIOD_SECONDS = 300;
-const proxyMetric = (metricName: string) => ({
-  namespace: 'AWS/Lambda',
-  metricName,
-  // Function URL metrics carry the FunctionName dimension too (all URLs of the function), as does
-  // Invocations: https://docs.aws.amazon.com/lambda/latest/dg/urls-monitoring.html
-  dimensions: { FunctionName: proxy.name },
-  period: DIRECT_INVOKE_PERIOD_SECONDS,
-  stat: 'Sum',
-});
 
 // Every invocation through the URL is one URL request; an invocation beyond them came some other way.
 // Two metrics Lambda publishes anyway: nothing to pay beyond the alarm itself. Blind spots (requests
 // the URL refused before invoking offset direct ones in the same period): README, "Direct invokes".
-const directInvokeAlarm = new aws.cloudwatch.MetricAlarm(`${prefix}-direct-invokes`, {
-  name: `${PROXY_NAME}-direct-invokes`,
-  alarmDescription:
-    `${PROXY_NAME} ran more invocations than its function URL received requests: someone may have invoked it ` +
-    'directly with a forged identity. CloudTrail (Lambda Invoke data events) names the caller.',
-  metricQueries: [
-    { id: 'invocations', metric: proxyMetric('Invocations') },
-    { id: 'urlRequests', metric: proxyMetric('UrlRequestCount') },
-    // Both metrics are absent, not 0, in a period without calls.
-    { id: 'notThroughUrl', expression: 'FILL(invocations, 0) - FILL(urlRequests, 0)', label: 'invocations not through the URL', returnData: true },
-  ],
-  comparisonOperator: 'GreaterThanThreshold',
-  threshold: 0,
-  evaluationPeriods: 1,
-  treatMissingData: 'notBreaching',
-  alarmActions: [alertTopic.arn],
-  okActions: [alertTopic.arn],
-  tags,
-});
+function directInvokeAlarmOn(logicalName: string, fn: aws.lambda.Function, functionName: string, forged: string) {
+  const metric = (metricName: string) => ({
+    namespace: 'AWS/Lambda',
+    metricName,
+    // Function URL metrics carry the FunctionName dimension too (all URLs of the function), as does
+    // Invocations: https://docs.aws.amazon.com/lambda/latest/dg/urls-monitoring.html
+    dimensions: { FunctionName: fn.name },
+    period: DIRECT_INVOKE_PERIOD_SECONDS,
+    stat: 'Sum',
+  });
+  return new aws.cloudwatch.MetricAlarm(logicalName, {
+    name: `${functionName}-direct-invokes`,
+    alarmDescription:
+      `${functionName} ran more invocations than its function URL received requests: someone may have invoked it ` +
+      `directly with a forged ${forged}. CloudTrail (Lambda Invoke data events) names the caller.`,
+    metricQueries: [
+      { id: 'invocations', metric: metric('Invocations') },
+      { id: 'urlRequests', metric: metric('UrlRequestCount') },
+      // Both metrics are absent, not 0, in a period without calls.
+      { id: 'notThroughUrl', expression: 'FILL(invocations, 0) - FILL(urlRequests, 0)', label: 'invocations not through the URL', returnData: true },
+    ],
+    comparisonOperator: 'GreaterThanThreshold',
+    threshold: 0,
+    evaluationPeriods: 1,
+    treatMissingData: 'notBreaching',
+    alarmActions: [alertTopic.arn],
+    okActions: [alertTopic.arn],
+    tags,
+  });
+}
+
+const directInvokeAlarm = directInvokeAlarmOn(`${prefix}-direct-invokes`, proxy, PROXY_NAME, 'identity');
+const publicDirectInvokeAlarm = publicProxy
+  ? directInvokeAlarmOn(`${prefix}-public-direct-invokes`, publicProxy.fn, PUBLIC_NAME, 'source address')
+  : undefined;
 
 const ALARM_PERIOD_SECONDS = 300;
 const thresholds = settings.alarms;
@@ -1116,11 +1336,21 @@ const proxyMetricQuery = (id: string, metricName: string) => ({
   returnData: false,
 });
 
+/** The functions whose errors and throttles alarm: the proxy, the admin, and the public function when there is one. */
+const alarmedFunctions: [aws.lambda.Function, FunctionRole, string][] = [
+  [proxy, 'proxy', PROXY_NAME],
+  [admin, 'admin', ADMIN_NAME],
+  ...(publicProxy ? [[publicProxy.fn, 'public', PUBLIC_NAME] as [aws.lambda.Function, FunctionRole, string]] : []),
+];
+
 const alarms = [
   alarmOn('proxy-url-5xx', `The ${PROXY_NAME} function URL answered 5xx (proxy failures, ledger unreachable, upstream errors it relays).`, thresholds.url5xx, lambdaMetric(proxy, 'Url5xxCount')),
-  ...([[proxy, 'proxy'], [admin, 'admin']] as const).flatMap(([fn, role]) => [
-    alarmOn(`${role}-errors`, `${role === 'proxy' ? PROXY_NAME : ADMIN_NAME} invocations failed (see its log group).`, thresholds.functionErrors, lambdaMetric(fn, 'Errors')),
-    alarmOn(`${role}-throttles`, `Lambda refused ${role === 'proxy' ? PROXY_NAME : ADMIN_NAME} invocations: concurrency exhausted.`, thresholds.functionThrottles, lambdaMetric(fn, 'Throttles')),
+  ...(publicProxy
+    ? [alarmOn('public-url-5xx', `The ${PUBLIC_NAME} function URL answered 5xx (proxy failures, ledger unreachable, upstream errors it relays).`, thresholds.url5xx, lambdaMetric(publicProxy.fn, 'Url5xxCount'))]
+    : []),
+  ...alarmedFunctions.flatMap(([fn, role, name]) => [
+    alarmOn(`${role}-errors`, `${name} invocations failed (see its log group).`, thresholds.functionErrors, lambdaMetric(fn, 'Errors')),
+    alarmOn(`${role}-throttles`, `Lambda refused ${name} invocations: concurrency exhausted.`, thresholds.functionThrottles, lambdaMetric(fn, 'Throttles')),
   ]),
   alarmOn(
     'proxy-duration',
@@ -1221,17 +1451,28 @@ function dashboardBody() {
           byStage(n.ledgerErrors, { stat: 'Sum', label: 'ledger errors' }),
         ],
       }),
-      widget('Proxy function', 0, 18, {
-        metrics: [
-          ['AWS/Lambda', 'Url5xxCount', 'FunctionName', proxy.name, { stat: 'Sum', label: 'URL 5xx' }],
-          ['AWS/Lambda', 'Errors', 'FunctionName', proxy.name, { stat: 'Sum', label: 'errors' }],
-          ['AWS/Lambda', 'Throttles', 'FunctionName', proxy.name, { stat: 'Sum', label: 'throttles' }],
-          ['AWS/Lambda', 'ConcurrentExecutions', 'FunctionName', proxy.name, { stat: 'Maximum', label: 'concurrent' }],
-        ],
-      }),
-      { type: 'alarm', x: 12, y: 18, width: 12, height: 6, properties: { title: 'Alarms', alarms: [...alarms, directInvokeAlarm].map((a) => a.arn) } },
+      widget('Proxy function', 0, 18, { metrics: functionHealth(proxy) }),
+      {
+        type: 'alarm',
+        x: 12,
+        y: 18,
+        width: 12,
+        height: 6,
+        properties: { title: 'Alarms', alarms: [...alarms, directInvokeAlarm, ...(publicDirectInvokeAlarm ? [publicDirectInvokeAlarm] : [])].map((a) => a.arn) },
+      },
+      ...(publicProxy ? [widget('Public function (browser URL)', 0, 24, { metrics: functionHealth(publicProxy.fn) })] : []),
     ],
   };
+}
+
+/** A function's URL 5xx, errors, throttles and concurrency, as dashboard metrics. */
+function functionHealth(fn: aws.lambda.Function) {
+  return [
+    ['AWS/Lambda', 'Url5xxCount', 'FunctionName', fn.name, { stat: 'Sum', label: 'URL 5xx' }],
+    ['AWS/Lambda', 'Errors', 'FunctionName', fn.name, { stat: 'Sum', label: 'errors' }],
+    ['AWS/Lambda', 'Throttles', 'FunctionName', fn.name, { stat: 'Sum', label: 'throttles' }],
+    ['AWS/Lambda', 'ConcurrentExecutions', 'FunctionName', fn.name, { stat: 'Maximum', label: 'concurrent' }],
+  ];
 }
 
 // ----------------------------------------------------------------------------------------- outputs
@@ -1259,4 +1500,8 @@ export const alertTopicArn = alertTopic.arn;
 export const notifierFunctionName = notifier ? notifier.fn.name : null;
 /** The dead-letter queue of budget alerts that could not be delivered, or null without a notifier. */
 export const alertDlqUrl = notifier ? notifier.deadLetters.url : null;
+/** The public (browser) URL, or null without `publicAccess`. */
+export const publicUrl = publicProxy ? publicProxy.url.functionUrl : null;
+/** The public function, or null without `publicAccess`. */
+export const publicFunctionName = publicProxy ? publicProxy.fn.name : null;
 export const dashboardUrl = pulumi.interpolate`https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#dashboards/dashboard/${dashboard.dashboardName}`;

@@ -53,9 +53,11 @@ test('the wire protocol and the deploy contract import nothing', () => {
   for (const file of CONTRACTS) assert.equal(imports(file), [], file);
 });
 
-test('index.ts reaches runtime/ only for the deploy contract (the functions\' code goes through the bundler)', () => {
+// And for the public URL's settings reader (pure core: no I/O, no environment of its own), so the
+// program refuses `publicAccess` values exactly as the public function would.
+test('index.ts reaches runtime/ only for the deploy contract and the public URL\'s settings (the functions\' code goes through the bundler)', () => {
   const reached = imports('index.ts').map((spec) => target('index.ts', spec)).filter((to) => to.startsWith('runtime/'));
-  assert.equal(reached, ['runtime/core/contract.ts']);
+  assert.equal(reached, ['runtime/core/contract.ts', 'runtime/core/public-access.ts']);
 });
 
 test('sdk/ reaches runtime/ only for the wire protocol, the deploy contract, and to launch or administer the local stack', () => {

@@ -2,7 +2,8 @@
 // IAM policy evaluator (@cloud-copilot/iam-simulate: identity policies, permissions boundaries, SCPs,
 // every condition operator), not by reading their JSON. One table of requests, each with the decision
 // AWS must reach: who may call the proxy and how, who may administer it, what each function's role
-// may touch, and what the permissions boundary and the SCP take away from a broad grant.
+// may touch, and what the permissions boundary and the SCP take away from a broad grant (for the
+// public function too: a direct Invoke of it would forge the source address its clients are).
 import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -35,6 +36,7 @@ interface Case {
 // actions for a URL created since October 2025.
 const VIA_URL = { 'lambda:InvokedViaFunctionUrl': 'true' };
 const URL_AUTH = { 'lambda:FunctionUrlAuthType': 'AWS_IAM' };
+const NO_URL_AUTH = { 'lambda:FunctionUrlAuthType': 'NONE' };
 const TO_LAMBDA = { 'iam:PassedToService': 'lambda.amazonaws.com' };
 /** Where the functions' network interfaces go: this VPC, a subnet or group tagged for them. */
 const OUR_PLACE = { 'ec2:Vpc': 'vpc', 'aws:ResourceTag/openai-wrapi-functions': 'openai-wrapi-dev' };
@@ -77,9 +79,15 @@ const sessionOf = (fn: Registered) => `arn:aws:sts::${ACCOUNT}:assumed-role/${ro
 
 async function setUp() {
   // In the VPC (numAzs 1), so the execution roles carry their network statements too; with alert
-  // channels, so the notifier is deployed.
+  // channels, so the notifier is deployed; with publicAccess, so the public function is.
   run = await runProgram(
-    { ...BASE_CONFIG, numAzs: 1, alertEmails: ['ops@example.com'], alertWebhookUrl: 'https://hooks.example.com/budget' },
+    {
+      ...BASE_CONFIG,
+      numAzs: 1,
+      alertEmails: ['ops@example.com'],
+      alertWebhookUrl: 'https://hooks.example.com/budget',
+      publicAccess: { project: 'website', allowedOrigins: ['https://app.example.com'], rpmPerClient: 20 },
+    },
     { secretKeys: [...SECRET_KEYS, 'alertWebhookUrl'] },
   );
   const fn = (suffix: string) => run.one('aws:lambda/function:Function', suffix);
@@ -87,6 +95,7 @@ async function setUp() {
   const proxy = fn('-proxy');
   const admin = fn('-admin');
   const notifier = fn('-notifier');
+  const publicFn = fn('-public');
   const boundary = managed('-boundary');
   const scp = parse(run.outputs.serviceControlPolicy.value);
   const user = (name: string) => `arn:aws:iam::${ACCOUNT}:user/${name}`;
@@ -95,18 +104,22 @@ async function setUp() {
     proxy: proxy.state.arn,
     'proxy:$LATEST': `${proxy.state.arn}:$LATEST`,
     notifier: notifier.state.arn,
+    public: publicFn.state.arn,
+    'public:$LATEST': `${publicFn.state.arn}:$LATEST`,
     admin: admin.state.arn,
     table: run.one('aws:dynamodb/table:Table').state.arn,
     secret: run.one('aws:secretsmanager/secret:Secret', '-openai').state.arn,
     'proxy role': roleOf(proxy).state.arn,
     'admin role': roleOf(admin).state.arn,
     'notifier role': roleOf(notifier).state.arn,
+    'public role': roleOf(publicFn).state.arn,
     stream: run.one('aws:dynamodb/table:Table').state.streamArn,
     topic: run.one('aws:sns/topic:Topic').state.arn,
     dlq: run.one('aws:sqs/queue:Queue').state.arn,
     'webhook secret': run.one('aws:secretsmanager/secret:Secret', '-alert-webhook').state.arn,
     'notifier log stream': `${run.ofType('aws:cloudwatch/logGroup:LogGroup').find((g) => g.inputs.name === `/aws/lambda/${notifier.inputs.name}`)!.state.arn}:log-stream:2026/01/01/[$LATEST]0123`,
     'proxy log stream': `${run.ofType('aws:cloudwatch/logGroup:LogGroup').find((g) => g.inputs.name === `/aws/lambda/${proxy.inputs.name}`)!.state.arn}:log-stream:2026/01/01/[$LATEST]0123`,
+    'public log stream': `${run.ofType('aws:cloudwatch/logGroup:LogGroup').find((g) => g.inputs.name === `/aws/lambda/${publicFn.inputs.name}`)!.state.arn}:log-stream:2026/01/01/[$LATEST]0123`,
     'private subnet': run.ofType('aws:ec2/subnet:Subnet').find((s) => s.name.includes('-private-'))!.state.arn,
     'public subnet': run.ofType('aws:ec2/subnet:Subnet').find((s) => s.name.includes('-public-'))!.state.arn,
     vpc: run.one('aws:ec2/vpc:Vpc').state.arn,
@@ -118,6 +131,7 @@ async function setUp() {
     'proxy role': { arn: sessionOf(proxy), identity: inlinePoliciesOf(proxy) },
     'admin role': { arn: sessionOf(admin), identity: inlinePoliciesOf(admin) },
     'notifier role': { arn: sessionOf(notifier), identity: inlinePoliciesOf(notifier) },
+    'public role': { arn: sessionOf(publicFn), identity: inlinePoliciesOf(publicFn) },
     'Lambda full access': { arn: user('lena'), identity: [LAMBDA_FULL_ACCESS] },
     'Lambda full access + boundary': { arn: user('lena'), identity: [LAMBDA_FULL_ACCESS, managed('-users')], boundary },
     'power user': { arn: user('pat'), identity: [POWER_USER_ACCESS] },
@@ -193,9 +207,23 @@ const CASES: Case[] = [
   { who: 'notifier role', action: 'lambda:InvokeFunction', resource: 'proxy', expect: 'ImplicitlyDenied', why: 'calls no model' },
   { who: 'proxy role', action: 'secretsmanager:GetSecretValue', resource: 'webhook secret', expect: 'ImplicitlyDenied', why: 'the webhook is the notifier\'s' },
 
+  // The public function's role: the proxy's permissions, on its own logs.
+  ...['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem'].map((action): Case =>
+    ({ who: 'public role', action, resource: 'table', expect: 'Allowed', why: 'the proxy\'s ledger calls' })),
+  { who: 'public role', action: 'secretsmanager:GetSecretValue', resource: 'secret', expect: 'Allowed', why: 'the OpenAI key, once per cold start' },
+  { who: 'public role', action: 'logs:PutLogEvents', resource: 'public log stream', expect: 'Allowed', why: 'its own logs' },
+  { who: 'public role', action: 'ec2:CreateNetworkInterface', resource: 'private subnet', context: OUR_PLACE, expect: 'Allowed', why: 'joins the VPC' },
+  { who: 'public role', action: 'logs:PutLogEvents', resource: 'proxy log stream', expect: 'ImplicitlyDenied', why: 'the proxy\'s logs' },
+  { who: 'public role', action: 'dynamodb:Query', resource: 'table', expect: 'ImplicitlyDenied', why: 'reports are the admin\'s' },
+  { who: 'public role', action: 'dynamodb:DeleteItem', resource: 'table', expect: 'ImplicitlyDenied', why: 'never removes a row' },
+  { who: 'public role', action: 'secretsmanager:GetSecretValue', resource: 'webhook secret', expect: 'ImplicitlyDenied', why: 'the webhook is the notifier\'s' },
+  { who: 'public role', action: 'lambda:InvokeFunction', resource: 'admin', expect: 'ImplicitlyDenied', why: 'no way to the admin' },
+  { who: 'user', action: 'lambda:InvokeFunction', resource: 'public', expect: 'ImplicitlyDenied', why: 'the users\' policy is the signed proxy\'s' },
+
   // A broad grant from elsewhere in the account opens the hole ...
   { who: 'Lambda full access', action: 'lambda:InvokeFunction', resource: 'proxy', expect: 'Allowed', why: 'the hole: a forged event, billed to anyone' },
   { who: 'Lambda full access', action: 'iam:PassRole', resource: 'proxy role', context: TO_LAMBDA, expect: 'Allowed', why: 'the hole: a new function as the proxy\'s role' },
+  { who: 'Lambda full access', action: 'lambda:InvokeFunction', resource: 'public', expect: 'Allowed', why: 'the hole: a forged source address, a fresh client per call' },
   { who: 'power user', action: 'dynamodb:UpdateItem', resource: 'table', expect: 'Allowed', why: 'the hole: usage rewritten by hand' },
   { who: 'power user', action: 'secretsmanager:GetSecretValue', resource: 'secret', expect: 'Allowed', why: 'the hole: the stage\'s key' },
   // ... the boundary closes it and leaves the rest ...
@@ -217,6 +245,15 @@ const CASES: Case[] = [
   { who: 'power user + boundary', action: 'secretsmanager:GetSecretValue', resource: 'secret', expect: 'ExplicitlyDenied', why: 'the stage\'s key' },
   { who: 'power user + boundary', action: 'secretsmanager:GetSecretValue', resource: 'webhook secret', expect: 'ExplicitlyDenied', why: 'the alert webhook\'s token' },
   { who: 'Lambda full access + boundary', action: 'lambda:UpdateFunctionCode', resource: 'notifier', expect: 'ExplicitlyDenied', why: 'the notifier too' },
+  { who: 'Lambda full access + boundary', action: 'lambda:InvokeFunction', resource: 'public', expect: 'ExplicitlyDenied', why: 'direct Invoke of the public function: a forged source address' },
+  { who: 'Lambda full access + boundary', action: 'lambda:InvokeFunction', resource: 'public:$LATEST', expect: 'ExplicitlyDenied', why: 'of a qualified ARN too' },
+  { who: 'Lambda full access + boundary', action: 'lambda:InvokeAsync', resource: 'public', expect: 'ExplicitlyDenied', why: 'the deprecated async Invoke' },
+  { who: 'Lambda full access + boundary', action: 'lambda:InvokeFunction', resource: 'public', context: VIA_URL, expect: 'Allowed', why: 'through its URL, like anyone' },
+  { who: 'Lambda full access + boundary', action: 'lambda:InvokeFunctionUrl', resource: 'public', context: NO_URL_AUTH, expect: 'Allowed', why: 'its URL, like anyone' },
+  { who: 'Lambda full access + boundary', action: 'lambda:UpdateFunctionConfiguration', resource: 'public', expect: 'ExplicitlyDenied', why: 'another project or other origins' },
+  { who: 'Lambda full access + boundary', action: 'lambda:UpdateFunctionUrlConfig', resource: 'public', expect: 'ExplicitlyDenied', why: 'CORS for any page' },
+  { who: 'Lambda full access + boundary', action: 'lambda:AddPermission', resource: 'public', expect: 'ExplicitlyDenied', why: 'a direct Invoke for anyone' },
+  { who: 'Lambda full access + boundary', action: 'iam:PassRole', resource: 'public role', context: TO_LAMBDA, expect: 'ExplicitlyDenied', why: 'a new function as the public role' },
   { who: 'power user + boundary', action: 'dynamodb:Query', resource: 'table', expect: 'Allowed', why: 'reading usage is harmless' },
   { who: 'power user + boundary', action: 'dynamodb:UpdateItem', resource: 'other table', expect: 'Allowed', why: 'the rest of its grant stands' },
   // ... and the SCP closes the direct Invoke for a whole account, the deployer still deploying.
@@ -225,6 +262,10 @@ const CASES: Case[] = [
   { who: 'deployer, account under the SCP', action: 'lambda:UpdateFunctionCode', resource: 'proxy', expect: 'Allowed', why: 'pulumi up' },
   { who: 'deployer, account under the SCP', action: 'iam:PassRole', resource: 'proxy role', context: TO_LAMBDA, expect: 'Allowed', why: 'pulumi up' },
   { who: 'deployer, account under the SCP', action: 'lambda:InvokeFunction', resource: 'proxy', expect: 'ExplicitlyDenied', why: 'nobody invokes it directly' },
+  { who: 'Lambda full access, account under the SCP', action: 'lambda:InvokeFunction', resource: 'public', expect: 'ExplicitlyDenied', why: 'direct Invoke of the public function' },
+  { who: 'Lambda full access, account under the SCP', action: 'lambda:InvokeFunction', resource: 'public', context: VIA_URL, expect: 'Allowed', why: 'through its URL' },
+  { who: 'deployer, account under the SCP', action: 'lambda:InvokeFunction', resource: 'public', expect: 'ExplicitlyDenied', why: 'nobody invokes it directly' },
+  { who: 'deployer, account under the SCP', action: 'lambda:UpdateFunctionConfiguration', resource: 'public', expect: 'Allowed', why: 'pulumi up' },
 ];
 
 const FULL_AWS_ACCESS = policy({ Effect: 'Allow', Action: '*', Resource: '*' });
@@ -271,7 +312,7 @@ for (const c of CASES) {
 
 iam('the table covers every principal and both decisions for each function\'s role', () => {
   assert.equal(new Set(CASES.map((c) => c.who)), new Set(Object.keys(people)));
-  for (const role of ['proxy role', 'admin role', 'notifier role']) {
+  for (const role of ['proxy role', 'admin role', 'notifier role', 'public role']) {
     const decisions = new Set(CASES.filter((c) => c.who === role).map((c) => c.expect));
     assert.ok(decisions.has('Allowed') && decisions.has('ImplicitlyDenied'), role);
   }

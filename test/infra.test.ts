@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LEDGER_TABLE } from '../runtime/store/dynamo-ledger.ts';
-import { DEPLOYED_ENV, LAMBDA_PROVIDED_ENV, NOTIFIER_ONLY_ENV, UNDEPLOYED_ENV, adminFunctionName, ledgerTableName, proxyFunctionName } from '../runtime/core/contract.ts';
+import { DEPLOYED_ENV, LAMBDA_PROVIDED_ENV, NOTIFIER_ONLY_ENV, PUBLIC_ONLY_ENV, UNDEPLOYED_ENV, adminFunctionName, ledgerTableName, proxyFunctionName } from '../runtime/core/contract.ts';
 import { readAdminSettings, readProxySettings } from '../runtime/lambda/settings.ts';
 import { localOutputs } from '../runtime/local/outputs.ts';
 import {
@@ -54,6 +54,8 @@ const OUTPUTS = [
   'boundaryPolicyArn', 'serviceControlPolicy', 'directInvokeAlarmName', 'alertTopicArn', 'dashboardUrl',
   // Null unless an alert channel is configured (test/notifier-infra.test.ts).
   'notifierFunctionName', 'alertDlqUrl',
+  // Null unless publicAccess is configured (test/public-infra.test.ts).
+  'publicUrl', 'publicFunctionName',
 ];
 
 // Three stacks, each a separate run of the program.
@@ -344,9 +346,10 @@ runs('each function\'s runtime reads exactly the variables the program writes it
     for (const name of Object.keys(written)) assert.ok((Object.values(DEPLOYED_ENV) as string[]).includes(name), `${fn.name}: ${name} is not in DEPLOYED_ENV`);
   }
   // With every optional setting on, the two functions together use every deployed name but the
-  // notifier's own (test/notifier-infra.test.ts).
+  // notifier's own (test/notifier-infra.test.ts) and the public function's (test/public-infra.test.ts).
   const everyWritten = new Set(functions.flatMap(({ fn }) => Object.keys(envOf(fn))));
-  assert.equal(sorted([...everyWritten]), sorted(Object.values(DEPLOYED_ENV).filter((name) => !NOTIFIER_ONLY_ENV.includes(name))));
+  const elsewhere = [...NOTIFIER_ONLY_ENV, ...PUBLIC_ONLY_ENV];
+  assert.equal(sorted([...everyWritten]), sorted(Object.values(DEPLOYED_ENV).filter((name) => !elsewhere.includes(name))));
 });
 
 runs('the program\'s values are ones the runtime accepts, and name the resources it creates', () => {
@@ -676,7 +679,7 @@ runs('an alarm on the proxy when its invocations exceed its function URL\'s requ
 
 // ----------------------------------------------------------------------------------------- outputs
 
-runs('outputs: the fifteen names, nothing else, none secret, pointing at the right resources', () => {
+runs('outputs: the seventeen names, nothing else, none secret, pointing at the right resources', () => {
   for (const run of [full, single, noCache]) {
     assert.equal(sorted(Object.keys(run.outputs)), sorted(OUTPUTS));
     for (const [name, output] of Object.entries(run.outputs)) assert.not.ok(output.secret, `${name} must be readable without --show-secrets`);
@@ -691,6 +694,7 @@ runs('outputs: the fifteen names, nothing else, none secret, pointing at the rig
     assert.is(value('adminPolicyArn'), run.one(T.policy, '-admins').state.arn);
     assert.is(value('boundaryPolicyArn'), run.one(T.policy, '-boundary').state.arn);
     assert.equal([value('notifierFunctionName'), value('alertDlqUrl')], [null, null], 'no alert channel: no notifier');
+    assert.equal([value('publicUrl'), value('publicFunctionName')], [null, null], 'no publicAccess: no public URL');
   }
   assert.is(full.outputs.cacheEndpoint.value, full.one(T.cache).state.configurationEndpoint);
   assert.is(noCache.outputs.cacheEndpoint.value, null);

@@ -65,8 +65,11 @@ export interface RunOptions {
 const DEFAULT_PROGRAM = new URL('../../index.ts', import.meta.url);
 let runs = 0;
 
+/** A config value: structured ones (lists, objects such as `publicAccess`) are kept as JSON text. */
+export type ConfigValue = string | number | boolean | string[] | Record<string, unknown>;
+
 /** Runs the program with `config` (keys without the project prefix) on top of nothing else. */
-export async function runProgram(config: Record<string, string | number | boolean | string[]>, opts: RunOptions = {}): Promise<ProgramRun> {
+export async function runProgram(config: Record<string, ConfigValue>, opts: RunOptions = {}): Promise<ProgramRun> {
   const resources: Registered[] = [];
   // Pulumi keeps structured values (lists, objects) as JSON text, as `pulumi config set --path` writes them.
   const text = (v: unknown) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
