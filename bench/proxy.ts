@@ -97,6 +97,8 @@ interface Call {
   stream?: boolean;
   cache?: boolean;
   stage?: 'dev' | 'prod';
+  /** Default `bench` (a USD limit only); `bench-rated` also has RPM and TPM limits. */
+  project?: string;
 }
 
 /** The request mix: a few fixed bodies (identical bytes for direct and proxied calls). */
@@ -157,7 +159,7 @@ async function proxyCall(s: Setup, body: Buffer, call: Call = {}): Promise<Sampl
       host: `${s.stack.host}:${s.stack.port}`,
       'content-type': 'application/json',
       'accept-encoding': ACCEPT_ENCODING,
-      'openai-proxy-project': 'bench',
+      'openai-proxy-project': call.project ?? 'bench',
       ...(call.cache ? {} : { 'openai-proxy-caching': '0' }),
     },
     body,
@@ -398,15 +400,35 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
     row('policy cache cold c=1 p50', ms(pct(dc, 50)), ms(pct(pc, 50)), plus(addedC), ratio(pct(pc, 50), pct(dc, 50)),
       o.dynamo ? lambdaNote(addedC, 2 * pre1, (timingsC.read.totalP50 + timingsC.reserve.totalP50) / 1000) : '(info: read + reserve every call)', notServed);
 
+    // 6. a project with RPM and TPM limits as well: its minute window is taken in the reservation's
+    // own round trip. Interleaved with the USD-only project, so both see the same noise.
+    log('non-streamed chat, project with rate limits');
+    const cr = await delta('rate limits c=1', (r) => r[1].samples.length + r[2].samples.length, () =>
+      compareSides(n(N1 * 0.5, 100), 100, 1, [
+        (i) => directCall(s, chat[i % 4]),
+        (i) => proxyCall(s, chat[i % 4]),
+        (i) => proxyCall(s, chat[i % 4], { project: 'bench-rated' }),
+      ]));
+    const [dr, pr, rr] = cr.map((side) => side.samples.map((x) => x.ms));
+    const addedPlain = pct(pr, 50) - pct(dr, 50);
+    const addedRated = pct(rr, 50) - pct(dr, 50);
+    row('rate-limited project c=1 p50', ms(pct(dr, 50)), ms(pct(rr, 50)), plus(addedRated), ratio(pct(rr, 50), pct(dr, 50)),
+      o.dynamo
+        // The window is one more conditional update in the reservation's parallel batch: DynamoDB runs
+        // it alongside the USD hold, dynalite (one process on the same cores) one after the other.
+        ? `(info: ${plus(addedRated - addedPlain)} over the USD-only project; dynalite applies the extra update serially)`
+        : `${verdict(addedRated - addedPlain <= 0.1, '(≤ 0.1 ms over the USD-only project, same run)')}: ${plus(addedRated - addedPlain)}`,
+      notServed);
+
     // Client-side signing, excluded from every proxied figure above.
     const signs = [...c1.p.samples, ...ch.p.samples].map((x) => x.signMs);
     row('client SigV4 signing p50 (excluded above)', '', ms(pct(signs, 50)), '', '', '(info: the client pays it too)');
-    const errD = [c1.d, c16.d, cs.d, ch.d, cc.d].reduce((k, x) => k + errors(x.samples), 0);
-    const errP = [c1.p, c16.p, cs.p, ch.p, cc.p].reduce((k, x) => k + errors(x.samples), 0);
+    const errD = [c1.d, c16.d, cs.d, ch.d, cc.d, cr[0]].reduce((k, x) => k + errors(x.samples), 0);
+    const errP = [c1.p, c16.p, cs.p, ch.p, cc.p, cr[1], cr[2]].reduce((k, x) => k + errors(x.samples), 0);
     const errK = [c1.k, c16.k, cs.k].reduce((k, x) => k + (x ? errors(x.samples) : 0), 0);
     row('non-200 answers', String(errD), String(errP), '', '', errD + errP + errK ? `FAIL last: ${lastError}` : '', peer ? { value: String(errK) } : undefined);
 
-    // 6. order of store calls per request (traced with AsyncLocalStorage, a few dozen requests)
+    // 7. order of store calls per request (traced with AsyncLocalStorage, a few dozen requests)
     log('tracing store calls');
     await settledCounts(stack);
     await stack.call('traceStart');

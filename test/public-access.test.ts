@@ -215,6 +215,19 @@ stack('per client: an RPM of 3 refuses the 4th call with OpenAI\'s 429, and the 
   assert.is(retrying.attempts(), 2, 'refused once, then served');
 });
 
+stack('an admin can hold one client tighter than the setting: the tighter limit wins', async () => {
+  atSecond(5);
+  await t.admin({ action: 'setLimit', project: PROJECT, user: 'public:127.0.0.5', rpm: 1 });
+  const first = await postFrom('127.0.0.5', '/public/dev/v1/chat/completions', say('one'));
+  assert.is(first.status, 200);
+  assert.is(first.headers['x-ratelimit-limit-requests'], '1');
+  const second = await postFrom('127.0.0.5', '/public/dev/v1/chat/completions', say('two'));
+  assert.is(second.status, 429);
+  assert.match(second.body.error.message, /Limit 1, Used 1/);
+  const neighbour = await postFrom('127.0.0.6', '/public/dev/v1/chat/completions', say('three'));
+  assert.is(neighbour.headers['x-ratelimit-limit-requests'], '3', 'other clients keep the setting');
+});
+
 stack('per client: a TPM holds the worst case while a call runs', async () => {
   atSecond(5);
   const big = await postFrom('127.0.0.3', '/public/dev/v1/chat/completions', say('big', { max_completion_tokens: 5_000 }));
