@@ -16,6 +16,11 @@ export const HEADER_BUDGET_LIMIT = 'openai-proxy-budget-limit';
 /** Response header: which scope that is, e.g. `project=research user=* model=*` (contract.ts: formatBudgetScope). */
 export const HEADER_BUDGET_SCOPE = 'openai-proxy-budget-scope';
 export const DEFAULT_PROJECT = 'N/A';
+/**
+ * Users of the public URL are `public:<client>` (an IPv4 address or an IPv6 /64). No IAM name
+ * contains `:`, so none can collide with one.
+ */
+export const PUBLIC_USER_PREFIX = 'public:';
 /** Wildcard used in limit and usage scopes: "any user" / "any model". */
 export const ANY = '*';
 export const STAGES = ['dev', 'prod'] as const;

@@ -22,9 +22,6 @@ export interface PublicAccess {
   routes: readonly RouteKind[];
 }
 
-/** The user a public client is billed as: no IAM name contains `:`, so it cannot collide with one. */
-export const PUBLIC_USER_PREFIX = 'public:';
-
 /** CORS, as the function URL is configured on AWS and as the local stack answers it itself. */
 export const PUBLIC_CORS = {
   allowMethods: ['POST'],
@@ -152,7 +149,7 @@ export function createPublicProxy(proxy: ProxyHandler, access: PublicAccess, opt
       const served = access.routes.map((r) => ROUTE_PATHS[r]).join(', ');
       return withHeaders(toErrorResponse(forbidden(`The public URL serves only ${served}.`, 'route_not_public')), cors);
     }
-    const caller = { user: `${PUBLIC_USER_PREFIX}${clientOf(sourceIp)}`, arn: 'public' };
+    const caller = { user: `${P.PUBLIC_USER_PREFIX}${clientOf(sourceIp)}`, arn: 'public' };
     const res = await proxy(req, { caller, waitUntil, body, publicClient: { project: access.project, limits: access.perClient } });
     return withHeaders(res, cors);
   };

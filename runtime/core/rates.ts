@@ -3,7 +3,7 @@
 import { WrapiError } from './errors.ts';
 import { describeScope } from './limits.ts';
 import type { RateHold, RateLimits, RateUse, Scope } from './ports.ts';
-import { ANY } from './protocol.ts';
+import { ANY, PUBLIC_USER_PREFIX } from './protocol.ts';
 
 export const WINDOW_MS = 60_000;
 
@@ -67,8 +67,11 @@ export function tightestRateHeaders(holds: RateHold[], uses: RateUse[], resetMs:
   };
 }
 
-/** The CLI line an admin would run to raise a rate limit of this scope. */
+/** How an admin raises a rate limit of this scope: a CLI line, or for a public client the stack setting. */
 function rateCommand(stage: string, s: Scope, flag: '--rpm' | '--tpm'): string {
+  if (s.user.startsWith(PUBLIC_USER_PREFIX) && s.model === ANY) {
+    return `the stage's publicAccess.${flag === '--rpm' ? 'rpmPerClient' : 'tpmPerClient'} setting (a limit per public client)`;
+  }
   let cmd = `openai-wrapi limits set --stage ${stage} --project "${s.project}"`;
   if (s.user !== ANY) cmd += ` --user "${s.user}"`;
   if (s.model !== ANY) cmd += ` --model "${s.model}"`;

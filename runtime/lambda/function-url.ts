@@ -13,7 +13,8 @@ export interface FunctionUrlEvent {
   isBase64Encoded?: boolean;
   requestContext: {
     domainName?: string;
-    http: { method: string; path: string };
+    /** `sourceIp`: the caller's address as AWS saw it (the public URL's client). */
+    http: { method: string; path: string; sourceIp?: string };
     authorizer?: { iam?: { userArn?: string } } | null;
   };
 }

@@ -7,6 +7,7 @@ import { DEPLOYED_ENV, type CallOutcome } from '../core/contract.ts';
 import { badRequest, forbidden, toErrorResponse } from '../core/errors.ts';
 import type { IdentityRules } from '../core/caller.ts';
 import { createProxy, type Caller, type ProxyHandler } from '../core/proxy.ts';
+import { createPublicProxy } from '../core/public-access.ts';
 import { matchRoute } from '../core/routes.ts';
 import { createCallMetrics } from './call-metrics.ts';
 import { bodyOf, callerOf, toRequest, type FunctionUrlEvent } from './function-url.ts';
@@ -20,6 +21,8 @@ import type { ProxyConfig } from '../core/config.ts';
 
 interface Instance {
   proxy: ProxyHandler;
+  /** The public function's front (its environment names a public project); absent on the signed proxy. */
+  publicFront?: ReturnType<typeof createPublicProxy>;
   /** Which roles' session names name a user: read once per instance, with the function's settings. */
   rules: IdentityRules;
   settings: ProxySettings;
@@ -52,7 +55,9 @@ function assemble(settings: ProxySettings, stores: Instance['stores'], config: P
   const proxy = createProxy({
     config, ledger: stores.ledger, cache: stores.cache, upstream: metrics.timed(createHttpUpstream()), countTokens, log: metrics.logger, onKeyRejected,
   });
-  return { proxy, rules: settings.identity, settings, stores, apiKey: config.apiKey };
+  // The function URL's own CORS configuration answers preflights and adds the CORS headers.
+  const publicFront = settings.publicAccess && createPublicProxy(proxy, settings.publicAccess, { cors: false });
+  return { proxy, publicFront, rules: settings.identity, settings, stores, apiKey: config.apiKey };
 }
 
 /**
@@ -87,16 +92,26 @@ async function ready(): Promise<Instance | Response> {
   }
 }
 
-async function serve(event: FunctionUrlEvent, caller: Caller, proxy: ProxyHandler, pending: Promise<unknown>[]): Promise<Response> {
-  let req: Request;
-  let body: Uint8Array | undefined;
+/** The event as the core takes it, or the 400 of an unreadable one. */
+function readEvent(event: FunctionUrlEvent): { req: Request; body?: Uint8Array } | Response {
   try {
-    req = toRequest(event);
-    body = bodyOf(event);
+    return { req: toRequest(event), body: bodyOf(event) };
   } catch {
     return toErrorResponse(badRequest('The request could not be read.'));
   }
-  return proxy(req, { caller, body, waitUntil: (p) => pending.push(p) });
+}
+
+async function serve(event: FunctionUrlEvent, caller: Caller, proxy: ProxyHandler, pending: Promise<unknown>[]): Promise<Response> {
+  const read = readEvent(event);
+  if (read instanceof Response) return read;
+  return proxy(read.req, { caller, body: read.body, waitUntil: (p) => pending.push(p) });
+}
+
+/** The public function: no identity to verify; the front bills the configured project per source address. */
+async function servePublic(event: FunctionUrlEvent, front: NonNullable<Instance['publicFront']>, pending: Promise<unknown>[]): Promise<Response> {
+  const read = readEvent(event);
+  if (read instanceof Response) return read;
+  return front({ ...read, sourceIp: event.requestContext.http.sourceIp ?? '', waitUntil: (p) => pending.push(p) });
 }
 
 // Not wrapped in any middleware: the runtime recognises a streaming handler by a mark that
@@ -108,11 +123,12 @@ export const handler = awslambda.streamifyResponse<FunctionUrlEvent>(async (even
   let res: Response;
   let outcome: CallOutcome | undefined;
   const built = await ready();
-  const caller = built instanceof Response ? undefined : callerOf(event, built.rules);
+  const caller = built instanceof Response || built.publicFront ? undefined : callerOf(event, built.rules);
   if (built instanceof Response) {
     res = built;
     outcome = 'proxy_error';
-  } else if (caller) res = await serve(event, caller, built.proxy, pending);
+  } else if (built.publicFront) res = await servePublic(event, built.publicFront, pending);
+  else if (caller) res = await serve(event, caller, built.proxy, pending);
   // Only reachable if the URL were deployed without AWS_IAM auth: never serve anonymous callers.
   else {
     res = toErrorResponse(forbidden('The proxy only serves callers verified by AWS IAM (SigV4).', 'unsigned_request'));

@@ -3,6 +3,7 @@
 import { identityRules, type IdentityRules } from '../core/caller.ts';
 import { readProxyConfig, type ProxyConfig } from '../core/config.ts';
 import { ENV, LAMBDA_PROVIDED_ENV } from '../core/contract.ts';
+import { readPublicAccess, type PublicAccess } from '../core/public-access.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -30,6 +31,8 @@ export interface ProxySettings extends AdminSettings {
   /** Without the credentials the secret holds: {@link withCredentials} adds them. */
   config: ProxyConfig;
   identity: IdentityRules;
+  /** Set on the public function only: it serves browsers of these origins, unsigned (public-access.ts). */
+  publicAccess?: PublicAccess;
 }
 
 const [AWS_REGION] = LAMBDA_PROVIDED_ENV;
@@ -60,6 +63,7 @@ export function readProxySettings(env: Env): ProxySettings {
     secret: arn ? { arn, region: regionOf(env), versionId: env[ENV.secretVersion] || undefined } : undefined,
     config: readProxyConfig(env, stage),
     identity: identityRules(env),
+    publicAccess: readPublicAccess(env),
     stores: readStoreSettings(env),
   };
 }

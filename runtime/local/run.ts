@@ -87,6 +87,7 @@ export async function runLocalStack(opts: { json?: boolean; demo?: boolean } = {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  const access = stack.publicAccess;
   if (opts.json) {
     console.log(jsonLine({
       event: 'started',
@@ -97,6 +98,7 @@ export async function runLocalStack(opts: { json?: boolean; demo?: boolean } = {
       dashboardUrl: stack.dashboardUrl,
       stages: Object.values(stack.stages).map((s) => ({ stage: s.stage, proxyUrl: `${stack.url}/${s.stage}/`, upstream: s.config.upstreamUrl, stores: s.stores })),
       ...(demo ? { simulated: true } : {}),
+      ...(access ? { publicAccess: { ...access, urls: Object.keys(stack.stages).map((st) => `${stack.url}/public/${st}/v1`) } } : {}),
       warnings: stack.warnings,
     }));
   } else {
@@ -111,6 +113,10 @@ export async function runLocalStack(opts: { json?: boolean; demo?: boolean } = {
     console.log(`  dashboard:   ${stack.dashboardUrl}  (the link carries a secret token; it changes at every start)`);
     for (const s of Object.values(stack.stages)) {
       console.log(`  ${s.stage}: proxy ${stack.url}/${s.stage}/  upstream ${s.config.upstreamUrl}${demo ? ' (simulated)' : ''}  (${s.stores})`);
+    }
+    if (access) {
+      const limits = [access.perClient.rpm && `${access.perClient.rpm} requests`, access.perClient.tpm && `${access.perClient.tpm} tokens`].filter(Boolean).join(' and ');
+      console.log(`  public:      ${stack.url}/public/<stage>/v1 for pages of ${access.origins.join(', ')}: billed to project "${access.project}", ${limits} a minute per client`);
     }
     for (const w of stack.warnings) console.log(`  ! ${w}`);
   }

@@ -13,6 +13,7 @@ import { createPolicyReader } from '../core/policy.ts';
 import type { Ledger, Logger, ResponseCache, Upstream } from '../core/ports.ts';
 import { STAGES } from '../core/protocol.ts';
 import { createProxy, type ProxyHandler } from '../core/proxy.ts';
+import { createPublicProxy, readPublicAccess, type PublicAccess } from '../core/public-access.ts';
 import { createHttpUpstream } from '../store/http-upstream.ts';
 import { countTokens } from '../store/tokenizer.ts';
 import { createAlertDelivery } from './alert-webhook.ts';
@@ -55,6 +56,8 @@ export interface StageRuntime {
   proxy: ProxyHandler;
   admin: AdminHandler;
   stores: string;
+  /** The stage's public front, served at `/public/<stage>/v1/…` when the public variables are set. */
+  publicFront?: ReturnType<typeof createPublicProxy>;
 }
 
 export interface LocalStack {
@@ -67,6 +70,8 @@ export interface LocalStack {
   dashboardUrl: string;
   /** Human-readable problems that do not stop the stack (e.g. no OpenAI key). */
   warnings: string[];
+  /** Set when the public URL is on (`/public/<stage>/v1/…`, see public-access.ts). */
+  publicAccess?: PublicAccess;
   close(): Promise<void>;
 }
 
@@ -85,6 +90,8 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
 
   const stages: Record<string, StageRuntime> = {};
   const warnings: string[] = [];
+  // Like the public function on AWS, except that no function URL answers CORS here: the front does.
+  const publicAccess: PublicAccess | undefined = readPublicAccess(env);
   for (const stage of STAGES) {
     const config = readProxyConfig(env, stage);
     const opened = await openLocalLedger(env, home, stage);
@@ -95,7 +102,8 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     const onAlerts = createAlertDelivery({ stage, ledger, url: env[LOCAL_ENV.alertWebhook] || undefined, print: opts.printAlert, log });
     const proxy = createProxy({ config, ledger, cache, upstream, countTokens, log, policy, now, onAlerts });
     const admin = createAdmin({ stage, ledger, cache, now, log, onAlerts, onChange: () => policy.clear() });
-    stages[stage] = { stage, config, ledger, cache, proxy, admin, stores: `${opened.describe}; cache: ${describe}` };
+    const publicFront = publicAccess && createPublicProxy(proxy, publicAccess, { cors: true });
+    stages[stage] = { stage, config, ledger, cache, proxy, admin, publicFront, stores: `${opened.describe}; cache: ${describe}` };
     if (!config.apiKey && config.upstreamUrl === DEFAULT_UPSTREAM_URL) {
       warnings.push(
         `stage ${stage}: no OpenAI API key, so its calls will be refused. Set ${ENV.apiKey} (or ${stageEnvName(ENV.apiKey, stage)}), ` +
@@ -139,6 +147,27 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     await writeResponse(response, res);
   }
 
+  /** The public URL: nobody signs; the caller is its socket's address (no forwarding header is trusted). */
+  async function handlePublic(front: NonNullable<StageRuntime['publicFront']>, stage: StageRuntime, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const method = req.method ?? 'GET';
+    let body: Uint8Array | undefined;
+    if (method === 'POST') {
+      try {
+        body = await readNodeBody(req, stage.config.maxBodyBytes);
+      } catch (err) {
+        if (err instanceof BodyTooLarge) return sendError(res, tooLarge(stage.config.maxBodyBytes), { connection: 'close' });
+        throw err;
+      }
+    }
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(flatHeaders(req))) {
+      if (!HOP_HEADERS.has(name)) headers.set(name, value);
+    }
+    const request = new Request(`http://${host}${path}`, { method, headers });
+    const response = await front({ req: request, body, sourceIp: req.socket.remoteAddress ?? '', waitUntil: track });
+    await writeResponse(response, res);
+  }
+
   // The dashboard reads as the stack's first admin (normally `default`), whose keys sit in the same
   // credentials file as every other user's: whoever has the link printed at start may read usage.
   const dashboardToken = randomBytes(24).toString('base64url');
@@ -177,6 +206,8 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
       if (first === 'dashboard' && (await dashboard(req, res))) return;
       const stage = stages[first];
       if (stage) return await handleProxy(stage, req, res, `/${rest.join('/')}${url.search}`);
+      const front = first === 'public' ? stages[rest[0]]?.publicFront : undefined;
+      if (front) return await handlePublic(front, stages[rest[0]], req, res, `/${rest.slice(1).join('/')}${url.search}`);
       if (url.pathname === '/' && req.method === 'GET') {
         return sendJson(res, 200, { name: 'openai-wrapi local stack', stages: Object.keys(stages), outputs: outputsFile, dashboard: DASHBOARD_PATH });
       }
@@ -214,6 +245,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     credentialsFile: users.file,
     stages,
     warnings,
+    publicAccess,
     async close() {
       await new Promise<void>((r) => {
         server.close(() => r());
