@@ -101,6 +101,9 @@ async function node(app: string, args: string[], env: Record<string, string> = {
   return JSON.parse(stdout.trim().split('\n').at(-1)!);
 }
 
+/** Settlements land after each answer; here npm installs of the next combinations share the cores. */
+const SETTLE_MS = 15_000;
+
 const requestsOf = async (project: string) =>
   ((await t.admin({ action: 'usage', by: 'project' })).groups as { key: string; requests: number }[]).find((g) => g.key === project)?.requests ?? 0;
 
@@ -132,7 +135,7 @@ for (const [i, combo] of COMBOS.entries()) {
       await typesMatch(app);
       // 7 billed calls per run (fewer where a feature is absent; the failures are not requests), per format and Node.
       const calls = 7 - Object.values(combo.expect ?? {}).filter((v) => v === 'absent').length;
-      await settled(t, async () => (await requestsOf(project)) - before >= 2 * runtimes.length * calls);
+      await settled(t, async () => (await requestsOf(project)) - before >= 2 * runtimes.length * calls, SETTLE_MS);
     } else if (combo.scenario === 'langchain') {
       const esm = combo.preload ? ['--import', 'openai-wrapi/register', 'langchain.mjs'] : ['langchain.mjs'];
       for (const { name, bin } of runtimes) {
@@ -143,10 +146,10 @@ for (const [i, combo] of COMBOS.entries()) {
         }
       }
       // invoke, stream and one batched embeddings call per run
-      await settled(t, async () => (await requestsOf(project)) - before >= 6 * runtimes.length);
+      await settled(t, async () => (await requestsOf(project)) - before >= 6 * runtimes.length, SETTLE_MS);
     } else {
       for (const { name, bin } of runtimes) assert.equal(await node(app, ['ai-sdk.mjs'], env, bin), EXPECTED['ai-sdk'], `${combo.name} on ${name}`);
-      await settled(t, async () => (await requestsOf(project)) - before >= 3 * runtimes.length);
+      await settled(t, async () => (await requestsOf(project)) - before >= 3 * runtimes.length, SETTLE_MS);
     }
     assert.ok(t.fake.requests.every((r) => r.headers.authorization === `Bearer ${t.fake.apiKey}`), 'upstream only ever sees the stage key');
   });
