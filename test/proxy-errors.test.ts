@@ -52,6 +52,25 @@ test('a body over 6 MB is refused with 413 before anything else', async () => {
   assert.is(forwarded(), before);
 });
 
+test('what a function URL cannot carry is refused locally as on AWS: headers and base64 count toward its 6 MB', async () => {
+  const before = forwarded();
+  // Under 6 MB of JSON, but not once the event's headers and frame are added.
+  const nearly = JSON.stringify({ model: 'no-such-model', messages: say('x'.repeat(6 * 1024 * 1024 - 1_500)) });
+  const r = await post('/dev/v1/chat/completions', nearly, { headers: { 'x-padding': 'p'.repeat(4_000) } });
+  assert.is(r.status, 413);
+  assert.is(r.body.error.code, 'request_too_large');
+  assert.match(r.body.error.message, /too large for a Lambda function URL: about \d+ bytes .* 6291456-byte limit/);
+  // 4.8 MB: fits as JSON (it reaches the proxy, which refuses the unpriced model), not as a binary
+  // type, which arrives base64-encoded.
+  const body = JSON.stringify({ model: 'no-such-model', messages: say('y'.repeat(4_800_000)) });
+  const asJson = await post('/dev/v1/chat/completions', body);
+  assert.is(asJson.status, 400);
+  assert.is(asJson.body.error.code, 'model_not_priced');
+  const asBinary = await post('/dev/v1/chat/completions', body, { headers: { 'content-type': 'application/octet-stream' } });
+  assert.is(asBinary.status, 413);
+  assert.is(forwarded(), before);
+});
+
 test('unknown routes are refused: an unpriced endpoint would escape the limits', async () => {
   for (const path of ['/dev/v1/files', '/dev/v1/fine_tuning/jobs', '/dev/v1/assistants', '/nope/v1/chat/completions']) {
     const r = await post(path, '{}');

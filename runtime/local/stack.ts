@@ -9,6 +9,7 @@ import { createAdmin, type AdminHandler } from '../core/admin.ts';
 import { forbidden, notFound, tooLarge, WrapiError } from '../core/errors.ts';
 import { DEFAULT_UPSTREAM_URL, readProxyConfig, type ProxyConfig } from '../core/config.ts';
 import { ENV, LOCAL_ENV, stageEnvName } from '../core/contract.ts';
+import { eventBytes, FUNCTION_URL_MAX_EVENT_BYTES, tooLargeForFunctionUrl } from '../core/function-url-limits.ts';
 import { createPolicyReader } from '../core/policy.ts';
 import type { Ledger, Logger, ResponseCache, Upstream } from '../core/ports.ts';
 import { STAGES } from '../core/protocol.ts';
@@ -118,16 +119,28 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     p.finally(() => pending.delete(p)).catch(() => undefined);
   };
 
-  async function handleProxy(stage: StageRuntime, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+  /**
+   * The body, or undefined once a refusal was sent: past the stage's limit, or more than a function
+   * URL's event can carry (AWS would refuse it before the proxy ran).
+   */
+  async function readBody(stage: StageRuntime, req: IncomingMessage, res: ServerResponse): Promise<Uint8Array | undefined> {
     let body: Uint8Array;
     try {
       body = await readNodeBody(req, stage.config.maxBodyBytes);
     } catch (err) {
-      if (err instanceof BodyTooLarge) {
-        return sendError(res, tooLarge(stage.config.maxBodyBytes), { connection: 'close' });
-      }
-      throw err;
+      if (!(err instanceof BodyTooLarge)) throw err;
+      sendError(res, tooLarge(stage.config.maxBodyBytes), { connection: 'close' });
+      return undefined;
     }
+    const size = eventBytes(body.byteLength, req.headers['content-type'], flatHeaders(req));
+    if (size <= FUNCTION_URL_MAX_EVENT_BYTES) return body;
+    sendError(res, tooLargeForFunctionUrl(size));
+    return undefined;
+  }
+
+  async function handleProxy(stage: StageRuntime, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const body = await readBody(stage, req, res);
+    if (!body) return;
     const user = await authenticate(req, body);
     if (typeof user === 'string') {
       return sendError(res, forbidden(user, 'invalid_signature'));
@@ -152,12 +165,8 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     const method = req.method ?? 'GET';
     let body: Uint8Array | undefined;
     if (method === 'POST') {
-      try {
-        body = await readNodeBody(req, stage.config.maxBodyBytes);
-      } catch (err) {
-        if (err instanceof BodyTooLarge) return sendError(res, tooLarge(stage.config.maxBodyBytes), { connection: 'close' });
-        throw err;
-      }
+      body = await readBody(stage, req, res);
+      if (!body) return;
     }
     const headers = new Headers();
     for (const [name, value] of Object.entries(flatHeaders(req))) {
