@@ -304,6 +304,30 @@ export const COMMANDS: Command[] = [
     },
   },
   {
+    path: 'doctor',
+    summary: 'check a stage before pulumi up (settings, secrets, credentials, Elastic IP and Lambda concurrency headroom) and after it (the proxy answers a signed request; with --call, it streams)',
+    options: {
+      dir: { type: 'string', arg: 'DIR', help: 'the folder of the Pulumi program, with Pulumi.<stage>.yaml (default: the current folder)' },
+      outputs: { type: 'string', arg: 'FILE', help: 'the stage\'s outputs: pulumi stack output --json > FILE, or the local stack\'s outputs.json (default: found as the SDK finds them)' },
+      call: { type: 'string', arg: 'PROJECT', help: 'also stream one gpt-4o-mini chat completion (at most 20 tokens, a fraction of a cent) billed to PROJECT' },
+    },
+    async run({ values, stage, json }) {
+      const dir = str(values.dir);
+      if (dir !== undefined && dir.trim() === '') throw new UsageError('--dir must not be empty: leave it out for the current folder');
+      const outputs = str(values.outputs);
+      if (outputs !== undefined) {
+        if (outputs.trim() === '') throw new UsageError('--outputs must name a file');
+        // Found as the SDK finds them, from this file: the admin calls of --call read it too.
+        process.env.OPENAI_WRAPI_OUTPUTS = resolve(outputs);
+      }
+      const call = values.call === undefined ? undefined : projectFlag({ project: values.call }, 'call');
+      const { runDoctor, formatReport } = await import('./doctor.ts');
+      const report = await runDoctor({ stage, dir, outputsGiven: outputs !== undefined, call });
+      print(json, report, () => formatReport(report));
+      return report.summary.fail ? 1 : 0;
+    },
+  },
+  {
     path: 'local',
     summary: 'start the local stack (same as npm start), until Ctrl-C',
     options: {
@@ -539,12 +563,12 @@ function scopeOf(values: Values): { project: string; user?: string; model?: stri
 }
 
 /** A project name the proxy could never bill (e.g. with "#") is bad usage, with the rule it broke. */
-function projectFlag(values: Values): string {
-  const project = required(values, 'project');
+function projectFlag(values: Values, flag = 'project'): string {
+  const project = required({ [flag]: values.project }, flag);
   try {
-    return checkProject(project, '--project');
+    return checkProject(project, `--${flag}`);
   } catch {
-    throw new UsageError(`--project must be ${PROJECT_RULE} (got "${printable(project)}")`);
+    throw new UsageError(`--${flag} must be ${PROJECT_RULE} (got "${printable(project)}")`);
   }
 }
 

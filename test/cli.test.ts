@@ -49,7 +49,7 @@ async function fails(code: number, args: string[], pattern: RegExp, env?: Record
   return lines[0];
 }
 
-const COMMANDS = ['limits set', 'limits rm', 'limits ls', 'alerts ls', 'usage', 'prices set', 'prices rm', 'prices ls', 'cache flush', 'outputs', 'url', 'local', 'local users add', 'dashboard'];
+const COMMANDS = ['limits set', 'limits rm', 'limits ls', 'alerts ls', 'usage', 'prices set', 'prices rm', 'prices ls', 'cache flush', 'outputs', 'url', 'doctor', 'local', 'local users add', 'dashboard'];
 
 test('--help everywhere, exit 0', async () => {
   const top = await ok(['--help']);

@@ -31,7 +31,8 @@ export interface VerifierOptions {
   /** The user a signature's access key id names; asked only once the request is well formed. */
   lookup(accessKeyId: string): LocalUser | undefined | Promise<LocalUser | undefined>;
   region: string;
-  service?: 'lambda';
+  /** The service a signature must be scoped to: `lambda` (function URLs, Invoke); a test's fake AWS API names its own. */
+  service?: string;
   /** Allowed clock difference; 15 minutes by default. */
   maxSkewMs?: number;
   now?: () => number;
