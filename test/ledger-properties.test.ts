@@ -171,7 +171,10 @@ function faultOf(call: Call, label: Label): FaultSpec | undefined {
 const server = await startDynalite();
 // The table is made with the SDK client; the ledger runs over the lean one, as in the Lambdas.
 const sdkClient = server.client();
-const client = server.lean();
+// Faults here are the harness's own, planned and modelled. A real timeout against the in-process
+// dynalite on a loaded machine would be one the model does not know: a hold that lands after the
+// release meant to undo it stays until its deadline charges it (over-counted, never under).
+const client = server.lean({ connectTimeoutMs: 10_000, requestTimeoutMs: 10_000 });
 const TABLE = 'properties';
 await ensureLedgerTable(sdkClient, TABLE);
 sdkClient.destroy();

@@ -89,7 +89,10 @@ interface Harness {
 }
 
 const server = await startDynalite();
-const client = server.lean();
+// Faults here are the harness's own, planned and modelled. A real timeout against the in-process
+// dynalite on a loaded machine would be one the model does not know: a hold that lands after the
+// release meant to undo it stays until its deadline charges it (over-counted, never under).
+const client = server.lean({ connectTimeoutMs: 10_000, requestTimeoutMs: 10_000 });
 const TABLE = 'rate-properties';
 {
   const sdk = server.client();
