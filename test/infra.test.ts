@@ -16,8 +16,10 @@ import {
   REGION,
   ZONES,
   containsSecret,
+  envOf,
   isSecretValue,
   runProgram,
+  sorted,
   type ProgramRun,
   type Registered,
 } from './helpers/pulumi-program.ts';
@@ -80,10 +82,8 @@ let noCache: ProgramRun; // useElastiCache false
 
 // ------------------------------------------------------------------------------------------ helpers
 
-const sorted = (xs: string[]) => [...xs].sort();
 const proxyOf = (run: ProgramRun) => run.one(T.fn, '-proxy');
 const adminOf = (run: ProgramRun) => run.one(T.fn, '-admin');
-const envOf = (fn: Registered): Record<string, string> => fn.inputs.environment?.variables ?? {};
 const subnetAz = (run: ProgramRun, subnetId: string) => run.byId(subnetId)!.inputs.availabilityZone as string;
 
 /** Subnets whose route table sends 0.0.0.0/0 to a NAT gateway: the private ones, by behaviour. */

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { invokeStreaming } from './helpers/awslambda-stub.ts';
+import { setDeployedEnv } from './helpers/deployed-env.ts';
 import { startDynalite, type DynaliteServer } from './helpers/dynalite.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../runtime/local/simulated-openai.ts';
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
@@ -58,20 +59,9 @@ test.before(async () => {
   dynamo = await startDynalite();
   fake = await startFakeOpenAI();
   await ensureLedgerTable(dynamo.client(), TABLE);
-  for (const name of ['OPENAI_WRAPI_MEMCACHED', 'OPENAI_WRAPI_SECRET_ARN', 'OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT']) delete process.env[name];
-  Object.assign(process.env, {
-    OPENAI_WRAPI_STAGE: 'dev',
-    OPENAI_WRAPI_TABLE: TABLE,
-    OPENAI_WRAPI_DYNAMODB_ENDPOINT: dynamo.endpoint,
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'ASIAEXAMPLEEXAMPLE',
-    AWS_SECRET_ACCESS_KEY: 'secret',
-    AWS_SESSION_TOKEN: 'token',
-    OPENAI_API_KEY: fake.apiKey,
-    OPENAI_WRAPI_UPSTREAM_URL: fake.url,
-    OPENAI_WRAPI_PUBLIC_PROJECT: 'website',
-    OPENAI_WRAPI_PUBLIC_ORIGINS: ORIGIN,
-    OPENAI_WRAPI_PUBLIC_RPM: '2',
+  setDeployedEnv({
+    table: TABLE, dynamodbEndpoint: dynamo.endpoint, upstreamUrl: fake.url, apiKey: fake.apiKey,
+    extra: { OPENAI_WRAPI_PUBLIC_PROJECT: 'website', OPENAI_WRAPI_PUBLIC_ORIGINS: ORIGIN, OPENAI_WRAPI_PUBLIC_RPM: '2' },
   });
   proxy = (await import('../runtime/lambda/proxy.ts')).handler as unknown as Handler;
   admin = (await import('../runtime/lambda/admin.ts')).handler as (event: unknown) => Promise<any>;

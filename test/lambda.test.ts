@@ -7,6 +7,7 @@ import { encode } from 'gpt-tokenizer';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { invokeStreaming, type StreamingResult } from './helpers/awslambda-stub.ts';
+import { setDeployedEnv } from './helpers/deployed-env.ts';
 import { startDynalite, type DynaliteServer } from './helpers/dynalite.ts';
 import { startFakeOpenAI, type FakeOpenAI } from '../runtime/local/simulated-openai.ts';
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
@@ -87,19 +88,9 @@ test.before(async () => {
   fake = await startFakeOpenAI();
   await ensureLedgerTable(dynamo.client(), TABLE);
   // What the deployed function's environment holds (credentials come from the execution role).
-  for (const name of ['OPENAI_WRAPI_MEMCACHED', 'OPENAI_WRAPI_SECRET_ARN', 'OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT']) delete process.env[name];
-  Object.assign(process.env, {
-    OPENAI_WRAPI_SESSION_NAMED_ROLES: 'Analysts',
-    OPENAI_WRAPI_STAGE: 'dev',
-    OPENAI_WRAPI_TABLE: TABLE,
-    OPENAI_WRAPI_DYNAMODB_ENDPOINT: dynamo.endpoint,
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'ASIAEXAMPLEEXAMPLE',
-    AWS_SECRET_ACCESS_KEY: 'secret',
-    AWS_SESSION_TOKEN: 'token',
-    OPENAI_API_KEY: fake.apiKey,
-    OPENAI_ORG_ID: 'org-secret-test',
-    OPENAI_WRAPI_UPSTREAM_URL: fake.url,
+  setDeployedEnv({
+    table: TABLE, dynamodbEndpoint: dynamo.endpoint, upstreamUrl: fake.url, apiKey: fake.apiKey,
+    extra: { OPENAI_WRAPI_SESSION_NAMED_ROLES: 'Analysts', OPENAI_ORG_ID: 'org-secret-test' },
   });
   proxy = (await import('../runtime/lambda/proxy.ts')).handler as unknown as Handler;
   admin = (await import('../runtime/lambda/admin.ts')).handler as (event: unknown) => Promise<any>;

@@ -11,7 +11,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ALERT_STREAM, DEPLOYED_ENV, LAMBDA_PROVIDED_ENV, UNDEPLOYED_ENV, notifierFunctionName } from '../runtime/core/contract.ts';
 import { readNotifierSettings } from '../runtime/lambda/settings.ts';
-import { archiveFiles, BASE_CONFIG, isSecretValue, runProgram, SECRET_KEYS, type ProgramRun, type Registered } from './helpers/pulumi-program.ts';
+import {
+  archiveFiles, BASE_CONFIG, envOf, isSecretValue, list, runProgram, SECRET_KEYS, sorted, type ProgramRun, type Registered, type Stmt,
+} from './helpers/pulumi-program.ts';
 
 const T = {
   table: 'aws:dynamodb/table:Table',
@@ -38,19 +40,8 @@ let every: ProgramRun; // emails, Slack and a webhook; in a VPC (ElastiCache on)
 let webhookOnly: ProgramRun; // only a webhook, no VPC
 let none: ProgramRun; // no channel
 
-const sorted = (xs: string[]) => [...xs].sort();
 const notifierOf = (run: ProgramRun) => run.one(T.fn, '-notifier');
-const envOf = (fn: Registered): Record<string, string> => fn.inputs.environment?.variables ?? {};
 const webhookSecretOf = (run: ProgramRun) => run.one(T.secret, '-alert-webhook');
-
-interface Stmt {
-  Sid: string;
-  Effect: string;
-  Action: string | string[];
-  Resource: string | string[];
-  Condition?: unknown;
-}
-const list = (x: string | string[]) => (Array.isArray(x) ? x : [x]);
 
 /** The notifier role's inline policies (exactly one) as statements. */
 function notifierStatements(run: ProgramRun): Stmt[] {

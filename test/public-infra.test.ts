@@ -9,7 +9,9 @@ import * as assert from 'uvu/assert';
 import { DEPLOYED_ENV, LAMBDA_PROVIDED_ENV, PUBLIC_ONLY_ENV, UNDEPLOYED_ENV, publicFunctionName } from '../runtime/core/contract.ts';
 import { PUBLIC_CORS, readPublicAccess } from '../runtime/core/public-access.ts';
 import { readProxySettings } from '../runtime/lambda/settings.ts';
-import { archiveFiles, BASE_CONFIG, REGION, runProgram, type ConfigValue, type ProgramRun, type Registered } from './helpers/pulumi-program.ts';
+import {
+  archiveFiles, BASE_CONFIG, envOf, list, REGION, runProgram, sorted, type ConfigValue, type ProgramRun, type Registered, type Stmt,
+} from './helpers/pulumi-program.ts';
 
 const T = {
   fn: 'aws:lambda/function:Function',
@@ -48,21 +50,10 @@ let every: ProgramRun;
 let fewest: ProgramRun;
 let none: ProgramRun; // no publicAccess
 
-const sorted = (xs: string[]) => [...xs].sort();
 const proxyOf = (run: ProgramRun) => run.one(T.fn, '-proxy');
 const publicOf = (run: ProgramRun) => run.one(T.fn, '-public');
-const envOf = (fn: Registered): Record<string, string> => fn.inputs.environment?.variables ?? {};
 const roleOf = (run: ProgramRun, fn: Registered) => run.resources.find((r) => r.type === T.role && r.state.arn === fn.inputs.role)!;
 const publicUrlOf = (run: ProgramRun) => run.ofType(T.url).find((u) => u.inputs.functionName === publicOf(run).state.name)!;
-const list = (x: unknown) => (Array.isArray(x) ? x : [x]);
-
-interface Stmt {
-  Sid: string;
-  Effect: string;
-  Action: string | string[];
-  Resource: string | string[];
-  Condition?: unknown;
-}
 /** The inline policies of a function's role, by kind: its own and (in a VPC) its network access. */
 function rolePolicies(run: ProgramRun, fn: Registered): { main: Stmt[]; vpcAccess?: Stmt[] } {
   const policies = run.ofType(T.rolePolicy).filter((p) => p.inputs.role === roleOf(run, fn).id);

@@ -145,10 +145,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     if (typeof user === 'string') {
       return sendError(res, forbidden(user, 'invalid_signature'));
     }
-    const headers = new Headers();
-    for (const [name, value] of Object.entries(flatHeaders(req))) {
-      if (!HOP_HEADERS.has(name)) headers.set(name, value);
-    }
+    const headers = endToEndHeaders(req);
     const method = req.method ?? 'GET';
     // The body was read (and signed over) already: hand it to the core as bytes, not a stream.
     const request = new Request(`http://${host}${path}`, { method, headers });
@@ -168,10 +165,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
       body = await readBody(stage, req, res);
       if (!body) return;
     }
-    const headers = new Headers();
-    for (const [name, value] of Object.entries(flatHeaders(req))) {
-      if (!HOP_HEADERS.has(name)) headers.set(name, value);
-    }
+    const headers = endToEndHeaders(req);
     const request = new Request(`http://${host}${path}`, { method, headers });
     const response = await front({ req: request, body, sourceIp: req.socket.remoteAddress ?? '', waitUntil: track });
     await writeResponse(response, res);
@@ -270,6 +264,15 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
 }
 
 const HOP_HEADERS = new Set(['host', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'expect', 'upgrade']);
+
+/** The request's headers as a function URL passes them on: without the connection's own. */
+function endToEndHeaders(req: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(flatHeaders(req))) {
+    if (!HOP_HEADERS.has(name)) headers.set(name, value);
+  }
+  return headers;
+}
 
 /** Refusals of the local stack itself, in the same OpenAI envelope the core uses. */
 function sendError(res: ServerResponse, err: WrapiError, headers: Record<string, string> = {}): void {

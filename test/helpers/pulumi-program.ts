@@ -230,3 +230,21 @@ export async function archiveFiles(code: any): Promise<Record<string, string>> {
   for (const [name, asset] of Object.entries(assets)) files[name] = await asset.text;
   return files;
 }
+
+/** A sorted copy, for comparing name lists. */
+export const sorted = (xs: string[]) => [...xs].sort();
+
+/** A function's environment variables as the program wrote them. */
+export const envOf = (fn: Registered): Record<string, string> => fn.inputs.environment?.variables ?? {};
+
+/** An IAM policy statement as the program writes it (a single action or resource may be a string). */
+export interface Stmt {
+  Sid: string;
+  Effect: string;
+  Action: string | string[];
+  Resource: string | string[];
+  Condition?: unknown;
+}
+
+/** A statement's action or resource as a list. */
+export const list = <T>(x: T | T[]): T[] => (Array.isArray(x) ? x : [x]);
