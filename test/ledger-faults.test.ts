@@ -9,6 +9,7 @@
 // exactly once on each of its rows; no marker left behind; a refused reservation changing nothing;
 // no limit exceeded.
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { chargeExpired, settlementOf } from '../runtime/core/bill.ts';
@@ -16,16 +17,20 @@ import type { BudgetAlert } from '../runtime/core/alerts.ts';
 import type { Ledger, Nano, Reservation, ReserveResult, Scope, UsageDelta } from '../runtime/core/ports.ts';
 import { createDynamoLedger, ensureLedgerTable, type LedgerClient } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
+import { holdName, TOMBSTONE_KEEP_MS, usageKey } from '../runtime/store/dynamo-codec.ts';
 import { startDynalite } from './helpers/dynalite.ts';
-import { FAULT_KINDS, inject, type FaultKind } from './helpers/faults.ts';
+import { FAULT_KINDS, inject, LostReply, type FaultKind } from './helpers/faults.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Faults
 
 const KINDS = FAULT_KINDS;
 type Kind = FaultKind;
-/** A fault, or (for the race below) a write held back until `until` settles. */
-type Fault = Kind | { until: Promise<unknown> };
+/**
+ * A fault; or (for the race below) a write held back until `until` settles; or a write whose reply
+ * is lost at once and which lands only once the ledger call `after` (`release#1`…) has finished.
+ */
+type Fault = Kind | { until: Promise<unknown> } | { after: string };
 const KIND_TEXT: Record<Kind, string> = {
   fail: 'fails before reaching the store',
   lost: 'lands, reply lost',
@@ -35,6 +40,7 @@ const KIND_TEXT: Record<Kind, string> = {
 /** Injects a fault, or (for the race below) holds the write back until `until` settles. */
 async function injectFault<T>(fault: Fault | undefined, send: () => Promise<T>): Promise<T> {
   if (fault === undefined || typeof fault === 'string') return inject(fault, send);
+  if ('after' in fault) throw new Error('a late write needs the DynamoDB harness');
   await fault.until.catch(() => undefined);
   return send();
 }
@@ -68,6 +74,8 @@ const WRITES = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemComman
 interface WriteContext {
   faults: Map<number, Fault> | undefined;
   writes: number;
+  /** Runs `send` once the ledger call `label` has finished. */
+  later(label: string, send: () => void): void;
 }
 
 const als = new AsyncLocalStorage<WriteContext>();
@@ -88,7 +96,12 @@ function faultyClient(client: LedgerClient, inflight: Set<Promise<unknown>>): Le
         const context = als.getStore();
         if (!context || !WRITES.has(command.constructor.name)) return send();
         const index = context.writes++;
-        return track(inflight, injectFault(context.faults?.get(index), send));
+        const fault = context.faults?.get(index);
+        if (typeof fault === 'object' && 'after' in fault) {
+          context.later(fault.after, () => void send());
+          return Promise.reject(new LostReply(`injected: the reply was lost; the write lands after ${fault.after}`));
+        }
+        return track(inflight, injectFault(fault, send));
       };
     },
   });
@@ -105,16 +118,21 @@ sdkClient.destroy();
 function dynamoHarness(): Harness {
   const inflight = new Set<Promise<unknown>>();
   const units = new Map<string, number>();
+  const waiting = new Map<string, (() => void)[]>();
+  const later = (label: string, send: () => void) => waiting.set(label, [...(waiting.get(label) ?? []), send]);
   // A fresh instance per case, so its settlement sends the month mark too (once per instance).
   const ledger = createDynamoLedger({ tableName: TABLE, client: faultyClient(client, inflight) });
   return {
     raw: createDynamoLedger({ tableName: TABLE, client }),
     async run(label, p, call) {
-      const context: WriteContext = { faults: p.get(label), writes: 0 };
+      const context: WriteContext = { faults: p.get(label), writes: 0, later };
       try {
         return await als.run(context, () => call(ledger));
       } finally {
         units.set(label, context.writes);
+        // Late writes go out now, in step: the next check's `idle` waits for them.
+        for (const send of waiting.get(label) ?? []) send();
+        waiting.delete(label);
       }
     },
     units,
@@ -555,6 +573,30 @@ async function casesFor(
       });
     }
   }
+  if (unit === 'write') {
+    // A write whose reply is lost may land later than anything the core did after it: after the
+    // release that gave the call up, after its settlement, after the refusal was answered. The
+    // store must refuse it then (SQLite's calls are synchronous in the process: none can be late).
+    for (let i = 0; i < fitsWrites; i++) {
+      cases.push({
+        name: `${store}: reserve, ${at(i, fitsWrites)} lost on both tries and landing after the release`,
+        scenario: reserveFailsTwice,
+        plan: plan(['reserve#1', i, { after: 'release#1' }], ['reserve#2', i, { after: 'release#1' }]),
+      });
+      cases.push({
+        name: `${store}: reserve that fits, ${at(i, fitsWrites)} of the first try landing after the settlement`,
+        scenario: reserveFits,
+        plan: plan(['reserve#1', i, { after: 'settle#1' }]),
+      });
+    }
+    for (let i = 0; i < refusedWrites; i++) {
+      cases.push({
+        name: `${store}: reserve refused, ${at(i, refusedWrites)} of the first try landing after the answer`,
+        scenario: reserveRefused,
+        plan: plan(['reserve#1', i, { after: 'reserve#2' }]),
+      });
+    }
+  }
   return {
     cases,
     units: {
@@ -624,6 +666,58 @@ dynamoSuite('dynamodb: a refusal\'s undo still on its way when the core retries 
   await expectLedger(h, w, all({ ...row(300, 0, 0), errors: 1 }), heldOn([0, 1, 2, 3]), 'reserved by the retry');
   assert.ok(await settleLikeCore(h, plan(), settlementOf(w.reservation, exactDelta(EXACT))));
   await expectLedger(h, w, all(row(EXACT, EXACT, 1, { errors: 1, inputTokens: 10 })), NONE, 'settled');
+});
+
+// The same race with the undo's reply lost outright: the undo lands only after the retry, which by
+// then counts the marker as its own hold. Undos are conditioned on the try that took the hold, and
+// the retry made it its own, so the late undo must change nothing.
+for (const undo of [4, 5, 6]) {
+  dynamoSuite(`dynamodb: a refusal's undo (write ${undo + 1}) landing after the retry does not take away the retry's hold`, async () => {
+    const h = dynamoHarness();
+    const w = world(`late undo ${undo}`);
+    const other: Reservation = {
+      callId: `other-${w.month}`, month: w.month, day: w.day, expiresAt: DEADLINE,
+      holds: w.rows.map((scope) => ({ scope, amount: 301 })),
+    };
+    assert.ok((await h.raw.reserve(other)).ok);
+    const p = plan(['reserve#1', undo, { after: 'reserve#2' }]);
+    const first = await h.run('reserve#1', p, (l) => l.reserve(w.reservation)).then(
+      () => 'answered',
+      () => 'threw',
+    );
+    assert.is(first, 'threw', 'the refused try loses its undo\'s reply');
+    await h.raw.settle(settlementOf(other, { ...ZERO, errors: 1 }));
+    const second = await h.run('reserve#2', p, (l) => l.reserve(w.reservation));
+    assert.ok(second.ok, 'with the budget free, the retry fits');
+    await expectLedger(h, w, all({ ...row(300, 0, 0), errors: 1 }), heldOn([0, 1, 2, 3]), 'reserved by the retry, the late undo landed');
+    assert.ok(await settleLikeCore(h, plan(), settlementOf(w.reservation, exactDelta(EXACT))));
+    await expectLedger(h, w, all(row(EXACT, EXACT, 1, { errors: 1, inputTokens: 10 })), NONE, 'settled');
+  });
+}
+
+// A tombstone is the price of a write that may still land; it must not become every call's price
+// (each byte of a usage item is paid on every write to it), and it must not stay for good.
+dynamoSuite('dynamodb: only an unsure call leaves a tombstone, and the sweep removes it once its hour is up', async () => {
+  const h = dynamoHarness();
+  const w = world('tombstones');
+  const markersOf = async (callId: string) => {
+    await h.idle();
+    const out = await client.send(new GetItemCommand({ TableName: TABLE, Key: usageKey(w.month, w.rows[0]), ConsistentRead: true }));
+    return Object.entries(out.Item ?? {}).filter(([name]) => name === holdName(callId)).map(([, value]) => Object.keys(value)[0]);
+  };
+  // A call without doubt: reserved and settled, nothing of it stays on the row.
+  const sure: Reservation = { ...w.reservation, callId: `sure-${w.month}` };
+  assert.ok((await h.run('sure', plan(), (l) => l.reserve(sure))).ok);
+  assert.ok(await settleLikeCore(h, plan(), settlementOf(sure, exactDelta(EXACT))));
+  assert.equal(await markersOf(sure.callId), [], 'a settled call leaves no marker');
+  // The unsure one: its first write is lost on both tries and lands after the release.
+  const p = plan(['reserve#1', 0, { after: 'release#1' }], ['reserve#2', 0, { after: 'release#1' }]);
+  assert.is(await reserveLikeCore(h, p, w.reservation), 'failed');
+  assert.equal(await markersOf(w.reservation.callId), ['S'], 'the release left a tombstone, and the late hold was refused');
+  await h.raw.expired(w.month, Date.now());
+  assert.equal(await markersOf(w.reservation.callId), ['S'], 'kept while a late write could still come');
+  await h.raw.expired(w.month, Date.now() + TOMBSTONE_KEEP_MS + 60_000);
+  assert.equal(await markersOf(w.reservation.callId), [], 'removed by the sweep after its time');
 });
 
 dynamoSuite.after(async () => {

@@ -4,7 +4,8 @@
 // released / never settled), each call's operations driven the way the core drives them (reserve and
 // once more on a throw, release if that throws too; settle up to three tries), with random faults on
 // individual writes (DynamoDB) or ledger calls (SQLite): failing before the store, landing with the
-// reply lost, landing twice; now and then an outage that meets every try of a call's reserve or
+// reply lost, landing twice, landing late (after the batch's calls are done: after the release or
+// settlement that followed it; on SQLite, whose calls cannot be late, a lost reply); now and then an outage that meets every try of a call's reserve or
 // settle. The calls of a batch run at once; fast-check's scheduler picks the order in which their
 // writes (DynamoDB) or ledger calls (SQLite) go out. Checked:
 //   while a batch runs:  committed <= limit on every limited scope, nothing negative;
@@ -29,7 +30,7 @@ import { callScopes, holdsFor } from '../runtime/core/limits.ts';
 import type { Ledger, Nano, Reservation, ReserveResult, Scope, UsageDelta, UsageRow } from '../runtime/core/ports.ts';
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
 import { startDynalite } from './helpers/dynalite.ts';
-import { FAULT_KINDS, type FaultKind } from './helpers/faults.ts';
+import { SCHEDULED_FAULT_KINDS, type ScheduledFaultKind } from './helpers/faults.ts';
 import { scheduledDynamoLedger, scheduledSqliteLedger, type ScheduledLedger } from './helpers/scheduled-ledger.ts';
 
 const RUNS = { sqlite: 300, dynamodb: 25 };
@@ -57,8 +58,8 @@ const COUNTED = ['requests', 'errors', 'inputTokens', 'outputTokens', 'spent', '
 // ---------------------------------------------------------------------------------------------------
 // Arbitraries
 
-const KINDS = FAULT_KINDS;
-type Kind = FaultKind;
+const KINDS = SCHEDULED_FAULT_KINDS;
+type Kind = ScheduledFaultKind;
 interface FaultSpec {
   kind: Kind;
   /** Which write of the ledger call (DynamoDB); SQLite faults the whole call. */
@@ -112,7 +113,7 @@ const callArb: fc.Arbitrary<CallSpec> = fc.record({
       weight: 1,
       arbitrary: fc.record({
         on: fc.constantFrom<'reserve' | 'settle'>('reserve', 'settle'),
-        kind: fc.constantFrom<Kind>('fail', 'lost'),
+        kind: fc.constantFrom<Kind>('fail', 'lost', 'late'),
         index: fc.nat({ max: 4 }),
       }),
     },

@@ -11,10 +11,12 @@ import type { Ledger, LimitUse, Reservation, UsageDelta } from '../runtime/core/
 import { createDynamoLedger, ensureLedgerTable, type LedgerClient } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
 import { startDynalite } from './helpers/dynalite.ts';
-import { FAULT_KINDS, inject, type FaultKind } from './helpers/faults.ts';
+import { FAULT_KINDS, inject, LostReply, type FaultKind } from './helpers/faults.ts';
 
 const WRITES = new Set(['UpdateItemCommand', 'PutItemCommand', 'DeleteItemCommand']);
-const als = new AsyncLocalStorage<{ fault?: { index: number; kind: FaultKind }; writes: number }>();
+/** A late write: its reply is lost at once, and it is queued to land when the case says so. */
+type Late = { index: number; queue: (() => void)[] };
+const als = new AsyncLocalStorage<{ fault?: { index: number; kind: FaultKind }; writes: number; late?: Late }>();
 
 /** Every write sent, so a case can wait for those its caller stopped waiting for (Promise.all). */
 const inflight = new Set<Promise<unknown>>();
@@ -36,6 +38,10 @@ function faultyClient(client: LedgerClient): LedgerClient {
         const context = als.getStore();
         if (!context || !WRITES.has(command.constructor.name)) return send();
         const index = context.writes++;
+        if (context.late?.index === index) {
+          context.late.queue.push(() => void send());
+          return Promise.reject(new LostReply('injected: the reply was lost; the write lands later'));
+        }
         return track(inject(context.fault?.index === index ? context.fault.kind : undefined, send));
       };
     },
@@ -184,6 +190,26 @@ for (const [name, open] of [['sqlite', sqlite], ['dynamodb', dynamo]] as const) 
         await h.run(undefined, (l) => l.release(r));
         await h.run(undefined, (l) => l.release(r));
         assert.equal(picked(await w.use(h)), [held(0, 0, 0), held(0, 0, 0)], `unit ${index}: retries give the rest back, once`);
+      }
+    });
+  }
+  if (name === 'dynamodb') {
+    // The four USD takes are writes 0-3, the two rate takes 4-5 (see `units`).
+    test('reserve, each take lost on both tries and landing after the release: nothing stays held', async () => {
+      for (let index = 0; index < 6; index++) {
+        const ledger = createDynamoLedger({ tableName: TABLE, client: faultyClient(client) });
+        const late: Late = { index, queue: [] };
+        let runs = 0;
+        // The two reserve tries lose the reply of write `index`; the release that follows has no fault.
+        const h = {
+          ...dynamo(),
+          run: <T>(_: unknown, op: (l: Ledger) => Promise<T>) => als.run({ writes: 0, ...(++runs <= 2 ? { late } : {}) }, () => op(ledger)),
+        };
+        const w = world();
+        const r = w.call('a');
+        assert.is(await reserveLikeCore(h, r), 'failed', `unit ${index}: both tries lose a reply`);
+        for (const send of late.queue.splice(0)) send();
+        assert.equal(picked(await w.use(h)), [held(0, 0, 0), held(0, 0, 0)], `unit ${index}: the late takes are refused`);
       }
     });
   }

@@ -4,7 +4,9 @@
 // actually used, USD held and spent, outcome: settled exact / upstream error / released / never
 // settled), driven like the core drives them (reserve, once more on a throw, release if that throws
 // too; settle up to three tries), with random faults on single writes (DynamoDB) or ledger calls
-// (SQLite): failing before the store, landing with the reply lost, landing twice. The calls of a
+// (SQLite): failing before the store, landing with the reply lost, landing twice, landing late (the
+// reply lost, the write sent after the batch's calls are done: after the release or settlement that
+// followed; SQLite's calls cannot be late, so there it is a lost reply). The calls of a
 // batch run at once and fast-check's scheduler orders their writes. Checked:
 //   at every instant:  a window's requests <= RPM and tokens <= TPM, a day's committed <= its limit;
 //   after each batch:  each window and day total is what the calls' fates say: exactly, when every
@@ -20,7 +22,7 @@ import { callScopes } from '../runtime/core/limits.ts';
 import type { Ledger, RateLimits, Reservation, ReserveResult, Scope, UsageDelta } from '../runtime/core/ports.ts';
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
 import { startDynalite } from './helpers/dynalite.ts';
-import { FAULT_KINDS, type FaultKind } from './helpers/faults.ts';
+import { SCHEDULED_FAULT_KINDS, type ScheduledFaultKind } from './helpers/faults.ts';
 import { scheduledDynamoLedger, scheduledSqliteLedger, type ScheduledLedger } from './helpers/scheduled-ledger.ts';
 
 const RUNS = { sqlite: 200, dynamodb: 30 };
@@ -42,7 +44,7 @@ interface CallSpec {
   share: number;
   amount: number;
   outcome: Outcome;
-  faults: ({ kind: FaultKind; index: number } | null)[];
+  faults: ({ kind: ScheduledFaultKind; index: number } | null)[];
 }
 interface ScopeLimits {
   rates: RateLimits | null;
@@ -62,7 +64,7 @@ const callArb: fc.Arbitrary<CallSpec> = fc.record({
   amount: fc.integer({ min: 1, max: 60 }),
   outcome: fc.constantFrom<Outcome>('exact', 'error', 'release', 'never'),
   faults: fc.array(
-    fc.oneof({ weight: 4, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.record({ kind: fc.constantFrom(...FAULT_KINDS), index: fc.nat({ max: 8 }) }) }),
+    fc.oneof({ weight: 4, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.record({ kind: fc.constantFrom(...SCHEDULED_FAULT_KINDS), index: fc.nat({ max: 8 }) }) }),
     { minLength: LABELS.length, maxLength: LABELS.length },
   ),
 });

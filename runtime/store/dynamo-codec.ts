@@ -1,11 +1,13 @@
 // Key layout and item <-> row conversion of the DynamoDB ledger table (one table, pk + sk strings):
 //   usage   pk `M#2026-11`   sk `U#project#user#model`             counters, committed, priceVersion,
-//                                                                  h_<callId> {a, x, d} per call in flight,
+//                                                                  h_<callId> {a, x, d, t} per call in flight
+//                                                                  (or a tombstone string, see holdName),
 //                                                                  and on detail rows d<DD>_<counter> per day,
 //                                                                  cd<DD>: committed on day DD (every row),
 //                                                                  sd<DD>: settled spend on day DD (every row),
 //                                                                  am<T>, ad<DD>_<T>: alert marks (below)
-//   rates   pk `W#project#user#model` sk `<window epoch ms>`       requests, tokens, ttl, h_<callId> (tokens held);
+//   rates   pk `W#project#user#model` sk `<window epoch ms>`       requests, tokens, ttl, h_<callId> {k, t} (tokens
+//                                                                  held, or a tombstone string);
 //                                                                  only on scopes with a rate limit
 //   limits  pk `LIMIT`       sk `project#user#model`               limit?, dayLimit?, rpm?, tpm? (at least one),
 //                                                                  alerts?, dayAlerts? (thresholds, `80,100`)
@@ -77,12 +79,33 @@ export function toUsage(item: Item): UsageRow {
   return row;
 }
 
-/** The in-flight marker of one call on a row: its amount, deadline (epoch ms) and day. */
+/**
+ * The in-flight marker of one call on an item: a map, on a usage row its amount, deadline (epoch ms)
+ * and day, on a rate window its tokens, and on both the reserve try that holds it (`t`, see
+ * dynamo-ledger.ts). A call whose reservation may have a write still on its way (a timeout, a
+ * retry) is settled or given back by turning the marker into a tombstone, a string, instead of
+ * removing it: the late write's `attribute_not_exists` condition then refuses it. Settling and
+ * giving back require a map, so a tombstone is never settled again.
+ */
 export const holdName = (callId: string) => `${HOLD_PREFIX}${callId}`;
 const HOLD_PREFIX = 'h_';
-export const holdValue = (amount: number, expiresAt: number, day: string): AttributeValue => ({
-  M: { a: num(amount), x: num(expiresAt), d: { S: day } },
+export const holdValue = (amount: number, expiresAt: number, day: string, owner: string): AttributeValue => ({
+  M: { a: num(amount), x: num(expiresAt), d: { S: day }, t: { S: owner } },
 });
+export const rateHoldValue = (tokens: number, owner: string): AttributeValue => ({ M: { k: num(tokens), t: { S: owner } } });
+/** What `attribute_type` names for a live marker (a map; a tombstone is a string). */
+export const LIVE_MARKER: AttributeValue = { S: 'M' };
+/** How long a tombstone stays: far past any write a client gave up on (DynamoDB answers in ms). */
+export const TOMBSTONE_KEEP_MS = 60 * 60_000;
+/** A tombstone holds when it may go (epoch ms): the expiry sweep drops it after that. */
+export const tombstoneValue = (now: number): AttributeValue => ({ S: String(now + TOMBSTONE_KEEP_MS) });
+
+/** Tombstones on an item whose time is up (`now` past it). */
+export function staleTombstones(item: Item, now: number): { name: string; value: AttributeValue }[] {
+  return Object.entries(item)
+    .filter(([name, value]) => name.startsWith(HOLD_PREFIX) && value.S !== undefined && Number(value.S) < now)
+    .map(([name, value]) => ({ name, value }));
+}
 
 /** Every marker on a usage item. */
 export function holdsOf(item: Item): { callId: string; amount: number; expiresAt: number; day: string }[] {
@@ -193,7 +216,14 @@ export function priceItem(p: PriceOverride): Item {
  * priceVersion and removes the call's marker and other attributes. Attribute names go through
  * placeholders: several are DynamoDB reserved words.
  */
-export function addExpression(adds: Record<string, number>, opts: { priceVersion?: string; removeHold?: string; remove?: readonly string[] } = {}) {
+/**
+ * `ADD` each counter, optionally `SET` the price version, and end the call's marker `hold`: removed,
+ * or replaced by `tombstone` (see holdName). `remove` lists other attributes to drop.
+ */
+export function addExpression(
+  adds: Record<string, number>,
+  opts: { priceVersion?: string; hold?: string; tombstone?: AttributeValue; remove?: readonly string[] } = {},
+) {
   const names: Record<string, string> = {};
   const values: Item = {};
   const terms = Object.entries(adds).map(([name, value], i) => {
@@ -201,23 +231,30 @@ export function addExpression(adds: Record<string, number>, opts: { priceVersion
     values[`:a${i}`] = num(value);
     return `#a${i} :a${i}`;
   });
-  let expression = `ADD ${terms.join(', ')}`;
+  let expression = terms.length ? `ADD ${terms.join(', ')}` : '';
+  const sets: string[] = [];
   if (opts.priceVersion !== undefined) {
     names['#pv'] = 'priceVersion';
     values[':pv'] = { S: opts.priceVersion };
-    expression += ' SET #pv = :pv';
+    sets.push('#pv = :pv');
   }
   const removes: string[] = [];
-  if (opts.removeHold !== undefined) {
-    names['#h'] = opts.removeHold;
-    removes.push('#h');
+  if (opts.hold !== undefined) {
+    names['#h'] = opts.hold;
+    if (opts.tombstone) {
+      values[':tomb'] = opts.tombstone;
+      sets.push('#h = :tomb');
+    } else {
+      removes.push('#h');
+    }
   }
   (opts.remove ?? []).forEach((name, i) => {
     names[`#r${i}`] = name;
     removes.push(`#r${i}`);
   });
+  if (sets.length) expression += ` SET ${sets.join(', ')}`;
   if (removes.length) expression += ` REMOVE ${removes.join(', ')}`;
-  return { UpdateExpression: expression, ExpressionAttributeNames: names, ExpressionAttributeValues: values };
+  return { UpdateExpression: expression.trim(), ExpressionAttributeNames: names, ExpressionAttributeValues: values };
 }
 
 // ------------------------------------------------------------------------------------ alert marks

@@ -3,6 +3,10 @@
 // TransactWriteItems: it doubles the cost and latency of the hot path and dynalite (our test server)
 // lacks it; reserve() gets all-or-none by undoing the holds already taken instead, and each call's
 // marker on a row (set with its hold, removed with its settlement) makes every write apply once.
+// Writes whose reply was lost may land late, after the core moved on; two rules keep those from
+// changing anything: a marker records the reserve try that holds it, and an undo applies only to its
+// own try's (a retry that finds the marker makes it its own); and a call with such a write ends its
+// markers as tombstones, which refuse a hold that lands after the settlement or the release.
 import {
   BatchGetItemCommand,
   CreateTableCommand,
@@ -16,7 +20,9 @@ import {
   waitUntilTableExists,
   type DynamoDBClientConfig,
   type QueryCommandInput,
+  type UpdateItemCommandOutput,
 } from '@aws-sdk/client-dynamodb';
+import { randomBytes } from 'node:crypto';
 import type { ExpiredHold, Hold, Ledger, Nano, RateHold, RateUse, Reservation, Scope, SettledRow, Settlement } from '../core/ports.ts';
 import { formatAlerts, reached, type BudgetAlert } from '../core/alerts.ts';
 import { LEDGER_TABLE } from '../core/contract.ts';
@@ -47,6 +53,10 @@ import {
   holdName,
   holdsOf,
   holdValue,
+  LIVE_MARKER,
+  rateHoldValue,
+  staleTombstones,
+  tombstoneValue,
   keyId,
   limitKey,
   memberKey,
@@ -83,6 +93,32 @@ const BATCH_GET_MAX = 100;
 const UNPROCESSED_RETRIES = 8;
 
 const isRefusal = (error: unknown) => (error as { name?: string } | null)?.name === 'ConditionalCheckFailedException';
+/** The client sent the request more than once: an earlier try may land after the answer we got. */
+const retried = (outcome: unknown) => ((outcome as { $metadata?: { attempts?: number } } | null)?.$metadata?.attempts ?? 1) > 1;
+/** A conditional write's outcome: true when it applied, false when its condition refused it. */
+const applied = (write: Promise<unknown>): Promise<boolean> =>
+  write.then(
+    () => true,
+    (error: unknown) => {
+      if (isRefusal(error)) return false;
+      throw error;
+    },
+  );
+/**
+ * Makes an update apply only while the call's marker `#h` is a live hold (not a tombstone) and, with
+ * `owner`, one that reserve try holds.
+ */
+function whileHeld<T extends { ExpressionAttributeValues: Item }>(update: T, owner?: string) {
+  return {
+    ...update,
+    ConditionExpression: owner === undefined ? 'attribute_type(#h, :held)' : 'attribute_type(#h, :held) AND #h.t = :owner',
+    ExpressionAttributeValues: { ...update.ExpressionAttributeValues, ':held': LIVE_MARKER, ...(owner === undefined ? {} : { ':owner': { S: owner } }) },
+  };
+}
+/** A fresh id for one reserve try: the markers it takes carry it (see `owns`). */
+const newTry = () => randomBytes(6).toString('base64url');
+/** How often a take may find the call's marker gone again between reading and owning it. */
+const TAKE_ROUNDS = 3;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -103,6 +139,33 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
    * already passed costs each instance one refused conditional write per period, then nothing.
    */
   const knownMarks = new Set<string>();
+  /**
+   * Calls with a hold write whose outcome was not seen for sure (it threw, or the client sent it
+   * more than once): that write may still land, after the call is settled or given back. Their
+   * markers end as tombstones (see holdName), so it is refused when it does. Cleared once the call
+   * ends; a bound keeps a run of failed settlements from growing it forever (forgetting costs only
+   * the over-count tombstones prevent: a late hold charged at its deadline).
+   */
+  const unsure = new Set<string>();
+  const UNSURE_MAX = 10_000;
+
+  /** Sends a write that takes a hold, noting the call as unsure when the outcome may hide a late landing. */
+  async function sendHold(callId: string, command: UpdateItemCommand): Promise<UpdateItemCommandOutput> {
+    try {
+      const out = await client.send(command);
+      if (retried(out)) noteUnsure(callId);
+      return out;
+    } catch (error) {
+      if (!isRefusal(error) || retried(error)) noteUnsure(callId);
+      throw error;
+    }
+  }
+  function noteUnsure(callId: string): void {
+    if (unsure.size >= UNSURE_MAX) unsure.clear();
+    unsure.add(callId);
+  }
+  /** The tombstone a call's markers end as, or undefined when they are simply removed. */
+  const tombstoneFor = (callId: string) => (unsure.has(callId) ? tombstoneValue(Date.now()) : undefined);
 
   async function queryAll(input: Omit<QueryCommandInput, 'TableName'>): Promise<Item[]> {
     const items: Item[] = [];
@@ -142,19 +205,55 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     return found;
   }
 
-  /** The row's committed totals (month and day) and whether `callId` holds it, read strongly consistent. */
-  async function rowState(r: Reservation, scope: Scope): Promise<{ committed: Nano; day: Nano; held: boolean }> {
+  /** The call's marker on an item and the attributes `names`, read strongly consistent. */
+  async function readHeld(Key: Item, callId: string, names: string[]): Promise<{ item: Item; marker?: Item[string] }> {
+    const all = [holdName(callId), ...names];
     const out = await client.send(
       new GetItemCommand({
         TableName,
-        Key: usageKey(r.month, scope),
+        Key,
         ConsistentRead: true,
-        ProjectionExpression: '#c, #d, #h',
-        ExpressionAttributeNames: { '#c': 'committed', '#d': dayCommittedName(r.day), '#h': holdName(r.callId) },
+        ProjectionExpression: all.map((_, i) => `#p${i}`).join(', '),
+        ExpressionAttributeNames: Object.fromEntries(all.map((n, i) => [`#p${i}`, n])),
       }),
     );
     const item = out.Item ?? {};
-    return { committed: Number(item.committed?.N ?? 0), day: Number(item[dayCommittedName(r.day)]?.N ?? 0), held: item[holdName(r.callId)] !== undefined };
+    return { item, marker: item[holdName(callId)] };
+  }
+
+  /**
+   * A take's condition refused it and the call's live marker is there: an earlier send of this try
+   * landed with its reply lost, or an earlier try's take did. The try makes the marker its own, so
+   * that an earlier try's undo still on its way cannot take it away (undos are conditioned on
+   * their try). False when the marker changed meanwhile.
+   */
+  async function owns(Key: Item, callId: string, marker: Item[string], owner: string): Promise<boolean> {
+    const theirs = marker.M?.t?.S;
+    if (theirs === owner) return true;
+    return applied(
+      client.send(
+        new UpdateItemCommand({
+          TableName,
+          Key,
+          UpdateExpression: 'SET #h.t = :mine',
+          // Markers written before tries were recorded have no `t`.
+          ConditionExpression: `attribute_type(#h, :held) AND ${theirs === undefined ? 'attribute_not_exists(#h.t)' : '#h.t = :theirs'}`,
+          ExpressionAttributeNames: { '#h': holdName(callId) },
+          ExpressionAttributeValues: { ':held': LIVE_MARKER, ':mine': { S: owner }, ...(theirs === undefined ? {} : { ':theirs': { S: theirs } }) },
+        }),
+      ),
+    );
+  }
+
+  /**
+   * A take whose condition refused: the call's live marker there means it holds the item already
+   * (`held`, once this try owns it); else it was refused (by a limit, or by a tombstone: the call
+   * ended, and this is a stale try). Undefined: the marker went away meanwhile, take again.
+   */
+  async function afterRefusal(Key: Item, callId: string, owner: string, names: string[]): Promise<{ held: boolean; item: Item } | undefined> {
+    const { item, marker } = await readHeld(Key, callId, names);
+    if (!marker?.M) return { held: false, item };
+    return (await owns(Key, callId, marker, owner)) ? { held: true, item } : undefined;
   }
 
   /**
@@ -167,13 +266,14 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
   type Taken = { committed: Nano; day: Nano } | { refused: Nano; period?: 'day' };
 
   /**
-   * committed += amount (and the day's committed) and the call's marker, only if the marker is not
-   * there yet and, on a limited row, each total + amount <= its limit. A refused condition is told
-   * apart by reading the row: the marker present means an earlier attempt landed and its reply was lost.
+   * committed += amount (and the day's committed) and the call's marker (held by try `owner`), only
+   * if the call has no marker there yet and, on a limited row, each total + amount <= its limit. A
+   * refused condition is told apart by reading the row (see `afterRefusal`).
    */
-  async function take(r: Reservation, { scope, amount, limit, dayLimit }: Hold): Promise<Taken> {
+  async function take(r: Reservation, { scope, amount, limit, dayLimit }: Hold, owner: string): Promise<Taken> {
+    const Key = usageKey(r.month, scope);
     const conditions = ['attribute_not_exists(#h)'];
-    const values: Item = { ':amount': num(amount), ':hold': holdValue(amount, r.expiresAt, r.day) };
+    const values: Item = { ':amount': num(amount), ':hold': holdValue(amount, r.expiresAt, r.day, owner) };
     if (limit !== undefined) {
       conditions.push(atMost('#c', ':max', limit - amount));
       values[':max'] = num(limit - amount);
@@ -182,56 +282,99 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       conditions.push(atMost('#d', ':dmax', dayLimit - amount));
       values[':dmax'] = num(dayLimit - amount);
     }
-    try {
-      const out = await client.send(
-        new UpdateItemCommand({
-          TableName,
-          Key: usageKey(r.month, scope),
-          UpdateExpression: 'ADD #c :amount, #d :amount SET #h = :hold REMOVE #al',
-          ConditionExpression: conditions.join(' AND '),
-          ExpressionAttributeNames: { '#c': 'committed', '#d': dayCommittedName(r.day), '#h': holdName(r.callId), '#al': ALERT_CARRIER },
-          ExpressionAttributeValues: values,
-          ReturnValues: 'UPDATED_NEW',
-        }),
-      );
-      return { committed: Number(out.Attributes?.committed?.N ?? 0), day: Number(out.Attributes?.[dayCommittedName(r.day)]?.N ?? 0) };
-    } catch (error) {
-      if (!isRefusal(error)) throw error;
-      const state = await rowState(r, scope);
-      if (state.held) return { committed: state.committed, day: state.day };
-      // Another call may have given budget back since: the month is named unless only the day is over.
-      const monthOver = limit !== undefined && state.committed > limit - amount;
-      const dayOver = dayLimit !== undefined && state.day > dayLimit - amount;
-      return (dayOver && !monthOver) || limit === undefined ? { refused: state.day, period: 'day' } : { refused: state.committed };
+    const dayName = dayCommittedName(r.day);
+    for (let round = 1; ; round++) {
+      try {
+        const out = await sendHold(
+          r.callId,
+          new UpdateItemCommand({
+            TableName,
+            Key,
+            UpdateExpression: 'ADD #c :amount, #d :amount SET #h = :hold REMOVE #al',
+            ConditionExpression: conditions.join(' AND '),
+            ExpressionAttributeNames: { '#c': 'committed', '#d': dayName, '#h': holdName(r.callId), '#al': ALERT_CARRIER },
+            ExpressionAttributeValues: values,
+            ReturnValues: 'UPDATED_NEW',
+          }),
+        );
+        return { committed: Number(out.Attributes?.committed?.N ?? 0), day: Number(out.Attributes?.[dayName]?.N ?? 0) };
+      } catch (error) {
+        if (!isRefusal(error)) throw error;
+        const state = await afterRefusal(Key, r.callId, owner, ['committed', dayName]);
+        if (!state) {
+          if (round < TAKE_ROUNDS) continue;
+          throw new Error('the call\'s hold kept changing while it was taken');
+        }
+        const committed = Number(state.item.committed?.N ?? 0);
+        const day = Number(state.item[dayName]?.N ?? 0);
+        if (state.held) return { committed, day };
+        // Another call may have given budget back since: the month is named unless only the day is over.
+        const monthOver = limit !== undefined && committed > limit - amount;
+        const dayOver = dayLimit !== undefined && day > dayLimit - amount;
+        return (dayOver && !monthOver) || limit === undefined ? { refused: day, period: 'day' } : { refused: committed };
+      }
     }
   }
 
-  /** Give one hold back: committed (and the day's) -= amount and the marker removed, once. */
-  async function untake(r: Reservation, { scope, amount }: Hold): Promise<void> {
-    await client
-      .send(
+  /**
+   * Gives one hold back (on a usage row or a rate window), once: the one try `owner` holds (an undo
+   * inside reserve: an earlier try's undo landing late cannot touch what a later try owns), or
+   * whichever try holds it (a release, the call's last word). An unsure call's marker ends as a
+   * tombstone, and where it has no hold a tombstone goes in its place, so a take still on its way
+   * is refused when it lands; if one landed in between, that one is given back.
+   */
+  async function giveBack(
+    Key: Item, callId: string, adds: Record<string, number>, owner: string | undefined, opts: { remove?: readonly string[]; ttl?: number } = {},
+  ): Promise<void> {
+    const tombstone = tombstoneFor(callId);
+    const end = (who: string | undefined) =>
+      applied(
+        client.send(
+          new UpdateItemCommand({ TableName, Key, ...whileHeld(addExpression(adds, { hold: holdName(callId), tombstone, remove: opts.remove }), who) }),
+        ),
+      );
+    if ((await end(owner)) || !tombstone) return;
+    if (await putTombstone(Key, callId, tombstone, opts.ttl)) return;
+    const { marker } = await readHeld(Key, callId, []);
+    if (marker?.M) await end(marker.M.t?.S);
+  }
+
+  const untake = (r: Reservation, { scope, amount }: Hold, owner?: string) =>
+    giveBack(usageKey(r.month, scope), r.callId, { committed: -amount, [dayCommittedName(r.day)]: -amount }, owner, { remove: [ALERT_CARRIER] });
+
+  const rateTtl = (window: number) => Math.ceil(window / 1000) + RATE_TTL_SECONDS;
+
+  const untakeRate = (r: Reservation, { scope, tokens }: RateHold, owner?: string) =>
+    giveBack(rateKey(scope, r.window ?? 0), r.callId, { requests: -1, tokens: -tokens }, owner, { ttl: rateTtl(r.window ?? 0) });
+
+  /** A tombstone where the call has no marker at all; false when one is there (a hold, or a tombstone). */
+  function putTombstone(Key: Item, callId: string, tombstone: Item[string], ttl?: number): Promise<boolean> {
+    return applied(
+      client.send(
         new UpdateItemCommand({
           TableName,
-          Key: usageKey(r.month, scope),
-          ...addExpression({ committed: -amount, [dayCommittedName(r.day)]: -amount }, { removeHold: holdName(r.callId), remove: [ALERT_CARRIER] }),
-          ConditionExpression: 'attribute_exists(#h)',
+          Key,
+          UpdateExpression: ttl === undefined ? 'SET #h = :tomb' : 'SET #h = :tomb, #ttl = if_not_exists(#ttl, :ttl)',
+          ConditionExpression: 'attribute_not_exists(#h)',
+          ExpressionAttributeNames: { '#h': holdName(callId), ...(ttl === undefined ? {} : { '#ttl': TTL_ATTRIBUTE }) },
+          ExpressionAttributeValues: { ':tomb': tombstone, ...(ttl === undefined ? {} : { ':ttl': num(ttl) }) },
         }),
-      )
-      .catch((error) => {
-        if (!isRefusal(error)) throw error;
-      });
+      ),
+    );
   }
 
   const useOf = (item: Item | undefined): RateUse => ({ requests: Number(item?.requests?.N ?? 0), tokens: Number(item?.tokens?.N ?? 0) });
 
   /**
-   * One request and the hold's tokens in the scope's window, with the call's marker, only if the
-   * marker is not there yet and both fit their limits. Told apart like `take` when refused.
+   * One request and the hold's tokens in the scope's window, with the call's marker (held by try
+   * `owner`), only if the call has no marker there yet and both fit their limits. Told apart like
+   * `take` when refused.
    */
-  async function takeRate(r: Reservation, { scope, tokens, rpm, tpm }: RateHold): Promise<{ use: RateUse } | { refused: RateUse }> {
+  async function takeRate(r: Reservation, { scope, tokens, rpm, tpm }: RateHold, owner: string): Promise<{ use: RateUse } | { refused: RateUse }> {
     const window = r.window ?? 0;
+    const Key = rateKey(scope, window);
     const conditions = ['attribute_not_exists(#h)'];
-    const values: Item = { ':one': num(1), ':tokens': num(tokens), ':ttl': num(Math.ceil(window / 1000) + RATE_TTL_SECONDS) };
+    const values: Item = { ':one': num(1), ':tokens': num(tokens), ':hold': rateHoldValue(tokens, owner), ':ttl': num(rateTtl(window)) };
     if (rpm !== undefined) {
       conditions.push(atMost('#r', ':rmax', rpm - 1));
       values[':rmax'] = num(rpm - 1);
@@ -240,41 +383,40 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       conditions.push(atMost('#t', ':tmax', tpm - tokens));
       values[':tmax'] = num(tpm - tokens);
     }
-    try {
-      const out = await client.send(
-        new UpdateItemCommand({
-          TableName,
-          Key: rateKey(scope, window),
-          UpdateExpression: 'ADD #r :one, #t :tokens SET #h = :tokens, #ttl = :ttl',
-          ConditionExpression: conditions.join(' AND '),
-          ExpressionAttributeNames: { '#r': 'requests', '#t': 'tokens', '#h': holdName(r.callId), '#ttl': TTL_ATTRIBUTE },
-          ExpressionAttributeValues: values,
-          ReturnValues: 'UPDATED_NEW',
-        }),
-      );
-      return { use: useOf(out.Attributes) };
-    } catch (error) {
-      if (!isRefusal(error)) throw error;
-      const out = await client.send(new GetItemCommand({ TableName, Key: rateKey(scope, window), ConsistentRead: true }));
-      return out.Item?.[holdName(r.callId)] !== undefined ? { use: useOf(out.Item) } : { refused: useOf(out.Item) };
+    for (let round = 1; ; round++) {
+      try {
+        const out = await sendHold(
+          r.callId,
+          new UpdateItemCommand({
+            TableName,
+            Key,
+            UpdateExpression: 'ADD #r :one, #t :tokens SET #h = :hold, #ttl = :ttl',
+            ConditionExpression: conditions.join(' AND '),
+            ExpressionAttributeNames: { '#r': 'requests', '#t': 'tokens', '#h': holdName(r.callId), '#ttl': TTL_ATTRIBUTE },
+            ExpressionAttributeValues: values,
+            ReturnValues: 'UPDATED_NEW',
+          }),
+        );
+        return { use: useOf(out.Attributes) };
+      } catch (error) {
+        if (!isRefusal(error)) throw error;
+        const state = await afterRefusal(Key, r.callId, owner, ['requests', 'tokens']);
+        if (!state) {
+          if (round < TAKE_ROUNDS) continue;
+          throw new Error('the call\'s rate hold kept changing while it was taken');
+        }
+        return state.held ? { use: useOf(state.item) } : { refused: useOf(state.item) };
+      }
     }
   }
 
-  /** Changes a rate hold's window (give back, or settle its tokens) and removes the marker, once. */
-  async function changeRate(callId: string, window: number, scope: Scope, adds: { requests?: number; tokens: number }): Promise<void> {
-    await client
-      .send(
-        new UpdateItemCommand({
-          TableName,
-          Key: rateKey(scope, window),
-          ...addExpression(adds, { removeHold: holdName(callId) }),
-          // Without the marker it was settled or given back already (or its window is gone).
-          ConditionExpression: 'attribute_exists(#h)',
-        }),
-      )
-      .catch((error) => {
-        if (!isRefusal(error)) throw error;
-      });
+  /** Settles a rate hold's tokens to the actual (whichever try holds it) and ends the marker, once. */
+  async function settleRate(callId: string, window: number, scope: Scope, tokens: number): Promise<void> {
+    // Without a live marker it was settled or given back already (or its window is gone).
+    const tombstone = tombstoneFor(callId);
+    await applied(
+      client.send(new UpdateItemCommand({ TableName, Key: rateKey(scope, window), ...whileHeld(addExpression({ tokens }, { hold: holdName(callId), tombstone })) })),
+    );
   }
 
   /** The mark attributes of every threshold a settled row watches. */
@@ -371,6 +513,20 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     }
   }
 
+  /** Removes a tombstone whose time is up, unless it changed since the item was read. */
+  function pruneTombstone(item: Item, name: string, value: Item[string]): Promise<unknown> {
+    return client.send(
+      new UpdateItemCommand({
+        TableName,
+        Key: { pk: item.pk, sk: item.sk },
+        UpdateExpression: 'REMOVE #h',
+        ConditionExpression: '#h = :v',
+        ExpressionAttributeNames: { '#h': name },
+        ExpressionAttributeValues: { ':v': value },
+      }),
+    );
+  }
+
   /** Marks the month as having usage: once per instance and month, with the first write of it. */
   function markMonth(month: string, day: string): Promise<unknown> | undefined {
     if (marked.has(month)) return undefined;
@@ -422,9 +578,10 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     async reserve(r) {
       // All holds, USD and rate, at once (one round trip); then give back the ones taken if any refused.
       const rateHolds = r.rates ?? [];
+      const owner = newTry();
       const [results, rateResults] = await Promise.all([
-        Promise.allSettled(r.holds.map((hold) => take(r, hold))),
-        Promise.allSettled(rateHolds.map((hold) => takeRate(r, hold))),
+        Promise.allSettled(r.holds.map((hold) => take(r, hold, owner))),
+        Promise.allSettled(rateHolds.map((hold) => takeRate(r, hold, owner))),
       ]);
       const failure = [...results, ...rateResults].find((x) => x.status === 'rejected');
       if (failure) throw (failure as PromiseRejectedResult).reason; // the core retries, then releases
@@ -440,9 +597,11 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       }
       // Answer only once every undo is done: a retry started while one is still on its way would count
       // that row's hold as taken (the marker is still there), and the late undo would then remove it.
+      // An unsure call's refused rows get a tombstone too: an earlier try's hold there may still land.
+      const doubt = unsure.has(r.callId);
       const undone = await Promise.allSettled([
-        ...r.holds.map((hold, i) => ('committed' in taken[i] ? untake(r, hold) : null)),
-        ...rateHolds.map((hold, i) => ('use' in rates[i] ? changeRate(r.callId, r.window ?? 0, hold.scope, { requests: -1, tokens: -hold.tokens }) : null)),
+        ...r.holds.map((hold, i) => ('committed' in taken[i] || doubt ? untake(r, hold, owner) : null)),
+        ...rateHolds.map((hold, i) => ('use' in rates[i] || doubt ? untakeRate(r, hold, owner) : null)),
       ]);
       const undoFailure = undone.find((x) => x.status === 'rejected');
       if (undoFailure) throw (undoFailure as PromiseRejectedResult).reason; // the core retries, then releases
@@ -456,14 +615,16 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     async release(r) {
       await Promise.all([
         ...r.holds.map((hold) => untake(r, hold)),
-        ...(r.rates ?? []).map((hold) => changeRate(r.callId, r.window ?? 0, hold.scope, { requests: -1, tokens: -hold.tokens })),
+        ...(r.rates ?? []).map((hold) => untakeRate(r, hold)),
       ]);
+      unsure.delete(r.callId);
     },
 
     async settle(s) {
       const counts = Object.fromEntries(COUNTERS.map((c) => [c, s.delta[c]]));
       const daily = Object.fromEntries(COUNTERS.map((c) => [dailyName(s.day, c), s.delta[c]]));
       const alerts: BudgetAlert[] = [];
+      const tombstone = tombstoneFor(s.callId);
       const writes: Promise<unknown>[] = s.rows.map(async (row) => {
         const marks = marksWatched(s, row);
         let attributes: Item | undefined;
@@ -472,7 +633,8 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
             new UpdateItemCommand({
               TableName,
               Key: usageKey(s.month, row.scope),
-              ...addExpression(
+              // Without a live marker the row was settled (or charged as expired) already.
+              ...whileHeld(addExpression(
                 {
                   ...counts,
                   ...(row.daily ? daily : {}),
@@ -480,10 +642,8 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
                   ...(row.committed !== 0 ? { [dayCommittedName(s.day)]: row.committed } : {}),
                   ...(s.delta.spent !== 0 ? { [daySpentName(s.day)]: s.delta.spent } : {}),
                 },
-                { priceVersion: s.priceVersion, removeHold: holdName(s.callId), remove: [ALERT_CARRIER] },
-              ),
-              // Without the marker the row was settled (or charged as expired) already.
-              ConditionExpression: 'attribute_exists(#h)',
+                { priceVersion: s.priceVersion, hold: holdName(s.callId), tombstone, remove: [ALERT_CARRIER] },
+              )),
               // A watched row's new spend comes back with the write itself: no read.
               ...(marks.length ? { ReturnValues: 'UPDATED_NEW' as const } : {}),
             }),
@@ -498,12 +658,13 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
         attributes ??= await watchedState(s, row.scope, marks);
         alerts.push(...(await markReached(s, row, attributes)));
       });
-      for (const rate of s.rates ?? []) writes.push(changeRate(s.callId, s.window ?? 0, rate.scope, { tokens: rate.tokens }));
+      for (const rate of s.rates ?? []) writes.push(settleRate(s.callId, s.window ?? 0, rate.scope, rate.tokens));
       const mark = markMonth(s.month, s.day);
       if (mark) writes.push(mark);
       // Answer only once every write is done, so a retry never overlaps a try still marking.
       const failure = (await Promise.allSettled(writes)).find((x) => x.status === 'rejected');
       if (failure) throw (failure as PromiseRejectedResult).reason;
+      unsure.delete(s.callId);
       return alerts;
     },
 
@@ -517,7 +678,9 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
 
     async expired(month, now) {
       const expired: ExpiredHold[] = [];
+      const pruned: Promise<unknown>[] = [];
       for (const item of await queryPartition(usagePk(month), USAGE_PREFIX)) {
+        for (const { name, value } of staleTombstones(item, now)) pruned.push(pruneTombstone(item, name, value));
         const { month: m, project, user, model } = toUsage(item);
         for (const hold of holdsOf(item)) {
           if (hold.expiresAt < now) {
@@ -525,6 +688,8 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
           }
         }
       }
+      // A tombstone that stays (its removal failed) only costs bytes: the next sweep tries again.
+      await Promise.allSettled(pruned);
       return expired;
     },
 

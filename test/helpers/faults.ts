@@ -4,6 +4,13 @@
 export const FAULT_KINDS = ['fail', 'lost', 'dup'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
+/**
+ * The property suites add one more: `late`, the reply is lost at once and the write lands whenever
+ * the scheduler lets it, maybe after the call was given back or settled (see scheduled-ledger.ts).
+ */
+export const SCHEDULED_FAULT_KINDS = [...FAULT_KINDS, 'late'] as const;
+export type ScheduledFaultKind = (typeof SCHEDULED_FAULT_KINDS)[number];
+
 export class InjectedFailure extends Error {
   override name = 'InjectedFailure';
 }

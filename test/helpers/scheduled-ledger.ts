@@ -1,19 +1,20 @@
 // A ledger whose store calls fast-check's scheduler orders, with one fault injected per call: the
 // property suites (test/ledger-properties.test.ts, test/ledger-rate-properties.test.ts) drive both
 // stores through it. On DynamoDB each write of a ledger call is scheduled and may fail, land with its
-// reply lost or land twice (its `index`-th write); SQLite applies a ledger call at once, so the whole
-// call is scheduled and faulted.
+// reply lost, land twice or land late (its `index`-th write: the reply is lost at once and the write
+// lands once the batch's calls are all done, after the release or settlement that followed it); SQLite applies a ledger call at once, so the whole call is
+// scheduled and faulted, and a late call is a lost one (it cannot land after its caller moved on).
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type fc from 'fast-check';
 import type { Ledger } from '../../runtime/core/ports.ts';
 import { createDynamoLedger, type LedgerClient } from '../../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../../runtime/store/sqlite-ledger.ts';
-import { inject, type FaultKind } from './faults.ts';
+import { inject, LostReply, type ScheduledFaultKind } from './faults.ts';
 
 export interface WriteFault {
   /** Which write of the ledger call (DynamoDB; SQLite faults the call itself). */
   index: number;
-  kind: FaultKind;
+  kind: ScheduledFaultKind;
 }
 
 export interface ScheduledLedger {
@@ -31,6 +32,8 @@ const als = new AsyncLocalStorage<{ label: string; fault: WriteFault | undefined
 
 export function scheduledDynamoLedger(s: fc.Scheduler, client: LedgerClient, tableName: string): ScheduledLedger {
   const inflight = new Set<Promise<unknown>>();
+  /** Late writes, sent by `idle`: the most the core can have done meanwhile is all of it. */
+  const late: (() => unknown)[] = [];
   const track = (p: Promise<unknown>) => {
     inflight.add(p);
     void p.catch(() => undefined).finally(() => inflight.delete(p));
@@ -49,7 +52,12 @@ export function scheduledDynamoLedger(s: fc.Scheduler, client: LedgerClient, tab
         };
         if (!WRITES.has(command.constructor.name)) return send();
         const index = context.writes++;
-        const faulted = inject(context.fault?.index === index ? context.fault.kind : undefined, send);
+        const kind = context.fault?.index === index ? context.fault.kind : undefined;
+        if (kind === 'late') {
+          late.push(send);
+          return Promise.reject(new LostReply('injected: the reply was lost; the write lands after the batch'));
+        }
+        const faulted = inject(kind, send);
         track(faulted);
         return faulted;
       };
@@ -60,6 +68,7 @@ export function scheduledDynamoLedger(s: fc.Scheduler, client: LedgerClient, tab
     raw: createDynamoLedger({ tableName, client }),
     run: (label, fault, op) => als.run({ label, fault, writes: 0 }, () => op(ledger)),
     async idle() {
+      for (const send of late.splice(0)) send();
       while (inflight.size > 0) await Promise.allSettled([...inflight]);
     },
     async close() {},
@@ -72,7 +81,7 @@ export function scheduledSqliteLedger(s: fc.Scheduler): ScheduledLedger {
     raw: ledger,
     run(label, fault, op) {
       const send = () => s.schedule(Promise.resolve(), label).then(() => op(ledger));
-      return inject(fault?.kind, send);
+      return inject(fault?.kind === 'late' ? 'lost' : fault?.kind, send);
     },
     async idle() {},
     close: () => ledger.close!(),
