@@ -257,9 +257,19 @@ interface RunOptions {
   cpuProf?: string;
   /** Run the peer gateway beside the stack in the cases that both serve alike. */
   peer?: RunningPeer;
+  /** The SQLite run's stack CPU per request (µs) by case: the DynamoDB run's figures as ratios of it. */
+  baselineCpu?: Map<string, number>;
 }
 
-async function runLedger(fake: Child, signerFor: (home: string) => Promise<SignatureV4>, o: RunOptions): Promise<void> {
+/**
+ * The budget integrity issue's targets for the DynamoDB ledger (with the injected round trip): stack
+ * CPU per request and added p50 at c=1.
+ */
+const DYNAMO_CPU_TARGET_US = 2_500;
+const DYNAMO_ADDED_TARGET_MS = 8;
+
+/** Runs every case against one stack; answers its stack CPU per request (µs) by case. */
+async function runLedger(fake: Child, signerFor: (home: string) => Promise<SignatureV4>, o: RunOptions): Promise<Map<string, number>> {
   rows.length = 0;
   const home = mkdtempSync(path.join(os.tmpdir(), 'wrapi-bench-'));
   const stackEnv: Record<string, string> = {
@@ -336,8 +346,13 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
     const k1 = c1.k?.samples.map((x) => x.ms);
     const pre1 = o.dynamo ? o.delayMs : 0;
     const peerAdded1 = k1 ? pct(k1, 50) - pct(d1, 50) : NaN;
+    // Dynalite takes a few ms of its own per reservation on top of the injected round trip; the added
+    // time with the reservation counted at exactly the injected delay is what DynamoDB at that latency gives.
+    const atInjected1 = added1 - reserveMs + pre1;
     row('non-stream chat c=1 p50', ms(pct(d1, 50)), ms(pct(p1, 50)), plus(added1), ratio(pct(p1, 50), pct(d1, 50)),
-      o.dynamo ? lambdaNote(added1, pre1, reserveMs)
+      o.dynamo
+        ? `${verdict(added1 <= DYNAMO_ADDED_TARGET_MS, `(≤ +${DYNAMO_ADDED_TARGET_MS} ms)`)} ${lambdaNote(added1, pre1, reserveMs)}; ` +
+          `with the reservation at the injected ${pre1} ms: ${plus(atInjected1)}`
         : verdict(added1 <= 1.2, added1 <= 1 ? '(≤ 1.2 ms; ideal ≤ 1 ms met)' : '(≤ 1.2 ms; ideal ≤ 1 ms missed)') +
           (k1 ? `; ${verdict(added1 < peerAdded1, `(added < ${peer!.label}'s)`)}` : ''),
       peerAt(k1, d1, p1, 50));
@@ -539,6 +554,16 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
       }
     }
 
+    const cpuPerRequest = new Map([...merged].map(([label, m]) => [label, m.c.cpuUs / m.n]));
+    if (o.dynamo) {
+      for (const label of ['non-stream c=1', 'non-stream c=16']) {
+        const us = cpuPerRequest.get(label)!;
+        const base = o.baselineCpu?.get(label);
+        row(`stack CPU per request, ${label}`, '', `${us.toFixed(0)} µs`, '', '',
+          `${verdict(us <= DYNAMO_CPU_TARGET_US, `(≤ ${DYNAMO_CPU_TARGET_US / 1000} ms)`)}${base ? `; ${ratio(us, base)} the SQLite run's ${base.toFixed(0)} µs` : ''}`);
+      }
+    }
+
     console.log(['', ...tableLines(o.title, rows, peer?.label)].join('\n'));
 
     // Store round trips per request.
@@ -560,6 +585,7 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
       const f = (v: number) => (hasUpstream ? v.toFixed(2) : '—');
       console.log(`${x.label.padEnd(12)} ${String(x.n).padStart(3)}  ${''.padStart(16)} ${f(x.preRead).padStart(5)} ${f(x.preReserve).padStart(7)} ${f(x.preOther).padStart(5)}   ${x.writesBeforeFirstByte.toFixed(2).padStart(40)}   ${(hasUpstream ? x.toUpstream.toFixed(3) : '—').padStart(9)} ${(hasUpstream ? x.upstreamWait.toFixed(3) : '—').padStart(9)} ${x.toFirstByte.toFixed(3).padStart(9)}  ${verdict(ok, '(≤1 read, ≤1 reserve before upstream; no write before 1st byte)')}`);
     }
+    return cpuPerRequest;
   } finally {
     await stack.stop();
     rmSync(home, { recursive: true, force: true });
@@ -660,7 +686,7 @@ const profDir = (name: string) => (CPU_PROF ? mkdtempSync(path.join(os.tmpdir(),
 const profiles: [string, string][] = [];
 try {
   const sqliteProf = profDir('sqlite');
-  await runLedger(fake, signerFor, {
+  const sqliteCpu = await runLedger(fake, signerFor, {
     title: `SQLite ledger (the local stack default)${peer ? `, beside ${peer.package}` : ''}`,
     scale: SCALE,
     peer,
@@ -680,6 +706,7 @@ try {
       dynamo,
       delayMs: DELAY_MS,
       cpuProf: dynamoProf,
+      baselineCpu: sqliteCpu,
     });
     if (dynamoProf) profiles.push(['DynamoDB', dynamoProf]);
   }
