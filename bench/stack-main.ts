@@ -10,7 +10,7 @@
  *             env BENCH_UPSTREAM    fake upstream base URL (…/v1), BENCH_UPSTREAM_KEY its key
  *             env BENCH_DYNAMODB    dynalite endpoint: use the DynamoDB ledger instead of SQLite
  *             env BENCH_LEDGER_DELAY_MS  fixed delay added before every ledger call (a network round trip)
- *             env BENCH_ACCEPT_ENCODING  accept-encoding of the upstream calls (default: fetch's gzip)
+ *             env BENCH_ACCEPT_ENCODING  accept-encoding of the upstream calls (default gzip: keep the core's identity)
  *
  * The stack child counts ledger calls per method (and how long they block the event loop), and on
  * request records, per proxied request, the order of ledger calls, the upstream call and the first
@@ -74,6 +74,7 @@ if (role === 'fake') {
   send({ ready: true, endpoint: server.endpoint });
 } else if (role === 'stack') {
   const { startLocalStack } = await import('../runtime/local/stack.ts');
+  const { createHttpUpstream } = await import('../runtime/store/http-upstream.ts');
   type Ledger = import('../runtime/core/ports.ts').Ledger;
   const env = process.env;
   const delayMs = Number(env.BENCH_LEDGER_DELAY_MS ?? 0);
@@ -128,13 +129,15 @@ if (role === 'fake') {
     return wrapped as unknown as Ledger;
   };
 
-  // BENCH_ACCEPT_ENCODING=identity: ask the upstream for uncompressed answers (fetch asks for gzip).
+  // BENCH_ACCEPT_ENCODING other than gzip: the accept-encoding the upstream hop sends instead of the core's.
   const encoding = env.BENCH_ACCEPT_ENCODING && env.BENCH_ACCEPT_ENCODING !== 'gzip' ? env.BENCH_ACCEPT_ENCODING : undefined;
+  // The transport the stack and the Lambda ship with (node:http keep-alive agents), counted and traced.
+  const transport = createHttpUpstream();
   const upstream = async (url: string, init: RequestInit) => {
     counts.upstream++;
     mark('upstream.call');
     if (encoding) (init.headers as Headers).set('accept-encoding', encoding);
-    const res = await fetch(url, init);
+    const res = await transport(url, init);
     mark('upstream.headers');
     return res;
   };
