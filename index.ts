@@ -514,8 +514,9 @@ const publicExecutionRole = settings.publicAccess ? executionRole('public', PUBL
 // the functions run in Lambda's own network, which reaches all of these directly.
 //
 // Built from @pulumi/aws resources rather than awsx.ec2.Vpc: the private subnets and the functions'
-// security group must depend on the VPC-access policies (safe teardown, see vpcAccessPolicy), and a
-// component's children do not inherit its dependsOn. The layout is a handful of resources per
+// security group must depend on the VPC-access policies (safe teardown, see vpcAccessPolicy), which
+// are scoped to the VPC; awsx.ec2.Vpc makes the VPC and its subnets together, so its subnets cannot
+// wait for a policy that names its VPC. The layout is a handful of resources per
 // AZ, each one visible in `pulumi preview` and asserted in the unit tests (awsx's Vpc is a remote
 // component, one opaque resource under test mocks).
 
