@@ -48,6 +48,8 @@ export interface BillInit {
   tags: Record<string, unknown>;
   /** Receives the budget alerts the settlement made (see ProxyDeps.onAlerts). */
   onAlerts?: (alerts: BudgetAlert[]) => Promise<void> | void;
+  /** How long the settlement waits after the response (see ProxyDeps.writeDelayMs). */
+  writeDelayMs?: number;
 }
 
 export interface Settled {
@@ -104,7 +106,7 @@ export class Bill {
     const cost = tokens ? costOf(this.init.price, tokens) : 0;
     this.settled = { cost, estimated: outcome.kind === 'estimate' };
     this.init.log.info('call', { cache: 'miss', ...this.init.tags, status, cost, outcome: outcome.kind });
-    await afterResponse();
+    await afterResponse(this.init.writeDelayMs);
     await Promise.all([
       this.write(settlementOf(this.init.reservation, deltaOf(tokens, cost, outcome.kind === 'estimate'), this.init.price.version)),
       outcome.kind === 'exact' && outcome.responseId ? this.remember(outcome.responseId, outcome.usage) : undefined,
@@ -268,10 +270,11 @@ function expiredSettlement({ callId, month, day, scope, amount }: ExpiredHold, w
 }
 
 /**
- * Resolves on the next timer turn. Writes wait for it so that no store write runs before the
- * response's first byte is on its way: adapters start writing within the same turn.
+ * Resolves on a later timer turn (`delayMs` after this one). Writes wait for it so that no store
+ * write runs before the response's first byte is on its way: adapters start writing within the
+ * same turn.
  */
-export const afterResponse = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
+export const afterResponse = (delayMs = 0): Promise<void> => new Promise((resolve) => setTimeout(resolve, delayMs));
 
 export const errorName = (err: unknown): string =>
   err instanceof Error ? `${err.name}${(err as { code?: string }).code ? `:${(err as { code?: string }).code}` : ''}` : 'unknown';

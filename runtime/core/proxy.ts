@@ -68,6 +68,14 @@ export interface ProxyDeps {
    * stack delivers them; on AWS the ledger table's stream does, so the Lambda only logs them.
    */
   onAlerts?: (alerts: BudgetAlert[]) => Promise<void> | void;
+  /**
+   * How long the writes that follow a response (its settlement, a cache store, a hit's count) wait
+   * after it, in ms. 0 on Lambda, where an instance serves one request at a time and any wait is
+   * billed duration. The local stack serves many requests on one event loop: a short wait lets a
+   * request that is already arriving start first, instead of queueing behind the last one's writes.
+   * The holds stand meanwhile, so the wait never frees budget early.
+   */
+  writeDelayMs?: number;
 }
 
 export type ProxyHandler = (req: Request, ctx: CallContext) => Promise<Response>;
@@ -169,7 +177,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     const at = now();
     const rateHeaders = await takeHitRequest(call, read, at, ctx);
     ctx.waitUntil(
-      afterResponse()
+      afterResponse(deps.writeDelayMs)
         .then(() => ledger.recordHit(monthOf(at), dayOf(at), call.scopes[3], hit.cost))
         .catch((err) => log.error('recording a cache hit failed', { error: errorName(err) })),
     );
@@ -252,7 +260,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     return new Bill({
       ledger, log, reservation, held: reserved !== undefined, reserved, price, worst,
       reasoning: isReasoning(facts.model, facts), facts, countTokens: deps.countTokens, tags: tagsOf(call, ctx),
-      onAlerts: deps.onAlerts,
+      onAlerts: deps.onAlerts, writeDelayMs: deps.writeDelayMs,
     });
   }
 
@@ -402,7 +410,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
 
   async function cacheSet(key: string, value: CachedResponse): Promise<void> {
     try {
-      await afterResponse();
+      await afterResponse(deps.writeDelayMs);
       await cache.set(key, value, config.cacheTtlSeconds);
     } catch {
       // A cache that cannot store is only a missed saving.
