@@ -633,66 +633,55 @@ register('ledger faults: sqlite (each ledger call)', sqliteHarness, sqlite).run(
 
 const dynamoSuite = register('ledger faults: dynamodb (each write)', dynamoHarness, dynamo);
 
+/**
+ * The undo race, driven like the core: another call holds 301 on every row, so the project+model
+ * row (600) refuses this call's first try, whose undo meets `p`'s fault; that call then ends as an
+ * upstream error (its budget free again) and the retry must fit, keep all four holds through
+ * whatever the first try's undo does later, and settle exactly.
+ */
+async function undoRace(name: string, p: Plan, afterRetry?: () => void): Promise<void> {
+  const h = dynamoHarness();
+  const w = world(name);
+  const other: Reservation = {
+    callId: `other-${w.month}`, month: w.month, day: w.day, expiresAt: DEADLINE,
+    holds: w.rows.map((scope) => ({ scope, amount: 301 })),
+  };
+  assert.ok((await h.raw.reserve(other)).ok);
+  const first = await h.run('reserve#1', p, (l) => l.reserve(w.reservation)).then(
+    () => 'answered',
+    () => 'threw',
+  );
+  assert.is(first, 'threw', 'the refused try fails on its undo');
+  await h.raw.settle(settlementOf(other, { ...ZERO, errors: 1 }));
+  const second = await h.run('reserve#2', p, (l) => l.reserve(w.reservation));
+  afterRetry?.();
+  assert.ok(second.ok, 'with the budget free, the retry fits');
+  await expectLedger(h, w, all({ ...row(300, 0, 0), errors: 1 }), heldOn([0, 1, 2, 3]), 'reserved by the retry');
+  assert.ok(await settleLikeCore(h, plan(), settlementOf(w.reservation, exactDelta(EXACT))));
+  await expectLedger(h, w, all(row(EXACT, EXACT, 1, { errors: 1, inputTokens: 10 })), NONE, 'settled');
+}
+
 // A refusal undoes the holds it took with one write per row. When one of those writes fails fast
 // while another is still on its way, the core retries at once; if budget freed up meanwhile, the
 // retry finds the call's marker still on the slow row, counts that hold as taken, and the slow undo
 // then lands and takes it away: the call would run without its hold there and its cost would never
 // be settled on that row. The store must not answer before its own writes are done.
 dynamoSuite('dynamodb: a refusal\'s undo still on its way when the core retries does not take away the retry\'s hold', async () => {
-  const h = dynamoHarness();
-  const w = world('undo race');
-  // Another call holds 301 on every row (in flight): the project+model row (600) refuses this one.
-  const other: Reservation = {
-    callId: `other-${w.month}`, month: w.month, day: w.day, expiresAt: DEADLINE,
-    holds: w.rows.map((scope) => ({ scope, amount: 301 })),
-  };
-  assert.ok((await h.raw.reserve(other)).ok);
   let retried!: () => void;
   const retry = new Promise<void>((resolve) => (retried = resolve));
   // The slow undo lands once the retry is done, or after 300 ms if the store waits for it.
   const slow = Promise.race([retry, new Promise((resolve) => setTimeout(resolve, 300))]);
   // Writes of the refused try: takes 0-3 (1 refuses), then the undo of holds 0, 2, 3.
-  const p = plan(['reserve#1', 4, 'fail'], ['reserve#1', 5, { until: slow }]);
-  const first = await h.run('reserve#1', p, (l) => l.reserve(w.reservation)).then(
-    () => 'answered',
-    () => 'threw',
-  );
-  assert.is(first, 'threw', 'the refused try fails on its undo');
-  // Meanwhile the other call ends as an upstream error: its budget is free again.
-  await h.raw.settle(settlementOf(other, { ...ZERO, errors: 1 }));
-  const second = await h.run('reserve#2', p, (l) => l.reserve(w.reservation));
-  retried();
-  assert.ok(second.ok, 'with the budget free, the retry fits');
-  await expectLedger(h, w, all({ ...row(300, 0, 0), errors: 1 }), heldOn([0, 1, 2, 3]), 'reserved by the retry');
-  assert.ok(await settleLikeCore(h, plan(), settlementOf(w.reservation, exactDelta(EXACT))));
-  await expectLedger(h, w, all(row(EXACT, EXACT, 1, { errors: 1, inputTokens: 10 })), NONE, 'settled');
+  await undoRace('undo race', plan(['reserve#1', 4, 'fail'], ['reserve#1', 5, { until: slow }]), () => retried());
 });
 
 // The same race with the undo's reply lost outright: the undo lands only after the retry, which by
 // then counts the marker as its own hold. Undos are conditioned on the try that took the hold, and
 // the retry made it its own, so the late undo must change nothing.
 for (const undo of [4, 5, 6]) {
-  dynamoSuite(`dynamodb: a refusal's undo (write ${undo + 1}) landing after the retry does not take away the retry's hold`, async () => {
-    const h = dynamoHarness();
-    const w = world(`late undo ${undo}`);
-    const other: Reservation = {
-      callId: `other-${w.month}`, month: w.month, day: w.day, expiresAt: DEADLINE,
-      holds: w.rows.map((scope) => ({ scope, amount: 301 })),
-    };
-    assert.ok((await h.raw.reserve(other)).ok);
-    const p = plan(['reserve#1', undo, { after: 'reserve#2' }]);
-    const first = await h.run('reserve#1', p, (l) => l.reserve(w.reservation)).then(
-      () => 'answered',
-      () => 'threw',
-    );
-    assert.is(first, 'threw', 'the refused try loses its undo\'s reply');
-    await h.raw.settle(settlementOf(other, { ...ZERO, errors: 1 }));
-    const second = await h.run('reserve#2', p, (l) => l.reserve(w.reservation));
-    assert.ok(second.ok, 'with the budget free, the retry fits');
-    await expectLedger(h, w, all({ ...row(300, 0, 0), errors: 1 }), heldOn([0, 1, 2, 3]), 'reserved by the retry, the late undo landed');
-    assert.ok(await settleLikeCore(h, plan(), settlementOf(w.reservation, exactDelta(EXACT))));
-    await expectLedger(h, w, all(row(EXACT, EXACT, 1, { errors: 1, inputTokens: 10 })), NONE, 'settled');
-  });
+  dynamoSuite(`dynamodb: a refusal's undo (write ${undo + 1}) landing after the retry does not take away the retry's hold`, () =>
+    undoRace(`late undo ${undo}`, plan(['reserve#1', undo, { after: 'reserve#2' }])),
+  );
 }
 
 // A tombstone is the price of a write that may still land; it must not become every call's price

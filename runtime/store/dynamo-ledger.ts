@@ -20,7 +20,6 @@ import {
   waitUntilTableExists,
   type DynamoDBClientConfig,
   type QueryCommandInput,
-  type UpdateItemCommandOutput,
 } from '@aws-sdk/client-dynamodb';
 import { randomBytes } from 'node:crypto';
 import type { ExpiredHold, Hold, Ledger, Nano, RateHold, RateUse, Reservation, Scope, SettledRow, Settlement } from '../core/ports.ts';
@@ -149,17 +148,6 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
   const unsure = new Set<string>();
   const UNSURE_MAX = 10_000;
 
-  /** Sends a write that takes a hold, noting the call as unsure when the outcome may hide a late landing. */
-  async function sendHold(callId: string, command: UpdateItemCommand): Promise<UpdateItemCommandOutput> {
-    try {
-      const out = await client.send(command);
-      if (retried(out)) noteUnsure(callId);
-      return out;
-    } catch (error) {
-      if (!isRefusal(error) || retried(error)) noteUnsure(callId);
-      throw error;
-    }
-  }
   function noteUnsure(callId: string): void {
     if (unsure.size >= UNSURE_MAX) unsure.clear();
     unsure.add(callId);
@@ -246,14 +234,28 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
   }
 
   /**
-   * A take whose condition refused: the call's live marker there means it holds the item already
-   * (`held`, once this try owns it); else it was refused (by a limit, or by a tombstone: the call
-   * ended, and this is a stale try). Undefined: the marker went away meanwhile, take again.
+   * Sends a take: its condition is that the call has no marker there yet (and, on a limited item,
+   * that it fits). Refused, the item is read: the call's live marker there means it holds the item
+   * already (`held`, once this try owns it); else the take was refused, by a limit or by a tombstone
+   * (the call ended: this is a stale try). A marker gone between the refusal and the read (an
+   * earlier try's undo landed) is taken again. `item` holds `names`, after the take.
    */
-  async function afterRefusal(Key: Item, callId: string, owner: string, names: string[]): Promise<{ held: boolean; item: Item } | undefined> {
-    const { item, marker } = await readHeld(Key, callId, names);
-    if (!marker?.M) return { held: false, item };
-    return (await owns(Key, callId, marker, owner)) ? { held: true, item } : undefined;
+  async function sendTake(Key: Item, callId: string, owner: string, command: UpdateItemCommand, names: string[]): Promise<{ held: boolean; item: Item }> {
+    for (let round = 1; ; round++) {
+      try {
+        const out = await client.send(command);
+        // Sent more than once by the client: an earlier send may land later.
+        if (retried(out)) noteUnsure(callId);
+        return { held: true, item: out.Attributes ?? {} };
+      } catch (error) {
+        if (!isRefusal(error) || retried(error)) noteUnsure(callId);
+        if (!isRefusal(error)) throw error;
+      }
+      const { item, marker } = await readHeld(Key, callId, names);
+      if (!marker?.M) return { held: false, item };
+      if (await owns(Key, callId, marker, owner)) return { held: true, item };
+      if (round >= TAKE_ROUNDS) throw new Error('the call\'s hold kept changing while it was taken');
+    }
   }
 
   /**
@@ -268,7 +270,7 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
   /**
    * committed += amount (and the day's committed) and the call's marker (held by try `owner`), only
    * if the call has no marker there yet and, on a limited row, each total + amount <= its limit. A
-   * refused condition is told apart by reading the row (see `afterRefusal`).
+   * refused condition is told apart by reading the row (see `sendTake`).
    */
   async function take(r: Reservation, { scope, amount, limit, dayLimit }: Hold, owner: string): Promise<Taken> {
     const Key = usageKey(r.month, scope);
@@ -283,37 +285,28 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       values[':dmax'] = num(dayLimit - amount);
     }
     const dayName = dayCommittedName(r.day);
-    for (let round = 1; ; round++) {
-      try {
-        const out = await sendHold(
-          r.callId,
-          new UpdateItemCommand({
-            TableName,
-            Key,
-            UpdateExpression: 'ADD #c :amount, #d :amount SET #h = :hold REMOVE #al',
-            ConditionExpression: conditions.join(' AND '),
-            ExpressionAttributeNames: { '#c': 'committed', '#d': dayName, '#h': holdName(r.callId), '#al': ALERT_CARRIER },
-            ExpressionAttributeValues: values,
-            ReturnValues: 'UPDATED_NEW',
-          }),
-        );
-        return { committed: Number(out.Attributes?.committed?.N ?? 0), day: Number(out.Attributes?.[dayName]?.N ?? 0) };
-      } catch (error) {
-        if (!isRefusal(error)) throw error;
-        const state = await afterRefusal(Key, r.callId, owner, ['committed', dayName]);
-        if (!state) {
-          if (round < TAKE_ROUNDS) continue;
-          throw new Error('the call\'s hold kept changing while it was taken');
-        }
-        const committed = Number(state.item.committed?.N ?? 0);
-        const day = Number(state.item[dayName]?.N ?? 0);
-        if (state.held) return { committed, day };
-        // Another call may have given budget back since: the month is named unless only the day is over.
-        const monthOver = limit !== undefined && committed > limit - amount;
-        const dayOver = dayLimit !== undefined && day > dayLimit - amount;
-        return (dayOver && !monthOver) || limit === undefined ? { refused: day, period: 'day' } : { refused: committed };
-      }
-    }
+    const { held, item } = await sendTake(
+      Key,
+      r.callId,
+      owner,
+      new UpdateItemCommand({
+        TableName,
+        Key,
+        UpdateExpression: 'ADD #c :amount, #d :amount SET #h = :hold REMOVE #al',
+        ConditionExpression: conditions.join(' AND '),
+        ExpressionAttributeNames: { '#c': 'committed', '#d': dayName, '#h': holdName(r.callId), '#al': ALERT_CARRIER },
+        ExpressionAttributeValues: values,
+        ReturnValues: 'UPDATED_NEW',
+      }),
+      ['committed', dayName],
+    );
+    const committed = Number(item.committed?.N ?? 0);
+    const day = Number(item[dayName]?.N ?? 0);
+    if (held) return { committed, day };
+    // Another call may have given budget back since: the month is named unless only the day is over.
+    const monthOver = limit !== undefined && committed > limit - amount;
+    const dayOver = dayLimit !== undefined && day > dayLimit - amount;
+    return (dayOver && !monthOver) || limit === undefined ? { refused: day, period: 'day' } : { refused: committed };
   }
 
   /**
@@ -367,8 +360,7 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
 
   /**
    * One request and the hold's tokens in the scope's window, with the call's marker (held by try
-   * `owner`), only if the call has no marker there yet and both fit their limits. Told apart like
-   * `take` when refused.
+   * `owner`), only if the call has no marker there yet and both fit their limits (see `sendTake`).
    */
   async function takeRate(r: Reservation, { scope, tokens, rpm, tpm }: RateHold, owner: string): Promise<{ use: RateUse } | { refused: RateUse }> {
     const window = r.window ?? 0;
@@ -383,31 +375,22 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
       conditions.push(atMost('#t', ':tmax', tpm - tokens));
       values[':tmax'] = num(tpm - tokens);
     }
-    for (let round = 1; ; round++) {
-      try {
-        const out = await sendHold(
-          r.callId,
-          new UpdateItemCommand({
-            TableName,
-            Key,
-            UpdateExpression: 'ADD #r :one, #t :tokens SET #h = :hold, #ttl = :ttl',
-            ConditionExpression: conditions.join(' AND '),
-            ExpressionAttributeNames: { '#r': 'requests', '#t': 'tokens', '#h': holdName(r.callId), '#ttl': TTL_ATTRIBUTE },
-            ExpressionAttributeValues: values,
-            ReturnValues: 'UPDATED_NEW',
-          }),
-        );
-        return { use: useOf(out.Attributes) };
-      } catch (error) {
-        if (!isRefusal(error)) throw error;
-        const state = await afterRefusal(Key, r.callId, owner, ['requests', 'tokens']);
-        if (!state) {
-          if (round < TAKE_ROUNDS) continue;
-          throw new Error('the call\'s rate hold kept changing while it was taken');
-        }
-        return state.held ? { use: useOf(state.item) } : { refused: useOf(state.item) };
-      }
-    }
+    const { held, item } = await sendTake(
+      Key,
+      r.callId,
+      owner,
+      new UpdateItemCommand({
+        TableName,
+        Key,
+        UpdateExpression: 'ADD #r :one, #t :tokens SET #h = :hold, #ttl = :ttl',
+        ConditionExpression: conditions.join(' AND '),
+        ExpressionAttributeNames: { '#r': 'requests', '#t': 'tokens', '#h': holdName(r.callId), '#ttl': TTL_ATTRIBUTE },
+        ExpressionAttributeValues: values,
+        ReturnValues: 'UPDATED_NEW',
+      }),
+      ['requests', 'tokens'],
+    );
+    return held ? { use: useOf(item) } : { refused: useOf(item) };
   }
 
   /** Settles a rate hold's tokens to the actual (whichever try holds it) and ends the marker, once. */
