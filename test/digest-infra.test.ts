@@ -111,6 +111,8 @@ async function decide(policies: unknown[], action: string, resource: string, opt
     { simulationMode: 'Strict' },
   );
   if (result.resultType !== 'single') throw new Error(`the evaluator answered ${result.resultType}`);
+  // A context key the evaluator drops as not applying to the action would make the case prove nothing.
+  assert.equal(result.result.ignoredContextKeys ?? [], [], 'every context key applies');
   return result.overallResult;
 }
 const policiesOf = (run: ProgramRun, role: Registered) =>
