@@ -8,9 +8,10 @@
 // Stacks differ only by their config values (Pulumi.<stack>.yaml); nothing here looks at the stack
 // name. The Lambda code is bundled from runtime/lambda/*.ts by esbuild during the program run.
 //
-// Sections: config · lambda code · ledger · network · cache · secret · IAM for the functions ·
-// functions · public URL · policies for people · alerts, alarms and dashboard (with the guard against
-// direct invokes) · outputs. Every named export of this module is a stack output.
+// Sections: config · lambda code · ledger · network · cache · secret · alert topic · IAM for the
+// functions · functions · public URL · policies for people · alerts, alarms and dashboard (with the
+// budget alerts' notifier, the daily digest and the guard against direct invokes) · outputs. Every
+// named export of this module is a stack output.
 import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,7 @@ import {
   LEDGER_TABLE,
   ledgerTableName,
   ALERT_STREAM,
+  DIGEST_SCHEDULE_EVENT,
   METRICS,
   notifierFunctionName as notifierFunctionNameOf,
   proxyFunctionName as proxyFunctionNameOf,
@@ -70,7 +72,17 @@ interface Settings {
   alertWebhookUrl?: pulumi.Output<string>;
   /** The public (browser) URL; undefined = none. */
   publicAccess?: PublicAccessSettings;
+  /** When the daily digest goes to the alert topic; undefined = no digest. */
+  dailyDigest?: DailyDigestSettings;
   alarms: AlarmThresholds;
+}
+
+/** `dailyDigest`, checked: a time of day in a time zone (EventBridge Scheduler's cron and timezone). */
+interface DailyDigestSettings {
+  hour: number;
+  minute: number;
+  /** An IANA time zone name, e.g. Europe/London; the schedule follows its daylight saving time. */
+  timezone: string;
 }
 
 /** `publicAccess`, checked: what the public function adds to the proxy's environment, and its URL's origins. */
@@ -138,6 +150,7 @@ function readSettings(): Settings {
     alertEmails: config.getObject<string[]>('alertEmails') ?? [],
     alertWebhookUrl: config.getSecret('alertWebhookUrl'),
     publicAccess: readPublicAccessSetting(config.getObject<unknown>('publicAccess'), problems),
+    dailyDigest: readDailyDigestSetting(config.get('dailyDigest'), problems),
     alarms: {
       url5xx: integer('alarmUrl5xx', 5, 1, 100_000),
       functionErrors: integer('alarmFunctionErrors', 1, 1, 100_000),
@@ -169,6 +182,14 @@ function readSettings(): Settings {
       if (!/^[CG][A-Z0-9]{2,20}$/.test(channelId)) problems.push(`slackChannelId must be a Slack channel id like C07EZ1ABC23 (got "${channelId}")`);
       settings.slack = { workspaceId, channelId };
     }
+  }
+  // The digest goes to the alert topic only (the webhook takes budget alerts): without an address or
+  // a Slack channel on the topic nobody would read it.
+  if (settings.dailyDigest && settings.alertEmails.length === 0 && !settings.slack) {
+    problems.push(
+      'dailyDigest is sent to the alert topic, which nobody receives: set alertEmails (`pulumi config set --path \'alertEmails[0]\' ops@example.com`) ' +
+        'or slackWorkspaceId and slackChannelId too, or turn dailyDigest off',
+    );
   }
   const webhookUrl = config.get('alertWebhookUrl');
   if (webhookUrl !== undefined) {
@@ -291,6 +312,54 @@ function readPublicAccessSetting(value: unknown, problems: string[]): PublicAcce
     origins: allowed,
     ...(maxConcurrency !== undefined ? { maxConcurrency: maxConcurrency as number } : {}),
   };
+}
+
+const DIGEST_DEFAULTS = { time: '08:00', timezone: 'UTC' } as const;
+const DIGEST_FIELDS = Object.keys(DIGEST_DEFAULTS);
+
+/**
+ * Checks `dailyDigest` (undefined: not set) and adds its problems to `problems`: `true` (every day at
+ * 08:00 UTC), `false`, or an object with `time` (HH:MM, 24-hour) and/or `timezone` (an IANA name).
+ * Read as text, so a value that is not JSON gets this message rather than a parse error.
+ */
+function readDailyDigestSetting(text: string | undefined, problems: string[]): DailyDigestSettings | undefined {
+  if (text === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = text;
+  }
+  if (value === false) return undefined;
+  const fields = value === true ? {} : value;
+  const shape = 'dailyDigest must be true, false, or an object with time ("HH:MM", 24-hour) and/or timezone (like "Europe/London")';
+  if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) {
+    problems.push(`${shape} (got ${JSON.stringify(value)})`);
+    return undefined;
+  }
+  const { time = DIGEST_DEFAULTS.time, timezone = DIGEST_DEFAULTS.timezone, ...others } = fields as Record<string, unknown>;
+  const before = problems.length;
+  if (Object.keys(others).length) problems.push(`dailyDigest has no field ${Object.keys(others).join(', ')} (it takes ${DIGEST_FIELDS.join(', ')})`);
+  const hhmm = typeof time === 'string' ? /^([01]\d|2[0-3]):([0-5]\d)$/.exec(time) : null;
+  if (!hhmm) problems.push(`dailyDigest.time must be a time of day as HH:MM, 24-hour, like "08:00" (got ${JSON.stringify(time)})`);
+  if (typeof timezone !== 'string' || !isTimeZone(timezone)) {
+    problems.push(`dailyDigest.timezone must be an IANA time zone name like "Europe/London" or "UTC" (got ${JSON.stringify(timezone)})`);
+  }
+  if (problems.length > before || !hhmm) return undefined;
+  return { hour: Number(hhmm[1]), minute: Number(hhmm[2]), timezone: timezone as string };
+}
+
+/** A time zone name the IANA database knows (what EventBridge Scheduler takes). */
+function isTimeZone(name: string): boolean {
+  if (!/^[A-Za-z][A-Za-z0-9_+\-/]*$/.test(name)) return false;
+  let resolved: string;
+  try {
+    resolved = new Intl.DateTimeFormat('en', { timeZone: name }).resolvedOptions().timeZone;
+  } catch {
+    return false;
+  }
+  // Intl ignores case, the scheduler need not: "utc" must be written "UTC" (an alias may resolve to another name).
+  return resolved === name || resolved.toLowerCase() !== name.toLowerCase();
 }
 
 /**
@@ -756,6 +825,18 @@ const openaiSecretVersion = new aws.secretsmanager.SecretVersion(`${prefix}-open
   ),
 });
 
+// ------------------------------------------------------------------------------------- alert topic
+
+// The stage's SNS topic: every alarm, the budget alerts and the daily digest go there (subscriptions,
+// alarms and the notifier are below). Before the functions: the admin publishes the digest to it.
+// Not encrypted: CloudWatch alarms cannot publish to a topic under the AWS-managed key (aws/sns), and
+// what it carries is names and amounts, never prompts or keys.
+const alertTopic = new aws.sns.Topic(`${prefix}-alerts`, {
+  name: `${prefix}-alerts`,
+  displayName: `openai-wrapi ${stage}`,
+  tags,
+});
+
 // ---------------------------------------------------------------------------- IAM for the functions
 
 type FunctionRole = 'proxy' | 'admin' | 'notifier' | 'public';
@@ -799,6 +880,8 @@ const publicRole = publicExecutionRole && publicLogs ? roleAccess('public', publ
 // The admin flushes the cache over the network (the functions' security group): no IAM for that.
 const adminRole = roleAccess('admin', adminExecutionRole, adminLogs, [
   { Sid: 'LedgerAdmin', Effect: 'Allow', Action: ADMIN_TABLE_ACTIONS, Resource: table.arn },
+  // The daily digest, when it is on: to the stage's topic and no other.
+  ...(settings.dailyDigest ? [{ Sid: 'PublishTheDailyDigest', Effect: 'Allow' as const, Action: 'sns:Publish', Resource: alertTopic.arn }] : []),
 ]);
 
 // --------------------------------------------------------------------------------------- functions
@@ -880,7 +963,7 @@ const admin = new aws.lambda.Function(
     memorySize: 256,
     ...(settings.adminReservedConcurrency !== undefined ? { reservedConcurrentExecutions: settings.adminReservedConcurrency } : {}),
     loggingConfig: { logFormat: 'Text', logGroup: adminLogs.name },
-    environment: { variables: commonEnvironment },
+    environment: { variables: { ...commonEnvironment, ...(settings.dailyDigest ? { [ENV.alertTopicArn]: alertTopic.arn } : {}) } },
   },
   { dependsOn: [adminRole.policy, ...(network?.vpcAccess ?? [])] },
 );
@@ -996,18 +1079,10 @@ const adminPolicy = new aws.iam.Policy(`${prefix}-admins`, {
 
 // ------------------------------------------------------------------- alerts, alarms and dashboard
 //
-// Always on: one SNS topic per stage that every alarm (and the budget alerts) notify, CloudWatch
-// alarms on the functions, the ledger and the proxy's own metrics, and a dashboard. The proxy's
-// metrics (namespace METRICS.namespace) come from its Embedded Metric Format log lines
-// (runtime/lambda/call-metrics.ts); CloudWatch creates them on the first call.
-
-// Not encrypted: CloudWatch alarms cannot publish to a topic under the AWS-managed key (aws/sns), and
-// alerts carry names and amounts, never prompts or keys.
-const alertTopic = new aws.sns.Topic(`${prefix}-alerts`, {
-  name: `${prefix}-alerts`,
-  displayName: `openai-wrapi ${stage}`,
-  tags,
-});
+// Always on: the stage's topic (created with the functions, above) that every alarm (and the budget
+// alerts and the digest) notify, CloudWatch alarms on the functions, the ledger and the proxy's own
+// metrics, and a dashboard. The proxy's metrics (namespace METRICS.namespace) come from its Embedded
+// Metric Format log lines (runtime/lambda/call-metrics.ts); CloudWatch creates them on the first call.
 
 // Named by the address, not its place in the list: reordering the list re-subscribes no one (each new
 // subscription must be confirmed from its mailbox).
@@ -1156,6 +1231,61 @@ if (settings.slack) {
   });
 }
 
+// ------------------------------------------------------------------------------------ daily digest
+//
+// With `dailyDigest`: EventBridge Scheduler invokes the admin function once a day with the digest
+// request (DIGEST_SCHEDULE_EVENT); the admin reads the month's usage and limits and publishes a short
+// summary to the topic (runtime/core/digest.ts). The schedule lives in a group of its own, and its
+// role trusts only schedules of that group (aws:SourceArn must be the group, not the schedule:
+// https://docs.aws.amazon.com/scheduler/latest/UserGuide/cross-service-confused-deputy-prevention.html)
+// and may only invoke the admin function.
+
+function createDigestSchedule(at: DailyDigestSettings) {
+  const group = new aws.scheduler.ScheduleGroup(`${prefix}-schedules`, { name: prefix, tags });
+  const role = new aws.iam.Role(`${prefix}-digest-schedule-role`, {
+    description: `Role EventBridge Scheduler takes to start the openai-wrapi ${stage} daily digest`,
+    assumeRolePolicy: policyDocument([
+      {
+        Sid: 'TheStagesSchedulesOnly',
+        Effect: 'Allow',
+        Principal: { Service: 'scheduler.amazonaws.com' },
+        Action: 'sts:AssumeRole',
+        Condition: { StringEquals: { 'aws:SourceAccount': accountId, 'aws:SourceArn': group.arn } },
+      },
+    ]),
+    tags,
+  });
+  const policy = new aws.iam.RolePolicy(`${prefix}-digest-schedule-policy`, {
+    role: role.id,
+    // The function itself, no version or alias: the schedule's target is the unqualified ARN.
+    policy: policyDocument([{ Sid: 'InvokeTheAdminFunction', Effect: 'Allow', Action: 'lambda:InvokeFunction', Resource: admin.arn }]),
+  });
+  const schedule = new aws.scheduler.Schedule(
+    `${prefix}-daily-digest`,
+    {
+      name: 'daily-digest',
+      groupName: group.name,
+      description: `openai-wrapi ${stage}: the daily digest of spend and limits, to the alert topic`,
+      scheduleExpression: `cron(${at.minute} ${at.hour} * * ? *)`,
+      scheduleExpressionTimezone: at.timezone,
+      flexibleTimeWindow: { mode: 'OFF' },
+      state: 'ENABLED',
+      target: {
+        arn: admin.arn,
+        roleArn: role.arn,
+        input: JSON.stringify(DIGEST_SCHEDULE_EVENT),
+        // A digest an hour late still says the same; a day late, the next one does.
+        retryPolicy: { maximumEventAgeInSeconds: 3600, maximumRetryAttempts: 5 },
+      },
+    },
+    // The first run must be able to invoke the function.
+    { dependsOn: [policy] },
+  );
+  return { group, role, policy, schedule };
+}
+
+const digestSchedule = settings.dailyDigest ? createDigestSchedule(settings.dailyDigest) : undefined;
+
 // ---------------------------------------------------------------------- guard against direct invokes
 //
 // The proxy bills the identity in requestContext.authorizer.iam. Through the function URL, AWS writes
@@ -1189,8 +1319,9 @@ const denyDirectProxyInvoke: Statement = {
  * The same forgery by other routes a broad grant opens, closed for whoever carries the boundary: new
  * code or settings in any function (a URL without auth, the public one's origins, project or resource
  * policy), a new function run as one of their roles (AWSLambda_FullAccess may pass any role to
- * Lambda), the OpenAI key itself, and ledger writes that would set limits or erase usage without the
- * admin function. Reads of the ledger stay allowed.
+ * Lambda) or a schedule run as the digest's (it may invoke the admin function), the OpenAI key itself,
+ * and ledger writes that would set limits or erase usage without the admin function. Reads of the
+ * ledger stay allowed.
  */
 const denyRoutesAroundTheFunctions: Statement[] = [
   {
@@ -1203,7 +1334,13 @@ const denyRoutesAroundTheFunctions: Statement[] = [
     Sid: 'DenyPassingTheFunctionsRoles',
     Effect: 'Deny',
     Action: 'iam:PassRole',
-    Resource: [proxyRole.role.arn, adminRole.role.arn, ...[notifier?.role, publicProxy?.role].flatMap((r) => (r ? [r.role.arn] : []))],
+    Resource: [
+      proxyRole.role.arn,
+      adminRole.role.arn,
+      ...[notifier?.role, publicProxy?.role].flatMap((r) => (r ? [r.role.arn] : [])),
+      // A schedule run as this role invokes the admin function with an input of its creator's choosing.
+      ...(digestSchedule ? [digestSchedule.role.arn] : []),
+    ],
   },
   { Sid: 'DenyTheOpenAICredentials', Effect: 'Deny', Action: 'secretsmanager:*', Resource: openaiSecret.arn },
   ...(alertWebhookSecret ? [{ Sid: 'DenyTheAlertWebhook', Effect: 'Deny' as const, Action: 'secretsmanager:*', Resource: alertWebhookSecret.arn }] : []),

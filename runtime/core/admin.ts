@@ -3,15 +3,16 @@
 import { badRequest, WrapiError } from './errors.ts';
 import { DEFAULT_ALERTS, parseAlerts, type BudgetAlert } from './alerts.ts';
 import { chargeExpired, errorName } from './bill.ts';
-import { dayOf, isDetail, modelFamily, monthOf } from './limits.ts';
+import { dailyDigest, digestSubject, digestText, type DailyDigest } from './digest.ts';
+import { dayOf, modelFamily, monthOf } from './limits.ts';
 import { windowOf } from './rates.ts';
 import { roleMember } from './membership.ts';
-import type { DailyRow, Ledger, LimitKind, LimitRow, LimitUse, Logger, PriceOverride, ResponseCache, Scope, UsageRow } from './ports.ts';
+import type { Ledger, LimitKind, LimitRow, LimitUse, Logger, PriceOverride, ResponseCache, Scope, UsageRow } from './ports.ts';
 import { modelCandidates, nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo, type Price } from './pricing.ts';
 import { MODEL_ID, MODEL_ID_RULE } from './request-facts.ts';
+import { groupUsage, reportedRows, sumUsage, usageDto } from './usage-report.ts';
 import {
-  ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type AlertDto, type ErrorBody, type LimitDto, type LimitStatus, type PriceDto, type ProjectMembersDto, type UsageDto,
-  type UsageTotals,
+  ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type AlertDto, type ErrorBody, type LimitDto, type LimitStatus, type PriceDto, type ProjectMembersDto,
 } from './protocol.ts';
 
 export interface AdminDeps {
@@ -25,6 +26,11 @@ export interface AdminDeps {
   log: Logger;
   /** Budget alerts that charging expired holds made (the local stack delivers them; see ProxyDeps). */
   onAlerts?: (alerts: BudgetAlert[]) => Promise<void> | void;
+  /**
+   * Sends the daily digest to the people on the stage's alert topic (on AWS when the stack's
+   * `dailyDigest` is on); absent: `sendDigest` only shows it (`dryRun`).
+   */
+  publishDigest?: (digest: DailyDigest) => Promise<{ messageId: string }>;
 }
 
 export type AdminResult = ({ ok: true } & Record<string, unknown>) | ({ ok: false } & ErrorBody);
@@ -51,6 +57,7 @@ const MEMBER = /^[^#\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]{1,256}$/u;
 /** IAM role names: 1-64 of letters, digits and + = , . @ _ - (so no `/`, and never `*`). */
 const ROLE = /^[\w+=,.@-]{1,64}$/;
 const WHOLE_ROLE = /^[^/*]+\/\*$/;
+const DAY_MS = 86_400_000;
 
 export function createAdmin(deps: AdminDeps): AdminHandler {
   const { ledger, stage } = deps;
@@ -116,15 +123,14 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       }
       await chargeExpired(ledger, month, now(), deps.onAlerts);
       const [rows, days] = await Promise.all([ledger.usage(month), req.daily ? ledger.daily(month) : undefined]);
-      // Rows of calls still in flight hold budget but have nothing to report yet.
-      const detail = rows.filter((r) => isDetail(r) && (r.requests || r.errors || r.cacheHits)).map((r) => toDto(r, month));
+      const detail = reportedRows(rows, month);
       return {
         month,
         by,
         rows: detail,
-        groups: group(detail, by),
-        totals: sum(detail),
-        ...(days ? { days: days.map((d) => toDto(d, month)) } : {}),
+        groups: groupUsage(detail, by),
+        totals: sumUsage(detail),
+        ...(days ? { days: days.map((d) => usageDto(d, month)) } : {}),
       };
     },
     async listAlerts(req) {
@@ -133,6 +139,36 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       // The ledger answers oldest first; a reader wants the latest on top.
       const alerts = (await ledger.alerts(month)).map(alertDto).reverse();
       return { month, alerts };
+    },
+    async sendDigest(req) {
+      if (req.dryRun !== undefined && typeof req.dryRun !== 'boolean') {
+        throw badRequest('"dryRun" must be true (only show the digest) or false.', 'invalid_request', 'dryRun');
+      }
+      const publish = req.dryRun === true ? undefined : deps.publishDigest;
+      if (!publish && req.dryRun !== true) {
+        throw badRequest(
+          `Stage ${stage} sends no daily digest: the stack setting dailyDigest turns it on (README, Settings). ` +
+            'Send "dryRun": true to see it without sending it.',
+          'digest_not_configured',
+        );
+      }
+      const at = now();
+      const month = monthOf(at);
+      // The day before (UTC): the last whole day, which daily limits are judged by. On the 1st it is
+      // in the month before.
+      const before = at - DAY_MS;
+      await chargeExpired(ledger, month, at, deps.onAlerts);
+      const [usage, previousDay, limits] = await Promise.all([ledger.usage(month), ledger.daily(monthOf(before)), ledger.listLimits()]);
+      const use = limits.length ? await ledger.limitUse(limits.map((l) => l.scope), monthOf(before), dayOf(before), windowOf(at)) : [];
+      const digest = dailyDigest({ stage, at, usage, previousDay, limits, previousDayCommitted: use.map((u) => u.day) });
+      const sent = publish ? await publish(digest) : undefined;
+      return {
+        digest,
+        subject: digestSubject(digest),
+        text: digestText(digest),
+        published: sent !== undefined,
+        ...(sent ? { messageId: sent.messageId } : {}),
+      };
     },
     async months() {
       // `current` too: reports default to the current month in UTC, whatever the caller's clock says.
@@ -416,42 +452,3 @@ function rateObject(value: unknown, field: string, keys: string[]): Record<strin
   }
   return value as Record<string, unknown>;
 }
-
-function toDto(r: (UsageRow | DailyRow) & Partial<UsageRow & DailyRow>, month: string): UsageDto {
-  return {
-    month,
-    ...(r.day ? { day: r.day } : {}),
-    project: r.project,
-    user: r.user,
-    model: r.model,
-    requests: r.requests,
-    errors: r.errors,
-    inputTokens: r.inputTokens,
-    cachedTokens: r.cachedTokens,
-    outputTokens: r.outputTokens,
-    spend: nanoToUsd(r.spent),
-    cacheHits: r.cacheHits,
-    saved: nanoToUsd(r.saved),
-    estimated: r.estimated,
-    ...(r.priceVersion ? { priceVersion: r.priceVersion } : {}),
-  };
-}
-
-
-function sum(rows: UsageDto[]): UsageTotals {
-  const t: UsageTotals = { requests: 0, errors: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spend: 0, cacheHits: 0, saved: 0, estimated: 0 };
-  for (const r of rows) {
-    for (const k of Object.keys(t) as (keyof UsageTotals)[]) t[k] += r[k];
-  }
-  // Sums of float USD drift in the last digits; money is exact in nano-USD, so round to it.
-  t.spend = Math.round(t.spend * 1e9) / 1e9;
-  t.saved = Math.round(t.saved * 1e9) / 1e9;
-  return t;
-}
-
-function group(rows: UsageDto[], by: 'user' | 'project' | 'model'): ({ key: string } & UsageTotals)[] {
-  const groups = new Map<string, UsageDto[]>();
-  for (const r of rows) groups.set(r[by], [...(groups.get(r[by]) ?? []), r]);
-  return [...groups].map(([k, rs]) => ({ key: k, ...sum(rs) })).sort((a, b) => b.spend - a.spend);
-}
-

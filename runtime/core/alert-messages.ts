@@ -1,10 +1,12 @@
-// What a budget alert says on each AWS channel. Pure code: the notifier function sends these.
+// What a budget alert (and the daily digest) says on each AWS channel. Pure code: the notifier
+// function sends the alerts, the admin function the digest.
 //   - SNS (MessageStructure json): email subscribers get the plain text, everything else (Amazon Q
 //     Developer in chat applications, which subscribes a Slack channel over HTTPS) the `default`
 //     message, an Amazon Q custom notification:
 //     https://docs.aws.amazon.com/chatbot/latest/adminguide/custom-notifs.html
 //   - the webhook: the AlertPayload itself, as JSON.
 import { alertSubject, alertText, type AlertPayload, type Spender } from './alerts.ts';
+import { digestSubject, digestText, type DailyDigest } from './digest.ts';
 import { describeScope, usd } from './limits.ts';
 
 /** An Amazon Q Developer in chat applications custom notification (the fields we use). */
@@ -64,13 +66,56 @@ export function chatNotification(p: AlertPayload): ChatNotification {
   };
 }
 
-/** The SNS Publish of an alert: a subject and a per-protocol JSON message. */
-export function snsAlertMessage(p: AlertPayload): { subject: string; message: string; messageStructure: 'json' } {
+/** What SNS Publish takes: a subject and a per-protocol JSON message. */
+export interface SnsMessage {
+  subject: string;
+  message: string;
+  messageStructure: 'json';
+}
+
+/**
+ * SNS refuses a subject with control characters or of 100 characters or more: such a refusal would
+ * fail the message on every retry.
+ */
+const snsSubject = (subject: string) => subject.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 99);
+
+/** The SNS Publish of an alert. */
+export function snsAlertMessage(p: AlertPayload): SnsMessage {
   return {
-    // SNS refuses a subject with control characters or of 100 characters or more: such a refusal would
-    // fail the alert on every retry.
-    subject: alertSubject(p).replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 99),
+    subject: snsSubject(alertSubject(p)),
     message: JSON.stringify({ default: JSON.stringify(chatNotification(p)), email: alertText(p) }),
+    messageStructure: 'json',
+  };
+}
+
+/** The digest's chat card: the email's text with names as code, one thread per stage and month. */
+export function digestNotification(d: DailyDigest): ChatNotification {
+  const [, , ...body] = digestText(d, { name: code, quoted: code }).split('\n'); // the card's title says the first line
+  return {
+    version: '1.0',
+    source: 'custom',
+    id: `digest:${d.stage}:${d.day}`,
+    content: {
+      textType: 'client-markdown',
+      title: `:bar_chart: ${digestSubject(d)}`,
+      description: body.filter((line) => !line.startsWith('The whole report: ')).join('\n').trim(),
+      nextSteps: [`The whole report: ${code(d.reportCommand)}`],
+      keywords: [d.stage, 'digest'],
+    },
+    metadata: {
+      threadId: [d.stage, 'digest', d.month].join(':'),
+      summary: digestSubject(d),
+      eventType: 'DailyDigest',
+      additionalContext: { stage: d.stage, day: d.day },
+    },
+  };
+}
+
+/** The SNS Publish of a daily digest: plain text by email, a card in Slack. */
+export function snsDigestMessage(d: DailyDigest): SnsMessage {
+  return {
+    subject: snsSubject(digestSubject(d)),
+    message: JSON.stringify({ default: JSON.stringify(digestNotification(d)), email: digestText(d) }),
     messageStructure: 'json',
   };
 }

@@ -28,7 +28,7 @@ export const DEPLOYED_ENV = {
   upstreamUrl: 'OPENAI_WRAPI_UPSTREAM_URL',
   /** Roles whose session name is the user, comma-separated. */
   sessionNamedRoles: 'OPENAI_WRAPI_SESSION_NAMED_ROLES',
-  /** The stage's SNS alert topic (the notifier only). */
+  /** The stage's SNS alert topic (the notifier; the admin function when the daily digest is on). */
   alertTopicArn: 'OPENAI_WRAPI_ALERT_TOPIC_ARN',
   /** Secrets Manager secret holding `{ "url": "https://…" }`, the budget alerts' webhook (the notifier only). */
   alertWebhookSecretArn: 'OPENAI_WRAPI_ALERT_WEBHOOK_SECRET_ARN',
@@ -47,7 +47,10 @@ export const DEPLOYED_ENV = {
   publicEmbeddings: 'OPENAI_WRAPI_PUBLIC_EMBEDDINGS',
 } as const;
 
-/** What only the notifier reads of DEPLOYED_ENV (it exists only when an alert channel is configured). */
+/**
+ * What only the notifier reads of DEPLOYED_ENV (it exists only when an alert channel is configured).
+ * The admin function gets the topic's ARN too, only when the daily digest is on.
+ */
 export const NOTIFIER_ONLY_ENV: readonly string[] = [DEPLOYED_ENV.alertTopicArn, DEPLOYED_ENV.alertWebhookSecretArn];
 
 /** What only the public proxy function reads (it exists only when `publicAccess` is configured). */
@@ -67,7 +70,7 @@ export const UNDEPLOYED_ENV = {
   cacheTtlSeconds: 'OPENAI_WRAPI_CACHE_TTL',
   policyCacheMs: 'OPENAI_WRAPI_POLICY_CACHE_MS',
   dynamodbEndpoint: 'OPENAI_WRAPI_DYNAMODB_ENDPOINT',
-  /** The SDKs' standard endpoint override for SNS: tests point the notifier's Publish at a local server. */
+  /** The SDKs' standard endpoint override for SNS: tests point the notifier's and the digest's Publish at a local server. */
   snsEndpoint: 'AWS_ENDPOINT_URL_SNS',
 } as const;
 
@@ -110,6 +113,13 @@ export const publicFunctionName = (stage: string): string => `openai-public-${st
 export const adminFunctionName = (stage: string): string => `openai-admin-${stage}`;
 /** The name of a stage's budget-alert notifier function (deployed only with an alert channel). */
 export const notifierFunctionName = (stage: string): string => `openai-notifier-${stage}`;
+/**
+ * What EventBridge Scheduler hands the admin function every day when the stack's `dailyDigest` is on
+ * (the schedule's input): the admin's `sendDigest` request, marked as the schedule's so that a
+ * failure fails the invocation (Lambda retries it, and the admin's error alarm sees it).
+ */
+export const DIGEST_SCHEDULE_EVENT = { action: 'sendDigest', trigger: 'schedule' } as const;
+
 /** The name of a stage's ledger table. */
 export const ledgerTableName = (stage: string, prefix = 'openai-wrapi'): string => `${prefix}-${stage}`;
 

@@ -232,6 +232,12 @@ export type AdminRequest =
   | { action: 'usage'; month?: string; by?: 'user' | 'project' | 'model'; daily?: boolean }
   /** The months with usage (newest first) and the current month (UTC). */
   | { action: 'months' }
+  /**
+   * The daily digest of the month so far (spend, top projects, users and models, limits near or over
+   * their alert thresholds, calls billed by estimate), published to the stage's alert topic. The
+   * answer carries it as `digest`, `subject` and `text`, and `published`. `dryRun`: only answer it.
+   */
+  | { action: 'sendDigest'; dryRun?: boolean }
   | {
       action: 'setPrice';
       model: string;

@@ -1,19 +1,47 @@
-// Lambda entry point of the admin function (invoked with lambda:InvokeFunction, no URL).
-import { createAdmin, type AdminHandler } from '../core/admin.ts';
+// Lambda entry point of the admin function (invoked with lambda:InvokeFunction, no URL; and, when the
+// stack's dailyDigest is on, by EventBridge Scheduler every day with DIGEST_SCHEDULE_EVENT).
+import { createAdmin, type AdminDeps, type AdminHandler } from '../core/admin.ts';
+import { snsDigestMessage } from '../core/alert-messages.ts';
+import { DIGEST_SCHEDULE_EVENT } from '../core/contract.ts';
+import { cachedCredentials, envCredentials } from '../store/dynamo-http.ts';
+import { createSnsPublisher } from '../store/sns-publish.ts';
 import { startInvocation } from './logger.ts';
-import { readAdminSettings } from './settings.ts';
+import { readAdminSettings, type SnsTopicSettings } from './settings.ts';
 import { lambdaLogger, lambdaStores } from './stores.ts';
 
 let admin: AdminHandler | undefined;
 
 function build(): AdminHandler {
-  const { stage, stores } = readAdminSettings(process.env);
-  return createAdmin({ stage, ...lambdaStores(stores), log: lambdaLogger });
+  const { stage, stores, digest } = readAdminSettings(process.env);
+  return createAdmin({ stage, ...lambdaStores(stores), log: lambdaLogger, publishDigest: digest && digestPublisher(digest, process.env) });
 }
+
+/** Publishes the digest to the topic as the function's role (its credentials are in the environment). */
+export function digestPublisher(topic: SnsTopicSettings, env: Record<string, string | undefined>): NonNullable<AdminDeps['publishDigest']> {
+  const publish = createSnsPublisher({ region: topic.region, endpoint: topic.snsEndpoint, credentials: cachedCredentials(envCredentials(env)) });
+  return (digest) => publish({ topicArn: topic.topicArn, ...snsDigestMessage(digest) });
+}
+
+/** The schedule's failed digest, by its admin error code only: the answer is already in the log. */
+class ScheduledDigestError extends Error {
+  override name = 'ScheduledDigestError';
+}
+
+const isScheduledDigest = (event: unknown) =>
+  typeof event === 'object' && event !== null &&
+  (event as Record<string, unknown>).action === DIGEST_SCHEDULE_EVENT.action &&
+  (event as Record<string, unknown>).trigger === DIGEST_SCHEDULE_EVENT.trigger;
 
 /** `context.awsRequestId` names an unexpected failure: the caller's SDK and CloudWatch show the same id. */
 export async function handler(event: unknown, context?: { awsRequestId?: string }): Promise<unknown> {
   startInvocation(context);
   admin ??= build();
-  return admin(event, { requestId: context?.awsRequestId });
+  const result = await admin(event, { requestId: context?.awsRequestId });
+  // The scheduler invokes asynchronously and nobody reads the answer: a digest that was not sent must
+  // fail the invocation, so that Lambda retries it and the admin function's error alarm sees it.
+  if (!result.ok && isScheduledDigest(event)) {
+    lambdaLogger.error('daily digest not sent', { code: result.error.code });
+    throw new ScheduledDigestError(`The daily digest was not sent (${result.error.code}).`);
+  }
+  return result;
 }

@@ -16,12 +16,25 @@ export interface StoreSettings {
   memcachedServers?: string;
 }
 
-export interface AdminSettings {
+/** What every function that holds the ledger reads. */
+export interface FunctionSettings {
   stage: string;
   stores: StoreSettings;
 }
 
-export interface ProxySettings extends AdminSettings {
+export interface AdminSettings extends FunctionSettings {
+  /** Where the daily digest is published; absent: the digest is off (the admin can only show it). */
+  digest?: SnsTopicSettings;
+}
+
+export interface SnsTopicSettings {
+  topicArn: string;
+  region: string;
+  /** Tests point Publish at a local server (the SDKs' own variable); on AWS, absent. */
+  snsEndpoint?: string;
+}
+
+export interface ProxySettings extends FunctionSettings {
   /**
    * The secret with the stage's OpenAI credentials (absent: they come from the environment), and the
    * version `pulumi up` deployed with this configuration (its id changes the configuration, so a
@@ -51,7 +64,12 @@ export function readStoreSettings(env: Env): StoreSettings {
 }
 
 export function readAdminSettings(env: Env): AdminSettings {
-  return { stage: stageOf(env), stores: readStoreSettings(env) };
+  const topicArn = env[ENV.alertTopicArn];
+  return {
+    stage: stageOf(env),
+    stores: readStoreSettings(env),
+    ...(topicArn ? { digest: { topicArn, region: regionOf(env), snsEndpoint: env[ENV.snsEndpoint] || undefined } } : {}),
+  };
 }
 
 /** Throws ConfigError (every bad value at once) or a missing table's Error. */

@@ -180,6 +180,10 @@ function computed(type: string, name: string, id: string, inputs: Record<string,
       return { arn: arn('iam', `policy/${physical}`, ''), name: physical };
     case 'aws:sns/topic:Topic':
       return { arn: arn('sns', physical), name: physical };
+    case 'aws:scheduler/scheduleGroup:ScheduleGroup':
+      return { arn: arn('scheduler', `schedule-group/${physical}`), name: physical };
+    case 'aws:scheduler/schedule:Schedule':
+      return { arn: arn('scheduler', `schedule/${inputs.groupName ?? 'default'}/${physical}`), name: physical };
     case 'aws:cloudwatch/metricAlarm:MetricAlarm':
       return { arn: arn('cloudwatch', `alarm:${physical}`) };
     case 'aws:ec2/vpc:Vpc':
