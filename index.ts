@@ -1511,6 +1511,19 @@ const alarms = [
       ],
     },
   ),
+  // Scheduler gave up invoking the admin (its role or the function gone, throttled past the retry
+  // policy): no digest that day, and nothing in the admin's own metrics says so.
+  ...(digestSchedule
+    ? [
+        alarmOn(
+          'digest-dropped',
+          `EventBridge Scheduler could not start the daily digest (${ADMIN_NAME} was not invoked after the schedule's retries): ` +
+            'check the schedule\'s role and the admin function.',
+          1,
+          { namespace: 'AWS/Scheduler', metricName: 'InvocationDroppedCount', dimensions: { ScheduleGroup: digestSchedule.group.name }, statistic: 'Sum' },
+        ),
+      ]
+    : []),
   ...(notifier
     ? [
         alarmOn(

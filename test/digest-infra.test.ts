@@ -21,6 +21,7 @@ const T = {
   policy: 'aws:iam/policy:Policy',
   fn: 'aws:lambda/function:Function',
   topic: 'aws:sns/topic:Topic',
+  alarm: 'aws:cloudwatch/metricAlarm:MetricAlarm',
 };
 
 let custom: ProgramRun; // 07:30 in London, emails, in a VPC
@@ -172,9 +173,21 @@ runs('the permissions boundary denies passing the schedule\'s role (a schedule o
   assert.is(await decide([anything], 'iam:PassRole', role, toScheduler), 'Allowed', 'the deployer (no boundary) still deploys it');
 });
 
+runs('an alarm on the topic when Scheduler drops the day\'s invocation of the admin (its retries exhausted)', () => {
+  for (const run of [custom, defaults]) {
+    const a = run.one(T.alarm, '-digest-dropped');
+    assert.equal(
+      [a.inputs.namespace, a.inputs.metricName, a.inputs.dimensions, a.inputs.statistic, a.inputs.threshold],
+      ['AWS/Scheduler', 'InvocationDroppedCount', { ScheduleGroup: run.one(T.group).inputs.name }, 'Sum', 1],
+    );
+    assert.equal([a.inputs.alarmActions, a.inputs.okActions], [[topicOf(run)], [topicOf(run)]]);
+  }
+});
+
 runs('without the digest: no schedule, no group, no role for it, and nothing else differs', () => {
   for (const run of [off, unset]) {
     for (const type of [T.schedule, T.group]) assert.is(run.ofType(type).length, 0, type);
+    assert.not.ok(run.ofType(T.alarm).some((a) => a.name.includes('digest')), 'no digest alarm');
     assert.not.ok(run.ofType(T.role).some((r) => r.name.includes('digest')));
     assert.not.ok(JSON.stringify(run.ofType(T.rolePolicy).map((p) => p.inputs.policy)).includes('scheduler'));
   }
