@@ -549,7 +549,8 @@ const PROXY_TABLE_ACTIONS = [
 ];
 const ADMIN_TABLE_ACTIONS = [
   'dynamodb:Query', // usage reports, list limits and prices, holds past their deadline
-  'dynamodb:UpdateItem', // charge holds past their deadline, before a report
+  'dynamodb:UpdateItem', // charge holds past their deadline, before a report; claim the day's digest
+  'dynamodb:GetItem', // a row's state after a refused condition; whether the day's digest went out
   'dynamodb:PutItem', // set a limit or a price
   'dynamodb:DeleteItem', // remove a limit or a price
 ];

@@ -92,6 +92,9 @@ async function captureOutput<T>(run: () => Promise<T>): Promise<{ value?: T; err
 }
 
 let scheduled: { value?: any; lines: string[] };
+let failedFirst: { value?: any; error?: unknown; lines: string[] };
+let triesWhileDown = 0;
+let again: any[];
 let report: any;
 
 lambda.before(async () => {
@@ -126,7 +129,16 @@ lambda.before(async () => {
 
   report = await admin({ action: 'usage', by: 'project' });
   assert.ok(report.ok);
+  // The day's first invocation meets SNS down: it fails (Lambda retries it) and gives its claim on
+  // the day's digest back, so that the retry sends it.
+  sns.status = 500;
+  failedFirst = await captureOutput(() => admin(DIGEST_SCHEDULE_EVENT, { awsRequestId: '0d7a4c8e-digest-0002' }));
+  triesWhileDown = sns.publishes.length;
+  sns.status = 200;
+  sns.publishes.length = 0;
   scheduled = await captureOutput(() => admin(DIGEST_SCHEDULE_EVENT, { awsRequestId: '0d7a4c8e-digest-0001' }));
+  // Lambda delivers an asynchronous event at least once: the same day's event twice more, at once.
+  again = await Promise.all([admin(DIGEST_SCHEDULE_EVENT), admin(DIGEST_SCHEDULE_EVENT)]);
 });
 
 lambda.after(async () => {
@@ -206,6 +218,15 @@ lambda('no key, no prompt, no org id in the Publish, the answer or the function\
   }
 });
 
+lambda('the same day\'s scheduled event again, twice at once (at-least-once delivery): nothing more is sent; an admin asking is sent one', async () => {
+  for (const r of again) assert.equal([r.ok, r.published, r.alreadySent, r.messageId], [true, false, true, undefined], JSON.stringify(r));
+  assert.is(sns.publishes.length, 1, 'one digest for the day');
+  const asked = await admin({ action: 'sendDigest' });
+  assert.equal([asked.ok, asked.published], [true, true]);
+  assert.is(sns.publishes.length, 2, 'an explicit request is not deduplicated');
+  assert.is(asked.messageId, sns.publishes[1].messageId);
+});
+
 lambda('dryRun answers the same digest and publishes nothing; a dryRun that is not a boolean is refused', async () => {
   const before = sns.publishes.length;
   const preview = await admin({ action: 'sendDigest', dryRun: true });
@@ -217,14 +238,14 @@ lambda('dryRun answers the same digest and publishes nothing; a dryRun that is n
 });
 
 lambda('SNS down: the schedule\'s invocation fails after the publisher\'s retries (Lambda retries it; the error alarm counts it); an admin asking gets an OpenAI-shaped error', async () => {
+  const failed = failedFirst;
+  assert.ok(failed.error instanceof Error, 'the invocation failed');
+  assert.is((failed.error as Error).name, 'ScheduledDigestError');
+  assert.is((failed.error as Error).message, 'The daily digest was not sent (admin_error).');
+  assert.is(triesWhileDown, 3, 'three tries');
+  assert.ok(scheduled.value?.published, 'the retry, once SNS answers, sends the day\'s digest');
   sns.status = 500;
-  const before = sns.publishes.length;
   try {
-    const failed = await captureOutput(() => admin(DIGEST_SCHEDULE_EVENT, { awsRequestId: '0d7a4c8e-digest-0002' }));
-    assert.ok(failed.error instanceof Error, 'the invocation failed');
-    assert.is((failed.error as Error).name, 'ScheduledDigestError');
-    assert.is((failed.error as Error).message, 'The daily digest was not sent (admin_error).');
-    assert.is(sns.publishes.length - before, 3, 'three tries');
     const logged = failed.lines.map((l) => JSON.parse(l));
     assert.equal(logged.map((l) => [l.level, l.message]), [['ERROR', 'admin error'], ['ERROR', 'daily digest not sent']]);
     assert.equal([logged[0].action, logged[0].error, logged[0].function_request_id], ['sendDigest', 'InternalError', '0d7a4c8e-digest-0002']);

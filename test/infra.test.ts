@@ -528,8 +528,9 @@ runs('execution roles: Lambda assumes them; the proxy reads its secret and uses 
     assert.equal(resourcesFor(proxy, 'logs:PutLogEvents'), [`${logGroupOf(run, 'openai-proxy-dev').state.arn}:*`]);
 
     const admin = rolePolicyOf(run, adminOf(run));
-    // The admin charges holds past their deadline before a report: UpdateItem, like the proxy's settle.
-    assert.equal(actionsOf(all(adminOf(run))), sorted(['logs:CreateLogStream', 'logs:PutLogEvents', 'dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', ...vpc]));
+    // The admin charges holds past their deadline before a report: UpdateItem, like the proxy's settle,
+    // and GetItem for a row's state after a refused condition; both also claim the day's digest.
+    assert.equal(actionsOf(all(adminOf(run))), sorted(['logs:CreateLogStream', 'logs:PutLogEvents', 'dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', ...vpc]));
     assert.equal(resourcesFor(admin, 'dynamodb:Query'), [table]);
     assert.equal(resourcesFor(admin, 'logs:PutLogEvents'), [`${logGroupOf(run, 'openai-admin-dev').state.arn}:*`]);
   }

@@ -1,5 +1,6 @@
 // The admin function: limits, usage reports, price overrides and the cache, as JSON in and out.
 // On AWS only principals allowed to invoke `openai-admin-<stage>` get here; locally, admin users.
+import { DIGEST_SCHEDULE_EVENT } from './contract.ts';
 import { badRequest, WrapiError } from './errors.ts';
 import { DEFAULT_ALERTS, parseAlerts, type BudgetAlert } from './alerts.ts';
 import { chargeExpired, errorName } from './bill.ts';
@@ -30,8 +31,14 @@ export interface AdminDeps {
    * Sends the daily digest to the people on the stage's alert topic (on AWS when the stack's
    * `dailyDigest` is on); absent: `sendDigest` only shows it (`dryRun`).
    */
-  publishDigest?: (digest: DailyDigest) => Promise<{ messageId: string }>;
+  publishDigest?: (digest: DailyDigest, how: { scheduled: boolean }) => Promise<DigestSent>;
 }
+
+/**
+ * A published digest's message id; or `alreadySent`: the schedule's digest of that day went out
+ * before (the scheduler's invocations arrive at least once, and a retry may follow one that sent).
+ */
+export type DigestSent = { messageId: string } | { alreadySent: true };
 
 export type AdminResult = ({ ok: true } & Record<string, unknown>) | ({ ok: false } & ErrorBody);
 
@@ -161,13 +168,14 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
       const [usage, previousDay, limits] = await Promise.all([ledger.usage(month), ledger.daily(monthOf(before)), ledger.listLimits()]);
       const use = limits.length ? await ledger.limitUse(limits.map((l) => l.scope), monthOf(before), dayOf(before), windowOf(at)) : [];
       const digest = dailyDigest({ stage, at, usage, previousDay, limits, previousDayCommitted: use.map((u) => u.day) });
-      const sent = publish ? await publish(digest) : undefined;
+      const sent = publish ? await publish(digest, { scheduled: req.trigger === DIGEST_SCHEDULE_EVENT.trigger }) : undefined;
       return {
         digest,
         subject: digestSubject(digest),
         text: digestText(digest),
-        published: sent !== undefined,
-        ...(sent ? { messageId: sent.messageId } : {}),
+        published: sent !== undefined && 'messageId' in sent,
+        ...(sent && 'messageId' in sent ? { messageId: sent.messageId } : {}),
+        ...(sent && 'alreadySent' in sent ? { alreadySent: true } : {}),
       };
     },
     async months() {

@@ -2,7 +2,9 @@
 // stack's dailyDigest is on, by EventBridge Scheduler every day with DIGEST_SCHEDULE_EVENT).
 import { createAdmin, type AdminDeps, type AdminHandler } from '../core/admin.ts';
 import { snsDigestMessage } from '../core/alert-messages.ts';
+import type { DailyDigest } from '../core/digest.ts';
 import { DIGEST_SCHEDULE_EVENT } from '../core/contract.ts';
+import { createDeliveryLog, type DeliveryLog } from '../store/alert-deliveries.ts';
 import { cachedCredentials, envCredentials } from '../store/dynamo-http.ts';
 import { createSnsPublisher } from '../store/sns-publish.ts';
 import { startInvocation } from './logger.ts';
@@ -13,14 +15,37 @@ let admin: AdminHandler | undefined;
 
 function build(): AdminHandler {
   const { stage, stores, digest } = readAdminSettings(process.env);
-  return createAdmin({ stage, ...lambdaStores(stores), log: lambdaLogger, publishDigest: digest && digestPublisher(digest, process.env) });
+  const { ledger, cache, client } = lambdaStores(stores);
+  const deliveries = digest && createDeliveryLog({ client, tableName: stores.tableName });
+  return createAdmin({ stage, ledger, cache, log: lambdaLogger, publishDigest: digest && digestPublisher(digest, process.env, deliveries) });
 }
 
-/** Publishes the digest to the topic as the function's role (its credentials are in the environment). */
-export function digestPublisher(topic: SnsTopicSettings, env: Record<string, string | undefined>): NonNullable<AdminDeps['publishDigest']> {
+/** How long a scheduled digest waits for another invocation that is sending the same day's digest. */
+const DIGEST_WAIT_MS = 20_000;
+
+/**
+ * Publishes the digest to the topic as the function's role (its credentials are in the environment).
+ * An admin asking gets one every time; the schedule's goes out once a day, however often its
+ * invocation arrives (Lambda delivers asynchronous events at least once, and retries a failed one),
+ * through the same claimed delivery records as the budget alerts.
+ */
+export function digestPublisher(
+  topic: SnsTopicSettings, env: Record<string, string | undefined>, deliveries?: DeliveryLog,
+): NonNullable<AdminDeps['publishDigest']> {
   const publish = createSnsPublisher({ region: topic.region, endpoint: topic.snsEndpoint, credentials: cachedCredentials(envCredentials(env)) });
-  return (digest) => publish({ topicArn: topic.topicArn, ...snsDigestMessage(digest) });
+  const send = (digest: DailyDigest) => publish({ topicArn: topic.topicArn, ...snsDigestMessage(digest) });
+  return async (digest, { scheduled }) => {
+    if (!scheduled || !deliveries) return send(digest);
+    let sent: { messageId: string } | undefined;
+    const outcome = await deliveries.once(digestDeliveryId(digest), 'topic', Date.now() + DIGEST_WAIT_MS, async () => {
+      sent = await send(digest);
+    });
+    return outcome === 'already-sent' || !sent ? { alreadySent: true } : sent;
+  };
 }
+
+/** The delivery record of a stage's scheduled digest of one day. */
+const digestDeliveryId = (digest: Pick<DailyDigest, 'stage' | 'day'>) => `digest#${digest.stage}#${digest.day}`;
 
 /** The schedule's failed digest, by its admin error code only: the answer is already in the log. */
 class ScheduledDigestError extends Error {

@@ -2,7 +2,7 @@
 // LRU when the stack runs without ElastiCache).
 import type { Ledger, ResponseCache } from '../core/ports.ts';
 import { createDynamoHttpClient, envCredentials } from '../store/dynamo-http.ts';
-import { createDynamoLedger } from '../store/dynamo-ledger.ts';
+import { createDynamoLedger, type LedgerClient } from '../store/dynamo-ledger.ts';
 import { createLruCache } from '../store/lru-cache.ts';
 import { createMemcachedCache } from '../store/memcached-cache.ts';
 import { lambdaLogger } from './logger.ts';
@@ -10,7 +10,7 @@ import type { StoreSettings } from './settings.ts';
 
 export { lambdaLogger };
 
-export function lambdaStores(settings: StoreSettings): { ledger: Ledger; cache: ResponseCache } {
+export function lambdaStores(settings: StoreSettings): { ledger: Ledger; cache: ResponseCache; client: LedgerClient } {
   // The lean client (a fraction of the SDK's CPU per call) with the role's credentials, which Lambda
   // puts in the environment; timeouts and retries are LEDGER_HTTP_CONFIG's.
   const client = createDynamoHttpClient({
@@ -22,5 +22,5 @@ export function lambdaStores(settings: StoreSettings): { ledger: Ledger; cache: 
   const cache = settings.memcachedServers
     ? createMemcachedCache({ servers: settings.memcachedServers, logger: lambdaLogger })
     : createLruCache({ maxBytes: 16 * 1024 * 1024 });
-  return { ledger, cache };
+  return { ledger, cache, client };
 }
