@@ -25,9 +25,9 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { loadOrCreateCredentials } from '../runtime/local/credentials.ts';
+import { NodeSha256 } from '../sdk/credentials.ts';
 import { Child } from './child.ts';
 import { compareSides, load, type Side } from './load.ts';
 import { ensureInstalled, parseBenchArgs, startPeer, type RunningPeer } from './peer.ts';
@@ -680,7 +680,7 @@ if (args.peer && peerDir) {
 }
 const signerFor = async (home: string) => {
   const user = (await loadOrCreateCredentials(home)).users.find((u) => u.name === 'default')!;
-  return new SignatureV4({ credentials: { accessKeyId: user.accessKeyId, secretAccessKey: user.secretAccessKey }, region: 'us-east-1', service: 'lambda', sha256: Sha256 });
+  return new SignatureV4({ credentials: { accessKeyId: user.accessKeyId, secretAccessKey: user.secretAccessKey }, region: 'us-east-1', service: 'lambda', sha256: NodeSha256 });
 };
 const profDir = (name: string) => (CPU_PROF ? mkdtempSync(path.join(os.tmpdir(), `wrapi-prof-${name}-`)) : undefined);
 const profiles: [string, string][] = [];
