@@ -236,8 +236,10 @@ export type AdminRequest =
    * The daily digest of the month so far (spend, top projects, users and models, limits near or over
    * their alert thresholds, calls billed by estimate), published to the stage's alert topic. The
    * answer carries it as `digest`, `subject` and `text`, and `published`. `dryRun`: only answer it.
+   * `trigger: 'schedule'` is the schedule's own request (DIGEST_SCHEDULE_EVENT): that digest goes out
+   * once a day however often it arrives, and answers `alreadySent` after the first.
    */
-  | { action: 'sendDigest'; dryRun?: boolean }
+  | { action: 'sendDigest'; dryRun?: boolean; trigger?: 'schedule' }
   | {
       action: 'setPrice';
       model: string;
