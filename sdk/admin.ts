@@ -3,8 +3,8 @@
 // endpoint when the outputs name one. Refusals are typed errors carrying the server's message.
 import type { LambdaClient } from '@aws-sdk/client-lambda';
 import type {
-  AdminRequest, AlertDto, AlertsReport, AudioPriceDto, LimitDto, LimitKind, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto,
-  UsageReport, UsageTotals,
+  AdminRequest, AlertDto, AlertsReport, AudioPriceDto, DailyDigest, DigestReport, LimitDto, LimitKind, LimitStatus, LimitsReport, LongContextDto, MembersReport,
+  PriceDto, ProjectMembersDto, UsageDto, UsageReport, UsageTotals,
 } from '../runtime/core/protocol.ts';
 import { isUsdAmount, MAX_USD, MIN_USD } from '../runtime/core/protocol.ts';
 import { credentialsProvider, type CredentialOptions } from './credentials.ts';
@@ -13,7 +13,7 @@ import { checkProject, getSettings } from './settings.ts';
 import { resolveTarget, type StageTarget } from './target.ts';
 
 export type {
-  AlertDto, AlertsReport, AudioPriceDto, LimitDto, LimitKind, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto, UsageReport, UsageTotals,
+  AlertDto, AlertsReport, AudioPriceDto, DailyDigest, DigestReport, LimitDto, LimitKind, LimitStatus, LimitsReport, LongContextDto, MembersReport, PriceDto, ProjectMembersDto, UsageDto, UsageReport, UsageTotals,
 };
 
 /** Where and as whom to call the admin function. */
@@ -114,6 +114,22 @@ export async function getLimits(options: AdminOptions & { project?: string } = {
 export async function listAlerts(options: AdminOptions & { month?: string } = {}): Promise<AlertsReport> {
   const out = await invokeAdmin({ action: 'listAlerts', ...(options.month ? { month: options.month } : {}) }, options);
   return { stage: out.stage, month: out.month as string, alerts: out.alerts as AlertDto[] };
+}
+
+/**
+ * The stage's daily digest as of now: the month so far, the day before, the top projects, users and
+ * models, the limits near or over. With `send`, also published to the stage's alert topic (the
+ * stack's `dailyDigest` must be on); otherwise only shown.
+ *
+ * @example const { text } = await getDigest({ staging: 'prod' });
+ */
+export async function getDigest(options: AdminOptions & { send?: boolean } = {}): Promise<DigestReport> {
+  const out = await invokeAdmin({ action: 'sendDigest', dryRun: options.send !== true }, options);
+  return {
+    stage: out.stage, digest: out.digest as DailyDigest, subject: out.subject as string, text: out.text as string, published: out.published === true,
+    ...(typeof out.messageId === 'string' ? { messageId: out.messageId } : {}),
+    ...(out.alreadySent === true ? { alreadySent: true } : {}),
+  };
 }
 
 /** Usage of a month (default: this one, UTC) by user, project or model, with cache hits and savings. */

@@ -149,6 +149,20 @@ export const COMMANDS: Command[] = [
     },
   },
   {
+    path: 'digest',
+    summary: 'show the daily digest as of now (the month so far, the day before, limits near or over); --send also publishes it',
+    options: { send: { type: 'boolean', help: 'also publish it to the stage\'s alert topic (needs the stack setting dailyDigest)' } },
+    async run({ values, stage, json }) {
+      const report = await admin.getDigest({ staging: stage, send: values.send === true });
+      print(json, report, () => {
+        // Names in the text are the callers' own: shown as visible escapes where a terminal would act on them.
+        const text = report.text.split('\n').map(printable).join('\n');
+        const sent = report.published ? `\n\nSent to the alert topic of stage ${stage} (message ${report.messageId}).` : '';
+        return `${printable(report.subject)}\n\n${text}${sent}`;
+      });
+    },
+  },
+  {
     path: 'usage',
     summary: 'usage and spend of a month, grouped by user, project or model',
     options: {

@@ -7,7 +7,7 @@
  * - `setProject`, `setStaging`, `setCaching` — defaults for later clients and for the clients
  *   other libraries build (importing this module patches the `openai` package, as
  *   `openai-wrapi/register` does).
- * - `setLimits`, `removeLimit`, `getLimits`, `listAlerts`, `getUsage`, `setPrice`, `removePrice`,
+ * - `setLimits`, `removeLimit`, `getLimits`, `listAlerts`, `getDigest`, `getUsage`, `setPrice`, `removePrice`,
  *   `getPrices`, `flushCache`, `grantMember`, `revokeMember`, `getMembers` — the admin functions.
  * - `createFetch`, `proxyBaseURL` — for clients that do not use the `openai` package.
  * - `budgetOf(response)` — the cost and remaining budget the proxy reported for a call.
@@ -21,9 +21,9 @@ export * from 'openai';
 export { OpenAI, OpenAI as default, isWrapiClient, type ClientOptions, type WrapiOptions } from './client.ts';
 export { getSettings, resetSettings, setCaching, setProject, setStaging, type Settings } from './settings.ts';
 export {
-  adminTarget, flushCache, getLimits, getMembers, getPrices, getUsage, grantMember, invokeAdmin, listAlerts, removeLimit, removePrice, revokeMember,
+  adminTarget, flushCache, getDigest, getLimits, getMembers, getPrices, getUsage, grantMember, invokeAdmin, listAlerts, removeLimit, removePrice, revokeMember,
   setLimits, setPrice,
-  type AdminOptions, type AlertDto, type AlertsReport, type LimitDto, type LimitKind, type LimitScope, type LimitValues, type LimitStatus, type LimitsReport, type MemberScope, type MembersReport,
+  type AdminOptions, type AlertDto, type AlertsReport, type DailyDigest, type DigestReport, type LimitDto, type LimitKind, type LimitScope, type LimitValues, type LimitStatus, type LimitsReport, type MemberScope, type MembersReport,
   type PriceDto, type PricesReport, type ProjectMembersDto, type UsageDto, type UsageReport, type UsageTotals,
 } from './admin.ts';
 export { createFetch, proxyBaseURL, type FetchOptions } from './fetch.ts';

@@ -49,7 +49,7 @@ async function fails(code: number, args: string[], pattern: RegExp, env?: Record
   return lines[0];
 }
 
-const COMMANDS = ['limits set', 'limits rm', 'limits ls', 'alerts ls', 'usage', 'prices set', 'prices rm', 'prices ls', 'cache flush', 'outputs', 'url', 'doctor', 'local', 'local users add', 'dashboard'];
+const COMMANDS = ['limits set', 'limits rm', 'limits ls', 'alerts ls', 'digest', 'usage', 'prices set', 'prices rm', 'prices ls', 'cache flush', 'outputs', 'url', 'doctor', 'local', 'local users add', 'dashboard'];
 
 test('--help everywhere, exit 0', async () => {
   const top = await ok(['--help']);
@@ -208,6 +208,28 @@ test('limits set --alerts and alerts ls: thresholds set and shown, the alerts re
   assert.match(await ok(['alerts', 'ls', '--month', '2020-01']), /^No budget alerts in stage dev in 2020-01\./);
   assert.match(await ok(['alerts', 'ls', '--stage', 'prod']), /^No budget alerts in stage prod/);
   await t.admin({ action: 'removeLimit', project: 'watched' });
+});
+
+test('digest: the month so far, as the daily digest says it; --send needs the stack\'s dailyDigest', async () => {
+  await t.admin({ action: 'setPrice', model: 'digest-model', input: 0, output: 1000 }); // $0.002 per call below
+  await t.admin({ action: 'setLimit', project: 'digest-demo', limit: 0.004 });
+  const c = t.client({ project: 'digest-demo', caching: false });
+  for (let i = 0; i < 2; i++) await c.chat.completions.create({ model: 'digest-model', max_tokens: 2, messages: [{ role: 'user', content: 'x fake:words=1' }] });
+  await settled(t, async () => (await t.admin({ action: 'usage', by: 'project' })).groups.some((g: any) => g.key.startsWith('digest') && g.spend === 0.004));
+
+  const text = await ok(['digest']);
+  const day = new Date().toISOString().slice(0, 10);
+  assert.match(text, new RegExp(`^openai-wrapi dev: daily digest ${day}, \\$[0-9.]+ in ${day.slice(0, 7)}\n\nDaily digest of openai-wrapi stage dev for ${day} \\(UTC\\)\\.\n`));
+  assert.match(text, /\n\d{4}-\d{2} to date: \$[0-9.]+ over \d+ calls/);
+  assert.match(text, /\nTop projects: [^\n]*\$[0-9.]+\nTop users: [^\n]+\nTop models: [^\n]+\n/);
+  assert.match(text, /\n  project "digest-demo": \$0\.004000 of \$0\.004000 in \d{4}-\d{2} \(100%, at its monthly limit: calls that would pass it are refused\)\n/);
+  assert.not.match(text, /Sent to the alert topic/);
+
+  const json = JSON.parse(await ok(['digest', '--json']));
+  assert.equal([json.stage, json.published, json.digest.type, json.digest.day], ['dev', false, 'daily_digest', day]);
+  assert.ok(json.digest.limits.some((l: any) => l.scope.project === 'digest-demo' && l.percent === 100));
+  await fails(1, ['digest', '--send'], /Stage dev sends no daily digest: the stack setting dailyDigest turns it on/);
+  await t.admin({ action: 'removeLimit', project: 'digest-demo' });
 });
 
 test('prices set, ls and rm', async () => {

@@ -3,7 +3,7 @@
 // with a conditional write (so it fires once per limit, threshold and period, however many calls
 // cross it at once); delivery (local webhook, or DynamoDB Streams → the notifier on AWS) reads the
 // alerts they made.
-import { ANY } from './protocol.ts';
+import { ANY, type Spender } from './protocol.ts';
 import { describeScope, limitCommand, usd } from './limits.ts';
 import type { Nano, Scope } from './ports.ts';
 import { nanoToUsd } from './pricing.ts';
@@ -79,10 +79,7 @@ export function storedAlerts(text: string | null | undefined): number[] | undefi
 }
 
 /** One scope's share of the period's spend, for "what most of it went to". */
-export interface Spender {
-  name: string;
-  spentUsd: number;
-}
+export type { Spender };
 
 /** Detail usage (one row per user and model) of the alert's period, as reports read it. */
 export interface SpendRow {

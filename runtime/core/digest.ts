@@ -2,11 +2,13 @@
 // that spend is seen every morning and not only when a threshold fires. Pure code over what the
 // ledger answers the admin's reports (counted by usage-report.ts). Names and amounts only: a digest
 // never carries a prompt, an answer or a key.
-import { DEFAULT_ALERTS, reached, type AlertPeriod, type Spender } from './alerts.ts';
+import { DEFAULT_ALERTS, reached, type AlertPeriod } from './alerts.ts';
 import { dayOf, monthOf, usd } from './limits.ts';
 import type { DailyRow, LimitRow, Nano, Scope, UsageRow } from './ports.ts';
 import { nanoToUsd, usdToNano } from './pricing.ts';
-import { ANY, type UsageGroupBy, type UsageTotals } from './protocol.ts';
+import { ANY, type DailyDigest, type DigestLimit as LimitNotice, type Spender, type UsageGroupBy } from './protocol.ts';
+
+export type { DailyDigest };
 import { groupUsage, reportedRows, sumUsage, usageDto } from './usage-report.ts';
 
 const DAY_MS = 86_400_000;
@@ -27,41 +29,6 @@ export interface DigestInput {
   limits: LimitRow[];
   /** Committed on the day before, per limit (same order): what its daily limit is judged by. */
   previousDayCommitted: Nano[];
-}
-
-/** A limit whose settled spend reached one of its alert thresholds, or the limit itself. */
-export interface LimitNotice {
-  scope: Scope;
-  period: AlertPeriod;
-  /** The month (`YYYY-MM`) or the day (`YYYY-MM-DD`) it is judged on. */
-  when: string;
-  limitUsd: number;
-  spentUsd: number;
-  /** Whole percent of the limit, rounded down. */
-  percent: number;
-  /** The highest of its alert thresholds reached; absent when it has none below the limit it reached. */
-  threshold?: number;
-}
-
-export interface DailyDigest {
-  type: 'daily_digest';
-  stage: string;
-  /** The digest's day (UTC), `YYYY-MM-DD`. */
-  day: string;
-  month: string;
-  /** The UTC day before `day`: the last whole day. */
-  previousDay: string;
-  monthToDate: UsageTotals;
-  previousDayTotals: UsageTotals;
-  topProjects: Spender[];
-  topUsers: Spender[];
-  topModels: Spender[];
-  /** Highest percent first, at most MAX_LIMITS of them. */
-  limits: LimitNotice[];
-  /** Limits near or over that did not fit in `limits`. */
-  moreLimits: number;
-  /** The CLI line that shows the whole report. */
-  reportCommand: string;
 }
 
 export function dailyDigest(input: DigestInput): DailyDigest {

@@ -159,6 +159,62 @@ export interface AlertsReport {
   alerts: AlertDto[];
 }
 
+/** One project's, user's or model's share of a period's spend. */
+export interface Spender {
+  name: string;
+  spentUsd: number;
+}
+
+/** A limit whose settled spend reached one of its alert thresholds, or the limit itself. */
+export interface DigestLimit {
+  scope: { project: string; user: string; model: string };
+  period: 'month' | 'day';
+  /** The month (`YYYY-MM`) or the day (`YYYY-MM-DD`) it is judged on. */
+  when: string;
+  limitUsd: number;
+  spentUsd: number;
+  /** Whole percent of the limit, rounded down. */
+  percent: number;
+  /** The highest of its alert thresholds reached; absent when it has none below the limit it reached. */
+  threshold?: number;
+}
+
+/** The daily digest of a stage: its month so far, the day before, and the limits near or over. */
+export interface DailyDigest {
+  type: 'daily_digest';
+  stage: string;
+  /** The digest's day (UTC), `YYYY-MM-DD`. */
+  day: string;
+  month: string;
+  /** The UTC day before `day`: the last whole day. */
+  previousDay: string;
+  monthToDate: UsageTotals;
+  previousDayTotals: UsageTotals;
+  topProjects: Spender[];
+  topUsers: Spender[];
+  topModels: Spender[];
+  /** Highest percent first, at most ten of them. */
+  limits: DigestLimit[];
+  /** Limits near or over that did not fit in `limits`. */
+  moreLimits: number;
+  /** The CLI line that shows the whole report. */
+  reportCommand: string;
+}
+
+/** The admin `sendDigest` answer. */
+export interface DigestReport {
+  stage: string;
+  digest: DailyDigest;
+  /** The email's subject and text. */
+  subject: string;
+  text: string;
+  /** Sent to the stage's alert topic by this request. */
+  published: boolean;
+  messageId?: string;
+  /** The schedule's digest of that day had gone out already. */
+  alreadySent?: boolean;
+}
+
 /** Price of a model in USD per 1M tokens. `cachedInput` null: cached tokens bill at the input rate. */
 export interface PriceDto {
   model: string;
