@@ -227,6 +227,20 @@ lambda('the same day\'s scheduled event again, twice at once (at-least-once deli
   assert.is(asked.messageId, sns.publishes[1].messageId);
 });
 
+lambda('a day\'s first scheduled digest sent by four invocations at once: one Publish, three answered alreadySent', async () => {
+  const { digestPublisher } = await import('../runtime/lambda/admin.ts');
+  const { createDeliveryLog } = await import('../runtime/store/alert-deliveries.ts');
+  const deliveries = createDeliveryLog({ client: dynamo.lean(), tableName: 'openai-wrapi-digest-test', pollMs: 20 });
+  const publish = digestPublisher({ topicArn: TOPIC, region: REGION, snsEndpoint: sns.url }, { AWS_ACCESS_KEY_ID: ROLE.accessKeyId, AWS_SECRET_ACCESS_KEY: ROLE.secretAccessKey, AWS_SESSION_TOKEN: ROLE.sessionToken }, deliveries);
+  const digest = { ...scheduled.value.digest, day: '2031-01-02' }; // a day no other test sent
+  const before = sns.publishes.length;
+  const answers = await Promise.all([1, 2, 3, 4].map(() => publish(digest, { scheduled: true })));
+  assert.is(sns.publishes.length - before, 1, 'one Publish');
+  assert.equal(answers.filter((a) => 'messageId' in a).length, 1);
+  assert.equal(answers.filter((a) => 'alreadySent' in a).length, 3);
+  assert.equal(await publish(digest, { scheduled: true }), { alreadySent: true }, 'and again later');
+});
+
 lambda('dryRun answers the same digest and publishes nothing; a dryRun that is not a boolean is refused', async () => {
   const before = sns.publishes.length;
   const preview = await admin({ action: 'sendDigest', dryRun: true });
