@@ -36,11 +36,12 @@ export function digestPublisher(
   const send = (digest: DailyDigest) => publish({ topicArn: topic.topicArn, ...snsDigestMessage(digest) });
   return async (digest, { scheduled }) => {
     if (!scheduled || !deliveries) return send(digest);
+    // `once` runs the send at most once, and only when the day's digest had not gone out.
     let sent: { messageId: string } | undefined;
-    const outcome = await deliveries.once(digestDeliveryId(digest), 'topic', Date.now() + DIGEST_WAIT_MS, async () => {
+    await deliveries.once(digestDeliveryId(digest), 'topic', Date.now() + DIGEST_WAIT_MS, async () => {
       sent = await send(digest);
     });
-    return outcome === 'already-sent' || !sent ? { alreadySent: true } : sent;
+    return sent ?? { alreadySent: true };
   };
 }
 

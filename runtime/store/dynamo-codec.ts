@@ -212,13 +212,10 @@ export function priceItem(p: PriceOverride): Item {
 }
 
 /**
- * An UpdateItem that ADDs each given counter (creating the item if missing) and optionally SETs
- * priceVersion and removes the call's marker and other attributes. Attribute names go through
- * placeholders: several are DynamoDB reserved words.
- */
-/**
- * `ADD` each counter, optionally `SET` the price version, and end the call's marker `hold`: removed,
- * or replaced by `tombstone` (see holdName). `remove` lists other attributes to drop.
+ * An UpdateItem that ADDs each given counter (creating the item if missing), optionally SETs the
+ * price version, and ends the call's marker `hold`: removed, or replaced by `tombstone` (see
+ * holdName). `remove` lists other attributes to drop. Attribute names go through placeholders:
+ * several are DynamoDB reserved words.
  */
 export function addExpression(
   adds: Record<string, number>,

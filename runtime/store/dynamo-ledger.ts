@@ -259,11 +259,20 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
   }
 
   /**
-   * `#name <= max`, where a missing attribute counts as 0. Conditions have no arithmetic, so the
-   * caller subtracts; a missing attribute passes only if 0 fits.
+   * A take's condition: the call has no marker there yet, and each capped attribute fits its
+   * `max` (`#name <= max`, a missing attribute counting as 0). Conditions have no arithmetic, so
+   * the caller subtracts what it adds; a missing attribute passes only if 0 fits. No `max`: no cap.
    */
-  const atMost = (name: string, value: string, max: number) =>
-    max >= 0 ? `(attribute_not_exists(${name}) OR ${name} <= ${value})` : `${name} <= ${value}`;
+  function takeCondition(caps: [name: string, placeholder: string, max: number | undefined][]) {
+    const conditions = ['attribute_not_exists(#h)'];
+    const capValues: Item = {};
+    for (const [name, placeholder, max] of caps) {
+      if (max === undefined) continue;
+      conditions.push(max >= 0 ? `(attribute_not_exists(${name}) OR ${name} <= ${placeholder})` : `${name} <= ${placeholder}`);
+      capValues[placeholder] = num(max);
+    }
+    return { ConditionExpression: conditions.join(' AND '), capValues };
+  }
 
   type Taken = { committed: Nano; day: Nano } | { refused: Nano; period?: 'day' };
 
@@ -274,16 +283,10 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
    */
   async function take(r: Reservation, { scope, amount, limit, dayLimit }: Hold, owner: string): Promise<Taken> {
     const Key = usageKey(r.month, scope);
-    const conditions = ['attribute_not_exists(#h)'];
-    const values: Item = { ':amount': num(amount), ':hold': holdValue(amount, r.expiresAt, r.day, owner) };
-    if (limit !== undefined) {
-      conditions.push(atMost('#c', ':max', limit - amount));
-      values[':max'] = num(limit - amount);
-    }
-    if (dayLimit !== undefined) {
-      conditions.push(atMost('#d', ':dmax', dayLimit - amount));
-      values[':dmax'] = num(dayLimit - amount);
-    }
+    const { ConditionExpression, capValues } = takeCondition([
+      ['#c', ':max', limit === undefined ? undefined : limit - amount],
+      ['#d', ':dmax', dayLimit === undefined ? undefined : dayLimit - amount],
+    ]);
     const dayName = dayCommittedName(r.day);
     const { held, item } = await sendTake(
       Key,
@@ -293,9 +296,9 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
         TableName,
         Key,
         UpdateExpression: 'ADD #c :amount, #d :amount SET #h = :hold REMOVE #al',
-        ConditionExpression: conditions.join(' AND '),
+        ConditionExpression,
         ExpressionAttributeNames: { '#c': 'committed', '#d': dayName, '#h': holdName(r.callId), '#al': ALERT_CARRIER },
-        ExpressionAttributeValues: values,
+        ExpressionAttributeValues: { ':amount': num(amount), ':hold': holdValue(amount, r.expiresAt, r.day, owner), ...capValues },
         ReturnValues: 'UPDATED_NEW',
       }),
       ['committed', dayName],
@@ -365,16 +368,10 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
   async function takeRate(r: Reservation, { scope, tokens, rpm, tpm }: RateHold, owner: string): Promise<{ use: RateUse } | { refused: RateUse }> {
     const window = r.window ?? 0;
     const Key = rateKey(scope, window);
-    const conditions = ['attribute_not_exists(#h)'];
-    const values: Item = { ':one': num(1), ':tokens': num(tokens), ':hold': rateHoldValue(tokens, owner), ':ttl': num(rateTtl(window)) };
-    if (rpm !== undefined) {
-      conditions.push(atMost('#r', ':rmax', rpm - 1));
-      values[':rmax'] = num(rpm - 1);
-    }
-    if (tpm !== undefined) {
-      conditions.push(atMost('#t', ':tmax', tpm - tokens));
-      values[':tmax'] = num(tpm - tokens);
-    }
+    const { ConditionExpression, capValues } = takeCondition([
+      ['#r', ':rmax', rpm === undefined ? undefined : rpm - 1],
+      ['#t', ':tmax', tpm === undefined ? undefined : tpm - tokens],
+    ]);
     const { held, item } = await sendTake(
       Key,
       r.callId,
@@ -383,9 +380,9 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
         TableName,
         Key,
         UpdateExpression: 'ADD #r :one, #t :tokens SET #h = :hold, #ttl = :ttl',
-        ConditionExpression: conditions.join(' AND '),
+        ConditionExpression,
         ExpressionAttributeNames: { '#r': 'requests', '#t': 'tokens', '#h': holdName(r.callId), '#ttl': TTL_ATTRIBUTE },
-        ExpressionAttributeValues: values,
+        ExpressionAttributeValues: { ':one': num(1), ':tokens': num(tokens), ':hold': rateHoldValue(tokens, owner), ':ttl': num(rateTtl(window)), ...capValues },
         ReturnValues: 'UPDATED_NEW',
       }),
       ['requests', 'tokens'],
