@@ -16,6 +16,7 @@ import {
   ensureLedgerTable,
 } from '../runtime/store/dynamo-ledger.ts';
 import { openSqliteLedger } from '../runtime/store/sqlite-ledger.ts';
+import { settlementOf } from '../runtime/core/bill.ts';
 import { dynamoClient, leanClient, startDynalite } from './helpers/dynalite.ts';
 import { ledgerConformance } from './ledger-conformance.ts';
 
@@ -37,6 +38,65 @@ memory('opens :memory: and counts', async () => {
   await ledger.close!();
 });
 memory.run();
+
+const file = suite('sqlite ledger file');
+const fileDir = mkdtempSync(path.join(os.tmpdir(), 'wrapi-ledger-file-'));
+file.after(() => rmSync(fileDir, { recursive: true, force: true }));
+const FILE_SCOPE: Scope = { project: 'p', user: '*', model: '*' };
+const NO_USE: UsageDelta = {
+  requests: 0, errors: 0, inputTokens: 0, cachedTokens: 0, outputTokens: 0, spent: 0, cacheHits: 0, saved: 0, estimated: 0,
+};
+const holding = (callId: string) => ({
+  callId, month: '2026-11', day: '2026-11-26', expiresAt: Date.now() + 60_000, holds: [{ scope: FILE_SCOPE, amount: 100, limit: 1_000 }],
+});
+
+file('the file is held while open: a second ledger on it is refused at once, saying why', async () => {
+  const name = path.join(fileDir, `held-${++files}.db`);
+  const ledger = openSqliteLedger(name);
+  await ledger.reserve(holding('c1'));
+  assert.throws(() => openSqliteLedger(name), (err: Error) => /in use by another process/.test(err.message) && err.message.includes(name));
+  await ledger.close!();
+  const again = openSqliteLedger(name);
+  assert.is((await again.usage('2026-11'))[0]?.committed, 100);
+  await again.close!();
+});
+
+file('settlements of one turn share a commit; one that throws takes back only its own changes', async () => {
+  const ledger = openSqliteLedger(path.join(fileDir, `group-${++files}.db`));
+  const [a, b] = [holding('a'), holding('b')];
+  await ledger.reserve(a);
+  await ledger.reserve(b);
+  // NaN binds as NULL, which the counters refuse: b's settlement fails inside the shared transaction.
+  const [good, bad] = await Promise.allSettled([
+    ledger.settle(settlementOf(a, { ...NO_USE, requests: 1, spent: 40 })),
+    ledger.settle(settlementOf(b, { ...NO_USE, requests: Number.NaN, spent: 30 })),
+  ]);
+  assert.is(good.status, 'fulfilled');
+  assert.is(bad.status, 'rejected');
+  const [row] = await ledger.usage('2026-11');
+  assert.equal([row.requests, row.spent, row.committed], [1, 40, 40 + 100], "a's settlement landed; b's hold stands");
+  // b is still pending, so its retry applies once, and a repeat of a's changes nothing.
+  await ledger.settle(settlementOf(b, { ...NO_USE, requests: 1, spent: 30 }));
+  await ledger.settle(settlementOf(a, { ...NO_USE, requests: 1, spent: 40 }));
+  const [after] = await ledger.usage('2026-11');
+  assert.equal([after.requests, after.spent, after.committed], [2, 70, 70]);
+  await ledger.close!();
+});
+
+file('close applies settlements still waiting for their turn', async () => {
+  const name = path.join(fileDir, `close-${++files}.db`);
+  const ledger = openSqliteLedger(name);
+  const a = holding('a');
+  await ledger.reserve(a);
+  const settled = ledger.settle(settlementOf(a, { ...NO_USE, requests: 1, spent: 40 }));
+  await ledger.close!();
+  await settled;
+  const again = openSqliteLedger(name);
+  const [row] = await again.usage('2026-11');
+  assert.equal([row.requests, row.spent, row.committed], [1, 40, 40]);
+  await again.close!();
+});
+file.run();
 
 const server = await startDynalite();
 const client = server.client();

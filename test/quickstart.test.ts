@@ -125,14 +125,18 @@ async function started(args: string[], env: NodeJS.ProcessEnv): Promise<{ simula
       child.once('exit', (code) => reject(new Error(`exited ${code}`)));
     });
   } finally {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
   }
 }
 
 test('demo mode only when asked for: a key in the environment is never sent to the simulator, nor replaced by it', async () => {
-  const env = childEnv({ OPENAI_WRAPI_HOME: home, OPENAI_API_KEY: 'sk-a-real-looking-key', OPENAI_WRAPI_DEMO: undefined });
+  // A folder of its own: the quick start's stack still holds its ledger files.
+  const own = join(home, 'demo-or-not');
+  const env = childEnv({ OPENAI_WRAPI_HOME: own, OPENAI_API_KEY: 'sk-a-real-looking-key', OPENAI_WRAPI_DEMO: undefined });
   const real = await started([], env);
   assert.is(real.simulated, undefined);
   assert.equal(real.stages.map((s) => s.upstream), ['https://api.openai.com/v1', 'https://api.openai.com/v1']);
@@ -140,7 +144,7 @@ test('demo mode only when asked for: a key in the environment is never sent to t
     assert.is(demo.simulated, true);
     for (const s of demo.stages) assert.match(s.upstream, /^http:\/\/127\.0\.0\.1:\d+\/v1$/);
   }
-  const outputs = JSON.parse(await readFile(join(home, 'outputs.json'), 'utf8'));
+  const outputs = JSON.parse(await readFile(join(own, 'outputs.json'), 'utf8'));
   assert.is(outputs.dev.simulatedUpstream, true, 'outputs.json tells the SDK and CLI');
 });
 

@@ -17,7 +17,8 @@ export function createHttpUpstream(opts: { maxSockets?: number } = {}): Upstream
       const secure = target.protocol === 'https:';
       const body = typeof init.body === 'string' ? Buffer.from(init.body) : (init.body as Uint8Array | undefined);
       const headers: Record<string, string> = {};
-      new Headers(init.headers).forEach((value, name) => (headers[name] = value));
+      const given = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
+      given.forEach((value, name) => (headers[name] = value));
       if (body) headers['content-length'] = String(body.byteLength);
       const signal = init.signal ?? undefined;
       if (signal?.aborted) return reject(signal.reason);

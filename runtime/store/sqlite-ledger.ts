@@ -139,12 +139,7 @@ class Refused {
 }
 
 export function openSqliteLedger(file: string): Ledger {
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  // WAL + NORMAL: a crash of the process never loses a commit; only an OS crash may lose the last few.
-  db.pragma('synchronous = NORMAL');
-  // The CLI or a second process may read the same file while the local stack writes.
-  db.pragma('busy_timeout = 5000');
+  const db = openExclusive(file);
   db.exec(SCHEMA);
   migrate(db);
   migrateDays(db);
@@ -167,9 +162,10 @@ export function openSqliteLedger(file: string): Ledger {
     `SELECT committed FROM day_committed WHERE day = @day AND ${SCOPE_WHERE}`,
   );
   const dropOldDays = db.prepare<[string]>('DELETE FROM day_committed WHERE day < ?');
-  const addDaySpent = db.prepare<Scope & { day: string; spent: Nano }, { spent: Nano }>(
-    `INSERT INTO day_committed (day, project, user, model, committed, spent) VALUES (@day, @project, @user, @model, 0, @spent)
-     ON CONFLICT DO UPDATE SET spent = spent + excluded.spent RETURNING spent`,
+  // A settlement's change to the day's committed total and its spend, in one statement.
+  const addDaySettled = db.prepare<Scope & { day: string; committed: Nano; spent: Nano }, { spent: Nano }>(
+    `INSERT INTO day_committed (day, project, user, model, committed, spent) VALUES (@day, @project, @user, @model, @committed, @spent)
+     ON CONFLICT DO UPDATE SET committed = committed + excluded.committed, spent = spent + excluded.spent RETURNING spent`,
   );
   const getSpent = db.prepare<Scope & { month: string; day: string }, { month: Nano; day: Nano }>(
     `SELECT coalesce((SELECT spent FROM usage WHERE month = @month AND ${SCOPE_WHERE}), 0) AS month,
@@ -378,8 +374,10 @@ export function openSqliteLedger(file: string): Ledger {
       if (!taken.some((p) => sameScope(p.scope, row.scope))) continue;
       const params = { month: s.month, ...scopeParams(row.scope), ...counts, committed: row.committed, priceVersion };
       const month = row.watch?.length ? addUsageSpent.get(params)!.spent : (addUsage.run(params), 0);
-      if (row.committed !== 0) addDayCommitted.get({ day: s.day, ...scopeParams(row.scope), amount: row.committed });
-      const day = s.delta.spent !== 0 ? addDaySpent.get({ day: s.day, ...scopeParams(row.scope), spent: s.delta.spent })!.spent : undefined;
+      const settled = row.committed !== 0 || s.delta.spent !== 0
+        ? addDaySettled.get({ day: s.day, ...scopeParams(row.scope), committed: row.committed, spent: s.delta.spent })!.spent
+        : undefined;
+      const day = s.delta.spent !== 0 ? settled : undefined;
       if (row.daily) addDaily.run({ day: s.day, ...scopeParams(row.scope), ...counts });
       if (row.watch?.length && day !== undefined) spentNow.set(row, { month, day });
     }
@@ -434,6 +432,11 @@ export function openSqliteLedger(file: string): Ledger {
     addDaily.run({ day, ...scopeParams(scope), ...counts });
   });
 
+  const groups: (() => void)[] = [];
+  const settleGrouped = groupCommit(db, settleAll, groups);
+  const hitGrouped = groupCommit(db, (args: Parameters<typeof hitAll>) => hitAll(...args), groups);
+  const flushGroups = () => groups.forEach((flush) => flush());
+
   return {
     async read(scopes, models, responses) {
       const now = Date.now();
@@ -475,12 +478,8 @@ export function openSqliteLedger(file: string): Ledger {
     async release(reservation) {
       releaseAll(reservation);
     },
-    async settle(settlement) {
-      return settleAll(settlement);
-    },
-    async recordHit(month, day, scope, saved) {
-      hitAll(month, day, scope, saved);
-    },
+    settle: settleGrouped,
+    recordHit: (month, day, scope, saved) => hitGrouped([month, day, scope, saved]),
     async expired(month, now) {
       return expiredCalls.all(month, now).flatMap(({ callId, month, day, pending }) =>
         (JSON.parse(pending) as Pending).map(({ scope, amount }): ExpiredHold => ({ callId, month, day, amount, scope })),
@@ -557,9 +556,74 @@ export function openSqliteLedger(file: string): Ledger {
       return sortMembers(rows);
     },
     async close() {
+      flushGroups();
       db.close();
     },
   };
+}
+
+/**
+ * One process owns the file while it is open: no file locks taken and dropped around every
+ * transaction (12 fcntl calls per proxied call), and the WAL index lives in memory, not in a shared
+ * -shm file. The lock is taken here, so a second stack on the same folder is refused at once with
+ * a message that says why, not on its first call.
+ */
+function openExclusive(file: string): Database.Database {
+  const db = new Database(file, { timeout: 0 });
+  try {
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.pragma('journal_mode = WAL');
+    // WAL + NORMAL: a crash of the process never loses a commit; only an OS crash may lose the last few.
+    db.pragma('synchronous = NORMAL');
+    db.exec('BEGIN EXCLUSIVE; COMMIT');
+    return db;
+  } catch (error) {
+    db.close();
+    if ((error as { code?: string }).code?.startsWith('SQLITE_BUSY')) {
+      throw new Error(`The ledger ${file} is in use by another process (another local stack on the same folder?). Stop it, or start this one with its own folder.`);
+    }
+    throw error;
+  }
+}
+
+/**
+ * Writes that need not answer at once (settlements and cache hits come after their response) and
+ * arrive in the same turn of the event loop share one commit: a commit's WAL writes cost more than
+ * a settlement's statements. Each keeps its own savepoint, so one that throws takes only its own
+ * changes back; a failed commit fails them all, and each is retried as the port allows.
+ */
+function groupCommit<A, R>(db: Database.Database, apply: (arg: A) => R, groups: (() => void)[]): (arg: A) => Promise<R> {
+  type Queued = { arg: A; resolve: (result: R) => void; reject: (error: unknown) => void; outcome?: { result: R } | { error: unknown } };
+  let queue: Queued[] = [];
+  const applyAll = db.transaction((items: Queued[]) => {
+    for (const item of items) {
+      try {
+        item.outcome = { result: apply(item.arg) };
+      } catch (error) {
+        item.outcome = { error };
+      }
+    }
+  });
+  const flush = () => {
+    const items = queue;
+    if (items.length === 0) return;
+    queue = [];
+    try {
+      applyAll(items);
+    } catch (error) {
+      for (const item of items) item.reject(error);
+      return;
+    }
+    for (const { outcome, resolve, reject } of items) {
+      if (outcome && 'result' in outcome) resolve(outcome.result);
+      else reject(outcome?.error);
+    }
+  };
+  groups.push(flush);
+  return (arg) =>
+    new Promise<R>((resolve, reject) => {
+      if (queue.push({ arg, resolve, reject }) === 1) setImmediate(flush);
+    });
 }
 
 function toAlert(r: Scope & { month: string; day: string; threshold: number; limitNano: Nano; spent: Nano; at: number; callId: string }): BudgetAlert {
