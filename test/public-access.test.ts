@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import OpenAI from 'openai';
 import { ConfigError } from '../runtime/core/config.ts';
 import { clientOf, createPublicProxy, readPublicAccess, type PublicAccess } from '../runtime/core/public-access.ts';
-import type { CallContext } from '../runtime/core/proxy.ts';
+import type { CallContext, ProxyRequest } from '../runtime/core/proxy.ts';
 import { startTestStack, settled, type TestStack } from './helpers/stack.ts';
 
 const ORIGIN = 'http://app.localhost:5173';
@@ -64,7 +64,7 @@ settings('a client is an IPv4 address or an IPv6 /64: fresh addresses in one net
 
 settings('the front: Origin and route checked before the proxy; the project header ignored; per-client limits handed on', async () => {
   const access: PublicAccess = { project: PROJECT, origins: [ORIGIN], perClient: { rpm: 2 }, routes: ['chat', 'responses'] };
-  const seen: { req: Request; ctx: CallContext }[] = [];
+  const seen: { req: ProxyRequest; ctx: CallContext }[] = [];
   const front = createPublicProxy(async (req, ctx) => (seen.push({ req, ctx }), new Response('{}', { status: 200 })), access, { cors: false });
   const call = (path: string, headers: Record<string, string>, method = 'POST') =>
     front({ req: new Request(`http://x${path}`, { method, headers }), sourceIp: '198.51.100.7', waitUntil: () => undefined, body: new Uint8Array() });

@@ -9,7 +9,7 @@ import { ENV } from './contract.ts';
 import { forbidden, toErrorResponse } from './errors.ts';
 import type { RateLimits } from './ports.ts';
 import * as P from './protocol.ts';
-import type { CallContext, ProxyHandler } from './proxy.ts';
+import type { CallContext, ProxyHandler, ProxyRequest } from './proxy.ts';
 import { matchRoute, type RouteKind } from './routes.ts';
 
 export interface PublicAccess {
@@ -117,7 +117,7 @@ function ipv6Network(ip: string): string | undefined {
 }
 
 export interface PublicRequest {
-  req: Request;
+  req: ProxyRequest;
   /** The caller's address as the platform saw it (the function URL event; the local socket). */
   sourceIp: string;
   waitUntil: CallContext['waitUntil'];

@@ -1,7 +1,7 @@
 // Function URL events (payload format 2.0) to web Requests, and the verified IAM caller.
 // https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html#urls-payloads
 import { callerFromArn, type IdentityRules } from '../core/caller.ts';
-import type { Caller } from '../core/proxy.ts';
+import type { Caller, ProxyRequest } from '../core/proxy.ts';
 
 export interface FunctionUrlEvent {
   version: string;
@@ -20,12 +20,12 @@ export interface FunctionUrlEvent {
 }
 
 /** The request without its body, which `bodyOf` gives as bytes (the core takes it that way). */
-export function toRequest(event: FunctionUrlEvent): Request {
+export function toRequest(event: FunctionUrlEvent): ProxyRequest {
   const headers = new Headers();
   for (const [name, value] of Object.entries(event.headers ?? {})) headers.set(name, value);
   const host = event.requestContext.domainName ?? headers.get('host') ?? 'localhost';
   const query = event.rawQueryString ? `?${event.rawQueryString}` : '';
-  return new Request(`https://${host}${event.rawPath}${query}`, { method: event.requestContext.http.method, headers });
+  return { url: `https://${host}${event.rawPath}${query}`, method: event.requestContext.http.method, headers, body: null };
 }
 
 /** The body bytes: a string, base64 when `isBase64Encoded`, absent when there is none. */

@@ -6,7 +6,7 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { DEPLOYED_ENV, type CallOutcome } from '../core/contract.ts';
 import { badRequest, forbidden, toErrorResponse } from '../core/errors.ts';
 import type { IdentityRules } from '../core/caller.ts';
-import { createProxy, type Caller, type ProxyHandler } from '../core/proxy.ts';
+import { createProxy, type Caller, type ProxyHandler, type ProxyRequest } from '../core/proxy.ts';
 import { createPublicProxy } from '../core/public-access.ts';
 import { matchRoute } from '../core/routes.ts';
 import { createCallMetrics, type CallMetrics } from './call-metrics.ts';
@@ -34,7 +34,7 @@ interface Instance {
 const KEY_RECHECK_MS = 60_000;
 
 /** The event as the core takes it, or the 400 of an unreadable one. */
-function readEvent(event: FunctionUrlEvent): { req: Request; body?: Uint8Array } | Response {
+function readEvent(event: FunctionUrlEvent): { req: ProxyRequest; body?: Uint8Array } | Response {
   try {
     return { req: toRequest(event), body: bodyOf(event) };
   } catch {

@@ -156,7 +156,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     const headers = endToEndHeaders(req);
     const method = req.method ?? 'GET';
     // The body was read (and signed over) already: hand it to the core as bytes, not a stream.
-    const request = new Request(`http://${host}${path}`, { method, headers });
+    const request = { url: `http://${host}${path}`, method, headers, body: null };
     const response = await stage.proxy(request, {
       caller: { user: user.name, arn: userArn(user.name) },
       waitUntil: track,
@@ -174,7 +174,7 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
       if (!body) return;
     }
     const headers = endToEndHeaders(req);
-    const request = new Request(`http://${host}${path}`, { method, headers });
+    const request = { url: `http://${host}${path}`, method, headers, body: null };
     const response = await front({ req: request, body, sourceIp: req.socket.remoteAddress ?? '', waitUntil: track });
     await writeResponse(response, res);
   }
