@@ -16,6 +16,7 @@ import { cacheKey, canonicalJson } from '../runtime/core/cache-key.ts';
 import { ConfigError, readProxyConfig } from '../runtime/core/config.ts';
 import { callScopes, holdsFor, effectiveLimits, monthOf } from '../runtime/core/limits.ts';
 import { WrapiError } from '../runtime/core/errors.ts';
+import { callDeadline, isTimeout } from '../runtime/core/forward.ts';
 
 const ref = (name: string) => readFileSync(new URL(`./fixtures/reference/${name}`, import.meta.url), 'utf8');
 
@@ -344,6 +345,16 @@ test('configuration: per-stage keys win; every bad value reported at once', () =
     () => readProxyConfig({ OPENAI_WRAPI_TIMEOUT_MS: 'soon', OPENAI_WRAPI_CACHE_TTL: '-1' }, 'dev'),
     (e: ConfigError) => e.problems.length === 2,
   );
+});
+
+test('a call deadline aborts with a TimeoutError when it passes, and never once cleared', async () => {
+  const passing = callDeadline(20);
+  const cleared = callDeadline(20);
+  cleared.clear();
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.ok(passing.signal.aborted);
+  assert.ok(isTimeout(passing.signal.reason), 'read as a timeout: 504, not 502');
+  assert.not.ok(cleared.signal.aborted);
 });
 
 test.run();

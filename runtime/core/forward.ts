@@ -90,6 +90,24 @@ export function mayHaveReached(err: unknown): boolean {
   return !(code && NEVER_SENT.has(code));
 }
 
+/** The proxy's deadline for one upstream call: its signal, and `clear` for when the call has ended. */
+export interface CallDeadline {
+  signal: AbortSignal;
+  clear(): void;
+}
+
+/**
+ * A deadline given back when its call ends. AbortSignal.timeout would do without `clear`, but it
+ * leaves a weakly held timer behind every call for the whole deadline, which the GC pays for:
+ * 10–15 µs a call more, measured with the upstream transport on loopback.
+ */
+export function callDeadline(ms: number): CallDeadline {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException('The upstream call passed its deadline.', 'TimeoutError')), ms);
+  timer.unref();
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+}
+
 export function isTimeout(err: unknown): boolean {
   return err instanceof Error && err.name === 'TimeoutError';
 }

@@ -8,7 +8,7 @@ import { formatBudgetScope } from './contract.ts';
 import {
   WrapiError, badRequest, forbidden, notFound, overBudget, stageKeyRejected, toErrorResponse, tooLarge, unavailable,
 } from './errors.ts';
-import { clientResponseHeaders, forward, gatewayError, interruptedError, mayHaveReached } from './forward.ts';
+import { callDeadline, clientResponseHeaders, forward, gatewayError, interruptedError, mayHaveReached, type CallDeadline } from './forward.ts';
 import {
   callScopes, dayOf, effectiveLimits, holdsFor, monthOf, noLimitMessage, overBudgetMessage,
 } from './limits.ts';
@@ -302,32 +302,37 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     const { route, facts, req, url, body } = call;
     // The proxy's own deadline, not the client's: a client that gives up does not stop OpenAI from
     // finishing and billing the call, so the proxy stays to learn what it cost.
-    const deadline = AbortSignal.timeout(config.maxTimeoutMs);
+    // Cleared wherever the call ends, next to its settlement.
+    const deadline = callDeadline(config.maxTimeoutMs);
     let res: Response;
     try {
       res = await forward(deps.upstream, config, {
         method: req.method, path: route.path, search: url.search, clientHeaders: req.headers,
-        body: JSON.stringify(withUsageRequested(route, body, facts)), signal: deadline,
+        body: JSON.stringify(withUsageRequested(route, body, facts)), signal: deadline.signal,
       });
     } catch (err) {
+      deadline.clear();
       ctx.waitUntil(bill.settle(mayHaveReached(err) ? { kind: 'estimate' } : { kind: 'free' }, 0));
       throw gatewayError(err);
     }
     if (res.status === 401) {
+      deadline.clear();
       ctx.waitUntil(bill.settle({ kind: 'free' }, res.status));
       throw keyRejected(res);
     }
     const headers = clientResponseHeaders(res.headers);
     headers.set(P.HEADER_CACHE, call.key ? 'miss' : 'bypass');
     const isStream = facts.stream && res.ok && (res.headers.get('content-type') ?? '').includes('text/event-stream');
-    return isStream && res.body ? respondStreamed(call, bill, res, headers, ctx) : respondBuffered(call, bill, res, headers, ctx);
+    return isStream && res.body
+      ? respondStreamed(call, bill, res, headers, ctx, deadline)
+      : respondBuffered(call, bill, res, headers, ctx, deadline);
   }
 
   /**
    * Passes the stream through as it arrives. If the client leaves, the rest is still read (not
    * sent) until OpenAI's usage arrives or the deadline passes: hidden reasoning is billed either way.
    */
-  function respondStreamed(call: Admitted, bill: Bill, res: Response, headers: Headers, ctx: CallContext): Response {
+  function respondStreamed(call: Admitted, bill: Bill, res: Response, headers: Headers, ctx: CallContext, deadline: CallDeadline): Response {
     const { route, facts, key } = call;
     setBudgetHeaders(headers, bill, undefined, now());
     const meter = new StreamMeter(route.kind, facts.stream && !facts.clientWantsUsage);
@@ -335,6 +340,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       keepTranscript: key !== undefined,
       waitUntil: ctx.waitUntil,
       onEnd: (end, transcript) => {
+        deadline.clear();
         const { usage, responseId } = meter.outcome;
         const done = bill.settle(usage ? { kind: 'exact', usage, responseId } : { kind: 'estimate', relayed: meter.outcome.outputText }, res.status);
         ctx.waitUntil(done);
@@ -346,15 +352,17 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     return new Response(stream, { status: res.status, headers });
   }
 
-  async function respondBuffered(call: Admitted, bill: Bill, res: Response, headers: Headers, ctx: CallContext): Promise<Response> {
+  async function respondBuffered(call: Admitted, bill: Bill, res: Response, headers: Headers, ctx: CallContext, deadline: CallDeadline): Promise<Response> {
     let payload: Uint8Array;
     try {
       payload = new Uint8Array(await res.arrayBuffer());
     } catch (err) {
+      deadline.clear();
       // The answer broke off: OpenAI did the work, and none of it was seen.
       ctx.waitUntil(bill.settle({ kind: 'estimate' }, res.status));
       throw interruptedError(err);
     }
+    deadline.clear();
     const outcome = res.ok ? outcomeOfBody(call.route, payload) : ({ kind: 'free' } as const);
     const settling = bill.settle(outcome, res.status);
     ctx.waitUntil(settling);
