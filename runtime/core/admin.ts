@@ -4,7 +4,7 @@ import { DIGEST_SCHEDULE_EVENT } from './contract.ts';
 import { badRequest, WrapiError } from './errors.ts';
 import { DEFAULT_ALERTS, parseAlerts, type BudgetAlert } from './alerts.ts';
 import { chargeExpired, errorName } from './bill.ts';
-import { dailyDigest, digestSubject, digestText, type DailyDigest } from './digest.ts';
+import { dailyDigest, digestSubject, digestText } from './digest.ts';
 import { dayOf, modelFamily, monthOf } from './limits.ts';
 import { windowOf } from './rates.ts';
 import { roleMember } from './membership.ts';
@@ -13,7 +13,7 @@ import { modelCandidates, nanoToUsd, resolvePrice, tablePrices, usdToNano, price
 import { MODEL_ID, MODEL_ID_RULE } from './request-facts.ts';
 import { groupUsage, reportedRows, sumUsage, usageDto } from './usage-report.ts';
 import {
-  ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type AlertDto, type ErrorBody, type LimitDto, type LimitStatus, type PriceDto, type ProjectMembersDto,
+  ANY, isUsdAmount, MAX_USD, MIN_USD, type AdminRequest, type AlertDto, type DailyDigest, type ErrorBody, type LimitDto, type LimitStatus, type PriceDto, type ProjectMembersDto,
 } from './protocol.ts';
 
 export interface AdminDeps {

@@ -6,7 +6,8 @@
 //     https://docs.aws.amazon.com/chatbot/latest/adminguide/custom-notifs.html
 //   - the webhook: the AlertPayload itself, as JSON.
 import { alertSubject, alertText, type AlertPayload, type Spender } from './alerts.ts';
-import { digestSubject, digestText, type DailyDigest } from './digest.ts';
+import { digestSubject, digestText } from './digest.ts';
+import type { DailyDigest } from './protocol.ts';
 import { describeScope, usd } from './limits.ts';
 
 /** An Amazon Q Developer in chat applications custom notification (the fields we use). */

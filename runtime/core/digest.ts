@@ -6,9 +6,7 @@ import { DEFAULT_ALERTS, reached, type AlertPeriod } from './alerts.ts';
 import { dayOf, monthOf, usd } from './limits.ts';
 import type { DailyRow, LimitRow, Nano, Scope, UsageRow } from './ports.ts';
 import { nanoToUsd, usdToNano } from './pricing.ts';
-import { ANY, type DailyDigest, type DigestLimit as LimitNotice, type Spender, type UsageGroupBy } from './protocol.ts';
-
-export type { DailyDigest };
+import { ANY, type DailyDigest, type DigestLimit, type Spender, type UsageGroupBy } from './protocol.ts';
 import { groupUsage, reportedRows, sumUsage, usageDto } from './usage-report.ts';
 
 const DAY_MS = 86_400_000;
@@ -61,9 +59,9 @@ export function dailyDigest(input: DigestInput): DailyDigest {
 }
 
 /** Monthly limits by the month's settled spend, daily ones by the day before (today has barely begun). */
-function limitNotices(input: DigestInput, month: string, previousDay: string): LimitNotice[] {
+function limitNotices(input: DigestInput, month: string, previousDay: string): DigestLimit[] {
   const spentOf = new Map(input.usage.map((r) => [scopeKey(r), r.spent]));
-  const notices: LimitNotice[] = [];
+  const notices: DigestLimit[] = [];
   input.limits.forEach((l, i) => {
     if (l.limit !== undefined) {
       notices.push(...notice(l.scope, 'month', month, l.limit, spentOf.get(scopeKey(l.scope)) ?? 0, l.alerts ?? DEFAULT_ALERTS));
@@ -75,7 +73,7 @@ function limitNotices(input: DigestInput, month: string, previousDay: string): L
   return notices.sort((a, b) => b.percent - a.percent);
 }
 
-function notice(scope: Scope, period: AlertPeriod, when: string, limit: Nano, spent: Nano, thresholds: readonly number[]): LimitNotice[] {
+function notice(scope: Scope, period: AlertPeriod, when: string, limit: Nano, spent: Nano, thresholds: readonly number[]): DigestLimit[] {
   // The limit itself counts too: a limit with alerts "none" that refuses calls is worth a line.
   const hit = reached({ period, limit, thresholds: [...thresholds, 100] }, spent);
   if (hit.length === 0) return [];
@@ -139,7 +137,7 @@ export function digestText(d: DailyDigest, style: TextStyle = PLAIN_TEXT): strin
   return lines.join('\n');
 }
 
-function limitLine(l: LimitNotice, style: TextStyle): string {
+function limitLine(l: DigestLimit, style: TextStyle): string {
   const { project, user, model } = l.scope;
   const scope = [`project ${style.quoted(project)}`, ...(user !== ANY ? [`user ${style.quoted(user)}`] : []), ...(model !== ANY ? [`model ${style.quoted(model)}`] : [])].join(', ');
   const when = l.period === 'day' ? `on ${l.when}` : `in ${l.when}`;

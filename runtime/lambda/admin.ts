@@ -2,7 +2,7 @@
 // stack's dailyDigest is on, by EventBridge Scheduler every day with DIGEST_SCHEDULE_EVENT).
 import { createAdmin, type AdminDeps, type AdminHandler } from '../core/admin.ts';
 import { snsDigestMessage } from '../core/alert-messages.ts';
-import type { DailyDigest } from '../core/digest.ts';
+import type { DailyDigest } from '../core/protocol.ts';
 import { DIGEST_SCHEDULE_EVENT } from '../core/contract.ts';
 import { createDeliveryLog, type DeliveryLog } from '../store/alert-deliveries.ts';
 import { cachedCredentials, envCredentials } from '../store/dynamo-http.ts';

@@ -432,10 +432,8 @@ export function openSqliteLedger(file: string): Ledger {
     addDaily.run({ day, ...scopeParams(scope), ...counts });
   });
 
-  const groups: (() => void)[] = [];
-  const settleGrouped = groupCommit(db, settleAll, groups);
-  const hitGrouped = groupCommit(db, (args: Parameters<typeof hitAll>) => hitAll(...args), groups);
-  const flushGroups = () => groups.forEach((flush) => flush());
+  const settlements = groupCommit(db, settleAll);
+  const hits = groupCommit(db, (args: Parameters<typeof hitAll>) => hitAll(...args));
 
   return {
     async read(scopes, models, responses) {
@@ -478,8 +476,8 @@ export function openSqliteLedger(file: string): Ledger {
     async release(reservation) {
       releaseAll(reservation);
     },
-    settle: settleGrouped,
-    recordHit: (month, day, scope, saved) => hitGrouped([month, day, scope, saved]),
+    settle: settlements.add,
+    recordHit: (month, day, scope, saved) => hits.add([month, day, scope, saved]),
     async expired(month, now) {
       return expiredCalls.all(month, now).flatMap(({ callId, month, day, pending }) =>
         (JSON.parse(pending) as Pending).map(({ scope, amount }): ExpiredHold => ({ callId, month, day, amount, scope })),
@@ -556,7 +554,8 @@ export function openSqliteLedger(file: string): Ledger {
       return sortMembers(rows);
     },
     async close() {
-      flushGroups();
+      settlements.flush();
+      hits.flush();
       db.close();
     },
   };
@@ -592,7 +591,7 @@ function openExclusive(file: string): Database.Database {
  * a settlement's statements. Each keeps its own savepoint, so one that throws takes only its own
  * changes back; a failed commit fails them all, and each is retried as the port allows.
  */
-function groupCommit<A, R>(db: Database.Database, apply: (arg: A) => R, groups: (() => void)[]): (arg: A) => Promise<R> {
+function groupCommit<A, R>(db: Database.Database, apply: (arg: A) => R): { add(arg: A): Promise<R>; flush(): void } {
   type Queued = { arg: A; resolve: (result: R) => void; reject: (error: unknown) => void; outcome?: { result: R } | { error: unknown } };
   let queue: Queued[] = [];
   const applyAll = db.transaction((items: Queued[]) => {
@@ -619,11 +618,13 @@ function groupCommit<A, R>(db: Database.Database, apply: (arg: A) => R, groups: 
       else reject(outcome?.error);
     }
   };
-  groups.push(flush);
-  return (arg) =>
-    new Promise<R>((resolve, reject) => {
-      if (queue.push({ arg, resolve, reject }) === 1) setImmediate(flush);
-    });
+  return {
+    add: (arg) =>
+      new Promise<R>((resolve, reject) => {
+        if (queue.push({ arg, resolve, reject }) === 1) setImmediate(flush);
+      }),
+    flush,
+  };
 }
 
 function toAlert(r: Scope & { month: string; day: string; threshold: number; limitNano: Nano; spent: Nano; at: number; callId: string }): BudgetAlert {
