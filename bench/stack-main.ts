@@ -4,12 +4,13 @@
  * through child_process.fork (an IPC channel is required); the parent talks to it by messages.
  *
  *   fake      the fake OpenAI upstream (runtime/local/simulated-openai.ts) on a free 127.0.0.1 port
- *   dynalite  an in-memory dynalite (DynamoDB-compatible) on a free 127.0.0.1 port
+ *   dynalite  an in-memory dynalite (DynamoDB-compatible) on a free 127.0.0.1 port:
+ *             env BENCH_ROUND_TRIP_MS  no answer leaves sooner than this after its request arrived
+ *             (a DynamoDB round trip in AWS, its service time included; dynalite's own time hides under it)
  *   stack     the local stack (runtime/local/stack.ts) with an instrumented ledger:
  *             env BENCH_HOME        data folder (credentials, SQLite files)
  *             env BENCH_UPSTREAM    fake upstream base URL (…/v1), BENCH_UPSTREAM_KEY its key
  *             env BENCH_DYNAMODB    dynalite endpoint: use the DynamoDB ledger instead of SQLite
- *             env BENCH_LEDGER_DELAY_MS  fixed delay added before every ledger call (a network round trip)
  *             env BENCH_ACCEPT_ENCODING  accept-encoding of the upstream calls (default gzip: keep the core's identity)
  *
  * The stack child counts ledger calls per method (and how long they block the event loop), and on
@@ -64,6 +65,22 @@ if (role === 'fake') {
 } else if (role === 'dynalite') {
   const { startDynalite } = await import('../test/helpers/dynalite.ts');
   const server = await startDynalite();
+  const roundTripMs = Number(process.env.BENCH_ROUND_TRIP_MS ?? 0);
+  // Each answer is held until its round trip is over: parallel requests wait in parallel, as they do
+  // on DynamoDB. The wait is a timer here, not in the stack, so the stack's CPU is what a network
+  // wait costs it (one wake-up for the reply).
+  if (roundTripMs > 0) {
+    server.server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      const due = performance.now() + roundTripMs;
+      const end = res.end;
+      res.end = function (this: http.ServerResponse, ...args: unknown[]) {
+        const wait = due - performance.now();
+        if (wait <= 0) return end.apply(this, args as never);
+        setTimeout(() => end.apply(this, args as never), wait);
+        return this;
+      } as typeof res.end;
+    });
+  }
   serve({
     memory,
     stop: async () => {
@@ -77,14 +94,13 @@ if (role === 'fake') {
   const { createHttpUpstream } = await import('../runtime/store/http-upstream.ts');
   type Ledger = import('../runtime/core/ports.ts').Ledger;
   const env = process.env;
-  const delayMs = Number(env.BENCH_LEDGER_DELAY_MS ?? 0);
   const HOT = ['read', 'reserve', 'settle'] as const;
 
   // ---- counters (always on; a few ns per call)
   const counts: Record<string, number> = { read: 0, reserve: 0, settle: 0, other: 0, upstream: 0 };
   /** µs each call kept the event loop busy before returning its promise (SQLite: the whole call, but for a settlement, which waits for its turn's shared commit). */
   const syncUs: Record<string, number[]> = { read: [], reserve: [], settle: [] };
-  /** µs from call to settled promise (includes the injected delay). */
+  /** µs from call to settled promise (DynamoDB: the injected round trips included). */
   const totalUs: Record<string, number[]> = { read: [], reserve: [], settle: [] };
   let inFlight = 0;
   const keep = (xs: number[], v: number) => {
@@ -100,7 +116,6 @@ if (role === 'fake') {
     if (t) t.events.push([name, performance.now() - t.t0]);
   };
 
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const wrapLedger = (ledger: Ledger): Ledger => {
     const wrapped = Object.create(null) as Record<string, unknown>;
     for (const name of Object.keys(ledger) as (keyof Ledger)[]) {
@@ -114,10 +129,8 @@ if (role === 'fake') {
         inFlight++;
         const start = performance.now();
         try {
-          if (delayMs > 0) await sleep(delayMs);
-          const before = performance.now();
           const p = fn.apply(ledger, args);
-          if (hot) keep(syncUs[hot], (performance.now() - before) * 1000);
+          if (hot) keep(syncUs[hot], (performance.now() - start) * 1000);
           const v = await p;
           if (hot) keep(totalUs[hot], (performance.now() - start) * 1000);
           return v;

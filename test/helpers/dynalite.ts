@@ -10,6 +10,8 @@ const dynalite = createRequire(import.meta.url)('dynalite') as (opts: { createTa
 
 export interface DynaliteServer {
   endpoint: string;
+  /** The HTTP server itself (the bench delays its answers). */
+  server: Server;
   /** A client for this server; `extra` overrides (e.g. timeouts). */
   client(extra?: DynamoDBClientConfig): DynamoDBClient;
   /** The lean client (runtime/store/dynamo-http.ts) for this server. */
@@ -39,6 +41,7 @@ export async function startDynalite(): Promise<DynaliteServer> {
   const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     endpoint,
+    server,
     client: (extra) => dynamoClient(endpoint, extra),
     lean: (extra) => leanClient(endpoint, extra),
     close: () =>
