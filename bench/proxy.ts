@@ -570,7 +570,7 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
       console.log(`${label.padEnd(18)} ${String(k).padStart(8)} ${f(c.read).padStart(6)} ${f(c.reserve).padStart(8)} ${f(c.settle).padStart(7)} ${f(c.other).padStart(6)} ${f(c.upstream).padStart(9)}   ${(c.cpuUs / k).toFixed(0).padStart(6)} µs`);
     }
     const tm = (x: { n: number; syncP50: number; totalP50: number }) => (x.n ? `${x.totalP50.toFixed(0)} µs total, ${x.syncP50.toFixed(0)} µs blocking` : '—');
-    console.log(`ledger call p50 at c=1 ("blocking" = event loop held before the call returns its promise; SQLite reads and reserves synchronously, and settles at the end of the turn in a shared commit):`);
+    console.log(`ledger call p50 at c=1 ("blocking" = event loop held before the call returns its promise; SQLite reads synchronously, and reserves and settles at the end of the turn in a shared commit):`);
     console.log(`  read ${tm(timingsC.read)} (policy-cold case); reserve ${tm(timings1.reserve)}; settle ${tm(timings1.settle)}`);
 
     console.log(`\nOrder per request (traced, AsyncLocalStorage on, c=1; times in ms from the stack's 'request' event, p50)`);

@@ -98,7 +98,7 @@ if (role === 'fake') {
 
   // ---- counters (always on; a few ns per call)
   const counts: Record<string, number> = { read: 0, reserve: 0, settle: 0, other: 0, upstream: 0 };
-  /** µs each call kept the event loop busy before returning its promise (SQLite: the whole call, but for a settlement, which waits for its turn's shared commit). */
+  /** µs each call kept the event loop busy before returning its promise (SQLite: the whole of a read; its writes wait for their turn's shared commit). */
   const syncUs: Record<string, number[]> = { read: [], reserve: [], settle: [] };
   /** µs from call to settled promise (DynamoDB: the injected round trips included). */
   const totalUs: Record<string, number[]> = { read: [], reserve: [], settle: [] };

@@ -1,7 +1,7 @@
 // The ledger conformance suite against SQLite and against DynamoDB (dynalite, in process) through both
 // clients (the AWS SDK's and the lean one the Lambdas use), plus the DynamoDB-only concerns: the table
 // definition, and failing fast when DynamoDB is unreachable.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -80,6 +80,35 @@ file('settlements of one turn share a commit; one that throws takes back only it
   await ledger.settle(settlementOf(a, { ...NO_USE, requests: 1, spent: 40 }));
   const [after] = await ledger.usage('2026-11');
   assert.equal([after.requests, after.spent, after.committed], [2, 70, 70]);
+  await ledger.close!();
+});
+
+file('reservations of one turn share its commit with settlements, each seeing the holds taken before it', async () => {
+  const name = path.join(fileDir, `reserve-group-${++files}.db`);
+  const ledger = openSqliteLedger(name);
+  const walSize = () => statSync(`${name}-wal`).size;
+  // Another project's call first, so the file has its tables' pages before anything is measured.
+  await ledger.reserve({ ...holding('warm'), holds: [{ scope: { ...FILE_SCOPE, project: 'q' }, amount: 100 }] });
+  const first = holding('first');
+  let wal = walSize();
+  await ledger.reserve(first);
+  // What one commit of a reservation writes to the WAL (its changed pages, one frame each).
+  const oneCommit = walSize() - wal;
+  wal = walSize();
+  const limited = (callId: string) => ({ ...holding(callId), holds: [{ scope: FILE_SCOPE, amount: 100, limit: 250 }] });
+  // One turn: first's settlement frees 60 of its 100, then three holds of 100 against 250.
+  const [settled, a, b, c] = await Promise.all([
+    ledger.settle(settlementOf(first, { ...NO_USE, requests: 1, spent: 40 })),
+    ledger.reserve(limited('a')),
+    ledger.reserve(limited('b')),
+    ledger.reserve(limited('c')),
+  ]);
+  assert.equal(settled, []);
+  assert.ok(walSize() - wal < 2 * oneCommit, `four writes in one commit (WAL grew ${walSize() - wal} bytes; one reservation alone: ${oneCommit})`);
+  assert.equal([a.ok, b.ok, c.ok], [true, true, false]);
+  assert.equal(c, { ok: false, index: 0, committed: 240 }, 'refused with what was committed before it');
+  const [row] = await ledger.usage('2026-11');
+  assert.equal([row.requests, row.spent, row.committed], [1, 40, 240], "the refused hold's savepoint was rolled back");
   await ledger.close!();
 });
 

@@ -432,8 +432,16 @@ export function openSqliteLedger(file: string): Ledger {
     addDaily.run({ day, ...scopeParams(scope), ...counts });
   });
 
-  const settlements = groupCommit(db, settleAll);
-  const hits = groupCommit(db, (args: Parameters<typeof hitAll>) => hitAll(...args));
+  const commits = groupCommit(db);
+  /** The reservation's holds, or the refusal that rolled them back (its savepoint's). */
+  const reserveOrRefuse = (reservation: Reservation): ReserveResult => {
+    try {
+      return reserveAll(reservation);
+    } catch (error) {
+      if (error instanceof Refused) return error.result;
+      throw error;
+    }
+  };
 
   return {
     async read(scopes, models, responses) {
@@ -465,19 +473,12 @@ export function openSqliteLedger(file: string): Ledger {
       // Expired ones go lazily, now and then, without a scan on every call.
       if (++remembered % 500 === 1) dropOldResponses.run(Date.now());
     },
-    async reserve(reservation) {
-      try {
-        return reserveAll(reservation);
-      } catch (error) {
-        if (error instanceof Refused) return error.result;
-        throw error;
-      }
-    },
+    reserve: (reservation) => commits.add(() => reserveOrRefuse(reservation)),
     async release(reservation) {
       releaseAll(reservation);
     },
-    settle: settlements.add,
-    recordHit: (month, day, scope, saved) => hits.add([month, day, scope, saved]),
+    settle: (settlement) => commits.add(() => settleAll(settlement)),
+    recordHit: (month, day, scope, saved) => commits.add(() => hitAll(month, day, scope, saved)),
     async expired(month, now) {
       return expiredCalls.all(month, now).flatMap(({ callId, month, day, pending }) =>
         (JSON.parse(pending) as Pending).map(({ scope, amount }): ExpiredHold => ({ callId, month, day, amount, scope })),
@@ -554,8 +555,7 @@ export function openSqliteLedger(file: string): Ledger {
       return sortMembers(rows);
     },
     async close() {
-      settlements.flush();
-      hits.flush();
+      commits.flush();
       db.close();
     },
   };
@@ -586,18 +586,19 @@ function openExclusive(file: string): Database.Database {
 }
 
 /**
- * Writes that need not answer at once (settlements and cache hits come after their response) and
- * arrive in the same turn of the event loop share one commit: a commit's WAL writes cost more than
- * a settlement's statements. Each keeps its own savepoint, so one that throws takes only its own
- * changes back; a failed commit fails them all, and each is retried as the port allows.
+ * Ledger writes of one event-loop turn share one commit: a commit's WAL writes cost more than a
+ * write's statements. Each write runs in its own savepoint when the turn's work is done, so one that
+ * throws takes only its own changes back, and answers once the commit is on disk (in the WAL): a
+ * reservation still answers before its call goes upstream, a moment later than alone. A failed commit
+ * fails every write in it; each is retried as the port allows (every ledger write applies once).
  */
-function groupCommit<A, R>(db: Database.Database, apply: (arg: A) => R): { add(arg: A): Promise<R>; flush(): void } {
-  type Queued = { arg: A; resolve: (result: R) => void; reject: (error: unknown) => void; outcome?: { result: R } | { error: unknown } };
+function groupCommit(db: Database.Database): { add<R>(apply: () => R): Promise<R>; flush(): void } {
+  type Queued = { apply: () => unknown; resolve: (result: any) => void; reject: (error: unknown) => void; outcome?: { result: unknown } | { error: unknown } };
   let queue: Queued[] = [];
   const applyAll = db.transaction((items: Queued[]) => {
     for (const item of items) {
       try {
-        item.outcome = { result: apply(item.arg) };
+        item.outcome = { result: item.apply() };
       } catch (error) {
         item.outcome = { error };
       }
@@ -619,9 +620,9 @@ function groupCommit<A, R>(db: Database.Database, apply: (arg: A) => R): { add(a
     }
   };
   return {
-    add: (arg) =>
+    add: <R>(apply: () => R) =>
       new Promise<R>((resolve, reject) => {
-        if (queue.push({ arg, resolve, reject }) === 1) setImmediate(flush);
+        if (queue.push({ apply, resolve, reject }) === 1) setImmediate(flush);
       }),
     flush,
   };
