@@ -2,7 +2,8 @@
  * Another AI gateway run side by side with the stack in bench/proxy.ts (`npm run bench -- --peer
  * portkey`): installed on first use into bench/.peers/<name>/ (gitignored; its own package.json,
  * never the project's node_modules), started on loopback in its own process with the same probe
- * the stack has (bench/peer-probe.mjs), and pointed at the bench's fake upstream.
+ * the stack has (bench/peer-probe.mjs), and pointed at the bench's fake upstream. `passthrough` is
+ * no gateway but the floor under one: a bare node:http forwarder in this folder, nothing to install.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,8 +22,13 @@ export interface PeerSpec {
   dependencies: Record<string, string>;
   /** npm `overrides` of the peer's own dependencies. */
   overrides: Record<string, string>;
-  /** The installed entry point, relative to the install folder. */
+  /** The installed entry point, relative to the install folder; for a peer without dependencies, relative to bench/. */
   entry: string;
+  /**
+   * A gateway the stack's targets are set against (its "< Portkey's" verdicts). False for a floor:
+   * its columns are information, and the peer-relative verdicts say so instead of judging.
+   */
+  judged: boolean;
   args: (port: number) => string[];
   /** Headers that make the peer forward an OpenAI chat call to `upstream` (a base URL ending in /v1). */
   headers: (upstream: string, apiKey: string) => Record<string, string>;
@@ -46,6 +52,17 @@ export const PEERS: Record<string, PeerSpec> = {
       'x-portkey-custom-host': upstream,
     }),
     chatPath: '/v1/chat/completions',
+    judged: true,
+  },
+  passthrough: {
+    label: 'Pass-through',
+    dependencies: {},
+    overrides: {},
+    entry: 'passthrough.mjs',
+    args: (port) => [String(port)],
+    headers: (upstream, apiKey) => ({ authorization: `Bearer ${apiKey}`, 'x-passthrough-upstream': upstream }),
+    chatPath: '/v1/chat/completions',
+    judged: false,
   },
 };
 
@@ -79,6 +96,7 @@ const installedVersion = (dir: string, pkg: string): string | undefined => {
 /** Installs the peer into bench/.peers/<name>/ unless the exact versions are already there; returns the folder. */
 export function ensureInstalled(name: string, log: (msg: string) => void): string {
   const spec = PEERS[name];
+  if (Object.keys(spec.dependencies).length === 0) return BENCH;
   const dir = path.join(PEERS_DIR, name);
   const pinned = { ...spec.dependencies, ...spec.overrides };
   if (Object.entries(pinned).every(([pkg, v]) => installedVersion(dir, pkg) === v) && existsSync(path.join(dir, spec.entry))) return dir;
@@ -103,6 +121,8 @@ export function ensureInstalled(name: string, log: (msg: string) => void): strin
 
 export interface RunningPeer {
   label: string;
+  /** See PeerSpec.judged. */
+  judged: boolean;
   /** name@version of what runs. */
   package: string;
   child: Child;
@@ -123,6 +143,6 @@ export async function startPeer(name: string, dir: string, upstream: string, api
     stdout: 'ignore',
   });
   const url = new URL(child.ready.url);
-  const pkg = Object.entries(spec.dependencies).map(([p, v]) => `${p}@${v}`).join(' ');
-  return { label: spec.label, package: pkg, child, host: url.hostname, port: Number(url.port), chatPath: spec.chatPath, headers: spec.headers(upstream, apiKey) };
+  const pkg = Object.entries(spec.dependencies).map(([p, v]) => `${p}@${v}`).join(' ') || `bench/${spec.entry}`;
+  return { label: spec.label, package: pkg, judged: spec.judged, child, host: url.hostname, port: Number(url.port), chatPath: spec.chatPath, headers: spec.headers(upstream, apiKey) };
 }

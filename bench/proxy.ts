@@ -31,7 +31,7 @@ import { NodeSha256 } from '../sdk/credentials.ts';
 import { Child } from './child.ts';
 import { compareSides, load, type Side } from './load.ts';
 import { ensureInstalled, parseBenchArgs, startPeer, type RunningPeer } from './peer.ts';
-import { mb, ms, pct, peerLatency, plus, ratio, tableLines, verdict, type PeerCells, type Row } from './table.ts';
+import { mb, ms, pct, peerLatency, peerVerdict, plus, ratio, tableLines, verdict, type PeerCells, type Row } from './table.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const env = process.env;
@@ -350,7 +350,7 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
       o.dynamo
         ? `${verdict(added1 <= DYNAMO_ADDED_TARGET_MS, `(≤ +${DYNAMO_ADDED_TARGET_MS} ms)`)} ${lambdaNote(added1, pre1, reserveMs)}`
         : verdict(added1 <= 1.2, added1 <= 1 ? '(≤ 1.2 ms; ideal ≤ 1 ms met)' : '(≤ 1.2 ms; ideal ≤ 1 ms missed)') +
-          (k1 ? `; ${verdict(added1 < peerAdded1, `(added < ${peer!.label}'s)`)}` : ''),
+          (k1 ? `; ${peerVerdict(peer!, added1 < peerAdded1, `(added < ${peer!.label}'s)`)}` : ''),
       peerAt(k1, d1, p1, 50));
     row('non-stream chat c=1 p99', ms(pct(d1, 99)), ms(pct(p1, 99)), plus(pct(p1, 99) - pct(d1, 99)), ratio(pct(p1, 99), pct(d1, 99)), '', peerAt(k1, d1, p1, 99));
 
@@ -369,7 +369,7 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
     const rpsP = rps(c16.p);
     const rpsK = c16.k ? rps(c16.k) : NaN;
     row('non-stream chat c=16 req/s', rpsD.toFixed(0), rpsP.toFixed(0), '', ratio(rpsP, rpsD),
-      c16.k ? `${verdict(rpsP >= 1.5 * rpsK, `(≥ 1.5x ${peer!.label}'s)`)}; client signs in the loop` : '(info; client signs in the loop)',
+      c16.k ? `${peerVerdict(peer!, rpsP >= 1.5 * rpsK, `(≥ 1.5x ${peer!.label}'s)`)}; client signs in the loop` : '(info; client signs in the loop)',
       c16.k ? { value: rpsK.toFixed(0), ratio: ratio(rpsK, rpsD), vsPeer: ratio(rpsP, rpsK) } : undefined);
 
     // 3. streamed chat: time to first byte
@@ -521,7 +521,7 @@ async function runLedger(fake: Child, signerFor: (home: string) => Promise<Signa
       if (peer) {
         // The highest RSS seen at any point (after GC), each process its own.
         const peak = (points: Point[]) => Math.max(...points.map((m) => m.rss));
-        row('peak RSS after GC (any point above)', '', mb(peak(mem)), '', '', verdict(peak(mem) < peak(peerMem), `(below ${peer.label}'s)`),
+        row('peak RSS after GC (any point above)', '', mb(peak(mem)), '', '', peerVerdict(peer, peak(mem) < peak(peerMem), `(below ${peer.label}'s)`),
           { value: mb(peak(peerMem)), vsPeer: ratio(peak(mem), peak(peerMem)) });
       }
       const mErr = errors(samples);

@@ -14,6 +14,9 @@ export const plus = (v: number) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${
 export const ratio = (a: number, b: number) => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : 'n/a');
 export const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
 export const verdict = (ok: boolean, note = '') => `${ok ? 'PASS' : 'FAIL'}${note ? ` ${note}` : ''}`;
+/** A target set against a peer gateway; against a floor (a peer that is not judged) only information. */
+export const peerVerdict = (peer: { judged: boolean }, ok: boolean, note: string) =>
+  peer.judged ? verdict(ok, note) : `(info: ${ok ? 'meets' : 'not'} ${note.slice(1, -1)}; a floor, not a target)`;
 
 /** case, direct, proxy, added, proxy/direct, target */
 export type Cells = [string, string, string, string, string, string];

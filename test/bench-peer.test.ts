@@ -1,10 +1,18 @@
-// The bench's `--peer` plumbing that needs no peer installed: argument parsing, the order in which
-// the sides of a comparison take turns, and the table with and without the peer's columns.
+// The bench's `--peer` plumbing that needs no peer installed: argument parsing, the pass-through
+// floor, the order in which the sides of a comparison take turns, and the table with and without the
+// peer's columns.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { compareSides, roundOrder } from '../bench/load.ts';
-import { PEERS, parseBenchArgs } from '../bench/peer.ts';
-import { peerLatency, tableLines, type Row } from '../bench/table.ts';
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PEERS, ensureInstalled, parseBenchArgs, startPeer } from '../bench/peer.ts';
+import { peerLatency, peerVerdict, tableLines, type Row } from '../bench/table.ts';
+
+const BENCH_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bench');
 
 test('--peer takes a known peer, in either spelling; no flag means no peer', () => {
   assert.equal(parseBenchArgs([]), { peer: undefined });
@@ -13,8 +21,8 @@ test('--peer takes a known peer, in either spelling; no flag means no peer', () 
 });
 
 test('an unknown peer, a missing name or an unknown option is refused with what would work', () => {
-  assert.throws(() => parseBenchArgs(['--peer', 'litellm']), /unknown peer 'litellm': known peers are portkey/);
-  assert.throws(() => parseBenchArgs(['--peer']), /Usage: npm run bench \[-- --peer portkey\]/);
+  assert.throws(() => parseBenchArgs(['--peer', 'litellm']), /unknown peer 'litellm': known peers are portkey, passthrough/);
+  assert.throws(() => parseBenchArgs(['--peer']), /Usage: npm run bench \[-- --peer portkey\|passthrough\]/);
   assert.throws(() => parseBenchArgs(['--peers', 'portkey']), /Usage/);
   assert.throws(() => parseBenchArgs(['--peer', 'constructor']), /unknown peer/);
 });
@@ -28,6 +36,38 @@ test('Portkey is pinned and pointed at the given upstream as an OpenAI provider'
     'x-portkey-provider': 'openai',
     'x-portkey-custom-host': 'http://127.0.0.1:9/v1',
   });
+});
+
+test('the pass-through is a floor in bench/, nothing to install, and its verdicts are information', () => {
+  const p = PEERS.passthrough;
+  assert.equal(p.dependencies, {});
+  assert.is(ensureInstalled('passthrough', () => assert.unreachable('nothing to install')), BENCH_DIR);
+  assert.ok(existsSync(path.join(BENCH_DIR, p.entry)));
+  assert.equal(p.headers('http://127.0.0.1:9/v1', 'sk-x'), { authorization: 'Bearer sk-x', 'x-passthrough-upstream': 'http://127.0.0.1:9/v1' });
+  assert.is(PEERS.portkey.judged, true);
+  assert.is(peerVerdict(PEERS.portkey, false, "(added < Portkey's)"), "FAIL (added < Portkey's)");
+  assert.is(peerVerdict(p, false, "(added < Pass-through's)"), "(info: not added < Pass-through's; a floor, not a target)");
+});
+
+test('the pass-through forwards to the base URL in its header and pipes the answer back untouched', async () => {
+  const upstream = http.createServer((req, res) => {
+    res.writeHead(201, { 'content-type': 'application/json', 'x-seen-path': req.url ?? '' });
+    req.pipe(res);
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+  const floor = await startPeer('passthrough', BENCH_DIR, base, 'sk-x');
+  try {
+    const res = await fetch(`http://${floor.host}:${floor.port}${floor.chatPath}`, { method: 'POST', headers: floor.headers, body: '{"a":1}' });
+    assert.is(res.status, 201);
+    assert.is(res.headers.get('x-seen-path'), '/v1/chat/completions');
+    assert.is(await res.text(), '{"a":1}');
+    const refused = await fetch(`http://${floor.host}:${floor.port}${floor.chatPath}`, { method: 'POST', body: '{}' });
+    assert.is(refused.status, 400);
+  } finally {
+    await floor.child.stop();
+    upstream.close();
+  }
 });
 
 test('two sides alternate as before; three sides run every order equally often', () => {
