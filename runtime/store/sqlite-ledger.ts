@@ -593,7 +593,7 @@ function openExclusive(file: string): Database.Database {
  * fails every write in it; each is retried as the port allows (every ledger write applies once).
  */
 function groupCommit(db: Database.Database): { add<R>(apply: () => R): Promise<R>; flush(): void } {
-  type Queued = { apply: () => unknown; resolve: (result: any) => void; reject: (error: unknown) => void; outcome?: { result: unknown } | { error: unknown } };
+  type Queued = { apply: () => unknown; resolve: (result: unknown) => void; reject: (error: unknown) => void; outcome?: { result: unknown } | { error: unknown } };
   let queue: Queued[] = [];
   const applyAll = db.transaction((items: Queued[]) => {
     for (const item of items) {
@@ -622,7 +622,8 @@ function groupCommit(db: Database.Database): { add<R>(apply: () => R): Promise<R
   return {
     add: <R>(apply: () => R) =>
       new Promise<R>((resolve, reject) => {
-        if (queue.push({ apply, resolve, reject }) === 1) setImmediate(flush);
+        // `resolve` gets what `apply` returned: R.
+        if (queue.push({ apply, resolve: resolve as (result: unknown) => void, reject }) === 1) setImmediate(flush);
       }),
     flush,
   };
