@@ -133,7 +133,7 @@ const WINDOW_KEEP_MS = 2 * 60_000;
 /** Old days' committed totals go once they are this many days behind the newest day reserved. */
 const DAY_KEEP_MS = 3 * 86_400_000;
 
-/** Thrown out of the reserve transaction so better-sqlite3 rolls back the holds already taken. */
+/** Thrown out of a reservation so its savepoint (groupCommit) rolls back the holds already taken. */
 class Refused {
   constructor(readonly result: ReserveResult) {}
 }
@@ -290,7 +290,8 @@ export function openSqliteLedger(file: string): Ledger {
 
   const rateParams = (r: Reservation, scope: Scope) => ({ ...scopeParams(scope), window: r.window ?? 0 });
 
-  const reserveAll = db.transaction((r: Reservation): ReserveResult => {
+  /** Takes every hold, all or none: run by groupCommit, in a savepoint of its own. */
+  const reserveAll = (r: Reservation): ReserveResult => {
     const rates = r.rates ?? [];
     const pending: Pending = r.holds.map(({ scope, amount }) => ({ scope: scopeParams(scope), amount }));
     // This call is on the ledger already: its reservation landed before and the reply was lost.
@@ -334,7 +335,7 @@ export function openSqliteLedger(file: string): Ledger {
     });
     dropOld(r);
     return { ok: true, committed, ...(withDays ? { days } : {}), ...(rates.length ? { rates: uses } : {}) };
-  });
+  };
 
   /** Gives back (release) or settles (tokens: actual minus reserved) the rate holds a call still has. */
   function applyRates(callId: string, scopes: Scope[], change: (hold: { tokens: number }, i: number) => RateUse): void {
@@ -364,7 +365,8 @@ export function openSqliteLedger(file: string): Ledger {
     applyRates(r.callId, (r.rates ?? []).map((h) => h.scope), (hold) => ({ requests: -1, tokens: -hold.tokens }));
   });
 
-  const settleAll = db.transaction((s: Settlement): BudgetAlert[] => {
+  /** Run by groupCommit, in a savepoint of its own. */
+  const settleAll = (s: Settlement): BudgetAlert[] => {
     const counts = Object.fromEntries(COUNTERS.map((c) => [c, s.delta[c]])) as Counted;
     const priceVersion = s.priceVersion ?? null;
     // Rows no longer pending were settled (or charged as expired) already.
@@ -385,7 +387,7 @@ export function openSqliteLedger(file: string): Ledger {
     applyRates(s.callId, rates.map((r) => r.scope), (_, i) => ({ requests: 0, tokens: rates[i].tokens }));
     // Applied now or by an earlier try: the rows as they are decide which thresholds are reached.
     return s.rows.flatMap((row) => markReached(s, row, spentNow.get(row)));
-  });
+  };
 
   /**
    * Marks each threshold a watched row's settled spend has reached that is not marked against this
@@ -426,22 +428,14 @@ export function openSqliteLedger(file: string): Ledger {
     return deleteLimit.run(params).changes + deleteScopeLimits.run(params).changes > 0;
   });
 
-  const hitAll = db.transaction((month: string, day: string, scope: Scope, saved: Nano) => {
+  /** Run by groupCommit, in a savepoint of its own. */
+  const hitAll = (month: string, day: string, scope: Scope, saved: Nano) => {
     const counts = { ...ZERO_COUNTS, cacheHits: 1, saved };
     addUsage.run({ month, ...scopeParams(scope), ...counts, committed: 0, priceVersion: null });
     addDaily.run({ day, ...scopeParams(scope), ...counts });
-  });
+  };
 
   const commits = groupCommit(db);
-  /** The reservation's holds, or the refusal that rolled them back (its savepoint's). */
-  const reserveOrRefuse = (reservation: Reservation): ReserveResult => {
-    try {
-      return reserveAll(reservation);
-    } catch (error) {
-      if (error instanceof Refused) return error.result;
-      throw error;
-    }
-  };
 
   return {
     async read(scopes, models, responses) {
@@ -473,7 +467,12 @@ export function openSqliteLedger(file: string): Ledger {
       // Expired ones go lazily, now and then, without a scan on every call.
       if (++remembered % 500 === 1) dropOldResponses.run(Date.now());
     },
-    reserve: (reservation) => commits.add(() => reserveOrRefuse(reservation)),
+    reserve: (reservation) =>
+      commits.add(() => reserveAll(reservation)).catch((error: unknown) => {
+        // A refusal took back its own holds; it is an answer, not a failure.
+        if (error instanceof Refused) return error.result;
+        throw error;
+      }),
     async release(reservation) {
       releaseAll(reservation);
     },
@@ -595,10 +594,12 @@ function openExclusive(file: string): Database.Database {
 function groupCommit(db: Database.Database): { add<R>(apply: () => R): Promise<R>; flush(): void } {
   type Queued = { apply: () => unknown; resolve: (result: unknown) => void; reject: (error: unknown) => void; outcome?: { result: unknown } | { error: unknown } };
   let queue: Queued[] = [];
+  // Nested in applyAll's transaction, better-sqlite3 runs this one as a savepoint.
+  const inSavepoint = db.transaction((apply: () => unknown) => apply());
   const applyAll = db.transaction((items: Queued[]) => {
     for (const item of items) {
       try {
-        item.outcome = { result: item.apply() };
+        item.outcome = { result: inSavepoint(item.apply) };
       } catch (error) {
         item.outcome = { error };
       }
