@@ -143,8 +143,8 @@ export async function getUsage(
 
 /**
  * Sets (overrides) a model's price in USD per 1M tokens, effective without a redeploy, for the model
- * and every id that resolves to it (`gpt-4o` also prices `gpt-4o-2024-08-06`). Long-context and
- * audio rates left out stay as the shipped table has them.
+ * and every id that resolves to it (`gpt-4o` also prices `gpt-4o-2024-08-06`). Cache-write,
+ * long-context and audio rates left out stay as the shipped table has them.
  */
 export async function setPrice(
   options: AdminOptions & {
@@ -152,15 +152,17 @@ export async function setPrice(
     input: number;
     output: number;
     cachedInput?: number | null;
+    cacheWrite?: number;
     longContext?: LongContextDto;
     audio?: { input?: number; cachedInput?: number; output?: number };
   },
 ): Promise<PriceDto> {
-  const { model, input, output, cachedInput, longContext, audio } = options;
+  const { model, input, output, cachedInput, cacheWrite, longContext, audio } = options;
   const out = await invokeAdmin(
     {
       action: 'setPrice', model, input: usdArg(input, 'input'), output: usdArg(output, 'output'),
       ...(cachedInput != null ? { cachedInput: usdArg(cachedInput, 'cachedInput') } : {}),
+      ...(cacheWrite != null ? { cacheWrite: usdArg(cacheWrite, 'cacheWrite') } : {}),
       ...(longContext ? { longContext: { ...longContext, ...usdRates(longContext, 'longContext') } } : {}),
       ...(audio ? { audio: usdRates(audio, 'audio') } : {}),
     },

@@ -186,6 +186,7 @@ export const COMMANDS: Command[] = [
       input: { type: 'string', arg: 'USD', help: 'per 1M input tokens (required)' },
       output: { type: 'string', arg: 'USD', help: 'per 1M output tokens (required)' },
       'cached-input': { type: 'string', arg: 'USD', help: 'per 1M cached input tokens (default: the input price)' },
+      'cache-write': { type: 'string', arg: 'USD', help: 'per 1M input tokens written to the prompt cache (default: the table\'s, else the input price)' },
       'long-context-threshold': { type: 'string', arg: 'TOKENS', help: 'above this many input tokens the long-context rates apply to the whole request' },
       'long-context-input': { type: 'string', arg: 'USD', help: 'per 1M input tokens above the threshold' },
       'long-context-cached-input': { type: 'string', arg: 'USD', help: 'per 1M cached input tokens above the threshold (default: its input price)' },
@@ -197,17 +198,20 @@ export const COMMANDS: Command[] = [
     async run({ values, stage, json }) {
       const model = required(values, 'model');
       const cached = values['cached-input'];
+      const write = values['cache-write'];
       const set = await admin.setPrice({
         staging: stage, model, input: amount(values.input, 'input'), output: amount(values.output, 'output'),
         ...(cached !== undefined ? { cachedInput: amount(cached, 'cached-input') } : {}),
+        ...(write !== undefined ? { cacheWrite: amount(write, 'cache-write') } : {}),
         ...longContextFlags(values),
         ...audioFlags(values),
       });
       print(json, set, () =>
         `Price of ${printable(set.model)} in stage ${stage}: input $${price(set.input)}, cached input ${set.cachedInput == null ? '(as input)' : `$${price(set.cachedInput)}`}, output $${price(set.output)} per 1M tokens` +
+          (set.cacheWrite !== undefined ? `; cache writes $${price(set.cacheWrite)}` : '') +
           (set.longContext ? `; above ${count(set.longContext.thresholdInputTokens)} input tokens ${rates(set.longContext)}` : '') +
           (set.audio ? `; audio ${rates(set.audio)}` : '') + '.' +
-          keptNote([!set.longContext && 'long-context', !set.audio && 'audio']),
+          keptNote([set.cacheWrite === undefined && 'cache-write', !set.longContext && 'long-context', !set.audio && 'audio']),
       );
     },
   },
@@ -234,18 +238,19 @@ export const COMMANDS: Command[] = [
         const text = `Prices in stage ${stage} (USD per 1M tokens${asOf}):\n` +
           formatTable(['MODEL', 'INPUT', 'CACHED', 'OUTPUT', 'SOURCE'], rows, ['left', 'right', 'right', 'right', 'left']);
         // Most models have neither, so these rates get their own table rather than empty columns.
-        const extra = report.prices.filter((p) => p.longContext || p.audio).map((p) => [
+        const extra = report.prices.filter((p) => p.longContext || p.audio || p.cacheWrite !== undefined).map((p) => [
           p.model,
+          price(p.cacheWrite),
           p.longContext ? count(p.longContext.thresholdInputTokens) : '-',
           price(p.longContext?.input), price(p.longContext?.cachedInput), price(p.longContext?.output),
           price(p.audio?.input), price(p.audio?.cachedInput), price(p.audio?.output),
         ]);
         if (extra.length === 0) return text;
-        return `${text}\n\nLong-context and audio rates (USD per 1M tokens; long context applies above THRESHOLD input tokens):\n` +
+        return `${text}\n\nCache-write, long-context and audio rates (USD per 1M tokens; long context applies above THRESHOLD input tokens):\n` +
           formatTable(
-            ['MODEL', 'THRESHOLD', 'LC INPUT', 'LC CACHED', 'LC OUTPUT', 'AUDIO INPUT', 'AUDIO CACHED', 'AUDIO OUTPUT'],
+            ['MODEL', 'CACHE WRITE', 'THRESHOLD', 'LC INPUT', 'LC CACHED', 'LC OUTPUT', 'AUDIO INPUT', 'AUDIO CACHED', 'AUDIO OUTPUT'],
             extra,
-            ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+            ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
           );
       });
     },

@@ -112,7 +112,15 @@ test('billable: token-only tools pass, anything else with a fee or unknown cost 
       return `${(e as WrapiError).status} ${(e as WrapiError).code} ${(e as WrapiError).param}`;
     }
   };
-  assert.is(check({ tools: [{ type: 'function' }, { type: 'custom' }, { type: 'mcp' }, { type: 'apply_patch' }, { type: 'local_shell' }] }), 'ok');
+  assert.is(check({ tools: [{ type: 'function' }, { type: 'custom' }, { type: 'mcp' }, { type: 'apply_patch' }, { type: 'local_shell' }], max_tool_calls: 3 }), 'ok');
+  // A hosted MCP server runs a loop at OpenAI: bounded only by max_tool_calls.
+  assert.is(check({ tools: [{ type: 'mcp' }] }), '400 unpriced_feature max_tool_calls');
+  assert.is(check({ tools: [{ type: 'mcp' }], max_tool_calls: 1.5 }), '400 unpriced_feature max_tool_calls');
+  // Tools a client-run tool search hands back are tools the model may call.
+  assert.is(check({ input: [{ type: 'tool_search_output', tools: [{ type: 'web_search' }] }] }), '400 unpriced_feature tools');
+  assert.is(check({ input: [{ type: 'tool_search_output', tools: [{ type: 'mcp' }] }] }), '400 unpriced_feature max_tool_calls');
+  assert.is(check({ prompt_cache_options: { ttl: '30m' } }), 'ok');
+  assert.is(check({ prompt_cache_options: { ttl: '24h' } }), '400 unpriced_feature prompt_cache_options');
   assert.is(check({ tools: [{ type: 'tool_search', execution: 'client' }] }), 'ok');
   assert.is(check({ tools: [{ type: 'tool_search' }] }), '400 unpriced_feature tools');
   assert.is(check({ tools: [{ type: 'namespace', tools: [{ type: 'function' }, { type: 'custom' }] }] }), 'ok');
@@ -304,7 +312,9 @@ test('callers from verified ARNs', () => {
   assert.equal(callerFromArn('arn:aws:sts::123456789012:assumed-role/DataSci/mallory-2')?.user, 'DataSci/*');
   assert.equal(callerFromArn(role, { sessionNamedRoles: ['DataSci'] })?.user, 'DataSci/carol@example.com');
   assert.equal(callerFromArn('arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Dev_0123abcd/carol')?.user, 'AWSReservedSSO_Dev_0123abcd/carol');
-  assert.equal(callerFromArn('arn:aws:sts::123456789012:federated-user/dave')?.user, 'federated:dave');
+  // Federated users pick their own names (GetFederationToken): all of them are one user.
+  assert.equal(callerFromArn('arn:aws:sts::123456789012:federated-user/dave')?.user, 'federated:*');
+  assert.equal(callerFromArn('arn:aws:sts::123456789012:federated-user/alice')?.user, 'federated:*');
   assert.equal(callerFromArn('arn:aws:sts::123456789012:assumed-role/federated/dave', { sessionNamedRoles: ['federated'] })?.user, 'federated/dave');
   assert.equal(identityRules({ OPENAI_WRAPI_SESSION_NAMED_ROLES: ' A, B ,,' }), { sessionNamedRoles: ['A', 'B'] });
   assert.equal(callerFromArn('arn:aws:iam::123456789012:root')?.user, 'root');

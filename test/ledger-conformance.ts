@@ -126,9 +126,9 @@ export function ledgerConformance(name: string, open: () => Promise<OpenedLedger
     assert.equal((await ledger.read([], ['gpt-4o'])).prices, [undefined]);
   });
 
-  test('price overrides keep every rate they set: long context and audio, each optional', async () => {
+  test('price overrides keep every rate they set: cache write, long context and audio, each optional', async () => {
     const longContext = { thresholdInputTokens: 272_000, input: 5, cachedInput: null, output: 22.5 };
-    const full = price('gpt-5.4', { longContext, audio: { input: 40, cachedInput: 2.5, output: 80 } });
+    const full = price('gpt-5.4', { cacheWrite: 3.125, longContext, audio: { input: 40, cachedInput: 2.5, output: 80 } });
     const partial = price('gpt-audio', { cachedInput: null, audio: { output: 64 } });
     const lcCached = price('gpt-5.5', { longContext: { ...longContext, cachedInput: 0.5 } });
     for (const p of [full, partial, lcCached]) await ledger.setPrice(p);

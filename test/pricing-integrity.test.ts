@@ -177,13 +177,14 @@ test('built-in tools with per-call fees, search models and web_search_options ar
   await nothingRecorded();
 });
 
-test('function, custom and MCP tools pass: they are billed as tokens', async () => {
+test('function, custom and MCP tools pass: they are billed as tokens (MCP with max_tool_calls)', async () => {
   await t.user('fay');
   const c = t.client({ user: 'fay', project: PROJECT, caching: false });
   const before = t.fake.requests.length;
   await c.responses.create({
     model: 'o4-mini-deep-research',
     input: 'hi',
+    max_tool_calls: 2,
     tools: [
       { type: 'function', name: 'lookup', parameters: { type: 'object', properties: {} }, strict: false },
       { type: 'custom', name: 'grammar' },
@@ -318,21 +319,21 @@ test('setPrice refuses malformed long-context and audio rates with an OpenAI-sha
   assert.equal((await t.admin({ action: 'listPrices' })).prices.filter((p: any) => p.model === 'x-model'), []);
 });
 
-test('CLI: prices set takes long-context and audio flags, prices ls shows them', async () => {
+test('CLI: prices set takes cache-write, long-context and audio flags, prices ls shows them', async () => {
   const cli = (args: string[]) =>
     new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       execFile(process.execPath, ['--import', 'tsx', 'sdk/cli.ts', ...args], { cwd: root, env: childEnv(t.env) }, (err, stdout, stderr) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
     });
   const set = await cli([
-    'prices', 'set', '--model', 'cli-model', '--input', '2', '--output', '8',
+    'prices', 'set', '--model', 'cli-model', '--input', '2', '--output', '8', '--cache-write', '2.5',
     '--long-context-threshold', '128000', '--long-context-input', '4', '--long-context-output', '16', '--audio-output', '64',
   ]);
   assert.is(set.code, 0, set.stderr);
-  assert.match(set.stdout, /Price of cli-model in stage dev: input \$2, cached input \(as input\), output \$8 per 1M tokens; above 128,000 input tokens \$4 input, \$16 output; audio \$64 output\./);
+  assert.match(set.stdout, /Price of cli-model in stage dev: input \$2, cached input \(as input\), output \$8 per 1M tokens; cache writes \$2.5; above 128,000 input tokens \$4 input, \$16 output; audio \$64 output\./);
   const ls = await cli(['prices', 'ls', '--model', 'cli-model']);
   assert.match(ls.stdout, /cli-model +2 +- +8 +override/);
-  assert.match(ls.stdout, /MODEL +THRESHOLD +LC INPUT +LC CACHED +LC OUTPUT +AUDIO INPUT +AUDIO CACHED +AUDIO OUTPUT\n[- ]+\ncli-model +128,000 +4 +- +16 +- +- +64/);
+  assert.match(ls.stdout, /MODEL +CACHE WRITE +THRESHOLD +LC INPUT +LC CACHED +LC OUTPUT +AUDIO INPUT +AUDIO CACHED +AUDIO OUTPUT\n[- ]+\ncli-model +2.5 +128,000 +4 +- +16 +- +- +64/);
   const usage = await cli(['prices', 'set', '--model', 'cli-model', '--input', '2', '--output', '8', '--long-context-input', '4']);
   assert.is(usage.code, 2);
   assert.match(usage.stderr, /--long-context-threshold must be a whole number/);

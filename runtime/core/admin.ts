@@ -191,6 +191,7 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
         output: usdAmount(req.output, 'output'),
         updatedAt: new Date(now()).toISOString(),
       };
+      if (req.cacheWrite != null) price.cacheWrite = usdAmount(req.cacheWrite, 'cacheWrite');
       if (req.longContext != null) price.longContext = longContextOf(req.longContext);
       if (req.audio != null) price.audio = audioRatesOf(req.audio);
       await ledger.setPrice(price);
@@ -413,6 +414,7 @@ function priceDto(p: Price, overrideModel: string | undefined): PriceDto {
     input: p.input,
     cachedInput: p.cachedInput,
     output: p.output,
+    ...(p.cacheWrite !== undefined ? { cacheWrite: p.cacheWrite } : {}),
     ...(p.longContext ? { longContext: p.longContext } : {}),
     ...(p.audio ? { audio: p.audio } : {}),
     source: overrideModel ? 'override' : 'table',

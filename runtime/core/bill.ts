@@ -7,7 +7,8 @@ import type { ExpiredHold, Ledger, Logger, Nano, Reservation, ReserveResult, Sco
 import { tightestRateHeaders, WINDOW_MS } from './rates.ts';
 import { costOf, type Price, type TokenUsage } from './pricing.ts';
 import type { RequestFacts } from './request-facts.ts';
-import { IMAGE_TOKENS, FRAMING_TOKENS, type WorstCase } from './reservation.ts';
+import { inputBound, type WorstCase } from './reservation.ts';
+import type { RouteKind } from './routes.ts';
 
 export type CountTokens = (text: string) => Promise<number>;
 
@@ -39,10 +40,11 @@ export interface BillInit {
   /** The ledger's answer to the reservation, for budget headers. */
   reserved?: ReserveResult & { ok: true };
   price: Price;
+  kind: RouteKind;
   worst: WorstCase;
   /** Hidden reasoning is billed as output: estimates then take the reserved output. */
   reasoning: boolean;
-  facts: Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'previousResponseId'>;
+  facts: Pick<RequestFacts, 'model' | 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'contexts' | 'previousResponseId'>;
   countTokens: CountTokens;
   /** For the one log line per call. Never prompts or keys. */
   tags: Record<string, unknown>;
@@ -126,13 +128,10 @@ export class Bill {
 
   /** Never below what OpenAI could have billed: the worst case wherever the proxy could not see. */
   private async estimate(relayed: string | undefined): Promise<TokenUsage> {
-    const { facts, worst, countTokens, reasoning } = this.init;
+    const { facts, worst, countTokens, reasoning, kind } = this.init;
     const input = facts.opaqueInput || facts.previousResponseId !== undefined
       ? worst.inputTokens
-      : Math.min(
-          worst.inputTokens,
-          (await countTokens(facts.inputText)) + facts.tokenIds + facts.images * IMAGE_TOKENS + FRAMING_TOKENS,
-        );
+      : Math.min(worst.inputTokens, inputBound(kind, facts, await countTokens(facts.inputText)));
     const reservedOutput = worst.outputTokens * worst.choices;
     const output =
       relayed === undefined || reasoning

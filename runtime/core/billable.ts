@@ -5,7 +5,7 @@
 // sees), so they would escape the limits.
 import { badRequest } from './errors.ts';
 import type { Price } from './pricing.ts';
-import type { JsonObject } from './request-facts.ts';
+import { declaredTools, hasMcpTool, type JsonObject } from './request-facts.ts';
 import type { Route } from './routes.ts';
 
 const CODE = 'unpriced_feature';
@@ -64,12 +64,34 @@ export function assertBillable(route: Route, body: JsonObject, price: Price): Au
       'web_search_options',
     );
   }
-  checkTools(body.tools);
+  const ttl = (body.prompt_cache_options as JsonObject | null | undefined)?.ttl;
+  if (ttl != null && ttl !== PRICED_CACHE_TTL) {
+    throw refuse(
+      `prompt_cache_options.ttl "${String(ttl).slice(0, 32)}" is refused by this proxy: the price data has cache-write ` +
+        `rates for the ${PRICED_CACHE_TTL} lifetime only, so the call could not be metered. Leave ttl out or use "${PRICED_CACHE_TTL}".`,
+      'prompt_cache_options',
+    );
+  }
+  const tools = declaredTools(route, body);
+  checkTools(tools);
+  if (route.kind === 'responses' && hasMcpTool(tools) && !isCount(body.max_tool_calls)) {
+    throw refuse(
+      'A hosted MCP tool needs "max_tool_calls" through this proxy: OpenAI calls the MCP server and runs the ' +
+        "model again after each call, every turn billed with its whole context (the server's answers " +
+        'included), so without a bound the cost of the call has none. Set max_tool_calls; the call then ' +
+        'holds one input window per turn until it settles at its real usage.',
+      'max_tool_calls',
+    );
+  }
   return checkAudio(route, body, price);
 }
 
-function checkTools(tools: unknown): void {
-  if (!Array.isArray(tools)) return;
+/** The only prompt-cache lifetime whose write rate the price data has (`cache_write`). */
+const PRICED_CACHE_TTL = '30m';
+
+const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+
+function checkTools(tools: unknown[]): void {
   for (const tool of tools) {
     const type = (tool as JsonObject | null)?.type;
     if (typeof type === 'string' && tokenOnly(tool as JsonObject)) continue;

@@ -203,6 +203,8 @@ export interface PriceOverride {
   input: number;
   cachedInput: number | null;
   output: number;
+  /** Writes to the prompt cache; left out, the table's rate for this id (else the input rate). */
+  cacheWrite?: number;
   /** Above `thresholdInputTokens` input tokens the whole request bills at these rates. */
   longContext?: { thresholdInputTokens: number; input: number; cachedInput: number | null; output: number };
   /** Audio-token rates; each one left out keeps the table's. */

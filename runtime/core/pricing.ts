@@ -7,6 +7,11 @@ export interface Price {
   input: number;
   cachedInput: number | null;
   output: number;
+  /**
+   * Input written to the prompt cache, on models that bill writes above the input rate. Undefined:
+   * writes bill as plain input. Above the long-context threshold it scales as the input rate does.
+   */
+  cacheWrite?: number;
   longContext?: LongContextRates;
   /** Rates of audio tokens, which OpenAI bills apart from text. A null rate: that direction is not priced. */
   audio?: AudioRates;
@@ -30,7 +35,7 @@ export interface AudioRates {
 }
 
 /**
- * Token counts as OpenAI reports them: cached ⊂ input, reasoning ⊂ output. The audio counts are
+ * Token counts as OpenAI reports them: cached ⊂ input, cache writes ⊂ input, reasoning ⊂ output. The audio counts are
  * parts of those totals (audio ⊂ input, cached audio ⊂ cached and audio, audio output ⊂ output),
  * present only when the usage block reports them.
  */
@@ -38,6 +43,8 @@ export interface TokenUsage {
   input: number;
   cached: number;
   output: number;
+  /** Input tokens written to the prompt cache (⊂ input, apart from cached). */
+  cacheWrite?: number;
   audioInput?: number;
   audioCached?: number;
   audioOutput?: number;
@@ -47,6 +54,7 @@ interface TableEntry {
   input: number | null;
   cached_input?: number | null;
   output?: number | null;
+  cache_write?: number | null;
   long_context?: { threshold_input_tokens: number; input: number; cached_input?: number | null; output: number };
   audio_input?: number | null;
   audio_cached_input?: number | null;
@@ -94,8 +102,9 @@ function tablePrice(model: string): Price | undefined {
 }
 
 /**
- * An override sets the text rates. Long-context and audio rates it leaves out stay as the table has
- * them for this id: setting a new input price must not make long prompts or audio bill as plain text.
+ * An override sets the text rates. Cache-write, long-context and audio rates it leaves out stay as the
+ * table has them for this id: a new input price must not make long prompts, audio or cache writes
+ * bill as plain text.
  */
 function fromOverride(model: string, o: PriceOverride, table: Price | undefined): Price {
   const longContext = o.longContext ?? table?.longContext;
@@ -104,11 +113,13 @@ function fromOverride(model: string, o: PriceOverride, table: Price | undefined)
     cachedInput: o.audio?.cachedInput ?? table?.audio?.cachedInput ?? null,
     output: o.audio?.output ?? table?.audio?.output ?? null,
   };
+  const cacheWrite = o.cacheWrite ?? table?.cacheWrite;
   return {
     model,
     input: o.input,
     cachedInput: o.cachedInput,
     output: o.output,
+    ...(cacheWrite !== undefined ? { cacheWrite } : {}),
     ...(longContext ? { longContext: { ...longContext } } : {}),
     ...(hasAudio(audio) ? { audio } : {}),
     version: `override@${o.updatedAt}`,
@@ -123,6 +134,7 @@ function fromTable(model: string, e: TableEntry): Price {
     input: e.input ?? 0,
     cachedInput: e.cached_input ?? null,
     output: e.output ?? 0,
+    ...(typeof e.cache_write === 'number' ? { cacheWrite: e.cache_write } : {}),
     ...(lc
       ? {
           longContext: {
@@ -149,7 +161,8 @@ const perToken = (usdPerMillion: number): number => usdPerMillion * 1000;
  * is repriced, as OpenAI bills it; audio tokens bill at the audio rates.
  */
 export function costOf(price: Price, usage: TokenUsage): Nano {
-  const rates = price.longContext && usage.input > price.longContext.thresholdInputTokens ? price.longContext : price;
+  const long = price.longContext !== undefined && usage.input > price.longContext.thresholdInputTokens;
+  const rates = long ? price.longContext! : price;
   const cached = clamp(usage.cached, usage.input);
   const audioIn = clamp(usage.audioInput ?? 0, usage.input);
   const textIn = usage.input - audioIn;
@@ -157,6 +170,7 @@ export function costOf(price: Price, usage: TokenUsage): Nano {
   // never bills less than OpenAI: audio's cache discount is the larger one on every listed model.
   const audioCached = clamp(usage.audioCached ?? Math.max(0, cached - textIn), Math.min(audioIn, cached));
   const textCached = Math.min(cached - audioCached, textIn);
+  const writes = clamp(usage.cacheWrite ?? 0, textIn - textCached);
   const audioOut = clamp(usage.audioOutput ?? 0, usage.output);
   const textOut = usage.output - audioOut;
 
@@ -167,8 +181,9 @@ export function costOf(price: Price, usage: TokenUsage): Nano {
   const audioCachedRate = a?.cachedInput ?? audioInRate;
   const audioOutRate = a?.output ?? rates.output;
   const nano =
-    (textIn - textCached) * perToken(rates.input) +
+    (textIn - textCached - writes) * perToken(rates.input) +
     textCached * perToken(rates.cachedInput ?? rates.input) +
+    writes * perToken(cacheWriteRate(price, long)) +
     textOut * perToken(rates.output) +
     (audioIn - audioCached) * perToken(audioInRate) +
     audioCached * perToken(audioCachedRate) +
@@ -177,6 +192,17 @@ export function costOf(price: Price, usage: TokenUsage): Nano {
 }
 
 const clamp = (n: number, max: number): number => Math.max(0, Math.min(n, max));
+
+/**
+ * A cache write's rate: the price's, else the input rate. The table has no long-context write rate:
+ * it is taken to scale with the input rate (as every long-context input rate does), never below it.
+ */
+function cacheWriteRate(price: Price, long: boolean): number {
+  const input = long ? price.longContext!.input : price.input;
+  if (price.cacheWrite === undefined) return input;
+  const scaled = long && price.input > 0 ? (price.cacheWrite * price.longContext!.input) / price.input : price.cacheWrite;
+  return Math.max(scaled, input);
+}
 
 /** List the shipped table (for the admin's price listing). */
 export function tablePrices(): Price[] {

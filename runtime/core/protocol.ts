@@ -221,6 +221,8 @@ export interface PriceDto {
   input: number;
   cachedInput?: number | null;
   output: number;
+  /** Input written to the prompt cache; absent: such writes bill as input. */
+  cacheWrite?: number;
   longContext?: LongContextDto;
   audio?: AudioPriceDto;
   /** `table` (shipped price list) or `override` (set by an admin). */
@@ -302,6 +304,7 @@ export type AdminRequest =
       input: number;
       cachedInput?: number | null;
       output: number;
+      cacheWrite?: number;
       longContext?: LongContextDto;
       audio?: { input?: number; cachedInput?: number; output?: number };
     }

@@ -264,7 +264,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       reserved = result;
     }
     return new Bill({
-      ledger, log, reservation, held: reserved !== undefined, reserved, price, worst,
+      ledger, log, reservation, held: reserved !== undefined, reserved, price, kind: route.kind, worst,
       reasoning: isReasoning(facts.model, facts), facts, countTokens: deps.countTokens, tags: tagsOf(call, ctx),
       onAlerts: deps.onAlerts, writeDelayMs: deps.writeDelayMs,
     });

@@ -9,8 +9,18 @@ export interface RequestFacts {
   clientWantsUsage: boolean;
   /** Output cap per choice the client set, if any. */
   maxOutputTokens?: number;
-  /** Completions OpenAI generates and bills for the call: `n`, or `best_of` for legacy completions. */
+  /**
+   * Completions OpenAI generates and bills for the call: `n`, or `best_of` for legacy completions,
+   * times the number of prompts a legacy completions call sends.
+   */
   choices: number;
+  /**
+   * How many contexts the call may fill, each up to the model's input window: a legacy completions
+   * call's prompts (each gets its own), or a Responses call's turns with a hosted MCP tool (OpenAI
+   * calls the tool and runs the model again, up to `max_tool_calls` times, each turn billed with
+   * its whole context). 1 otherwise.
+   */
+  contexts: number;
   /**
    * Every string the call sends (messages, instructions, tools and their schemas, tool calls and
    * outputs, response formats), keys included: the basis of token bounds and estimates. Never logged.
@@ -18,11 +28,12 @@ export interface RequestFacts {
   inputText: string;
   /** Prompt tokens sent as token ids (arrays of numbers in `input` / `prompt`). */
   tokenIds: number;
-  /** Images in the prompt: each is bounded at a flat token count. */
+  /** Images in the prompt: each is bounded by the model's largest image (reservation.ts). */
   images: number;
   /**
-   * Input the proxy cannot measure from the body: files, audio, a stored conversation or prompt.
-   * Bounded by the model's input cap.
+   * Input the proxy cannot measure from the body: files, audio, a stored conversation, prompt or
+   * item, images at their original size, a hosted MCP server's tools and answers. Bounded by the
+   * model's input cap (per context).
    */
   opaqueInput: boolean;
   /** The stored response a Responses call continues: its size is part of the input. */
@@ -87,13 +98,18 @@ export function requestFacts(route: Route, body: JsonObject): RequestFacts {
   const input = walkInput(route, body);
   const n = positiveInteger(body.n) ?? 1;
   const bestOf = route.kind === 'completions' ? positiveInteger(body.best_of) ?? 1 : 1;
+  const prompts = route.kind === 'completions' ? promptCount(body.prompt) : 1;
+  const mcpTurns = route.kind === 'responses' && hasMcpTool(declaredTools(route, body)) ? mcpToolTurns(body.max_tool_calls) : 0;
   return {
     model,
     stream,
     clientWantsUsage: options?.include_usage === true,
-    maxOutputTokens: firstNumber(body.max_completion_tokens, body.max_tokens, body.max_output_tokens),
-    choices: route.kind === 'chat' || route.kind === 'completions' ? Math.max(n, bestOf) : 1,
+    maxOutputTokens: maxOutputOf(route, body),
+    choices: route.kind === 'chat' || route.kind === 'completions' ? Math.max(n, bestOf) * prompts : 1,
+    contexts: prompts + mcpTurns,
     ...input,
+    // A hosted MCP server's tool list and answers enter every turn's context, unseen by the proxy.
+    ...(mcpTurns > 0 ? { opaqueInput: true } : {}),
     ...(route.kind === 'responses' && typeof body.previous_response_id === 'string'
       ? { previousResponseId: body.previous_response_id }
       : {}),
@@ -103,8 +119,10 @@ export function requestFacts(route: Route, body: JsonObject): RequestFacts {
 
 /** Keys whose values are not tokens of the prompt (binary payloads are bounded another way). */
 const BINARY_KEYS = new Set(['image_url', 'file_data', 'file_id', 'file_url', 'input_audio']);
-const OPAQUE_PART_TYPES = new Set(['input_file', 'file', 'input_audio']);
+// `item_reference` loads a stored item by id: billed as input, never seen by the proxy.
+const OPAQUE_PART_TYPES = new Set(['input_file', 'file', 'input_audio', 'item_reference']);
 const IMAGE_PART_TYPES = new Set(['image_url', 'input_image']);
+const BOUNDED_DETAIL = new Set(['low', 'high', 'auto']);
 
 /** One walk over the body: all text it sends, token-id arrays, images and unmeasurable parts. */
 function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput'> {
@@ -121,8 +139,16 @@ function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputTex
     else if (value && typeof value === 'object') {
       const part = value as JsonObject;
       if (typeof part.type === 'string') {
-        if (IMAGE_PART_TYPES.has(part.type)) images++;
+        if (IMAGE_PART_TYPES.has(part.type)) {
+          images++;
+          // The per-image bound holds for low, high and auto detail; none is published for others
+          // (`original` reads the image at its full size).
+          const detail = part.detail ?? (part.image_url as JsonObject | null | undefined)?.detail;
+          if (detail != null && !BOUNDED_DETAIL.has(detail as string)) opaqueInput = true;
+        }
         if (OPAQUE_PART_TYPES.has(part.type)) opaqueInput = true;
+        // A reasoning item given without its content is loaded from OpenAI's store.
+        if (part.type === 'reasoning' && typeof part.encrypted_content !== 'string') opaqueInput = true;
       }
       for (const [key, v] of Object.entries(part)) {
         if (BINARY_KEYS.has(key)) {
@@ -140,6 +166,54 @@ function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputTex
     walk(value, (route.kind === 'embeddings' && key === 'input') || (route.kind === 'completions' && key === 'prompt'));
   }
   return { inputText: texts.join('\n'), tokenIds, images, opaqueInput };
+}
+
+/** A legacy completions `prompt` that is a list of prompts (strings or token arrays): each is a call of its own. */
+function promptCount(prompt: unknown): number {
+  return Array.isArray(prompt) && prompt.some((p) => typeof p !== 'number') ? Math.max(1, prompt.length) : 1;
+}
+
+/**
+ * The tools a call gives the model: `tools`, and on Responses those a client-run tool search hands
+ * back in its `tool_search_output` items (the model may call them as if declared).
+ */
+export function declaredTools(route: Route, body: JsonObject): unknown[] {
+  const tools = Array.isArray(body.tools) ? [...body.tools] : [];
+  if (route.kind === 'responses' && Array.isArray(body.input)) {
+    for (const item of body.input) {
+      const found = (item as JsonObject | null)?.type === 'tool_search_output' ? (item as JsonObject).tools : undefined;
+      if (Array.isArray(found)) tools.push(...found);
+    }
+  }
+  return tools;
+}
+
+/** Whether any tool is a hosted MCP server (`mcp`): OpenAI runs its tool calls in a loop of its own. */
+export function hasMcpTool(tools: unknown): boolean {
+  return Array.isArray(tools) && tools.some((t) => (t as JsonObject | null)?.type === 'mcp');
+}
+
+/**
+ * The model turns after the first that hosted MCP tool calls may cause: `max_tool_calls`, which the
+ * caller must set (billable.ts refuses the call without it). Infinity when it is not a whole number.
+ */
+function mcpToolTurns(maxToolCalls: unknown): number {
+  return typeof maxToolCalls === 'number' && Number.isInteger(maxToolCalls) && maxToolCalls >= 0 ? maxToolCalls : Infinity;
+}
+
+/**
+ * The output cap the call sets, as its route reads it: Chat takes `max_completion_tokens` or the
+ * older `max_tokens` (the larger, should both be sent), legacy completions `max_tokens`, Responses
+ * `max_output_tokens`. A field the route does not read caps nothing.
+ */
+function maxOutputOf(route: Route, body: JsonObject): number | undefined {
+  if (route.kind === 'chat') {
+    const given = [body.max_completion_tokens, body.max_tokens].map((v) => firstNumber(v)).filter((v) => v !== undefined);
+    return given.length ? Math.max(...given) : undefined;
+  }
+  if (route.kind === 'completions') return firstNumber(body.max_tokens);
+  if (route.kind === 'responses') return firstNumber(body.max_output_tokens);
+  return undefined;
 }
 
 function positiveInteger(value: unknown): number | undefined {

@@ -9,8 +9,15 @@ import type { RequestFacts } from './request-facts.ts';
 import type { RouteKind } from './routes.ts';
 import { utf8Length } from './utf8.ts';
 
-/** An image's tokens at most (OpenAI's largest tile or patch budgets stay below this). */
+/** An image's tokens at most on most models (their largest tile or patch budgets stay below this). */
 export const IMAGE_TOKENS = 6_000;
+/**
+ * gpt-4o-mini bills images at 2,833 tokens plus 5,667 per 512-px tile, and a high-detail image has
+ * up to 8 tiles (OpenAI's vision guide): 48,169 tokens.
+ */
+const GPT_4O_MINI_IMAGE_TOKENS = 2_833 + 8 * 5_667;
+/** Embeddings take at most 300,000 tokens per request, summed over its inputs (OpenAI's API reference). */
+export const EMBEDDINGS_REQUEST_TOKENS = 300_000;
 /** Per-call framing OpenAI adds around messages and tools, generously. */
 export const FRAMING_TOKENS = 64;
 /** Caps assumed for a model the table does not know (an admin-priced id): the largest it lists. */
@@ -32,6 +39,29 @@ function modelCaps(model: string): Caps {
   return {};
 }
 
+/** What bounds a call's input, besides its text. */
+export type InputFacts = Pick<RequestFacts, 'model' | 'tokenIds' | 'images' | 'opaqueInput' | 'contexts'>;
+
+/** The most one image in the prompt can cost in tokens on this model. */
+export function imageTokens(model: string): number {
+  const family = modelCandidates(model).at(-1)!.replace(/^ft:/, '');
+  return /^gpt-4o-mini($|-)/.test(family) ? GPT_4O_MINI_IMAGE_TOKENS : IMAGE_TOKENS;
+}
+
+/**
+ * The input tokens a call may be billed for, given a bound on its text's tokens (UTF-8 bytes before
+ * the call, the tokenizer's count for an estimate after it). Each context (a prompt of its own, a
+ * turn of a hosted tool loop) holds at most the model's input window; unmeasurable input fills them.
+ */
+export function inputBound(kind: RouteKind, facts: InputFacts, textTokens: number, history = 0): number {
+  const measured = textTokens + facts.tokenIds + facts.images * imageTokens(facts.model) + FRAMING_TOKENS + history;
+  if (kind === 'embeddings') return Math.min(measured, EMBEDDINGS_REQUEST_TOKENS);
+  const windows = modelInputCap(facts.model) * facts.contexts;
+  return facts.opaqueInput ? windows : Math.min(measured, windows);
+}
+
+const modelInputCap = (model: string): number => modelCaps(model).maxInput ?? UNKNOWN_INPUT_CAP;
+
 export interface WorstCase {
   inputTokens: number;
   /** Output tokens per choice. */
@@ -44,12 +74,16 @@ export interface WorstCase {
 
 const NO_AUDIO: AudioUse = { input: false, output: false };
 
-/** The cost of a token count, as audio wherever the call may use audio (the dearer rates). */
+/**
+ * The cost of a token count at the dearest rates the call may be billed: as audio wherever it may use
+ * audio, and all input as writes to the prompt cache where those cost more than plain input.
+ */
 function worstCost(price: Price, audio: AudioUse, input: number, output: number): Nano {
   const tokens = { input, cached: 0, output };
-  if (!audio.input && !audio.output) return costOf(price, tokens);
-  const asAudio = { ...tokens, audioInput: audio.input ? input : 0, audioOutput: audio.output ? output : 0 };
-  return Math.max(costOf(price, tokens), costOf(price, asAudio));
+  const costs = [costOf(price, tokens)];
+  if (audio.input || audio.output) costs.push(costOf(price, { ...tokens, audioInput: audio.input ? input : 0, audioOutput: audio.output ? output : 0 }));
+  if (price.cacheWrite !== undefined) costs.push(costOf(price, { ...tokens, cacheWrite: input }));
+  return Math.max(...costs);
 }
 
 /**
@@ -57,15 +91,14 @@ function worstCost(price: Price, audio: AudioUse, input: number, output: number)
  * it; undefined when the call continues none, or one the proxy never saw (then the input cap).
  */
 export function worstCase(kind: RouteKind, facts: RequestFacts, price: Price, audio: AudioUse = NO_AUDIO, history?: number): WorstCase {
-  const { maxOutput, maxInput } = modelCaps(facts.model);
-  const inputCap = maxInput ?? UNKNOWN_INPUT_CAP;
-  const continued = facts.previousResponseId === undefined ? 0 : history ?? inputCap;
+  const { maxOutput } = modelCaps(facts.model);
+  const continued = facts.previousResponseId === undefined ? 0 : history ?? modelInputCap(facts.model);
   // Byte-level BPE never makes more tokens than the text has UTF-8 bytes.
-  const measured = utf8Length(facts.inputText) + facts.tokenIds + facts.images * IMAGE_TOKENS + FRAMING_TOKENS + continued;
-  const inputTokens = facts.opaqueInput ? inputCap : Math.min(measured, inputCap);
+  const inputTokens = inputBound(kind, facts, utf8Length(facts.inputText), continued);
   let outputTokens = 0;
   if (kind !== 'embeddings') {
-    const cap = maxOutput ?? UNKNOWN_OUTPUT_CAP;
+    // A Responses call's output cap bounds the whole response; without one each turn may reach the model's.
+    const cap = (maxOutput ?? UNKNOWN_OUTPUT_CAP) * (kind === 'responses' ? facts.contexts : 1);
     outputTokens = facts.maxOutputTokens === undefined ? cap : Math.min(facts.maxOutputTokens, cap);
   }
   const cost = worstCost(price, audio, inputTokens, outputTokens * facts.choices);

@@ -14,6 +14,8 @@ export function readUsage(kind: RouteKind, usage: Json | null | undefined): Toke
     input: num(responses ? usage.input_tokens : usage.prompt_tokens),
     cached: num(inDetails.cached_tokens),
     output: num(responses ? usage.output_tokens : usage.completion_tokens),
+    // Writes to the prompt cache bill above the input rate on the models that report them.
+    ...(num(inDetails.cache_write_tokens) > 0 ? { cacheWrite: num(inDetails.cache_write_tokens) } : {}),
     // Audio tokens are billed at their own rates. Chat reports them as parts of the totals; the
     // Responses API does not report them today, and is read the same way should it start to.
     ...audio({

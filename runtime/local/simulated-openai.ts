@@ -8,6 +8,8 @@
  *   words=N            answer with N words (default 8; each word is one token, plus a final ".")
  *   reasoning=N        N extra reasoning tokens: counted in completion/output tokens, no text
  *   cached=N           report N cached prompt tokens (capped at the prompt tokens)
+ *   cache_write=N      report N prompt tokens written to the prompt cache (`cache_write_tokens`, capped at the
+ *                      uncached prompt tokens), as the models with a cache-write price do
  *   error=400|401|403|404|429|quota|500|503   answer with that OpenAI error (before any byte)
  *   fail_times=N       with error=: fail only the first N requests with this exact body, then answer
  *   retry_after_ms=N   retry-after(-ms) sent with 429/503 (default 1000)
@@ -60,7 +62,7 @@ interface Ctx {
   vocab: readonly string[];
 }
 interface Plan { pieces: string[]; text: string; reasoning: number; finish: 'stop' | 'length' }
-interface Counts { prompt: number; cached: number; completion: number; reasoning: number; audioIn: number; audioOut: number }
+interface Counts { prompt: number; cached: number; written: number; completion: number; reasoning: number; audioIn: number; audioOut: number }
 
 // ---------------------------------------------------------------- small helpers
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -166,7 +168,8 @@ function toolName(body: Obj): string {
 /** Audio tokens are parts of the prompt and completion totals, as OpenAI reports them. */
 function countsFor(d: Directives, prompt: number, plan: Plan, audio = { in: 0, out: 0 }): Counts {
   const cached = Math.min(int(d.cached, 0), prompt + audio.in);
-  return { prompt: prompt + audio.in, cached, completion: plan.pieces.length + plan.reasoning + audio.out,
+  const written = Math.min(int(d.cache_write, 0), prompt + audio.in - cached);
+  return { prompt: prompt + audio.in, cached, written, completion: plan.pieces.length + plan.reasoning + audio.out,
     reasoning: plan.reasoning, audioIn: audio.in, audioOut: audio.out };
 }
 
@@ -183,14 +186,14 @@ const isSpoken = (body: Obj) => Array.isArray(body.modalities) && body.modalitie
 
 const chatUsage = (c: Counts) => ({
   prompt_tokens: c.prompt, completion_tokens: c.completion, total_tokens: c.prompt + c.completion,
-  prompt_tokens_details: { cached_tokens: c.cached, audio_tokens: c.audioIn },
+  prompt_tokens_details: { cached_tokens: c.cached, audio_tokens: c.audioIn, ...(c.written ? { cache_write_tokens: c.written } : {}) },
   completion_tokens_details: { reasoning_tokens: c.reasoning, audio_tokens: c.audioOut,
     accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
 });
 const legacyUsage = (c: Counts) => ({
   prompt_tokens: c.prompt, completion_tokens: c.completion, total_tokens: c.prompt + c.completion });
 const responsesUsage = (c: Counts) => ({
-  input_tokens: c.prompt, input_tokens_details: { cached_tokens: c.cached },
+  input_tokens: c.prompt, input_tokens_details: { cached_tokens: c.cached, ...(c.written ? { cache_write_tokens: c.written } : {}) },
   output_tokens: c.completion, output_tokens_details: { reasoning_tokens: c.reasoning },
   total_tokens: c.prompt + c.completion,
 });

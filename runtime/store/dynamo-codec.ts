@@ -178,6 +178,8 @@ export function toPrice(item: Item): PriceOverride {
     output: readNum(item, 'output'),
     updatedAt: item.updatedAt?.S ?? '',
   };
+  const cacheWrite = optNum(item, 'cacheWrite');
+  if (cacheWrite !== undefined) price.cacheWrite = cacheWrite;
   const threshold = optNum(item, 'lcThreshold');
   if (threshold !== undefined) {
     price.longContext = {
@@ -199,6 +201,7 @@ export function priceItem(p: PriceOverride): Item {
   const item: Item = { ...priceKey(p.model), input: num(p.input), output: num(p.output), updatedAt: { S: p.updatedAt } };
   const optional: Record<string, number | null | undefined> = {
     cachedInput: p.cachedInput,
+    cacheWrite: p.cacheWrite,
     lcThreshold: p.longContext?.thresholdInputTokens,
     lcInput: p.longContext?.input,
     lcCachedInput: p.longContext?.cachedInput,

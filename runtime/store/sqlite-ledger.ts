@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS prices (
  * before them get the columns on open (idempotent). NULL = not set by the override.
  */
 const PRICE_RATE_COLUMNS = {
-  lcThreshold: 'INTEGER', lcInput: 'REAL', lcCachedInput: 'REAL', lcOutput: 'REAL',
+  cacheWrite: 'REAL', lcThreshold: 'INTEGER', lcInput: 'REAL', lcCachedInput: 'REAL', lcOutput: 'REAL',
   audioInput: 'REAL', audioCachedInput: 'REAL', audioOutput: 'REAL',
 } as const;
 
@@ -650,6 +650,7 @@ function toUsage({ priceVersion, ...row }: UsageRecord): UsageRow {
 
 function toPrice(r: PriceRecord): PriceOverride {
   const price: PriceOverride = { model: r.model, input: r.input, cachedInput: r.cachedInput ?? null, output: r.output, updatedAt: r.updatedAt };
+  if (r.cacheWrite !== null) price.cacheWrite = r.cacheWrite;
   if (r.lcThreshold !== null) {
     price.longContext = { thresholdInputTokens: r.lcThreshold, input: r.lcInput!, cachedInput: r.lcCachedInput, output: r.lcOutput! };
   }
@@ -662,7 +663,7 @@ function toPriceRecord(p: PriceOverride): PriceRecord {
   const lc = p.longContext;
   return {
     model: p.model, input: p.input, cachedInput: p.cachedInput, output: p.output, updatedAt: p.updatedAt,
-    lcThreshold: lc?.thresholdInputTokens ?? null, lcInput: lc?.input ?? null,
+    cacheWrite: p.cacheWrite ?? null, lcThreshold: lc?.thresholdInputTokens ?? null, lcInput: lc?.input ?? null,
     lcCachedInput: lc?.cachedInput ?? null, lcOutput: lc?.output ?? null,
     audioInput: p.audio?.input ?? null, audioCachedInput: p.audio?.cachedInput ?? null, audioOutput: p.audio?.output ?? null,
   };

@@ -1,0 +1,143 @@
+// Request shapes whose bill is larger than their body looks, tried as an adversarial user would
+// through the local stack with the official client: each is reserved at what OpenAI could bill for
+// it (or refused when nothing bounds it), and billed at every rate its usage reports.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import OpenAI from 'openai';
+import { startTestStack, settled, type TestStack } from './helpers/stack.ts';
+
+let t: TestStack;
+const forwarded = () => t.fake.requests.length;
+
+test.before(async () => {
+  t = await startTestStack();
+});
+test.after(() => t.close());
+
+/** The "may cost up to $X" of a budget refusal, in USD (to the cent from $0.01 up). */
+const worstOf = (err: any) => Number(/may cost up to \$(\d+(?:\.\d+)?)/.exec(err?.message ?? '')?.[1]);
+
+/** A refusal's worst case covers `usd`, as far as its message's rounding tells. */
+function covers(worst: number, usd: number): void {
+  const shown = usd >= 0.01 ? Math.floor(usd * 100) / 100 : usd * 0.999_999;
+  assert.ok(worst >= shown, `reserved $${worst}, OpenAI could bill $${usd.toFixed(6)}`);
+}
+
+/** Limits `project` to `usd`, and a client of it without the cache. */
+async function limited(project: string, usd: number) {
+  await t.admin({ action: 'setLimit', project, limit: usd });
+  return t.client({ project, caching: false });
+}
+
+/** A call that must be refused for its worst case, before it reaches OpenAI: that worst case in USD. */
+async function refusedWorst(call: () => Promise<unknown>): Promise<number> {
+  const before = forwarded();
+  const err: any = await call().then(() => undefined, (e) => e);
+  assert.instance(err, OpenAI.RateLimitError, `expected a budget refusal, got ${err?.message ?? 'a 200'}`);
+  assert.is(err.code, 'budget_exceeded');
+  assert.is(forwarded(), before, 'a refused call never reaches OpenAI');
+  return worstOf(err);
+}
+
+test('a Responses item_reference is stored input the proxy cannot see: reserved at the input window', async () => {
+  const c = await limited('refs', 0.05);
+  const worst = await refusedWorst(() =>
+    c.responses.create({ model: 'gpt-4o', max_output_tokens: 16, input: [{ type: 'item_reference', id: 'msg_0123456789' }] } as any));
+  // gpt-4o's 128,000 input tokens at $2.50/1M.
+  covers(worst, 0.32);
+  // A reasoning item sent back without its content is loaded from OpenAI's store too.
+  const reasoning = await refusedWorst(() =>
+    c.responses.create({ model: 'gpt-4o', max_output_tokens: 16, input: [{ type: 'reasoning', id: 'rs_0123', summary: [] }, { role: 'user', content: 'go on' }] } as any));
+  covers(reasoning, 0.32);
+});
+
+test('legacy completions: each prompt of a list gets its own completions and its own context', async () => {
+  const c = await limited('batch', 0.05);
+  const prompts = Array.from({ length: 20 }, (_, i) => `prompt ${i}`);
+  // One prompt fits: 4,096 output tokens at $2/1M is $0.0082.
+  const one = await c.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: prompts[0], max_tokens: 4096 });
+  assert.ok(one.id);
+  const worst = await refusedWorst(() => c.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: prompts, max_tokens: 4096 }));
+  // 20 prompts x 4,096 output tokens at $2/1M.
+  covers(worst, 20 * 4096 * 2e-6);
+  const bestOf = await refusedWorst(() => c.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: prompts.slice(0, 3), best_of: 3, max_tokens: 4096 }));
+  covers(bestOf, 3 * 3 * 4096 * 2e-6);
+});
+
+test('a hosted MCP tool needs max_tool_calls, and each turn it allows holds an input window', async () => {
+  const c = await limited('mcp', 1);
+  const mcp = { type: 'mcp', server_label: 'docs', server_url: 'https://mcp.example.com/sse', require_approval: 'never' };
+  const before = forwarded();
+  const err: any = await c.responses.create({ model: 'gpt-4.1', max_output_tokens: 100, input: 'look it up', tools: [mcp] } as any).catch((e) => e);
+  assert.instance(err, OpenAI.BadRequestError);
+  assert.is(err.code, 'unpriced_feature');
+  assert.is(err.param, 'max_tool_calls');
+  assert.match(err.message, /max_tool_calls/);
+  assert.is(forwarded(), before);
+  const worst = await refusedWorst(() =>
+    c.responses.create({ model: 'gpt-4.1', max_output_tokens: 100, max_tool_calls: 2, input: 'look it up', tools: [mcp] } as any));
+  // Three turns of gpt-4.1's 1,047,576-token window at $2/1M: the server's answers are unseen input.
+  covers(worst, 3 * 1_047_576 * 2e-6);
+});
+
+test('cache writes bill at the cache-write rate, and the reservation holds input at it', async () => {
+  const c = await limited('writes', 100);
+  const words = Array.from({ length: 400 }, (_, i) => `word${i}`).join(' ');
+  const res = await c.chat.completions.create({
+    model: 'gpt-6-astra', max_completion_tokens: 50, messages: [{ role: 'user', content: `${words} fake:cache_write=300 fake:words=5` }],
+  });
+  const usage: any = res.usage;
+  const written = usage.prompt_tokens_details.cache_write_tokens;
+  assert.is(written, 300);
+  // gpt-6-astra: $10 input, $12.50 cache write, $50 output per 1M tokens; nano-USD per token x1000.
+  const expected = (usage.prompt_tokens - written) * 10_000 + written * 12_500 + usage.completion_tokens * 50_000;
+  let row: any;
+  await settled(t, async () => {
+    row = (await t.admin({ action: 'usage' })).rows.find((r: any) => r.project === 'writes');
+    return row?.requests === 1;
+  });
+  assert.ok(Math.abs(row.spend - expected / 1e9) < 1e-12, `booked $${row.spend}, billed $${expected / 1e9}`);
+  // The same call, refused: its worst input is priced as cache writes.
+  await t.admin({ action: 'setLimit', project: 'writes', limit: 0.000001 });
+  const worst = await refusedWorst(() =>
+    c.chat.completions.create({ model: 'gpt-6-astra', max_completion_tokens: 1, messages: [{ role: 'user', content: 'x'.repeat(100_000) }] }));
+  // 100,000 bytes of input at $12.50/1M, not $10.
+  covers(worst, 100_000 * 12.5e-6);
+});
+
+test('embeddings: a request may sum 300,000 tokens over its inputs, not one input\'s 8,191', async () => {
+  const c = await limited('vectors', 0.01);
+  const inputs = Array.from({ length: 36 }, (_, i) => `${i} ${'lorem ipsum '.repeat(2_700)}`);
+  const worst = await refusedWorst(() => c.embeddings.create({ model: 'text-embedding-3-large', input: inputs }));
+  // 300,000 tokens at $0.13/1M.
+  covers(worst, 300_000 * 0.13e-6);
+  const small = await c.embeddings.create({ model: 'text-embedding-3-large', input: ['one', 'two'] });
+  assert.is(small.data.length, 2);
+});
+
+test('images: gpt-4o-mini is reserved at its own image rate; an image at original detail at the input window', async () => {
+  const c = await limited('vision', 0.005);
+  const image = (name: string, detail: 'high' | 'original' = 'high') =>
+    ({ type: 'image_url' as const, image_url: { url: `https://example.com/${name}.png`, detail: detail as 'high' } });
+  const mini = await refusedWorst(() =>
+    c.chat.completions.create({ model: 'gpt-4o-mini', max_completion_tokens: 1, messages: [{ role: 'user', content: [image('a'), image('b')] }] }));
+  // 2 x (2,833 + 8 x 5,667) tokens at $0.15/1M.
+  covers(mini, 2 * 48_169 * 0.15e-6);
+  const original = await refusedWorst(() =>
+    c.chat.completions.create({ model: 'gpt-4o', max_completion_tokens: 1, messages: [{ role: 'user', content: [image('c', 'original')] }] }));
+  covers(original, 128_000 * 2.5e-6);
+});
+
+test('the output cap is read where the route reads it: chat takes the larger of its two fields', async () => {
+  const c = await limited('caps', 0.01);
+  // gpt-4o: 1,000 vs 16,384 output tokens at $10/1M; max_completion_tokens alone would fit.
+  const worst = await refusedWorst(() =>
+    c.chat.completions.create({ model: 'gpt-4o', max_completion_tokens: 1_000, max_tokens: 16_384, messages: [{ role: 'user', content: 'hi' }] } as any));
+  covers(worst, 16_384 * 10e-6);
+  // Legacy completions has no max_completion_tokens: it caps nothing there.
+  const legacy = await refusedWorst(() =>
+    c.completions.create({ model: 'davinci-002', prompt: 'hi', max_completion_tokens: 1, max_tokens: 4096, n: 2 } as any));
+  covers(legacy, 2 * 4096 * 2e-6);
+});
+
+test.run();
