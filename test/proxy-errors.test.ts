@@ -233,6 +233,31 @@ test('DynamoDB unreachable: 503 and nothing forwarded; fail-open forwards', asyn
   }
 });
 
+test('fail-open covers outages only: a request the ledger refuses is not forwarded unmetered', async () => {
+  // What DynamoDB answers a key it finds invalid: a client fault, not an outage.
+  const invalid = Object.assign(new Error('One or more parameter values were invalid'), { name: 'ValidationException', $fault: 'client' });
+  const s = await startTestStack({
+    env: { OPENAI_WRAPI_FAIL_OPEN: '1' },
+    stack: { wrapLedger: (ledger) => ({ ...ledger, read: () => Promise.reject(invalid) }) },
+  });
+  try {
+    const c = s.client({ project: 'members-only', caching: false });
+    const before = s.fake.requests.length;
+    const err = await c.chat.completions.create({ model: 'gpt-4o-mini', messages: say('skip the checks') }).catch((e) => e);
+    assert.is(err.status, 503);
+    assert.is(err.code, 'ledger_unavailable');
+    assert.is(s.fake.requests.length, before, 'nothing went out unmetered');
+    // A response id that is not one never reaches the ledger as a key.
+    const odd = await c.responses.create({ model: 'gpt-4o-mini', input: 'hi', previous_response_id: `resp_${'x'.repeat(3000)}` }).catch((e) => e);
+    assert.is(odd.status, 400);
+    assert.is(odd.param, 'previous_response_id');
+    assert.not.match(odd.message, /xxxx/);
+    assert.is(s.fake.requests.length, before);
+  } finally {
+    await s.close();
+  }
+});
+
 test('a ledger hiccup at settlement is retried: the call is still recorded', async () => {
   let failures = 1;
   const s = await startTestStack({

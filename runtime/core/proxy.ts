@@ -402,13 +402,18 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     return stageKeyRejected(config.stage);
   }
 
-  /** Ledger trouble: refuse with 503, or go on unmetered when the stack chose to fail open. */
+  /**
+   * Ledger trouble: refuse with 503, or go on unmetered when the stack chose to fail open, but only
+   * for an outage: a request the ledger itself refused is not one, and failing open on it would let
+   * a caller skip limits and membership at will.
+   */
   async function ledgerCall<T>(call: () => Promise<T>, onRefuse?: () => void): Promise<T | undefined> {
     try {
       return await call();
     } catch (err) {
-      log.error('ledger unreachable', { error: errorName(err), failOpen: config.failOpen });
-      if (config.failOpen) return undefined;
+      const open = config.failOpen && !refusedByLedger(err);
+      log.error('ledger unreachable', { error: errorName(err), failOpen: open });
+      if (open) return undefined;
       onRefuse?.();
       throw unavailable('The budget ledger is unreachable, so the call was refused. Try again shortly.', 'ledger_unavailable');
     }
@@ -437,6 +442,15 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       cache: call.key ? 'miss' : 'bypass',
     };
   }
+}
+
+/**
+ * An error the ledger answered because of what the request put in it (a key DynamoDB finds invalid,
+ * a value too big for SQLite), not because it was out of reach, overloaded or misconfigured.
+ */
+function refusedByLedger(err: unknown): boolean {
+  const e = err as { name?: unknown; code?: unknown } | null;
+  return !!e && typeof e === 'object' && (e.name === 'ValidationException' || e.code === 'SQLITE_TOOBIG');
 }
 
 /** Index of the caller's own scope (project + user, any model) in {@link callScopes}. */

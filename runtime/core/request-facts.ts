@@ -65,6 +65,8 @@ function depthOver(value: unknown, max: number): boolean {
  * ledger, the logs or an admin's terminal, where control characters would be live.
  */
 export const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$/;
+/** OpenAI's response ids (`resp_` and up to 200 letters and digits), as GET /responses/{id} takes them. */
+export const RESPONSE_ID = /^resp_[A-Za-z0-9]{1,200}$/;
 export const MODEL_ID_RULE = 'letters, digits and . _ - :, starting with a letter or digit, at most 256 characters';
 
 export function parseJsonBody(bytes: Uint8Array): JsonObject {
@@ -93,6 +95,11 @@ export function requestFacts(route: Route, body: JsonObject): RequestFacts {
   }
   // Not echoed: the id is exactly what must not be printed.
   if (!MODEL_ID.test(model)) throw badRequest(`Invalid model id: model ids are ${MODEL_ID_RULE}.`, 'invalid_model', 'model');
+  const previous = body.previous_response_id;
+  if (route.kind === 'responses' && typeof previous === 'string' && !RESPONSE_ID.test(previous)) {
+    // Not echoed, as model ids: it is a key of the ledger's, and what is not an id is refused before it.
+    throw badRequest('Invalid previous_response_id: response ids look like resp_ followed by letters and digits.', 'invalid_value', 'previous_response_id');
+  }
   const stream = body.stream === true && route.kind !== 'embeddings';
   const options = body.stream_options as JsonObject | undefined;
   const input = walkInput(route, body);

@@ -1,6 +1,8 @@
 // The allow-list. An endpoint the proxy cannot price would let calls escape the limits, so anything
 // not listed here is refused.
 
+import { RESPONSE_ID } from './request-facts.ts';
+
 export type RouteKind = 'chat' | 'completions' | 'embeddings' | 'responses' | 'moderations' | 'models' | 'retrieve';
 
 export interface Route {
@@ -34,7 +36,7 @@ export function matchRoute(method: string, pathname: string): Route | undefined 
   }
   // Reading back a stored response is free. Not its deletion, cancellation or input items: those
   // are not needed to use what the proxy metered, and each would be one more path to vet.
-  if (method === 'GET' && /^\/responses\/resp_[A-Za-z0-9]{1,200}$/.test(path)) {
+  if (method === 'GET' && path.startsWith('/responses/') && RESPONSE_ID.test(path.slice('/responses/'.length))) {
     return { kind: 'retrieve', path, priced: false, cacheable: false };
   }
   return undefined;
