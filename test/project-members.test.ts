@@ -63,6 +63,9 @@ test('members: role members match every caller of the role; users match themselv
   // Not a prefix match: another role that starts the same is not a member.
   assert.not.ok(isMember(user('arn:aws:sts::123456789012:assumed-role/DataScientists/x'), members));
   assert.not.ok(isMember('federated:alice', members));
+  // A federated user names itself: `federated-user/alice` is the one federated caller, not alice.
+  assert.not.ok(isMember(user('arn:aws:sts::123456789012:federated-user/alice'), members));
+  assert.not.ok(isMember(user('arn:aws:sts::123456789012:federated-user/bob'), [...members, 'federated:bob']));
 });
 
 test('a project with members: a member passes; anyone else gets 403 and nothing is forwarded, reserved or recorded', async () => {

@@ -4,6 +4,14 @@ import type { Caller } from './proxy.ts';
 /** IAM Identity Center's roles: AWS sets their session name to the signed-in user. */
 const SSO_ROLE = /^AWSReservedSSO_/;
 
+/**
+ * The one user every federated-user ARN (`arn:aws:sts::ACCOUNT:federated-user/NAME`) is. Whoever
+ * calls `sts:GetFederationToken` (PowerUserAccess may) picks NAME freely, and the ARN does not name
+ * the IAM user behind it: NAME proves nothing. `*` is in no federated-user name and `:` in no IAM
+ * user or role name, so no other caller is named so.
+ */
+export const FEDERATED_USER = 'federated:*';
+
 export interface IdentityRules {
   /**
    * Roles whose session name is the user, because their trust policy forces it
@@ -20,7 +28,8 @@ export interface IdentityRules {
  * - any other assumed role → `Role/*`: one user, the role, whatever session name the caller picked
  *   (else anyone allowed to assume a shared role could bill as `Role/alice`, or escape per-user
  *   limits with a fresh name per call);
- * - a federated user → `federated:name` (`:` is in no IAM user or role name, so it cannot collide).
+ * - any federated user → `federated:*` (FEDERATED_USER): one user, whatever name its caller picked,
+ *   for the same reason (`federated-user/bob` may be anyone allowed GetFederationToken).
  * Undefined for anything unrecognised.
  */
 export function callerFromArn(arn: string, rules: IdentityRules = {}): Caller | undefined {
@@ -35,7 +44,7 @@ export function callerFromArn(arn: string, rules: IdentityRules = {}): Caller | 
     const sessionNamed = SSO_ROLE.test(role) || (rules.sessionNamedRoles ?? []).includes(role);
     return { user: sessionNamed ? `${role}/${session.join('/')}` : `${role}/*`, arn };
   }
-  if (kind === 'federated-user' && rest.length) return { user: `federated:${rest.join('/')}`, arn };
+  if (kind === 'federated-user' && rest.join('/')) return { user: FEDERATED_USER, arn };
   return undefined;
 }
 
