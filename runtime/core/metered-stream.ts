@@ -13,26 +13,37 @@ export interface MeteredStreamOptions {
   /** Called exactly once, when the upstream stream is over. No transcript once the client has left. */
   onEnd: (end: StreamEnd, transcript: Uint8Array | undefined) => void;
   keepTranscript: boolean;
-  /** Keeps the platform running while a stream the client left is read to its end. */
+  /** Keeps the platform running while the upstream is read to its end (the client may have left). */
   waitUntil: (work: Promise<unknown>) => void;
+  /** See MAX_CLIENT_LAG_BYTES. */
+  maxLagBytes?: number;
 }
 
 /**
- * Passes SSE bytes through as they arrive (pull-driven, so a slow client slows the upstream read
- * instead of filling memory). When the client leaves, the rest is read without sending, so the
- * usage at the end is still learned; the upstream call's own deadline bounds that.
+ * How far (bytes) a client may fall behind the upstream before it counts as gone. The upstream is
+ * read at its own pace, never the client's: OpenAI generates (and bills) the whole answer whether or
+ * not the client reads it, so a client that stops reading must not stop the proxy from reaching the
+ * usage at the end. Past this lag the client is dropped and the rest is read without sending.
+ */
+export const MAX_CLIENT_LAG_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Passes SSE bytes through as they arrive, reading the upstream as fast as it sends. When the client
+ * leaves, or lags more than `maxLagBytes` behind, the rest is read without sending, so the usage at
+ * the end is still learned; the upstream call's own deadline bounds that.
  */
 export function meteredStream(
   source: ReadableStream<Uint8Array>,
   meter: StreamMeter,
   route: Route,
-  { onEnd, keepTranscript, waitUntil }: MeteredStreamOptions,
+  { onEnd, keepTranscript, waitUntil, maxLagBytes = MAX_CLIENT_LAG_BYTES }: MeteredStreamOptions,
 ): ReadableStream<Uint8Array> {
   const reader = source.getReader();
   const parts: Uint8Array[] = [];
   let size = 0;
   let ended = false;
   let clientLeft = false;
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
   const keep = (bytes: Uint8Array) => {
     if (!keepTranscript || size > MAX_TRANSCRIPT_BYTES) return;
     parts.push(bytes);
@@ -44,60 +55,51 @@ export function meteredStream(
     const whole = keepTranscript && !clientLeft && size <= MAX_TRANSCRIPT_BYTES;
     onEnd(how, whole ? concat(parts, size) : undefined);
   };
-  /** Reads what is left after the client went away: metered, not sent. */
-  const drain = async () => {
+  const send = (bytes: Uint8Array) => {
+    keep(bytes);
+    controller.enqueue(bytes);
+    // Bytes queued for a client that does not read them: it is treated as gone.
+    if ((controller.desiredSize ?? 0) < -maxLagBytes) {
+      clientLeft = true;
+      controller.error(new Error('the client stopped reading the stream'));
+    }
+  };
+  /** Reads the upstream to its end: sent while the client is there, metered either way. */
+  const pump = async () => {
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) {
-          meter.flush();
+          const rest = meter.flush();
+          if (!clientLeft) {
+            if (rest) send(rest);
+            if (!clientLeft) controller.close();
+          }
           return end('complete');
         }
-        meter.push(value);
+        const out = meter.push(value);
+        if (out && !clientLeft) send(out);
       }
-    } catch {
+    } catch (err) {
+      if (!clientLeft) {
+        controller.enqueue(streamError(route, err));
+        controller.close();
+      }
       end('broken');
     }
   };
   return new ReadableStream<Uint8Array>(
     {
-      async pull(controller) {
-        try {
-          for (;;) {
-            const { value, done } = await reader.read();
-            // The client left while this read was pending: meter the chunk, the drain reads on.
-            if (clientLeft) return void (done || meter.push(value));
-            if (done) {
-              const rest = meter.flush();
-              if (rest) {
-                keep(rest);
-                controller.enqueue(rest);
-              }
-              controller.close();
-              end('complete');
-              return;
-            }
-            const out = meter.push(value);
-            if (out) {
-              keep(out);
-              controller.enqueue(out);
-              return;
-            }
-          }
-        } catch (err) {
-          if (clientLeft) return; // the drain meets the same failure and ends the stream
-          controller.enqueue(streamError(route, err));
-          controller.close();
-          end('broken');
-        }
+      start(c) {
+        controller = c;
+        waitUntil(pump());
       },
       cancel() {
-        if (ended) return;
+        // The pump reads on without sending.
         clientLeft = true;
-        waitUntil(drain());
       },
     },
-    { highWaterMark: 0 },
+    { highWaterMark: 0, size: (chunk) => chunk.byteLength },
   );
 }
 
