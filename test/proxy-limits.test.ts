@@ -155,4 +155,34 @@ test('a stack default limit lets unlimited projects in', async () => {
   }
 });
 
+test('the default limit is one budget per user across projects without their own: a new name is not a new budget', async () => {
+  // gpt-4o-mini with max 100 output tokens: about $0.00007 at most per call.
+  const d = await startTestStack({ env: { OPENAI_WRAPI_DEFAULT_PROJECT_LIMIT: '0.0002' } });
+  try {
+    await d.user('bob');
+    const call = (user: string, project: string) =>
+      d.client({ user, project, caching: false }).chat.completions
+        .create({ model: 'gpt-4o-mini', max_completion_tokens: 100, messages: say('hi fake:words=20') })
+        .then(() => 'ok', (e) => e);
+    const outcomes: any[] = [];
+    for (let i = 0; i < 12; i++) outcomes.push(await call('default', `scratch-${i}`));
+    const refused = outcomes.filter((o) => o !== 'ok');
+    assert.ok(refused.length > 0, 'inventing project names ran out of the default budget');
+    const err = refused[0];
+    assert.is(err.code, 'budget_exceeded');
+    assert.match(err.message, /user "default" across the projects without a limit of their own/);
+    assert.match(err.message, /limits set --stage dev --project "scratch-\d+" --limit <usd>/);
+    // What was spent across those projects stays within the one default.
+    await settled(d, async () => (await d.admin({ action: 'usage' })).rows.every((r: any) => r.requests > 0));
+    const spent = (await d.admin({ action: 'usage' })).rows.filter((r: any) => r.user === 'default').reduce((n: number, r: any) => n + r.spend, 0);
+    assert.ok(spent > 0 && spent <= 0.0002, `spent $${spent}`);
+    // Another user has a default budget of their own, and a project with its own limit is not pooled.
+    assert.is(await call('bob', 'scratch-0'), 'ok');
+    await d.admin({ action: 'setLimit', project: 'listed', limit: 1 });
+    assert.is(await call('default', 'listed'), 'ok');
+  } finally {
+    await d.close();
+  }
+});
+
 test.run();

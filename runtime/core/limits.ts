@@ -34,6 +34,17 @@ export function callScopes(project: string, user: string, modelId: string): Scop
 export const isDetail = (s: Scope): boolean => s.user !== ANY && s.model !== ANY;
 
 /**
+ * The project of the scope that pools, per user, the projects the stack's default limit covers
+ * (those without a monthly limit of their own). Project names cannot start with a space, so no
+ * real project can be it. Without the pool a caller could spend the default again and again by
+ * naming new projects.
+ */
+export const UNLISTED_PROJECTS = ' unlisted';
+
+/** A user's scope across every project the default limit covers. */
+export const unlistedScope = (user: string): Scope => ({ project: UNLISTED_PROJECTS, user, model: ANY });
+
+/**
  * The limits in force for a call's scopes. A project without its own limit gets the stack's
  * default, or undefined when there is none (the call is then refused).
  */
@@ -53,9 +64,12 @@ export interface AlertThresholds {
  */
 export function holdsFor(
   scopes: Scope[], limits: (Nano | undefined)[], amount: Nano, dayLimits: (Nano | undefined)[] = [], thresholds: AlertThresholds = {},
+  unwatched: number[] = [],
 ): Hold[] {
   return scopes.map((scope, i) => {
     const hold: Hold = limits[i] === undefined ? { scope, amount } : { scope, amount, limit: limits[i] };
+    // No alerts for a limit no admin set on this scope (the default pool): nobody watches it.
+    if (unwatched.includes(i)) hold.alerts = [];
     if (dayLimits[i] !== undefined) hold.dayLimit = dayLimits[i];
     const alerts = thresholds.alerts?.[i];
     const dayAlerts = thresholds.dayAlerts?.[i];
@@ -77,6 +91,7 @@ export function watchOf(hold: Hold): AlertWatch[] {
 }
 
 export function describeScope(s: Scope): string {
+  if (s.project === UNLISTED_PROJECTS) return `user "${s.user}" across the projects without a limit of their own`;
   const parts = [`project "${s.project}"`];
   if (s.user !== ANY) parts.push(`user "${s.user}"`);
   if (s.model !== ANY) parts.push(`model "${s.model}"`);
@@ -100,15 +115,18 @@ export interface Fit {
 }
 
 /** `period` day: the hold's daily limit refused, `committed` being the day's total. */
-export function overBudgetMessage(stage: string, hold: Hold, committed: Nano, fit?: Fit, period?: 'day'): string {
+export function overBudgetMessage(stage: string, hold: Hold, committed: Nano, fit?: Fit, period?: 'day', project?: string): string {
   let advice = '';
   if (fit && fit.tokens > 0) advice = `At most ${fit.tokens} output tokens would fit: set ${fit.parameter} to ${fit.tokens} or less. `;
   else if (fit) advice = 'Even its input alone may cost more than what is left. ';
   const [kind, limit, when] = period === 'day' ? ['Daily', hold.dayLimit, 'today (UTC)'] : ['Monthly', hold.limit, 'this month'];
+  const raise = hold.scope.project === UNLISTED_PROJECTS
+    ? `The stack's default limit covers each user's spend in all projects without their own limit together; ` +
+      `an admin can give the project a limit of its own: ${limitCommand(stage, { project: project ?? '<project>', user: ANY, model: ANY }, '<usd>')}`
+    : `An admin can raise the limit: ${limitCommand(stage, hold.scope, '<usd>', period)}`;
   return (
     `${kind} limit of ${usd(limit ?? 0)} for ${describeScope(hold.scope)} in stage ${stage} would be exceeded: ` +
-    `${usd(committed)} is spent or reserved ${when} and this call may cost up to ${usd(hold.amount)}. ${advice}` +
-    `An admin can raise the limit: ${limitCommand(stage, hold.scope, '<usd>', period)}`
+    `${usd(committed)} is spent or reserved ${when} and this call may cost up to ${usd(hold.amount)}. ${advice}${raise}`
   );
 }
 

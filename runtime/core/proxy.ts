@@ -10,7 +10,7 @@ import {
 } from './errors.ts';
 import { callDeadline, clientResponseHeaders, forward, gatewayError, interruptedError, mayHaveReached, type CallDeadline } from './forward.ts';
 import {
-  callScopes, dayOf, effectiveLimits, holdsFor, monthOf, noLimitMessage, overBudgetMessage,
+  callScopes, dayOf, effectiveLimits, holdsFor, monthOf, noLimitMessage, overBudgetMessage, unlistedScope,
 } from './limits.ts';
 import { isMember, notMemberMessage } from './membership.ts';
 import { createPolicyReader, type Policy, type PolicyReader } from './policy.ts';
@@ -231,8 +231,16 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     }
     const audio = assertBillable(route, call.body, price);
     const worst = worstCase(route.kind, facts, price, audio, read?.history);
-    const limits = read ? effectiveLimits(read.limits, config.defaultProjectLimit) : [];
+    let scopes = call.scopes;
+    let limits = read ? effectiveLimits(read.limits, config.defaultProjectLimit) : [];
     const dayLimits = read?.dayLimits ?? [];
+    // The default limit stands in for a missing one, and also binds each user's spend in all such
+    // projects together: a new project name must not be a new budget.
+    const pooled = read !== undefined && read.limits[0] === undefined && config.defaultProjectLimit !== undefined;
+    if (pooled) {
+      scopes = [...scopes, unlistedScope(call.scopes[USER_SCOPE].user)];
+      limits = [...limits, config.defaultProjectLimit];
+    }
     if (read && limits.every((l) => l === undefined) && dayLimits.every((l) => l === undefined)) {
       throw forbidden(noLimitMessage(config.stage, call.project), 'project_not_allowed');
     }
@@ -245,7 +253,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       month: monthOf(at),
       day: dayOf(at),
       expiresAt: at + config.maxTimeoutMs + SETTLE_GRACE_MS,
-      holds: holdsFor(call.scopes, limits, worst.cost, dayLimits, read ?? {}),
+      holds: holdsFor(scopes, limits, worst.cost, dayLimits, read ?? {}, pooled ? [scopes.length - 1] : []),
       ...(rates.length ? { window: windowOf(at), rates } : {}),
     };
     let reserved: (ReserveResult & { ok: true }) | undefined;
@@ -259,7 +267,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
         const limit = result.period === 'day' ? hold.dayLimit! : hold.limit!;
         const parameter = OUTPUT_CAP_PARAMETER[route.kind];
         const fit = parameter ? { parameter, tokens: outputTokensThatFit(worst, price, limit - result.committed) } : undefined;
-        throw overBudget(overBudgetMessage(config.stage, hold, result.committed, fit, result.period));
+        throw overBudget(overBudgetMessage(config.stage, hold, result.committed, fit, result.period, call.project));
       }
       reserved = result;
     }
