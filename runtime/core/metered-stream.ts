@@ -23,9 +23,11 @@ export interface MeteredStreamOptions {
  * How far (bytes) a client may fall behind the upstream before it counts as gone. The upstream is
  * read at its own pace, never the client's: OpenAI generates (and bills) the whole answer whether or
  * not the client reads it, so a client that stops reading must not stop the proxy from reaching the
- * usage at the end. Past this lag the client is dropped and the rest is read without sending.
+ * usage at the end. Past this lag the client is dropped and the rest is read without sending. A
+ * client that reads at all keeps up: OpenAI streams tens of KB a second. The bound is also what a
+ * stalled stream can cost in memory (besides the sockets' own buffers).
  */
-export const MAX_CLIENT_LAG_BYTES = 4 * 1024 * 1024;
+export const MAX_CLIENT_LAG_BYTES = 1024 * 1024;
 
 /**
  * Passes SSE bytes through as they arrive, reading the upstream as fast as it sends. When the client
