@@ -1,8 +1,6 @@
 // Lambda entry point of the proxy: a streaming handler behind a function URL (AWS_IAM auth,
 // RESPONSE_STREAM invoke mode). Everything heavy is built once per cold start.
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import type { Writable } from 'node:stream';
 import { DEPLOYED_ENV, type CallOutcome } from '../core/contract.ts';
 import { badRequest, forbidden, toErrorResponse } from '../core/errors.ts';
 import type { IdentityRules } from '../core/caller.ts';
@@ -53,6 +51,69 @@ async function servePublic(event: FunctionUrlEvent, front: NonNullable<Instance[
   const read = readEvent(event);
   if (read instanceof Response) return read;
   return front({ ...read, sourceIp: event.requestContext.http.sourceIp ?? '', waitUntil: (p) => pending.push(p) });
+}
+
+/**
+ * Writes the answer's body to the response stream, waiting for 'drain' so a slow client slows the
+ * producer. If the client goes away (the stream is destroyed or fails: before the first byte, while
+ * waiting for drain, or on a write) the body is cancelled, which makes the proxy read OpenAI's answer
+ * to its end, unsent, and settle the call from its usage. Not `pipeline`: the runtime hands the
+ * handler a view of its stream, not the stream, and on a view destroyed before it starts `pipeline`
+ * waits forever for a 'close' that was already emitted, never cancelling the body.
+ */
+async function writeBody(body: ReadableStream<Uint8Array>, out: Writable, onFirstByte: () => void): Promise<void> {
+  const reader = body.getReader();
+  let gone = false;
+  const leave = () => {
+    if (gone) return;
+    gone = true;
+    reader.cancel().catch(() => undefined);
+  };
+  const onGone = () => {
+    if (!out.writableFinished) leave();
+  };
+  // Listen first, then look: a close emitted before this function ran is seen by `left()`.
+  out.on('close', onGone);
+  out.on('error', onGone);
+  const left = () => gone || out.destroyed === true;
+  let first = true;
+  try {
+    if (left()) return leave();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || gone) break;
+      if (left()) return leave();
+      if (first) {
+        first = false;
+        onFirstByte();
+      }
+      // A failed write means the client left too.
+      if (!out.write(value, (err?: Error | null) => err && leave())) {
+        await new Promise<void>((resolve) => {
+          const go = () => {
+            out.off('drain', go);
+            out.off('close', go);
+            out.off('error', go);
+            resolve();
+          };
+          out.on('drain', go);
+          out.on('close', go);
+          out.on('error', go);
+          if (left()) go();
+        });
+        if (left()) return leave();
+      }
+    }
+    if (gone) return;
+    // Finished (or failed: the client left after the last byte, nothing to cancel) before the handler returns.
+    await new Promise<void>((resolve) => out.end(() => resolve()));
+  } catch (err) {
+    // The body failed (not cancelled by us): cut the response so the client does not take it as whole.
+    if (!gone) out.destroy(err instanceof Error ? err : new Error('the answer failed'));
+  } finally {
+    // The 'error' listener stays: an error after this (the runtime's request failing late) is no crash.
+    out.off('close', onGone);
+  }
 }
 
 /**
@@ -145,15 +206,8 @@ export function createProxyHandler(metrics: CallMetrics) {
     // body (null, or a stream with no bytes) would reach the client as a 200 without our headers.
     // https://github.com/aws/aws-lambda-nodejs-runtime-interface-client/issues/97
     out.write(new Uint8Array(0));
-    try {
-      if (res.body) {
-        const body = Readable.fromWeb(res.body as NodeReadableStream<Uint8Array>);
-        body.once('data', () => metrics.firstByte(record));
-        await pipeline(body, out);
-      } else out.end();
-    } catch {
-      // The client went away mid-stream; the proxy's cancel path already settled an estimate.
-    }
+    if (res.body) await writeBody(res.body, out, () => metrics.firstByte(record));
+    else out.end();
     metrics.firstByte(record); // no body byte: the end of the answer was the first the caller saw
     // Lambda freezes the instance once the handler returns: settle before that. Work may add work (a
     // stream the client left is read to its end, then settled), so wait until none is left.

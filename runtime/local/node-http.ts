@@ -36,39 +36,63 @@ export function flatHeaders(req: IncomingMessage): Record<string, string> {
 
 /**
  * Writes a web Response to node, waiting for `drain` so a slow client slows the producer. If the
- * client goes away, the body is cancelled (which aborts the upstream call and settles it).
+ * client goes away (before, while or after the response starts) the body is cancelled, which lets
+ * the core read the upstream answer to its end, without sending it, and settle the call from it.
  */
 export async function writeResponse(res: Response, out: ServerResponse): Promise<void> {
-  const headers: Record<string, string> = {};
-  res.headers.forEach((value, name) => (headers[name] = value));
-  out.writeHead(res.status, headers);
-  if (!res.body) {
-    out.end();
-    return;
-  }
-  const reader = res.body.getReader();
+  // Listen before anything else: a close missed here would leave the body unread and unsettled.
+  const socket = out.req?.socket ?? out.socket;
+  const reader = res.body?.getReader();
   let gone = false;
-  const onClose = () => {
-    if (out.writableFinished) return;
+  const leave = () => {
+    if (gone) return;
     gone = true;
-    reader.cancel().catch(() => undefined);
+    reader?.cancel().catch(() => undefined);
+  };
+  const onClose = () => {
+    if (!out.writableFinished) leave();
   };
   out.on('close', onClose);
+  // The socket too: a pipelined response not yet given its socket never hears that socket close.
+  socket?.on('close', onClose);
+  // Already gone (the client left while the call waited for the upstream's headers): its 'close' was
+  // emitted before anyone listened.
+  const left = () => out.destroyed || (out as { closed?: boolean }).closed === true || socket?.destroyed === true;
   try {
+    if (left()) return leave();
+    const headers: Record<string, string> = {};
+    res.headers.forEach((value, name) => (headers[name] = value));
+    out.writeHead(res.status, headers);
+    if (!reader) return;
     for (;;) {
       const { value, done } = await reader.read();
       if (done || gone) break;
-      if (!out.write(value)) await new Promise<void>((resolve) => {
-        const go = () => { out.off('drain', go); out.off('close', go); resolve(); };
-        out.on('drain', go);
-        out.on('close', go);
-      });
+      if (left()) return leave();
+      // A failed write (the response was destroyed meanwhile) means the client left too.
+      const flushed = out.write(value, (err) => err && leave());
+      if (!flushed) {
+        await new Promise<void>((resolve) => {
+          const go = () => {
+            out.off('drain', go);
+            out.off('close', go);
+            socket?.off('close', go);
+            resolve();
+          };
+          out.on('drain', go);
+          out.on('close', go);
+          socket?.on('close', go);
+          // Closed already (its 'close' came before these listeners): waiting for 'drain' would be forever.
+          if (left()) go();
+        });
+        if (left()) return leave();
+      }
     }
   } catch {
     // cancelled because the client left
   } finally {
     out.off('close', onClose);
-    if (!gone) out.end();
+    socket?.off('close', onClose);
+    if (!gone && !out.destroyed) out.end();
   }
 }
 
