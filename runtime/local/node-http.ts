@@ -87,8 +87,13 @@ export async function writeResponse(res: Response, out: ServerResponse): Promise
         if (left()) return leave();
       }
     }
-  } catch {
-    // cancelled because the client left
+  } catch (err) {
+    // The body failed (not cancelled by us; e.g. the core dropped a client that stopped reading):
+    // cut the response, so the client cannot take what it got as the whole answer.
+    if (!gone) {
+      gone = true;
+      out.destroy(err instanceof Error ? err : new Error('the answer failed'));
+    }
   } finally {
     out.off('close', onClose);
     socket?.off('close', onClose);
