@@ -18,7 +18,7 @@ function billOn(ledger: Ledger, held: boolean, over: Partial<BillInit> = {}, cal
   const init: BillInit = {
     ledger, log: silent, reservation, held, price,
     worst: { inputTokens: 100, outputTokens: 1_000, choices: 1, audio: { input: false, output: false }, cost: 900_000 },
-    kind: 'chat', reasoning: false, facts: { model: 'gpt-4o-mini', inputText: 'hi', tokenIds: 0, images: 0, opaqueInput: false, contexts: 1 },
+    kind: 'chat', reasoning: false, facts: { model: 'gpt-4o-mini', inputText: 'hi', tokenIds: 0, images: 0, opaqueInput: false, storedReasoning: 0, contexts: 1 },
     countTokens: async (text) => text.length, tags: {}, ...over,
   };
   return { bill: new Bill(init), reservation };

@@ -236,9 +236,12 @@ test('DynamoDB unreachable: 503 and nothing forwarded; fail-open forwards', asyn
 test('fail-open covers outages only: a request the ledger refuses is not forwarded unmetered', async () => {
   // What DynamoDB answers a key it finds invalid: a client fault, not an outage.
   const invalid = Object.assign(new Error('One or more parameter values were invalid'), { name: 'ValidationException', $fault: 'client' });
+  // What SQLite answers a value the request made invalid (a NOT NULL column given nothing).
+  const constraint = Object.assign(new Error('NOT NULL constraint failed'), { name: 'SqliteError', code: 'SQLITE_CONSTRAINT_NOTNULL' });
+  let reads = 0;
   const s = await startTestStack({
     env: { OPENAI_WRAPI_FAIL_OPEN: '1' },
-    stack: { wrapLedger: (ledger) => ({ ...ledger, read: () => Promise.reject(invalid) }) },
+    stack: { wrapLedger: (ledger) => ({ ...ledger, read: () => Promise.reject(reads++ % 2 ? constraint : invalid) }) },
   });
   try {
     const c = s.client({ project: 'members-only', caching: false });
@@ -247,6 +250,9 @@ test('fail-open covers outages only: a request the ledger refuses is not forward
     assert.is(err.status, 503);
     assert.is(err.code, 'ledger_unavailable');
     assert.is(s.fake.requests.length, before, 'nothing went out unmetered');
+    const again = await c.chat.completions.create({ model: 'gpt-4o-mini', messages: say('skip the checks') }).catch((e) => e);
+    assert.is(again.status, 503, 'a SQLite constraint failure is no outage either');
+    assert.is(s.fake.requests.length, before);
     // A response id that is not one never reaches the ledger as a key.
     const odd = await c.responses.create({ model: 'gpt-4o-mini', input: 'hi', previous_response_id: `resp_${'x'.repeat(3000)}` }).catch((e) => e);
     assert.is(odd.status, 400);

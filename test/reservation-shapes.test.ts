@@ -51,6 +51,53 @@ test('a Responses item_reference is stored input the proxy cannot see: reserved 
   covers(reasoning, 0.32);
 });
 
+test('an item reference without its optional type is still stored input; a reasoning item by id is one output at most', async () => {
+  const c = await limited('refs-untyped', 0.05);
+  const untyped = await refusedWorst(() =>
+    c.responses.create({ model: 'gpt-4o', max_output_tokens: 16, input: [{ id: 'msg_0123456789' }, { id: 'msg_1', type: null }] } as any));
+  covers(untyped, 0.32);
+  // Sent back by id, a reasoning item is held at the largest output cap (128,000 tokens), not the window.
+  await t.admin({ action: 'setLimit', project: 'refs-untyped', limit: 1 });
+  const turn = await c.responses.create({
+    model: 'gpt-5', max_output_tokens: 16, input: [{ type: 'reasoning', id: 'rs_0123', summary: [] }, { role: 'user', content: 'go on' }],
+  } as any);
+  assert.ok(turn.id, 'a second turn of a reasoning model fits a $1 limit');
+});
+
+test('tools inside the input are vetted like declared ones, and stored prompts (which may carry tools) are refused', async () => {
+  const c = await limited('inner-tools', 100);
+  const before = forwarded();
+  for (const input of [
+    [{ type: 'additional_tools', role: 'developer', tools: [{ type: 'web_search' }] }, { role: 'user', content: 'hi' }],
+    [{ type: 'additional_tools', role: 'developer', tools: [{ type: 'mcp', server_label: 'x', server_url: 'https://x.example/mcp' }] }, { role: 'user', content: 'hi' }],
+  ]) {
+    const err: any = await c.responses.create({ model: 'gpt-4.1', max_output_tokens: 16, input } as any).catch((e) => e);
+    assert.instance(err, OpenAI.BadRequestError);
+    assert.is(err.code, 'unpriced_feature');
+  }
+  const stored: any = await c.responses.create({ model: 'gpt-4.1', prompt: { id: 'pmpt_123' }, input: 'hi' } as any).catch((e) => e);
+  assert.is(stored.status, 400);
+  assert.is(stored.param, 'prompt');
+  assert.is(forwarded(), before);
+});
+
+test('counts beyond OpenAI\'s own maxima are refused, so a worst case is always a finite amount', async () => {
+  const c = await limited('huge', 100);
+  const before = forwarded();
+  const mcp = { type: 'mcp', server_label: 'docs', server_url: 'https://mcp.example.com/sse', require_approval: 'never' };
+  const calls = [
+    () => c.responses.create({ model: 'gpt-6-astra', max_tool_calls: 1e308, input: 'hi', tools: [mcp] } as any),
+    () => c.chat.completions.create({ model: 'gpt-4o', n: 1e308, messages: [{ role: 'user', content: 'hi' }] }),
+    () => c.completions.create({ model: 'davinci-002', prompt: 'hi', best_of: 21 }),
+  ];
+  for (const call of calls) {
+    const err: any = await call().catch((e) => e);
+    assert.is(err.status, 400, err.message);
+    assert.not.match(err.message, /NaN|Infinity/);
+  }
+  assert.is(forwarded(), before);
+});
+
 test('legacy completions: each prompt of a list gets its own completions and its own context', async () => {
   const c = await limited('batch', 0.05);
   const prompts = Array.from({ length: 20 }, (_, i) => `prompt ${i}`);

@@ -44,7 +44,7 @@ export interface BillInit {
   worst: WorstCase;
   /** Hidden reasoning is billed as output: estimates then take the reserved output. */
   reasoning: boolean;
-  facts: Pick<RequestFacts, 'model' | 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'contexts' | 'previousResponseId'>;
+  facts: Pick<RequestFacts, 'model' | 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'storedReasoning' | 'contexts' | 'previousResponseId'>;
   countTokens: CountTokens;
   /** For the one log line per call. Never prompts or keys. */
   tags: Record<string, unknown>;

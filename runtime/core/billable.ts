@@ -72,11 +72,20 @@ export function assertBillable(route: Route, body: JsonObject, price: Price): Au
       'prompt_cache_options',
     );
   }
+  if (route.kind === 'responses' && body.prompt != null) {
+    throw refuse(
+      'Stored prompts ("prompt") are refused by this proxy: a prompt saved at OpenAI may carry tools that ' +
+        'OpenAI bills per call, which the proxy can neither see nor meter. Send the prompt\'s instructions ' +
+        'and input in the request instead.',
+      'prompt',
+    );
+  }
   const tools = declaredTools(route, body);
   checkTools(tools);
-  if (route.kind === 'responses' && hasMcpTool(tools) && !isCount(body.max_tool_calls)) {
+  const turns = body.max_tool_calls;
+  if (route.kind === 'responses' && hasMcpTool(tools) && !(isCount(turns) && (turns as number) <= MAX_TOOL_CALLS)) {
     throw refuse(
-      'A hosted MCP tool needs "max_tool_calls" through this proxy: OpenAI calls the MCP server and runs the ' +
+      `A hosted MCP tool needs "max_tool_calls" (0 to ${MAX_TOOL_CALLS}) through this proxy: OpenAI calls the MCP server and runs the ` +
         "model again after each call, every turn billed with its whole context (the server's answers " +
         'included), so without a bound the cost of the call has none. Set max_tool_calls; the call then ' +
         'holds one input window per turn until it settles at its real usage.',
@@ -85,6 +94,9 @@ export function assertBillable(route: Route, body: JsonObject, price: Price): Au
   }
   return checkAudio(route, body, price);
 }
+
+/** Hosted tool calls a call may allow: each holds a whole input window, so more is never affordable. */
+const MAX_TOOL_CALLS = 128;
 
 /** The only prompt-cache lifetime whose write rate the price data has (`cache_write`). */
 const PRICED_CACHE_TTL = '30m';

@@ -231,6 +231,10 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     }
     const audio = assertBillable(route, call.body, price);
     const worst = worstCase(route.kind, facts, price, audio, read?.history);
+    // Every count is bounded before this; a worst case that still is not a finite amount is never held.
+    if (!Number.isFinite(worst.cost) || !Number.isFinite(worst.inputTokens + worst.outputTokens * worst.choices)) {
+      throw badRequest('The most this call could cost cannot be bounded, so it is refused: lower n, max_tool_calls or the output cap.', 'unbounded_call');
+    }
     let scopes = call.scopes;
     let limits = read ? effectiveLimits(read.limits, config.defaultProjectLimit) : [];
     const dayLimits = read?.dayLimits ?? [];
@@ -458,7 +462,8 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
  */
 function refusedByLedger(err: unknown): boolean {
   const e = err as { name?: unknown; code?: unknown } | null;
-  return !!e && typeof e === 'object' && (e.name === 'ValidationException' || e.code === 'SQLITE_TOOBIG');
+  return !!e && typeof e === 'object' &&
+    (e.name === 'ValidationException' || e.code === 'SQLITE_TOOBIG' || (typeof e.code === 'string' && e.code.startsWith('SQLITE_CONSTRAINT')));
 }
 
 /** Index of the caller's own scope (project + user, any model) in {@link callScopes}. */

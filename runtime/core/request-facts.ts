@@ -36,6 +36,11 @@ export interface RequestFacts {
    * model's input cap (per context).
    */
   opaqueInput: boolean;
+  /**
+   * Reasoning items sent back by id alone (their content stays at OpenAI): each is one earlier
+   * response's output, so at most the largest output cap of any model.
+   */
+  storedReasoning: number;
   /** The stored response a Responses call continues: its size is part of the input. */
   previousResponseId?: string;
   /** The caller asked for reasoning explicitly (`reasoning_effort`, `reasoning`). */
@@ -103,8 +108,8 @@ export function requestFacts(route: Route, body: JsonObject): RequestFacts {
   const stream = body.stream === true && route.kind !== 'embeddings';
   const options = body.stream_options as JsonObject | undefined;
   const input = walkInput(route, body);
-  const n = positiveInteger(body.n) ?? 1;
-  const bestOf = route.kind === 'completions' ? positiveInteger(body.best_of) ?? 1 : 1;
+  const n = bounded(body.n, 'n', MAX_N) ?? 1;
+  const bestOf = route.kind === 'completions' ? bounded(body.best_of, 'best_of', MAX_BEST_OF) ?? 1 : 1;
   const prompts = route.kind === 'completions' ? promptCount(body.prompt) : 1;
   const mcpTurns = route.kind === 'responses' && hasMcpTool(declaredTools(route, body)) ? mcpToolTurns(body.max_tool_calls) : 0;
   return {
@@ -132,10 +137,11 @@ const IMAGE_PART_TYPES = new Set(['image_url', 'input_image']);
 const BOUNDED_DETAIL = new Set(['low', 'high', 'auto']);
 
 /** One walk over the body: all text it sends, token-id arrays, images and unmeasurable parts. */
-function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput'> {
+function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'storedReasoning'> {
   const texts: string[] = [];
   let tokenIds = 0;
   let images = 0;
+  let storedReasoning = 0;
   // A previous response id that is not a string cannot be looked up: its history counts as unseen.
   const odd = body.previous_response_id != null && typeof body.previous_response_id !== 'string';
   let opaqueInput = route.kind === 'responses' && (odd || body.conversation != null || body.prompt != null);
@@ -155,7 +161,7 @@ function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputTex
         }
         if (OPAQUE_PART_TYPES.has(part.type)) opaqueInput = true;
         // A reasoning item given without its content is loaded from OpenAI's store.
-        if (part.type === 'reasoning' && typeof part.encrypted_content !== 'string') opaqueInput = true;
+        if (part.type === 'reasoning' && typeof part.encrypted_content !== 'string') storedReasoning++;
       }
       for (const [key, v] of Object.entries(part)) {
         if (BINARY_KEYS.has(key)) {
@@ -172,7 +178,14 @@ function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputTex
     if (key === 'model' || key === 'stream' || key === 'stream_options') continue;
     walk(value, (route.kind === 'embeddings' && key === 'input') || (route.kind === 'completions' && key === 'prompt'));
   }
-  return { inputText: texts.join('\n'), tokenIds, images, opaqueInput };
+  // An input item with neither a type nor a role is an item reference (its `type` is optional).
+  if (route.kind === 'responses' && Array.isArray(body.input)) {
+    for (const item of body.input) {
+      const o = item as JsonObject | null;
+      if (o && typeof o === 'object' && typeof o.type !== 'string' && o.role == null) opaqueInput = true;
+    }
+  }
+  return { inputText: texts.join('\n'), tokenIds, images, opaqueInput, storedReasoning };
 }
 
 /** A legacy completions `prompt` that is a list of prompts (strings or token arrays): each is a call of its own. */
@@ -181,17 +194,23 @@ function promptCount(prompt: unknown): number {
 }
 
 /**
- * The tools a call gives the model: `tools`, and on Responses those a client-run tool search hands
- * back in its `tool_search_output` items (the model may call them as if declared).
+ * The tools a call gives the model: `tools`, and on Responses every `tools` list inside its input
+ * (`additional_tools` items, what a client-run tool search hands back, and whatever item type comes
+ * next: the model may call them as if declared).
  */
 export function declaredTools(route: Route, body: JsonObject): unknown[] {
   const tools = Array.isArray(body.tools) ? [...body.tools] : [];
-  if (route.kind === 'responses' && Array.isArray(body.input)) {
-    for (const item of body.input) {
-      const found = (item as JsonObject | null)?.type === 'tool_search_output' ? (item as JsonObject).tools : undefined;
-      if (Array.isArray(found)) tools.push(...found);
+  if (route.kind !== 'responses') return tools;
+  const find = (value: unknown): void => {
+    if (Array.isArray(value)) for (const v of value) find(v);
+    else if (value && typeof value === 'object') {
+      for (const [key, v] of Object.entries(value)) {
+        if (key === 'tools' && Array.isArray(v)) tools.push(...v);
+        find(v);
+      }
     }
-  }
+  };
+  find(body.input);
   return tools;
 }
 
@@ -221,6 +240,17 @@ function maxOutputOf(route: Route, body: JsonObject): number | undefined {
   if (route.kind === 'completions') return firstNumber(body.max_tokens);
   if (route.kind === 'responses') return firstNumber(body.max_output_tokens);
   return undefined;
+}
+
+/** OpenAI's own maxima: beyond them it refuses the call, and the worst case would not be finite. */
+const MAX_N = 128;
+const MAX_BEST_OF = 20;
+
+/** A count the caller set (`n`, `best_of`): undefined if absent or not a whole number ≥ 1; refused above `max`. */
+function bounded(value: unknown, param: string, max: number): number | undefined {
+  const count = positiveInteger(value);
+  if (count !== undefined && count > max) throw badRequest(`${param} must be at most ${max}.`, 'invalid_value', param);
+  return count;
 }
 
 function positiveInteger(value: unknown): number | undefined {

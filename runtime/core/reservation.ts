@@ -21,7 +21,7 @@ export const EMBEDDINGS_REQUEST_TOKENS = 300_000;
 /** Per-call framing OpenAI adds around messages and tools, generously. */
 export const FRAMING_TOKENS = 64;
 /** Caps assumed for a model the table does not know (an admin-priced id): the largest it lists. */
-const UNKNOWN_OUTPUT_CAP = 128_000;
+const UNKNOWN_OUTPUT_CAP = Math.max(...Object.values(caps.models).map((m) => m.max_output_tokens ?? 0));
 const UNKNOWN_INPUT_CAP = 1_050_000;
 
 interface Caps {
@@ -40,7 +40,7 @@ function modelCaps(model: string): Caps {
 }
 
 /** What bounds a call's input, besides its text. */
-export type InputFacts = Pick<RequestFacts, 'model' | 'tokenIds' | 'images' | 'opaqueInput' | 'contexts'>;
+export type InputFacts = Pick<RequestFacts, 'model' | 'tokenIds' | 'images' | 'opaqueInput' | 'storedReasoning' | 'contexts'>;
 
 /** The most one image in the prompt can cost in tokens on this model. */
 export function imageTokens(model: string): number {
@@ -54,7 +54,9 @@ export function imageTokens(model: string): number {
  * turn of a hosted tool loop) holds at most the model's input window; unmeasurable input fills them.
  */
 export function inputBound(kind: RouteKind, facts: InputFacts, textTokens: number, history = 0): number {
-  const measured = textTokens + facts.tokenIds + facts.images * imageTokens(facts.model) + FRAMING_TOKENS + history;
+  // A reasoning item sent back by id is one response's output: at most the largest output cap.
+  const measured = textTokens + facts.tokenIds + facts.images * imageTokens(facts.model) + facts.storedReasoning * UNKNOWN_OUTPUT_CAP +
+    FRAMING_TOKENS + history;
   if (kind === 'embeddings') return Math.min(measured, EMBEDDINGS_REQUEST_TOKENS);
   const windows = modelInputCap(facts.model) * facts.contexts;
   return facts.opaqueInput ? windows : Math.min(measured, windows);
