@@ -79,13 +79,14 @@ stackTest('a stream whose client left before the first byte is settled at its ex
   const before = t.fake.requests.length;
   const started = Date.now();
   const { request, response } = send(req);
-  await sleep(100); // the proxy is waiting for OpenAI's headers
-  assert.is(t.fake.requests.length, before + 1, 'the call was forwarded');
+  // Left as soon as the call was forwarded: the proxy is waiting for OpenAI's headers (300 ms).
+  await settled(t, async () => t.fake.requests.length === before + 1, 5_000);
   request.destroy();
   assert.instance(await response, Error, 'the client saw no response: it left first');
 
-  await settled(t, async () => (await rowOf(project))?.requests === 1, 3_000).catch(() => {
-    throw new Error('the call was not settled within 3 s of its client leaving');
+  // Seconds, on a loaded machine; without the fix it waits for the deadline (then charges the worst case).
+  await settled(t, async () => (await rowOf(project))?.requests === 1, DEADLINE_MS / 3).catch(() => {
+    throw new Error(`the call was not settled within ${DEADLINE_MS / 3000} s of its client leaving`);
   });
   const row = await rowOf(project);
   const usage = await upstreamUsage(body);
@@ -98,10 +99,10 @@ stackTest('a stream whose client left before the first byte is settled at its ex
   assert.ok(limit.spend > 0 && limit.spend < 0.1, `charged the real cost, not the worst case: ${limit.spend}`);
   assert.is(limit.committed, limit.spend, 'the worst-case hold was released');
 
-  await settled(t, async () => t.fake.inFlight() === 0, 3_000).catch(() => {
+  await settled(t, async () => t.fake.inFlight() === 0, DEADLINE_MS / 3).catch(() => {
     throw new Error(`the upstream call is still in flight ${Date.now() - started} ms in`);
   });
-  assert.ok(Date.now() - started < DEADLINE_MS / 5, 'well before the proxy\'s deadline');
+  assert.ok(Date.now() - started < DEADLINE_MS / 2, 'well before the proxy\'s deadline');
 });
 
 stackTest('several clients leaving at once: each call settled exactly, the next call served at once', async () => {
@@ -115,7 +116,7 @@ stackTest('several clients leaving at once: each call settled exactly, the next 
   await sleep(100);
   for (const c of calls) c.request.destroy();
   await Promise.all(calls.map((c) => c.response));
-  await settled(t, async () => (await rowOf(project))?.requests === 3, 3_000);
+  await settled(t, async () => (await rowOf(project))?.requests === 3, DEADLINE_MS / 3);
   const row = await rowOf(project);
   assert.is(row.estimated, 0);
   const usages = await Promise.all(bodies.map(upstreamUsage));
