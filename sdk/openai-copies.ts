@@ -4,12 +4,17 @@
 // register patch must never have. So copies are caught three ways:
 //
 //   loaded later        module loading hooks: require-in-the-middle for `require`, and
-//                       import-in-the-middle's loader (registered here) for `import`;
+//                       import-in-the-middle's loader (registered here) for `import`; both for the
+//                       package and its `openai/client` entry (which loads the class alone);
 //   loaded already      CommonJS builds from `require.cache`; ESM builds cannot be listed, so every
 //                       copy installed under node_modules is imported (a loaded one is returned
 //                       from the module map, a new one is loaded and patched before any use);
 //   never patchable     a copy without the request hooks (openai 3 and older) throws a WrapiError
 //                       naming its version and place, at import or as it loads: never a silent call.
+//
+// A copy is known by its package.json name, not its folder: an npm alias (`"openai-legacy":
+// "npm:openai@4"` installs node_modules/openai-legacy, named "openai") is a copy too, and the hooks
+// watch the names such copies are installed under.
 import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import module, { createRequire } from 'node:module';
 import { dirname, join, sep } from 'node:path';
@@ -31,8 +36,11 @@ type OnCopy = (copy: OpenAICopy) => void;
 type OnRealtime = (exports: Record<string, unknown>) => void;
 
 /** The Realtime modules: they open a WebSocket to `client.baseURL` with `client.apiKey`. */
-const REALTIME = ['openai/realtime/ws', 'openai/realtime/websocket', 'openai/beta/realtime/ws', 'openai/beta/realtime/websocket'];
+const REALTIME_SUBPATHS = ['realtime/ws', 'realtime/websocket', 'beta/realtime/ws', 'beta/realtime/websocket'];
+const REALTIME = REALTIME_SUBPATHS.map((p) => `openai/${p}`);
 const REALTIME_FILE = /^openai\/(beta\/)?realtime\/(ws|websocket)\.js$/;
+/** `openai/client` (openai 5 and later): the class without the package's index, ESM or CommonJS. */
+const CLIENT = /^openai\/client(\.m?js)?$/;
 
 const HOOKED = Symbol.for('openai-wrapi.openai-hooks');
 const req = createRequire(import.meta.url);
@@ -43,29 +51,44 @@ const req = createRequire(import.meta.url);
  * which cannot `require` ESM) were handed over too.
  */
 export function watchOpenAICopies(onCopy: OnCopy, onRealtime: OnRealtime): Promise<void> {
-  installHooks(onCopy, onRealtime);
+  const installed = installedCopies();
+  installHooks(onCopy, onRealtime, [...new Set(['openai', ...installed.map((c) => c.name)])]);
   sweepRequireCache(onCopy, onRealtime);
-  return sweepEsmCopies(onCopy);
+  return sweepEsmCopies(onCopy, [...new Set(installed.map((c) => c.dir))]);
+}
+
+/**
+ * A module name a hook reports (`<install name>` or `<install name>/<file>`) as `openai` or
+ * `openai/<file>`, when `dir` is a copy of openai installed under one of `names`.
+ */
+function asOpenAI(name: string, dir: string | undefined, names: string[]): string | undefined {
+  if (!dir || !isOpenAIPackage(dir)) return undefined;
+  const id = name.split(sep).join('/');
+  const as = names.find((n) => id === n || id.startsWith(`${n}/`));
+  return as === undefined ? undefined : `openai${id.slice(as.length)}`;
 }
 
 /** Module hooks, once per process (the ESM and the CommonJS build of register may both load). */
-function installHooks(onCopy: OnCopy, onRealtime: OnRealtime): void {
+function installHooks(onCopy: OnCopy, onRealtime: OnRealtime, names: string[]): void {
   const g = globalThis as Record<symbol, unknown>;
   if (g[HOOKED]) return;
   g[HOOKED] = true;
   const { Hook: RequireHook } = req('require-in-the-middle') as typeof import('require-in-the-middle');
-  new RequireHook(['openai'], { internals: true }, (exports, name, dir) => {
-    if (name === 'openai' && dir) onCopy({ exports, dir });
-    else if (REALTIME_FILE.test(name)) onRealtime(exports as Record<string, unknown>);
+  new RequireHook(names, { internals: true }, (exports, name, dir) => {
+    const id = asOpenAI(name, dir, names);
+    if (id === 'openai' || (id && CLIENT.test(id))) onCopy({ exports, dir: dir! });
+    else if (id && REALTIME_FILE.test(id)) onRealtime(exports as Record<string, unknown>);
     return exports;
   });
   // The loader runs on its own thread and wraps only these modules; the hook below runs here.
   if (typeof module.register === 'function') {
-    module.register('import-in-the-middle/hook.mjs', import.meta.url, { data: { include: ['openai', ...REALTIME] } });
+    const specifiers = names.flatMap((n) => [n, `${n}/client`, ...REALTIME_SUBPATHS.map((p) => `${n}/${p}`)]);
+    module.register('import-in-the-middle/hook.mjs', import.meta.url, { data: { include: specifiers } });
     const { Hook: ImportHook } = req('import-in-the-middle') as typeof import('import-in-the-middle');
-    new ImportHook(['openai', ...REALTIME], (exports, name, dir) => {
-      if (name === 'openai' && dir) onCopy({ exports, dir });
-      else if (REALTIME.includes(name)) onRealtime(exports as Record<string, unknown>);
+    new ImportHook(specifiers, (exports, name, dir) => {
+      const id = asOpenAI(name, dir || undefined, names);
+      if (id === 'openai' || (id && CLIENT.test(id))) onCopy({ exports, dir: dir! });
+      else if (id && REALTIME.includes(id)) onRealtime(exports as Record<string, unknown>);
     });
   }
 }
@@ -77,18 +100,17 @@ function sweepRequireCache(onCopy: OnCopy, onRealtime: OnRealtime): void {
     const dir = packageDirOf(file);
     if (!dir || !entry?.loaded) continue;
     if (!mains.has(dir)) mains.set(dir, mainOf(dir));
-    if (file === mains.get(dir)) onCopy({ exports: entry.exports, dir });
-    else if (REALTIME_FILE.test(`openai/${file.slice(dir.length + 1).split(sep).join('/')}`)) {
-      onRealtime(entry.exports as Record<string, unknown>);
-    }
+    const id = `openai/${file.slice(dir.length + 1).split(sep).join('/')}`;
+    if (file === mains.get(dir) || CLIENT.test(id)) onCopy({ exports: entry.exports, dir });
+    else if (REALTIME_FILE.test(id)) onRealtime(entry.exports as Record<string, unknown>);
   }
 }
 
 /** ESM builds cannot be listed as loaded: each installed copy's is loaded (or found loaded) here. */
-async function sweepEsmCopies(onCopy: OnCopy): Promise<void> {
+async function sweepEsmCopies(onCopy: OnCopy, dirs: string[]): Promise<void> {
   const later: Promise<void>[] = [];
   const requireModule = Boolean((process.features as { require_module?: boolean }).require_module);
-  for (const dir of installedCopies()) {
+  for (const dir of dirs) {
     const esm = join(dir, 'index.mjs');
     if (!existsSync(esm)) {
       // No ESM build: openai 3 and older. Refuse it if it is loaded; the hook refuses it on load.
@@ -108,12 +130,19 @@ async function sweepEsmCopies(onCopy: OnCopy): Promise<void> {
   await Promise.all(later);
 }
 
+/** A copy of openai on disk, and the name it is installed under (`openai`, or an npm alias). */
+export interface InstalledCopy {
+  dir: string;
+  name: string;
+}
+
 /**
- * Package directories named `openai` in the node_modules trees around the working directory and
- * this SDK (nested copies and pnpm's store included), by real path.
+ * Copies of openai (packages whose package.json is named `openai`, whatever their folder) in the
+ * node_modules trees around the working directory and this SDK (nested copies and pnpm's store
+ * included), by real path.
  */
-export function installedCopies(starts = [process.cwd(), dirname(new URL(import.meta.url).pathname)]): string[] {
-  const found = new Set<string>();
+export function installedCopies(starts = [process.cwd(), dirname(new URL(import.meta.url).pathname)]): InstalledCopy[] {
+  const found = new Map<string, InstalledCopy>();
   const seen = new Set<string>();
   const visit = (nodeModules: string, depth: number) => {
     let real: string;
@@ -133,7 +162,10 @@ export function installedCopies(starts = [process.cwd(), dirname(new URL(import.
       const pkgs = name.startsWith('@') ? safeReaddir(join(real, name)).map((n) => join(name, n)) : [name];
       for (const pkg of pkgs) {
         const dir = join(real, pkg);
-        if (pkg === 'openai' && existsSync(join(dir, 'package.json'))) found.add(realpathSync(dir));
+        if (isOpenAIPackage(dir)) {
+          const copy = { dir: realpathSync(dir), name: pkg.split(sep).join('/') };
+          found.set(`${copy.dir}\0${copy.name}`, copy); // a copy may be installed under two names
+        }
         visit(join(dir, 'node_modules'), depth + 1);
       }
     }
@@ -144,7 +176,7 @@ export function installedCopies(starts = [process.cwd(), dirname(new URL(import.
       if (dirname(dir) === dir) break;
     }
   }
-  return [...found];
+  return [...found.values()];
 }
 
 function safeReaddir(dir: string): string[] {
@@ -155,11 +187,31 @@ function safeReaddir(dir: string): string[] {
   }
 }
 
-/** The `openai` package directory a file belongs to, if it is the package's entry point's. */
+/** The directory of the copy of openai a file belongs to, if it belongs to one (under any name). */
 function packageDirOf(file: string): string | undefined {
-  const at = file.lastIndexOf(`${sep}node_modules${sep}openai${sep}`);
+  const marker = `${sep}node_modules${sep}`;
+  const at = file.lastIndexOf(marker);
   if (at < 0) return undefined;
-  return file.slice(0, at + `${sep}node_modules${sep}openai`.length);
+  const parts = file.slice(at + marker.length).split(sep);
+  const n = parts[0].startsWith('@') ? 2 : 1; // a scoped folder: @scope/name
+  if (parts.length <= n) return undefined;
+  const dir = file.slice(0, at + marker.length) + parts.slice(0, n).join(sep);
+  return isOpenAIPackage(dir) ? dir : undefined;
+}
+
+const openaiDirs = new Map<string, boolean>();
+/** Whether a package folder holds openai: its package.json's name says so, whatever the folder's. */
+function isOpenAIPackage(dir: string): boolean {
+  let is = openaiDirs.get(dir);
+  if (is === undefined) {
+    try {
+      is = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name === 'openai';
+    } catch {
+      is = false;
+    }
+    openaiDirs.set(dir, is);
+  }
+  return is;
 }
 
 function mainOf(dir: string): string | undefined {

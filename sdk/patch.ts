@@ -4,7 +4,8 @@
 // library may load either, and libraries bring their own copies: `openai-copies.ts` finds them all.
 //
 // Three methods of the OpenAI prototype are wrapped, each calling the original:
-//   buildURL          rewrites https://api.openai.com/v1/... to the proxy (clients pointed anywhere
+//   buildURL          rewrites a request bound for OpenAI's API (api.openai.com or a regional
+//                     *.api.openai.com, however spelled) to the proxy (clients pointed anywhere
 //                     else, e.g. Azure or a local model server, are left alone);
 //   prepareRequest    openai-node's documented per-attempt hook: signs every attempt afresh;
 //   fetchWithTimeout  watches the budget headers of the answer.
@@ -15,7 +16,7 @@ import { OLDEST_SUPPORTED_OPENAI, unsupportedCopy, type OpenAICopy } from './ope
 import { prepareProxyRequest, sharedSigner, type MutableRequest } from './proxy-call.ts';
 import { sendSigned } from './sign.ts';
 import { getSettings } from './settings.ts';
-import { OPENAI_BASE_URL, proxyTargetOf, resolveTarget, type StageTarget } from './target.ts';
+import { OPENAI_BASE_URL, proxyTargetOf, reachesOpenAI, resolveTarget, type StageTarget } from './target.ts';
 
 const PATCHED = Symbol.for('openai-wrapi.patched');
 const ROUTES = Symbol.for('openai-wrapi.routes');
@@ -32,8 +33,20 @@ interface Patchable {
 const routes: Map<string, StageTarget> = ((globalThis as Record<symbol, unknown>)[ROUTES] as Map<string, StageTarget>) ??
   ((globalThis as Record<symbol, unknown>)[ROUTES] = new Map<string, StageTarget>());
 
-const routed = (client: Patchable) =>
-  !(WRAPI_CLIENT in client) && !client._provider && (client.baseURL ?? OPENAI_BASE_URL).replace(/\/+$/, '') === OPENAI_BASE_URL;
+const ours = (client: Patchable) => !(WRAPI_CLIENT in client) && !client._provider;
+
+/**
+ * A client whose base URL is OpenAI's API. Decided on the parsed host, not the string: a base URL
+ * spelled `https://API.OPENAI.COM/v1`, `https://api.openai.com:443/v1` or `.../v1/.`, or a regional
+ * host (`https://eu.api.openai.com/v1`), also reaches OpenAI and must not bypass the proxy.
+ */
+const routed = (client: Patchable) => ours(client) && reachesOpenAI(client.baseURL ?? OPENAI_BASE_URL);
+
+/** `https://<an OpenAI host>/v1/x?y` on the proxy: `<proxyUrl>v1/x?y` (a doubled `/` collapsed). */
+const onProxy = (url: string, target: StageTarget) => {
+  const { pathname, search } = new URL(url);
+  return target.proxyUrl + pathname.replace(/\/{2,}/g, '/').slice(1) + search;
+};
 
 /** Clients whose URLs this patch rewrote: only their requests get signed and watched. */
 const rerouted = new WeakSet<object>();
@@ -50,7 +63,8 @@ function proxyOf(client: Patchable): StageTarget | undefined {
 }
 
 function routeOf(url: string): StageTarget | undefined {
-  for (const [base, target] of routes) if (url === base || url.startsWith(`${base}/`) || url.startsWith(`${base}?`)) return target;
+  // By the proxy's root, not its /v1 base: whatever path a rerouted request has, it is signed.
+  for (const target of routes.values()) if (url.startsWith(target.proxyUrl)) return target;
   return undefined;
 }
 
@@ -69,9 +83,10 @@ export function patchOpenAIClass(OpenAIClass: { prototype: object; name?: string
 
   proto.buildURL = function (this: Patchable, path, query, defaultBaseURL) {
     const url = buildURL.call(this, path, query, defaultBaseURL);
-    if (!routed(this) || !(url === OPENAI_BASE_URL || url.startsWith(`${OPENAI_BASE_URL}/`) || url.startsWith(`${OPENAI_BASE_URL}?`))) {
+    // Decided by where this request would go (not only the base URL): nothing reaches OpenAI directly.
+    if (!ours(this) || !reachesOpenAI(url)) {
       // A plain client pointed at a proxy itself must be signed too, or it only collects 403s.
-      const proxy = WRAPI_CLIENT in this || this._provider ? undefined : proxyOf(this);
+      const proxy = ours(this) ? proxyOf(this) : undefined;
       if (proxy) {
         routes.set(proxy.baseURL, proxy);
         rerouted.add(this);
@@ -81,7 +96,7 @@ export function patchOpenAIClass(OpenAIClass: { prototype: object; name?: string
     const target = resolveTarget(getSettings().staging);
     routes.set(target.baseURL, target);
     rerouted.add(this);
-    return target.baseURL + url.slice(OPENAI_BASE_URL.length);
+    return onProxy(url, target);
   };
 
   proto.prepareRequest = async function (this: Patchable, request, context) {

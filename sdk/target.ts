@@ -14,10 +14,30 @@ type Env = Record<string, string | undefined>;
 /** The `openai` package's default base URL: what the register patch and the fetch reroute. */
 export const OPENAI_BASE_URL = 'https://api.openai.com/v1';
 
-/** OpenAI's own API host: never a proxy to sign for. */
+/**
+ * OpenAI's own API hosts: api.openai.com and its regional ones (us.api.openai.com, ...), in any case,
+ * with or without the trailing root dot. Never a proxy to sign for.
+ */
+const isOpenAIHost = (hostname: string): boolean => /(^|\.)api\.openai\.com\.?$/i.test(hostname);
+
+/** A URL on one of OpenAI's API hosts (any port: never a proxy either). */
 export const isOpenAIUrl = (url: string | null | undefined): boolean => {
   try {
-    return url != null && new URL(url).hostname.toLowerCase() === 'api.openai.com';
+    return url != null && isOpenAIHost(new URL(url).hostname);
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * A URL that reaches OpenAI's API: an OpenAI host on the scheme's default port (the URL parser has
+ * already dropped `:443`/`:80` and lowercased the host). The register patch decides by this, not by
+ * comparing strings, so `https://API.OPENAI.COM/v1` or `https://eu.api.openai.com/v1` cannot slip by.
+ */
+export const reachesOpenAI = (url: string | null | undefined): boolean => {
+  try {
+    const u = new URL(url ?? '');
+    return (u.protocol === 'https:' || u.protocol === 'http:') && u.port === '' && isOpenAIHost(u.hostname);
   } catch {
     return false;
   }

@@ -120,6 +120,54 @@ test('clients pointed elsewhere (Azure, a local model server) are left alone', a
   assert.instance(refused, APIConnectionError);
 });
 
+test("OpenAI's API however spelled (case, :443, a trailing /., a root dot, a regional host) goes to the proxy, signed", async () => {
+  setProject('plain');
+  const before = await spentBy('plain');
+  const spellings = [
+    'https://API.OPENAI.COM/v1', 'https://api.openai.com:443/v1', 'https://api.openai.com/v1/.', 'https://api.openai.com./v1',
+    'https://us.api.openai.com/v1', 'https://eu.api.openai.com/v1',
+  ];
+  const send = (C: typeof EsmOpenAI, label: string, baseURL?: string) => {
+    const sent: { url: string; auth: string }[] = [];
+    const client = new C({
+      ...(baseURL ? { baseURL } : {}),
+      maxRetries: 0,
+      fetch: (url, init) => {
+        sent.push({ url: String(url), auth: new Headers(init?.headers).get('authorization') ?? '' });
+        // Only the local stack is really called: a request that escaped is recorded, never sent.
+        return String(url).startsWith(t.stack.url) ? fetch(url, init) : Promise.resolve(new Response('not sent', { status: 400 }));
+      },
+    });
+    return client.chat.completions.create(chat(`${label} fake:words=2`)).then((answer) => ({ answer, sent }), () => ({ answer: undefined, sent }));
+  };
+  let calls = 0;
+  for (const [i, baseURL] of spellings.entries()) {
+    for (const C of [EsmOpenAI, CjsOpenAI]) {
+      const { answer, sent } = await send(C, `spelled ${i} ${C === EsmOpenAI ? 'esm' : 'cjs'}`, baseURL);
+      calls++;
+      assert.ok(sent[0].url.startsWith(`${t.stack.url}/dev/v1/chat/completions`), `${baseURL} -> ${sent[0].url}`);
+      assert.match(sent[0].auth, /^AWS4-HMAC-SHA256 /, baseURL);
+      assert.is(answer?.choices[0].message.content, 'This answer.', baseURL);
+    }
+  }
+  // The same through OPENAI_BASE_URL, which the client reads when given no baseURL.
+  process.env.OPENAI_BASE_URL = 'https://EU.API.OPENAI.COM:443/v1/';
+  try {
+    const { sent } = await send(EsmOpenAI, 'spelled in OPENAI_BASE_URL');
+    calls++;
+    assert.ok(sent[0].url.startsWith(`${t.stack.url}/dev/v1/`), sent[0].url);
+    assert.match(sent[0].auth, /^AWS4-HMAC-SHA256 /);
+  } finally {
+    delete process.env.OPENAI_BASE_URL;
+  }
+  await settled(t, async () => (await spentBy('plain')) - before === calls);
+  // Realtime cannot be routed: a client aimed at OpenAI in any spelling is refused, not connected.
+  const Realtime = (await import('openai/realtime/websocket')).OpenAIRealtimeWebSocket;
+  for (const baseURL of spellings) {
+    assert.throws(() => new Realtime({ model: 'gpt-realtime' }, new EsmOpenAI({ baseURL }) as never), (e: Error) => e.name === 'WrapiError', baseURL);
+  }
+});
+
 test('no proxy for the stage: the call fails with a WrapiConfigError saying what to set', async () => {
   const outputs = process.env.OPENAI_WRAPI_OUTPUTS;
   process.env.OPENAI_WRAPI_OUTPUTS = '/nonexistent/outputs.json';
