@@ -250,6 +250,18 @@ wire('retries 5xx, throttling, resets and timeouts up to 3 attempts; not validat
   }
 });
 
+wire('a send asked for one attempt is not retried, even on a timeout (a write that is not idempotent)', async () => {
+  for (const answers of [['hang', ok({})], [{ status: 500, body: '' }, ok({})]] as Answer[][]) {
+    const s = await scripted(answers);
+    const client = createDynamoHttpClient({ endpoint: s.endpoint, region: 'us-east-1', credentials, requestTimeoutMs: 100 });
+    const error = await client.send(update(), { maxAttempts: 1 }).catch((e) => e);
+    assert.instance(error, Error);
+    assert.is(s.seen.length, 1, JSON.stringify(answers[0]));
+    client.destroy();
+    await s.close();
+  }
+});
+
 wire('no credentials and no request body in any error', async () => {
   const s = await scripted([{ status: 500, body: `echo ${SECRET} ${BODY_MARKER}` }]);
   const closed = await scripted([ok({})]);

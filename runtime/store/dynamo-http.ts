@@ -12,7 +12,7 @@ import {
   QueryCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { LEDGER_CLIENT_CONFIG, type LedgerClient } from './dynamo-ledger.ts';
+import { LEDGER_CLIENT_CONFIG, type LedgerClient, type SendOptions } from './dynamo-ledger.ts';
 import { createHttp1Pool } from './http1-pool.ts';
 import { amzDateAt, createJsonPostSigner, sha256Hex, type AwsCredentials } from './sigv4-signer.ts';
 
@@ -121,7 +121,9 @@ export function createDynamoHttpClient(opts: DynamoHttpOptions): DynamoHttpClien
   }
 
   return {
-    async send(command: { input: object }) {
+    async send(command: { input: object }, options?: object) {
+      const asked = (options as SendOptions | undefined)?.maxAttempts;
+      const attempts = Math.max(1, Math.min(asked ?? maxAttempts, maxAttempts));
       const operation = OPERATIONS.get(command?.constructor);
       if (!operation) throw new TypeError(`the lean DynamoDB client does not send ${command?.constructor?.name}`);
       const json = JSON.stringify(command.input);
@@ -133,7 +135,7 @@ export function createDynamoHttpClient(opts: DynamoHttpOptions): DynamoHttpClien
           out.$metadata.attempts = n;
           return out;
         } catch (error) {
-          if (n >= maxAttempts || !(error as DynamoHttpError).$retryable) {
+          if (n >= attempts || !(error as DynamoHttpError).$retryable) {
             if (error instanceof DynamoHttpError) error.$metadata.attempts = n;
             throw error;
           }

@@ -133,8 +133,19 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * output type is read off the SDK command's middleware, so `send(new GetItemCommand(…))` stays typed.
  */
 export type LedgerClient = {
-  send<O>(command: { input: object; resolveMiddleware(...args: never[]): (args: never) => Promise<{ output: O }> }): Promise<O>;
+  // `object`: the SDK's client takes its own options there (and ignores ours).
+  send<O>(command: { input: object; resolveMiddleware(...args: never[]): (args: never) => Promise<{ output: O }> }, options?: object): Promise<O>;
 };
+
+/**
+ * Per-send options of the lean client. `maxAttempts: 1` for a write that is not idempotent: a retry
+ * after a lost reply would apply it again. (The SDK's client ignores it; the Lambdas use the lean one.)
+ */
+export interface SendOptions {
+  maxAttempts?: number;
+}
+/** A cache hit's counts carry no marker (one per hit would grow the item without end): sent once. */
+const ONE_TRY: SendOptions = { maxAttempts: 1 };
 
 export function createDynamoLedger(opts: { tableName: string; client: LedgerClient }): Ledger {
   const { tableName: TableName, client } = opts;
@@ -659,7 +670,8 @@ export function createDynamoLedger(opts: { tableName: string; client: LedgerClie
     async recordHit(month, day, scope, saved) {
       const counts = { cacheHits: 1, saved, [dailyName(day, 'cacheHits')]: 1, [dailyName(day, 'saved')]: saved };
       await Promise.all([
-        client.send(new UpdateItemCommand({ TableName, Key: usageKey(month, scope), ...addExpression(counts, { remove: [ALERT_CARRIER] }) })),
+        // Counted at most once: a hit whose reply was lost goes uncounted rather than counted twice.
+        client.send(new UpdateItemCommand({ TableName, Key: usageKey(month, scope), ...addExpression(counts, { remove: [ALERT_CARRIER] }) }), ONE_TRY),
         markMonth(month, day),
       ]);
     },
