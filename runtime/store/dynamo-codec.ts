@@ -226,7 +226,9 @@ export function addExpression(
 ) {
   const names: Record<string, string> = {};
   const values: Item = {};
-  const terms = Object.entries(adds).map(([name, value], i) => {
+  // Adding 0 changes nothing but the request's size and (creating the attribute) the item's, which
+  // DynamoDB bills by: zero counters (errors, cache hits, cached tokens…) are left out.
+  const terms = Object.entries(adds).filter(([, value]) => value !== 0).map(([name, value], i) => {
     names[`#a${i}`] = name;
     values[`:a${i}`] = num(value);
     return `#a${i} :a${i}`;
