@@ -66,20 +66,50 @@ function preloadInWorkers(): void {
   g[WORKERS] = true;
   const Original = threads.Worker;
   const esm = [file.replace(/\.cjs$/, '.mjs'), pathToFileURL(file.replace(/\.cjs$/, '.mjs')).href];
-  // Already preloaded: this file, or register by name or path (`--import` counts outside eval only).
+  // Already preloaded: this file, or register by name or path, as the value of a preload flag (not
+  // any argument: `node -e "require('openai-wrapi/register')"` names it in code, preloading nothing).
+  // `--import` counts outside eval only.
   const has = (argv: string[], evalCode: boolean) =>
     argv.some((arg, i) => {
-      const [flag, value] = arg.startsWith('-') ? arg.split('=', 2) : [argv[i - 1], arg];
-      if (value === undefined) return false;
+      const [flag, value] = arg.startsWith('-') && arg.includes('=') ? arg.split('=', 2) : [argv[i - 1], arg];
+      if (value === undefined || !PRELOAD_FLAGS.has(flag)) return false;
       return value === file || ((REGISTER_SPEC.test(value) || esm.includes(value)) && (!evalCode || flag === '--require' || flag === '-r'));
     });
   threads.Worker = class Worker extends Original {
     constructor(filename: string | URL, options: WorkerOptions = {}) {
-      const add = active && !options.execArgv && !has(process.execArgv, Boolean(options.eval));
-      super(filename, add ? { ...options, execArgv: [...process.execArgv, '--require', file] } : options);
+      if (!active || options.execArgv || has(process.execArgv, Boolean(options.eval))) {
+        super(filename, options);
+        return;
+      }
+      // A worker inherits V8 and process-wide flags (--max-old-space-size, --stack-size, --title...)
+      // but refuses them when they are listed: they apply to the whole process already, so they are
+      // left out (learnt from the first refusal; a failed super() leaves `this` unbound to retry).
+      const execArgv = [...process.execArgv.filter((arg) => !processWide.has(arg)), '--require', file];
+      try {
+        super(filename, { ...options, execArgv });
+      } catch (error) {
+        const refused = refusedFlags(error);
+        if (!refused.length) throw error;
+        for (const flag of refused) processWide.add(flag);
+        super(filename, { ...options, execArgv: execArgv.filter((arg) => !processWide.has(arg)) });
+      }
     }
   };
   syncBuiltinESMExports(); // `import { Worker } from 'node:worker_threads'` sees the subclass too
+}
+
+/** Flags whose value is a module preloaded into every thread. */
+const PRELOAD_FLAGS = new Set(['--require', '-r', '--import', '--loader', '--experimental-loader']);
+/** Flags of this process a worker refused in its execArgv (they are the process's, not the thread's). */
+const processWide = new Set<string>();
+
+/** The flags an ERR_WORKER_INVALID_EXEC_ARGV names ("...invalid execArgv flags: --a=1, --b"). */
+function refusedFlags(error: unknown): string[] {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  if (e?.code !== 'ERR_WORKER_INVALID_EXEC_ARGV' || typeof e.message !== 'string') return [];
+  const at = e.message.indexOf('flags:');
+  const list = at < 0 ? '' : e.message.slice(at + 'flags:'.length);
+  return list.split(',').map((f) => f.trim()).filter((f) => f.startsWith('-'));
 }
 
 /**

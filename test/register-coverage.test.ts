@@ -3,6 +3,7 @@
 // entry alone, and in worker threads started after register was imported in code. Each case runs in
 // a fresh Node process with its own copies of openai on disk, and reports where a client's request
 // went: to the stage's proxy signed with SigV4, or straight to OpenAI with the bearer key.
+import { pathToFileURL } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
@@ -181,6 +182,31 @@ test('worker threads started after register was imported in code are routed too 
   viaProxy(results, ['esm worker', 'cjs worker', 'eval worker']);
   for (const w of ['esm worker', 'cjs worker', 'eval worker']) assert.is(preloads(results, w), 1, w);
   assert.equal(results['bare worker'].execArgv, []);
+});
+
+test('flags a worker refuses to be given (V8 and process-wide: --max-old-space-size, --title) stay the process\'s; workers still start, routed', async () => {
+  const results = await inApp(
+    'workers-flags',
+    `import { Worker } from 'node:worker_threads';\nawait require(${JSON.stringify(join(pkg, 'dist/register.cjs'))}).registered;\n${WORKERS}`,
+    { tsx: false, nodeArgs: ['--max-old-space-size=256', '--title=wrapi-workers'] },
+  );
+  viaProxy(results, ['esm worker', 'cjs worker', 'eval worker']);
+  for (const w of ['esm worker', 'cjs worker', 'eval worker']) {
+    assert.is(preloads(results, w), 1, w);
+    assert.not.ok(results[w].execArgv!.some((a) => a.startsWith('--max-old-space-size') || a.startsWith('--title')), w);
+  }
+});
+
+test('register named in -e code is no preload: its workers still get one', async () => {
+  const register = join(pkg, 'dist/register.cjs');
+  const file = join(app, 'workers-eval.mjs');
+  const results = await inApp('workers-eval', `import { Worker } from 'node:worker_threads';\n${WORKERS}`, {
+    tsx: false,
+    // The app file is then only an argument: -e loads register, then the app.
+    nodeArgs: ['-e', `require(${JSON.stringify(register)}).registered.then(() => import(${JSON.stringify(pathToFileURL(file).href)}))`],
+  });
+  viaProxy(results, ['esm worker', 'cjs worker', 'eval worker']);
+  for (const w of ['esm worker', 'cjs worker', 'eval worker']) assert.is(preloads(results, w), 1, w);
 });
 
 test('a worker of a process started with --require register is routed, and not given register twice', async () => {
