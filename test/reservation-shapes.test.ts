@@ -181,6 +181,11 @@ test('the output cap is read where the route reads it: chat takes the larger of 
   const worst = await refusedWorst(() =>
     c.chat.completions.create({ model: 'gpt-4o', max_completion_tokens: 1_000, max_tokens: 16_384, messages: [{ role: 'user', content: 'hi' }] } as any));
   covers(worst, 16_384 * 10e-6);
+  // Legacy completions stop at 16 tokens by default: that is the hold without max_tokens (2 x 16 at $2/1M).
+  await t.admin({ action: 'setLimit', project: 'caps', limit: 0.000001 });
+  const fallback = await refusedWorst(() => c.completions.create({ model: 'davinci-002', prompt: 'hi', n: 2 }));
+  assert.ok(fallback > 0 && fallback < 0.0003, `reserved $${fallback}`);
+  await t.admin({ action: 'setLimit', project: 'caps', limit: 0.01 });
   // Legacy completions has no max_completion_tokens: it caps nothing there.
   const legacy = await refusedWorst(() =>
     c.completions.create({ model: 'davinci-002', prompt: 'hi', max_completion_tokens: 1, max_tokens: 4096, n: 2 } as any));

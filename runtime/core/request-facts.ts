@@ -237,10 +237,13 @@ function maxOutputOf(route: Route, body: JsonObject): number | undefined {
     const given = [body.max_completion_tokens, body.max_tokens].map((v) => firstNumber(v)).filter((v) => v !== undefined);
     return given.length ? Math.max(...given) : undefined;
   }
-  if (route.kind === 'completions') return firstNumber(body.max_tokens);
+  // Legacy completions stop at 16 tokens unless told otherwise (OpenAI's API reference: max_tokens defaults to 16).
+  if (route.kind === 'completions') return body.max_tokens == null ? LEGACY_DEFAULT_MAX_TOKENS : firstNumber(body.max_tokens);
   if (route.kind === 'responses') return firstNumber(body.max_output_tokens);
   return undefined;
 }
+
+const LEGACY_DEFAULT_MAX_TOKENS = 16;
 
 /** OpenAI's own maxima: beyond them it refuses the call, and the worst case would not be finite. */
 const MAX_N = 128;
