@@ -64,6 +64,39 @@ test('an item reference without its optional type is still stored input; a reaso
   assert.ok(turn.id, 'a second turn of a reasoning model fits a $1 limit');
 });
 
+test('a reasoning item the proxy settled is held at what its response output, when sent back by id', async () => {
+  const c = await limited('turns', 0.05);
+  for (const stream of [false, true]) {
+    const first: any = stream
+      ? await (async () => {
+        let done: any;
+        for await (const e of await c.responses.create({ model: 'gpt-5', max_output_tokens: 200, stream: true, input: 'think fake:reasoning=60 fake:words=5' })) {
+          if (e.type === 'response.completed') done = e.response;
+        }
+        return done;
+      })()
+      : await c.responses.create({ model: 'gpt-5', max_output_tokens: 200, input: 'think fake:reasoning=60 fake:words=5' });
+    const reasoning = first.output.find((o: any) => o.type === 'reasoning');
+    assert.ok(reasoning?.id?.startsWith('rs_'), 'the answer has a reasoning item');
+    // Sent back by id: held at that response's output (about 66 tokens), not 128,000 ($0.16 on gpt-5).
+    let next: any;
+    for (let i = 0; i < 50 && !next; i++) {
+      next = await c.responses
+        .create({ model: 'gpt-5', max_output_tokens: 200, input: [{ type: 'reasoning', id: reasoning.id, summary: [] }, { role: 'user', content: 'go on' }] } as any)
+        .catch(async (e) => {
+          // Until the first turn's settlement (after its response) has recorded it, the item counts at the cap.
+          if (e.code !== 'budget_exceeded') throw e;
+          await new Promise((r) => setTimeout(r, 20));
+        });
+    }
+    assert.ok(next?.id, `the next turn fits $0.05 (${stream ? 'streamed' : 'buffered'} first turn)`);
+  }
+  // One the proxy never settled still counts at the largest output cap.
+  const unknown = await refusedWorst(() =>
+    c.responses.create({ model: 'gpt-5', max_output_tokens: 16, input: [{ type: 'reasoning', id: 'rs_neverseen', summary: [] }, { role: 'user', content: 'go on' }] } as any));
+  covers(unknown, 128_000 * 1.25e-6);
+});
+
 test('tools inside the input are vetted like declared ones, and stored prompts (which may carry tools) are refused', async () => {
   const c = await limited('inner-tools', 100);
   const before = forwarded();

@@ -15,7 +15,7 @@ export type CountTokens = (text: string) => Promise<number>;
 /** How a call ended, as far as money goes. */
 export type Outcome =
   /** OpenAI's usage block arrived. `responseId`: a stored Responses answer a later call may continue. */
-  | { kind: 'exact'; usage: TokenUsage; responseId?: string }
+  | { kind: 'exact'; usage: TokenUsage; responseId?: string; reasoningIds?: string[] }
   /**
    * OpenAI may have billed it but its usage will never be known: billed conservatively. `relayed`
    * is the output text seen (a stream); undefined when nothing of the answer was seen.
@@ -111,25 +111,28 @@ export class Bill {
     await afterResponse(this.init.writeDelayMs);
     await Promise.all([
       this.write(settlementOf(this.init.reservation, deltaOf(tokens, cost, outcome.kind === 'estimate'), this.init.price.version)),
-      outcome.kind === 'exact' && outcome.responseId ? this.remember(outcome.responseId, outcome.usage) : undefined,
+      outcome.kind === 'exact' && outcome.responseId ? this.remember(outcome.responseId, outcome.usage.input + outcome.usage.output) : undefined,
+      // A reasoning item sent back later is part of this response's output: at most all of it.
+      ...(outcome.kind === 'exact' ? (outcome.reasoningIds ?? []).map((id) => this.remember(id, outcome.usage.output)) : []),
     ]);
     return this.settled;
   }
 
   /**
-   * What a call continuing this response carries forward: its input (with its own history) and its
-   * output. Only a smaller reservation rides on it, so failing to write it costs no money.
+   * Tokens a later call may carry forward by naming this answer: a response id its input (with its own
+   * history) and output, a reasoning item id at most the output. Only a smaller reservation rides on
+   * it, so failing to write it costs no money.
    */
-  private async remember(id: string, usage: TokenUsage): Promise<void> {
+  private async remember(id: string, tokens: number): Promise<void> {
     const expiresAt = this.init.reservation.expiresAt + RESPONSE_MEMORY_MS;
-    const landed = await retried(() => this.init.ledger.rememberResponse(id, usage.input + usage.output, expiresAt));
+    const landed = await retried(() => this.init.ledger.rememberResponse(id, tokens, expiresAt));
     if (landed !== true) this.init.log.error('remembering a response failed', { ...this.init.tags, error: errorName(landed.error) });
   }
 
   /** Never below what OpenAI could have billed: the worst case wherever the proxy could not see. */
   private async estimate(relayed: string | undefined): Promise<TokenUsage> {
     const { facts, worst, countTokens, reasoning, kind } = this.init;
-    const input = facts.opaqueInput || facts.previousResponseId !== undefined
+    const input = facts.opaqueInput || facts.previousResponseId !== undefined || facts.storedReasoning > 0
       ? worst.inputTokens
       : Math.min(worst.inputTokens, inputBound(kind, facts, await countTokens(facts.inputText)));
     const reservedOutput = worst.outputTokens * worst.choices;

@@ -16,21 +16,27 @@ export interface Policy {
   members: ReadonlyMap<string, readonly string[]>;
   /** The remembered size of the response the call continues, when it continues one. */
   history?: number;
+  /** The remembered output of the responses whose reasoning items the call sends back by id. */
+  reasoning?: (number | undefined)[];
 }
 
 export interface PolicyReader {
-  read(scopes: Scope[], models: string[], previousResponseId?: string): Promise<Policy>;
+  read(scopes: Scope[], models: string[], previousResponseId?: string, reasoningIds?: string[]): Promise<Policy>;
   clear(): void;
 }
 
 export function createPolicyReader(ledger: Ledger, ttlMs: number, now: () => number): PolicyReader {
   const cache = new Map<string, { policy: Policy; expires: number }>();
   return {
-    async read(scopes, models, previousResponseId) {
-      // A continued response is looked up in the same round trip; that read is not cached.
-      if (previousResponseId !== undefined) {
-        const { responses, ...policy } = await ledger.read(scopes, models, [previousResponseId]);
-        return { ...policy, history: responses?.[0] };
+    async read(scopes, models, previousResponseId, reasoningIds = []) {
+      // Remembered responses are looked up in the same round trip; that read is not cached.
+      if (previousResponseId !== undefined || reasoningIds.length) {
+        const ids = previousResponseId === undefined ? reasoningIds : [previousResponseId, ...reasoningIds];
+        const { responses, ...policy } = await ledger.read(scopes, models, ids);
+        const found = responses ?? [];
+        return previousResponseId === undefined
+          ? { ...policy, reasoning: found }
+          : { ...policy, history: found[0], reasoning: found.slice(1) };
       }
       if (ttlMs <= 0) return ledger.read(scopes, models);
       const key = JSON.stringify([scopes, models]);

@@ -22,7 +22,7 @@ import * as P from './protocol.ts';
 import { parseJsonBody, requestFacts, withUsageRequested, type JsonObject, type RequestFacts } from './request-facts.ts';
 import { isReasoning, outputTokensThatFit, worstCase } from './reservation.ts';
 import { matchRoute, type Route } from './routes.ts';
-import { StreamMeter } from './stream-meter.ts';
+import { reasoningIdsOf, StreamMeter } from './stream-meter.ts';
 import { concat, meteredStream } from './metered-stream.ts';
 import { usageOfBody } from './usage.ts';
 
@@ -164,7 +164,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       ? await cacheKey({ stage: config.stage, project, method: req.method, path: route.path, body })
       : undefined;
     // The cache and the ledger are asked at the same time: a miss then costs one round trip, not two.
-    const stored = policy.read(scopes, modelCandidates(facts.model), facts.previousResponseId);
+    const stored = policy.read(scopes, modelCandidates(facts.model), facts.previousResponseId, facts.storedReasoningIds);
     const limits = ctx.publicClient?.limits;
     const read = limits ? stored.then((p) => withUserRateLimits(p, limits)) : stored;
     read.catch(() => undefined);
@@ -230,7 +230,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       );
     }
     const audio = assertBillable(route, call.body, price);
-    const worst = worstCase(route.kind, facts, price, audio, read?.history);
+    const worst = worstCase(route.kind, facts, price, audio, read?.history, read?.reasoning);
     // Every count is bounded before this; a worst case that still is not a finite amount is never held.
     if (!Number.isFinite(worst.cost) || !Number.isFinite(worst.inputTokens + worst.outputTokens * worst.choices)) {
       throw badRequest('The most this call could cost cannot be bounded, so it is refused: lower n, max_tool_calls or the output cap.', 'unbounded_call');
@@ -353,8 +353,8 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       waitUntil: ctx.waitUntil,
       onEnd: (end, transcript) => {
         deadline.clear();
-        const { usage, responseId } = meter.outcome;
-        const done = bill.settle(usage ? { kind: 'exact', usage, responseId } : { kind: 'estimate', relayed: meter.outcome.outputText }, res.status);
+        const { usage, responseId, reasoningIds } = meter.outcome;
+        const done = bill.settle(usage ? { kind: 'exact', usage, responseId, reasoningIds } : { kind: 'estimate', relayed: meter.outcome.outputText }, res.status);
         ctx.waitUntil(done);
         if (key && end === 'complete' && meter.outcome.succeeded && transcript) {
           ctx.waitUntil(done.then((s) => cacheSet(key, { status: res.status, headers: replayable(headers), body: transcript, cost: s.cost })));
@@ -486,8 +486,9 @@ function outcomeOfBody(route: Route, payload: Uint8Array): Outcome {
   try {
     const body = JSON.parse(text);
     const usage = usageOfBody(route.kind, body);
-    const responseId = route.kind === 'responses' && typeof body.id === 'string' ? body.id : undefined;
-    if (usage) return { kind: 'exact', usage, responseId };
+    const responses = route.kind === 'responses';
+    const responseId = responses && typeof body.id === 'string' ? body.id : undefined;
+    if (usage) return { kind: 'exact', usage, responseId, ...(responses ? { reasoningIds: reasoningIdsOf(body.output) } : {}) };
   } catch {
     // not JSON: estimated below
   }

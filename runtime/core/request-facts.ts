@@ -41,6 +41,8 @@ export interface RequestFacts {
    * response's output, so at most the largest output cap of any model.
    */
   storedReasoning: number;
+  /** The ids of those items that can be looked up (the proxy remembers what it settled under them). */
+  storedReasoningIds: string[];
   /** The stored response a Responses call continues: its size is part of the input. */
   previousResponseId?: string;
   /** The caller asked for reasoning explicitly (`reasoning_effort`, `reasoning`). */
@@ -72,6 +74,10 @@ function depthOver(value: unknown, max: number): boolean {
 export const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$/;
 /** OpenAI's response ids (`resp_` and up to 200 letters and digits), as GET /responses/{id} takes them. */
 export const RESPONSE_ID = /^resp_[A-Za-z0-9]{1,200}$/;
+/** A reasoning item's id, as the proxy records it when it settles the response that made it. */
+export const REASONING_ID = /^rs_[A-Za-z0-9]{1,200}$/;
+/** Reasoning items looked up per call; any beyond count at the largest output cap. */
+const MAX_LOOKUPS = 32;
 export const MODEL_ID_RULE = 'letters, digits and . _ - :, starting with a letter or digit, at most 256 characters';
 
 export function parseJsonBody(bytes: Uint8Array): JsonObject {
@@ -137,11 +143,14 @@ const IMAGE_PART_TYPES = new Set(['image_url', 'input_image']);
 const BOUNDED_DETAIL = new Set(['low', 'high', 'auto']);
 
 /** One walk over the body: all text it sends, token-id arrays, images and unmeasurable parts. */
-function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'storedReasoning'> {
+function walkInput(
+  route: Route, body: JsonObject,
+): Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'storedReasoning' | 'storedReasoningIds'> {
   const texts: string[] = [];
   let tokenIds = 0;
   let images = 0;
   let storedReasoning = 0;
+  const storedReasoningIds: string[] = [];
   // A previous response id that is not a string cannot be looked up: its history counts as unseen.
   const odd = body.previous_response_id != null && typeof body.previous_response_id !== 'string';
   let opaqueInput = route.kind === 'responses' && (odd || body.conversation != null || body.prompt != null);
@@ -161,7 +170,10 @@ function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputTex
         }
         if (OPAQUE_PART_TYPES.has(part.type)) opaqueInput = true;
         // A reasoning item given without its content is loaded from OpenAI's store.
-        if (part.type === 'reasoning' && typeof part.encrypted_content !== 'string') storedReasoning++;
+        if (part.type === 'reasoning' && typeof part.encrypted_content !== 'string') {
+          storedReasoning++;
+          if (typeof part.id === 'string' && REASONING_ID.test(part.id) && storedReasoningIds.length < MAX_LOOKUPS) storedReasoningIds.push(part.id);
+        }
       }
       for (const [key, v] of Object.entries(part)) {
         if (BINARY_KEYS.has(key)) {
@@ -185,7 +197,7 @@ function walkInput(route: Route, body: JsonObject): Pick<RequestFacts, 'inputTex
       if (o && typeof o === 'object' && typeof o.type !== 'string' && o.role == null) opaqueInput = true;
     }
   }
-  return { inputText: texts.join('\n'), tokenIds, images, opaqueInput, storedReasoning };
+  return { inputText: texts.join('\n'), tokenIds, images, opaqueInput, storedReasoning, storedReasoningIds };
 }
 
 /** A legacy completions `prompt` that is a list of prompts (strings or token arrays): each is a call of its own. */

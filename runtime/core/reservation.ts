@@ -40,7 +40,7 @@ function modelCaps(model: string): Caps {
 }
 
 /** What bounds a call's input, besides its text. */
-export type InputFacts = Pick<RequestFacts, 'model' | 'tokenIds' | 'images' | 'opaqueInput' | 'storedReasoning' | 'contexts'>;
+export type InputFacts = Pick<RequestFacts, 'model' | 'tokenIds' | 'images' | 'opaqueInput' | 'contexts'>;
 
 /** The most one image in the prompt can cost in tokens on this model. */
 export function imageTokens(model: string): number {
@@ -50,13 +50,12 @@ export function imageTokens(model: string): number {
 
 /**
  * The input tokens a call may be billed for, given a bound on its text's tokens (UTF-8 bytes before
- * the call, the tokenizer's count for an estimate after it). Each context (a prompt of its own, a
- * turn of a hosted tool loop) holds at most the model's input window; unmeasurable input fills them.
+ * the call, the tokenizer's count for an estimate after it) and on what it loads from OpenAI's store
+ * (`stored`). Each context (a prompt of its own, a turn of a hosted tool loop) holds at most the
+ * model's input window; unmeasurable input fills them.
  */
-export function inputBound(kind: RouteKind, facts: InputFacts, textTokens: number, history = 0): number {
-  // A reasoning item sent back by id is one response's output: at most the largest output cap.
-  const measured = textTokens + facts.tokenIds + facts.images * imageTokens(facts.model) + facts.storedReasoning * UNKNOWN_OUTPUT_CAP +
-    FRAMING_TOKENS + history;
+export function inputBound(kind: RouteKind, facts: InputFacts, textTokens: number, stored = 0): number {
+  const measured = textTokens + facts.tokenIds + facts.images * imageTokens(facts.model) + FRAMING_TOKENS + stored;
   if (kind === 'embeddings') return Math.min(measured, EMBEDDINGS_REQUEST_TOKENS);
   const windows = modelInputCap(facts.model) * facts.contexts;
   return facts.opaqueInput ? windows : Math.min(measured, windows);
@@ -91,12 +90,20 @@ function worstCost(price: Price, audio: AudioUse, input: number, output: number)
 /**
  * `history`: the tokens a continued response carries forward, as the proxy recorded when it settled
  * it; undefined when the call continues none, or one the proxy never saw (then the input cap).
+ * `reasoning`: the recorded output of the responses whose reasoning items the call sends back by id
+ * (aligned with `facts.storedReasoningIds`); each one not known counts at the largest output cap.
  */
-export function worstCase(kind: RouteKind, facts: RequestFacts, price: Price, audio: AudioUse = NO_AUDIO, history?: number): WorstCase {
+export function worstCase(
+  kind: RouteKind, facts: RequestFacts, price: Price, audio: AudioUse = NO_AUDIO, history?: number, reasoning: (number | undefined)[] = [],
+): WorstCase {
   const { maxOutput } = modelCaps(facts.model);
   const continued = facts.previousResponseId === undefined ? 0 : history ?? modelInputCap(facts.model);
+  // A reasoning item sent back by id is part of one response's output: at most what the proxy
+  // recorded for that response, else the largest output cap of any model.
+  const known = facts.storedReasoningIds.map((_, i) => Math.min(reasoning[i] ?? UNKNOWN_OUTPUT_CAP, UNKNOWN_OUTPUT_CAP));
+  const stored = known.reduce((a, b) => a + b, 0) + (facts.storedReasoning - known.length) * UNKNOWN_OUTPUT_CAP;
   // Byte-level BPE never makes more tokens than the text has UTF-8 bytes.
-  const inputTokens = inputBound(kind, facts, utf8Length(facts.inputText), continued);
+  const inputTokens = inputBound(kind, facts, utf8Length(facts.inputText), continued + stored);
   let outputTokens = 0;
   if (kind !== 'embeddings') {
     // A Responses call's output cap bounds the whole response; without one each turn may reach the model's.

@@ -1,6 +1,7 @@
 // Meters an SSE stream while passing it through. Events go to the client as soon as their blank
 // line arrives; the meter reads usage, how the stream ended and the generated text on the side,
 // and strips the usage chunk the proxy asked for on the client's behalf.
+import { REASONING_ID } from './request-facts.ts';
 import { readUsage } from './usage.ts';
 import { utf8Length } from './utf8.ts';
 import type { TokenUsage } from './pricing.ts';
@@ -17,6 +18,8 @@ export interface StreamOutcome {
   succeeded: boolean;
   /** The Responses API's id of the answer (`resp_…`), once its last event named it. */
   responseId?: string;
+  /** The ids of its reasoning items (`rs_…`), from the same event. */
+  reasoningIds?: string[];
   /**
    * Everything the model generated, as text: the basis of an estimate when usage never came.
    * Never logged. Beyond OUTPUT_TEXT_MAX_CHARS it holds a stand-in of equal or greater token count.
@@ -35,6 +38,7 @@ const NOT_TEXT_DELTAS = new Set(['response.audio.delta', 'response.output_audio.
 class Outcome implements StreamOutcome {
   usage?: TokenUsage;
   responseId?: string;
+  reasoningIds?: string[];
   complete = false;
   succeeded = false;
   /** Sticky: one error event spoils the answer, whatever follows it. */
@@ -171,6 +175,7 @@ export class StreamMeter {
       const usage = readUsage('responses', json.response?.usage);
       if (usage) this.outcome.usage = usage;
       if (typeof json.response?.id === 'string') this.outcome.responseId = json.response.id;
+      this.outcome.reasoningIds = reasoningIdsOf(json.response?.output);
       this.outcome.complete = true;
       if (type === 'response.completed' && !this.outcome.errored) this.outcome.succeeded = true;
       else this.fail();
@@ -202,4 +207,10 @@ function fieldsOf(raw: string): { event?: string; data?: string } {
  */
 function standIn(bytes: number): string {
   return 'a1'.repeat(bytes >> 1) + (bytes & 1 ? 'a' : '');
+}
+
+/** The ids of the reasoning items in a Responses answer's output (what a later call may send back by id). */
+export function reasoningIdsOf(output: unknown): string[] {
+  if (!Array.isArray(output)) return [];
+  return output.filter((item) => item?.type === 'reasoning' && typeof item.id === 'string' && REASONING_ID.test(item.id)).map((item) => item.id as string);
 }
