@@ -12,12 +12,13 @@
 // Then, on the deployed handler, the time spent inside the metrics code before the response ended
 // and after it.
 // Run: npx tsx bench/lambda-metrics.ts   (BENCH_ROUNDS, default 300: about 20 s)
-import { openSync, readFileSync, writeSync } from 'node:fs';
+import { openSync, writeSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import '../test/helpers/awslambda-stub.ts'; // the runtime's `awslambda` global (streamifyResponse, HttpResponseStream)
 import { setDeployedEnv } from '../test/helpers/deployed-env.ts';
 import { dynamoClient } from '../test/helpers/dynalite.ts';
+import { IAM_EVENT, jsonEvent } from '../test/helpers/url-events.ts';
 import type { FunctionUrlEvent } from '../runtime/lambda/function-url.ts';
 import { createCallMetrics, type CallMetrics, type CallRecord } from '../runtime/lambda/call-metrics.ts';
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
@@ -65,16 +66,8 @@ for (const request of [
   if (!(await admin(request)).ok) throw new Error(`could not set up: ${JSON.stringify(request)}`);
 }
 
-const base: FunctionUrlEvent = JSON.parse(readFileSync(new URL('../test/fixtures/reference/lambda-function-url-event-iam.json', import.meta.url), 'utf8'));
 function eventFor(project: string): FunctionUrlEvent {
-  const e = structuredClone(base);
-  const body = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Metrics bench. fake:words=20' }] });
-  e.body = body;
-  e.isBase64Encoded = false;
-  e.headers!['content-length'] = String(Buffer.byteLength(body));
-  e.headers!['openai-proxy-project'] = project;
-  e.headers!['openai-proxy-caching'] = '0';
-  return e;
+  return jsonEvent(IAM_EVENT, { model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'Metrics bench. fake:words=20' }] }, project);
 }
 
 /**

@@ -5,7 +5,6 @@
 // per-user limit, and naming oneself after a member cannot get into a member-only project.
 // Checked on the mapping itself, on membership, and end to end through the Lambda handler with
 // function-URL events as AWS writes them for a federated user (over dynalite and the fake OpenAI).
-import { readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { callerFromArn, FEDERATED_USER } from '../runtime/core/caller.ts';
@@ -72,8 +71,7 @@ mapping.run();
 
 // End to end: the proxy Lambda handler built from a deployed function's environment.
 
-const REFERENCE = new URL('./fixtures/reference/', import.meta.url);
-const IAM_EVENT: FunctionUrlEvent = JSON.parse(readFileSync(new URL('lambda-function-url-event-iam.json', REFERENCE), 'utf8'));
+import { IAM_EVENT, jsonEvent } from './helpers/url-events.ts';
 const TABLE = 'openai-wrapi-caller-identity-test';
 const MODEL = 'gpt-4o-mini';
 
@@ -88,17 +86,11 @@ let admin: (event: unknown) => Promise<any>;
  * temporary keys (ASIA…), and a caller id / user id of `account:name` — the chosen name again.
  */
 function eventAs(name: string | undefined, project: string, content: string): FunctionUrlEvent {
-  const e: FunctionUrlEvent = structuredClone(IAM_EVENT);
+  const e = jsonEvent(IAM_EVENT, { model: MODEL, messages: [{ role: 'user', content: `${content} fake:words=3` }], max_completion_tokens: 16 }, project);
   if (name !== undefined) {
     const iam = e.requestContext.authorizer!.iam! as Record<string, unknown>;
     Object.assign(iam, { accessKey: 'ASIAIOSFODNN7EXAMPLE', callerId: `${ACCOUNT}:${name}`, userId: `${ACCOUNT}:${name}`, userArn: federated(name) });
   }
-  const body = JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: `${content} fake:words=3` }], max_completion_tokens: 16 });
-  e.body = body;
-  e.isBase64Encoded = false;
-  e.headers!['content-length'] = String(Buffer.byteLength(body));
-  e.headers!['openai-proxy-project'] = project;
-  e.headers!['openai-proxy-caching'] = '0';
   return e;
 }
 

@@ -1,7 +1,6 @@
 // The Lambda adapter when the caller is gone before the answer's first byte: the body is still
 // cancelled, so the proxy reads OpenAI's answer to its end (unsent) and settles the exact usage before
 // the handler returns, instead of leaving the call's worst-case hold to be charged at its deadline.
-import { readFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,7 +11,7 @@ import { startFakeOpenAI, type FakeOpenAI } from '../runtime/local/simulated-ope
 import { ensureLedgerTable } from '../runtime/store/dynamo-ledger.ts';
 import type { FunctionUrlEvent } from '../runtime/lambda/function-url.ts';
 
-const IAM_EVENT: FunctionUrlEvent = JSON.parse(readFileSync(new URL('./fixtures/reference/lambda-function-url-event-iam.json', import.meta.url), 'utf8'));
+import { IAM_EVENT, jsonEvent } from './helpers/url-events.ts';
 const TABLE = 'openai-wrapi-lambda-client-gone';
 
 type Handler = (event: FunctionUrlEvent, stream: Writable, context: unknown) => Promise<void>;
@@ -23,14 +22,7 @@ let admin: (event: unknown) => Promise<any>;
 
 let seq = 0;
 function streamEvent(project: string, directives: string): FunctionUrlEvent {
-  const e: FunctionUrlEvent = structuredClone(IAM_EVENT);
-  const json = JSON.stringify({ model: 'o3', stream: true, messages: [{ role: 'user', content: `Gone ${++seq}. ${directives}` }] });
-  e.body = json;
-  e.isBase64Encoded = false;
-  e.headers!['content-length'] = String(Buffer.byteLength(json));
-  e.headers!['openai-proxy-project'] = project;
-  e.headers!['openai-proxy-caching'] = '0';
-  return e;
+  return jsonEvent(IAM_EVENT, { model: 'o3', stream: true, messages: [{ role: 'user', content: `Gone ${++seq}. ${directives}` }] }, project);
 }
 
 async function limitOf(project: string): Promise<any> {
