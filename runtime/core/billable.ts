@@ -5,7 +5,7 @@
 // sees), so they would escape the limits.
 import { badRequest } from './errors.ts';
 import type { Price } from './pricing.ts';
-import { declaredTools, hasMcpTool, type JsonObject } from './request-facts.ts';
+import { declaredTools, hasMcpTool, isCount, type JsonObject } from './request-facts.ts';
 import type { Route } from './routes.ts';
 
 const CODE = 'unpriced_feature';
@@ -32,7 +32,7 @@ export interface AudioUse {
  * Throws an OpenAI-shaped 400 when the call may be billed for something the proxy cannot price.
  * Returns where the call uses audio, which its reservation prices at the audio rates.
  */
-export function assertBillable(route: Route, body: JsonObject, price: Price): AudioUse {
+export function assertBillable(route: Route, body: JsonObject, price: Price, tools = declaredTools(route, body)): AudioUse {
   if (route.kind === 'responses' && body.background != null && body.background !== false) {
     throw refuse(
       'Background responses are refused by this proxy: OpenAI bills the run later, when it finishes, ' +
@@ -80,10 +80,9 @@ export function assertBillable(route: Route, body: JsonObject, price: Price): Au
       'prompt',
     );
   }
-  const tools = declaredTools(route, body);
   checkTools(tools);
   const turns = body.max_tool_calls;
-  if (route.kind === 'responses' && hasMcpTool(tools) && !(isCount(turns) && (turns as number) <= MAX_TOOL_CALLS)) {
+  if (route.kind === 'responses' && hasMcpTool(tools) && !(isCount(turns) && turns <= MAX_TOOL_CALLS)) {
     throw refuse(
       `A hosted MCP tool needs "max_tool_calls" (0 to ${MAX_TOOL_CALLS}) through this proxy: OpenAI calls the MCP server and runs the ` +
         "model again after each call, every turn billed with its whole context (the server's answers " +
@@ -100,8 +99,6 @@ const MAX_TOOL_CALLS = 128;
 
 /** The only prompt-cache lifetime whose write rate the price data has (`cache_write`). */
 const PRICED_CACHE_TTL = '30m';
-
-const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
 function checkTools(tools: unknown[]): void {
   for (const tool of tools) {

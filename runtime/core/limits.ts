@@ -45,6 +45,19 @@ export const UNLISTED_PROJECTS = ' unlisted';
 export const unlistedScope = (user: string): Scope => ({ project: UNLISTED_PROJECTS, user, model: ANY });
 
 /**
+ * The hold on the caller's pool of the projects the default limit covers, when it covers this call's
+ * (`projectLimit`, the project's own, is unset): the default then also binds the user's spend in all
+ * such projects together. No alerts: no admin set that limit.
+ */
+export function defaultPoolHolds(scopes: Scope[], projectLimit: Nano | undefined, defaultLimit: Nano | undefined, amount: Nano): Hold[] {
+  if (projectLimit !== undefined || defaultLimit === undefined) return [];
+  return [{ scope: unlistedScope(scopes[USER_SCOPE].user), amount, limit: defaultLimit, alerts: [] }];
+}
+
+/** Index of the caller's own scope (project + user, any model) in {@link callScopes}. */
+export const USER_SCOPE = 2;
+
+/**
  * The limits in force for a call's scopes. A project without its own limit gets the stack's
  * default, or undefined when there is none (the call is then refused).
  */
@@ -64,12 +77,9 @@ export interface AlertThresholds {
  */
 export function holdsFor(
   scopes: Scope[], limits: (Nano | undefined)[], amount: Nano, dayLimits: (Nano | undefined)[] = [], thresholds: AlertThresholds = {},
-  unwatched: number[] = [],
 ): Hold[] {
   return scopes.map((scope, i) => {
     const hold: Hold = limits[i] === undefined ? { scope, amount } : { scope, amount, limit: limits[i] };
-    // No alerts for a limit no admin set on this scope (the default pool): nobody watches it.
-    if (unwatched.includes(i)) hold.alerts = [];
     if (dayLimits[i] !== undefined) hold.dayLimit = dayLimits[i];
     const alerts = thresholds.alerts?.[i];
     const dayAlerts = thresholds.dayAlerts?.[i];

@@ -10,7 +10,7 @@ import {
 } from './errors.ts';
 import { callDeadline, clientResponseHeaders, forward, gatewayError, interruptedError, mayHaveReached, type CallDeadline } from './forward.ts';
 import {
-  callScopes, dayOf, effectiveLimits, holdsFor, monthOf, noLimitMessage, overBudgetMessage, unlistedScope,
+  callScopes, dayOf, defaultPoolHolds, effectiveLimits, holdsFor, monthOf, noLimitMessage, overBudgetMessage, USER_SCOPE,
 } from './limits.ts';
 import { isMember, notMemberMessage } from './membership.ts';
 import { createPolicyReader, type Policy, type PolicyReader } from './policy.ts';
@@ -229,22 +229,14 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
         'model',
       );
     }
-    const audio = assertBillable(route, call.body, price);
+    const audio = assertBillable(route, call.body, price, facts.tools);
     const worst = worstCase(route.kind, facts, price, audio, read?.history, read?.reasoning);
     // Every count is bounded before this; a worst case that still is not a finite amount is never held.
     if (!Number.isFinite(worst.cost) || !Number.isFinite(worst.inputTokens + worst.outputTokens * worst.choices)) {
       throw badRequest('The most this call could cost cannot be bounded, so it is refused: lower n, max_tool_calls or the output cap.', 'unbounded_call');
     }
-    let scopes = call.scopes;
-    let limits = read ? effectiveLimits(read.limits, config.defaultProjectLimit) : [];
+    const limits = read ? effectiveLimits(read.limits, config.defaultProjectLimit) : [];
     const dayLimits = read?.dayLimits ?? [];
-    // The default limit stands in for a missing one, and also binds each user's spend in all such
-    // projects together: a new project name must not be a new budget.
-    const pooled = read !== undefined && read.limits[0] === undefined && config.defaultProjectLimit !== undefined;
-    if (pooled) {
-      scopes = [...scopes, unlistedScope(call.scopes[USER_SCOPE].user)];
-      limits = [...limits, config.defaultProjectLimit];
-    }
     if (read && limits.every((l) => l === undefined) && dayLimits.every((l) => l === undefined)) {
       throw forbidden(noLimitMessage(config.stage, call.project), 'project_not_allowed');
     }
@@ -257,7 +249,11 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       month: monthOf(at),
       day: dayOf(at),
       expiresAt: at + config.maxTimeoutMs + SETTLE_GRACE_MS,
-      holds: holdsFor(scopes, limits, worst.cost, dayLimits, read ?? {}, pooled ? [scopes.length - 1] : []),
+      holds: [
+        ...holdsFor(call.scopes, limits, worst.cost, dayLimits, read ?? {}),
+        // A new project name must not be a new budget: the default binds each user's such projects together.
+        ...(read ? defaultPoolHolds(call.scopes, read.limits[0], config.defaultProjectLimit, worst.cost) : []),
+      ],
       ...(rates.length ? { window: windowOf(at), rates } : {}),
     };
     let reserved: (ReserveResult & { ok: true }) | undefined;
@@ -466,8 +462,6 @@ function refusedByLedger(err: unknown): boolean {
     (e.name === 'ValidationException' || e.code === 'SQLITE_TOOBIG' || (typeof e.code === 'string' && e.code.startsWith('SQLITE_CONSTRAINT')));
 }
 
-/** Index of the caller's own scope (project + user, any model) in {@link callScopes}. */
-const USER_SCOPE = 2;
 
 /** The policy with `limits` on the caller's user scope too: the tighter of each, where both are set. */
 function withUserRateLimits(policy: Policy, limits: RateLimits): Policy {

@@ -21,6 +21,8 @@ export interface RequestFacts {
    * its whole context). 1 otherwise.
    */
   contexts: number;
+  /** The tools the call gives the model, wherever it declares them (see declaredTools). */
+  tools: unknown[];
   /**
    * Every string the call sends (messages, instructions, tools and their schemas, tool calls and
    * outputs, response formats), keys included: the basis of token bounds and estimates. Never logged.
@@ -117,7 +119,8 @@ export function requestFacts(route: Route, body: JsonObject): RequestFacts {
   const n = bounded(body.n, 'n', MAX_N) ?? 1;
   const bestOf = route.kind === 'completions' ? bounded(body.best_of, 'best_of', MAX_BEST_OF) ?? 1 : 1;
   const prompts = route.kind === 'completions' ? promptCount(body.prompt) : 1;
-  const mcpTurns = route.kind === 'responses' && hasMcpTool(declaredTools(route, body)) ? mcpToolTurns(body.max_tool_calls) : 0;
+  const tools = declaredTools(route, body);
+  const mcpTurns = route.kind === 'responses' && hasMcpTool(tools) ? mcpToolTurns(body.max_tool_calls) : 0;
   return {
     model,
     stream,
@@ -125,6 +128,7 @@ export function requestFacts(route: Route, body: JsonObject): RequestFacts {
     maxOutputTokens: maxOutputOf(route, body),
     choices: route.kind === 'chat' || route.kind === 'completions' ? Math.max(n, bestOf) * prompts : 1,
     contexts: prompts + mcpTurns,
+    tools,
     ...input,
     // A hosted MCP server's tool list and answers enter every turn's context, unseen by the proxy.
     ...(mcpTurns > 0 ? { opaqueInput: true } : {}),
@@ -236,8 +240,11 @@ export function hasMcpTool(tools: unknown): boolean {
  * caller must set (billable.ts refuses the call without it). Infinity when it is not a whole number.
  */
 function mcpToolTurns(maxToolCalls: unknown): number {
-  return typeof maxToolCalls === 'number' && Number.isInteger(maxToolCalls) && maxToolCalls >= 0 ? maxToolCalls : Infinity;
+  return isCount(maxToolCalls) ? maxToolCalls : Infinity;
 }
+
+/** A whole number ≥ 0, as counts in a body must be. */
+export const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
 /**
  * The output cap the call sets, as its route reads it: Chat takes `max_completion_tokens` or the
