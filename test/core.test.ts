@@ -53,21 +53,43 @@ test('cost: above a long-context threshold the whole request is repriced', () =>
   assert.is(over, Math.round((lc.thresholdInputTokens + 1) * lc.input * 1000 + 10 * lc.output * 1000));
 });
 
-test('overrides: the most specific override wins, before any table row; left-out rates keep the table', () => {
+test('overrides: the most specific override wins; a family one never lowers a listed dated id; left-out rates keep the table', () => {
   const o = (model: string, input: number, extra = {}) => ({ model, input, cachedInput: null, output: 1, updatedAt: `t${input}`, ...extra });
-  // gpt-4o-2024-05-13 has its own table row ($5); the family override still binds it.
+  // gpt-4o-2024-05-13 has its own table row ($5 / $15): the family override may raise it, not cut it.
   assert.is(resolvePrice('gpt-4o-2024-05-13', [undefined, o('gpt-4o', 7)])!.input, 7);
-  assert.is(resolvePrice('gpt-4o-2024-05-13', [o('gpt-4o-2024-05-13', 8), o('gpt-4o', 7)])!.input, 8);
+  const cut = resolvePrice('gpt-4o-2024-05-13', [undefined, o('gpt-4o', 3)])!;
+  assert.equal([cut.input, cut.output, cut.version], [5, 15, 'override@t3']);
+  assert.is(resolvePrice('gpt-4o-2024-05-13', [o('gpt-4o-2024-05-13', 3), o('gpt-4o', 7)])!.input, 3);
+  // A dated id the table does not list takes the family override as it is.
+  assert.is(resolvePrice('gpt-4o-2031-01-01', [undefined, o('gpt-4o', 1)])!.input, 1);
   const ft = resolvePrice('ft:gpt-4o-mini-2024-07-18:acme::x', [undefined, undefined, o('ft:gpt-4o-mini', 3)])!;
   assert.equal([ft.input, ft.version], [3, 'override@t3']);
-  // No long-context or audio rates in the override: the table's for this id stay.
-  const lc = resolvePrice('gpt-5.4-2026-03-05', [undefined, o('gpt-5.4', 2)])!;
-  assert.equal(lc.longContext, { thresholdInputTokens: 272000, input: 5, cachedInput: 0.5, output: 22.5 });
+  // No long-context or audio rates in the override: the table's for this id stay...
+  const same = resolvePrice('gpt-5.4', [o('gpt-5.4', 2, { cachedInput: 0.2, output: 12 })])!;
+  assert.equal(same.longContext, { thresholdInputTokens: 272000, input: 5, cachedInput: 0.5, output: 22.5 });
+  // ...and rise with the text rates they are multiples of, so a long prompt never bills below a short one.
+  const raised = resolvePrice('gpt-5.4', [o('gpt-5.4', 10, { cachedInput: 1, output: 60 })])!;
+  assert.equal(raised.longContext, { thresholdInputTokens: 272000, input: 20, cachedInput: 2, output: 90 });
+  assert.ok(costOf(raised, { input: 272_001, cached: 0, output: 1000 }) > costOf(raised, { input: 272_000, cached: 0, output: 1000 }));
   const own = { thresholdInputTokens: 1000, input: 9, cachedInput: null, output: 9 };
   assert.equal(resolvePrice('gpt-5.4', [o('gpt-5.4', 2, { longContext: own })])!.longContext, own);
   const audio = resolvePrice('gpt-realtime', [o('gpt-realtime', 2, { audio: { output: 99 } })])!.audio;
   assert.equal(audio, { input: 32, cachedInput: 0.4, output: 99 });
   assert.is(resolvePrice('my-model', [o('my-model', 1)])!.audio, undefined);
+});
+
+test('cache writes: a model whose write rate the table lacks bills them at its generation\'s premium, not as input', () => {
+  // gpt-6.1-terra and gpt-6.2-sol list writes at 1.25x input; gpt-6.1-sol and gpt-6.2-astra have none.
+  for (const [model, input] of [['gpt-6.1-sol', 2], ['gpt-6.2-astra', 8], ['gpt-6.1-sol-2026-09-29', 2]] as const) {
+    const p = resolvePrice(model)!;
+    assert.is(p.cacheWrite, input * 1.25, model);
+    assert.is(costOf(p, { input: 1000, cached: 0, output: 0, cacheWrite: 1000 }), 1000 * input * 1250, model);
+  }
+  // A generation without write rates keeps writes at the input rate (none are reported there).
+  assert.is(resolvePrice('gpt-5.5')!.cacheWrite, undefined);
+  assert.is(resolvePrice('gpt-4o')!.cacheWrite, undefined);
+  // An override's raised input lifts the write rate with it.
+  assert.is(resolvePrice('gpt-6.1-terra', [{ model: 'gpt-6.1-terra', input: 2, cachedInput: null, output: 5, updatedAt: 't' }])!.cacheWrite, 2.5);
 });
 
 test('cost: audio tokens are parts of the totals and bill at the audio rates', () => {

@@ -279,26 +279,51 @@ test("an override's long-context rates apply above its threshold", async () => {
 
 test("an override's audio rates are used, and rates it leaves out keep the table's", async () => {
   await t.user('aud');
-  // Sets audio rates on gpt-audio; the family override on gpt-4o-audio-preview sets text only.
+  // Sets audio rates on gpt-audio; the family override on gpt-4o-audio-preview raises text only.
   await t.admin({ action: 'setPrice', model: 'gpt-audio', input: 1, output: 2, audio: { input: 100, output: 200 } });
-  await t.admin({ action: 'setPrice', model: 'gpt-4o-audio-preview', input: 1, output: 2 });
+  await t.admin({ action: 'setPrice', model: 'gpt-4o-audio-preview', input: 3, output: 12 });
   const c = t.client({ user: 'aud', project: PROJECT, caching: false });
   const ask = (model: string) => c.chat.completions.create({
     model, modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' }, messages: audioPrompt('Talk fake:audio=300 fake:words=3'),
   });
   const a = (await ask('gpt-audio')).usage!;
   const b = (await ask('gpt-4o-audio-preview-2024-12-17')).usage!;
-  const cost = (u: OpenAI.CompletionUsage, audioIn: number, audioOut: number) =>
-    (u.prompt_tokens - 300) * nano(1) + 300 * nano(audioIn) + (u.completion_tokens - 300) * nano(2) + 300 * nano(audioOut);
-  assert.is(Math.round((await rowFor('aud', 'gpt-audio')).spend * 1e9), cost(a, 100, 200));
+  const cost = (u: OpenAI.CompletionUsage, input: number, output: number, audioIn: number, audioOut: number) =>
+    (u.prompt_tokens - 300) * nano(input) + 300 * nano(audioIn) + (u.completion_tokens - 300) * nano(output) + 300 * nano(audioOut);
+  assert.is(Math.round((await rowFor('aud', 'gpt-audio')).spend * 1e9), cost(a, 1, 2, 100, 200));
   // The dated id's table audio rates ($40 / $80) stay under the family's text-only override.
   // (usage counts under the model's family)
-  assert.is(Math.round((await rowFor('aud', 'gpt-4o-audio-preview')).spend * 1e9), cost(b, 40, 80));
+  assert.is(Math.round((await rowFor('aud', 'gpt-4o-audio-preview')).spend * 1e9), cost(b, 3, 12, 40, 80));
   const listed = await t.admin({ action: 'listPrices', model: 'gpt-4o-audio-preview-2024-12-17' });
   assert.equal(listed.prices[0], {
-    model: 'gpt-4o-audio-preview-2024-12-17', input: 1, cachedInput: null, output: 2,
+    model: 'gpt-4o-audio-preview-2024-12-17', input: 3, cachedInput: null, output: 12,
     audio: { input: 40, cachedInput: null, output: 80 }, source: 'override', overrideModel: 'gpt-4o-audio-preview',
   });
+});
+
+test('a price cut set on a family does not lower a dated id the table prices higher; an override on that id does', async () => {
+  await t.user('snap');
+  // gpt-4o's own rates; the table lists gpt-4o-2024-05-13 at $5 / $15, as OpenAI still bills it.
+  await t.admin({ action: 'setPrice', model: 'gpt-4o', input: 2.5, cachedInput: 1.25, output: 10 });
+  try {
+    const c = t.client({ user: 'snap', project: PROJECT, caching: false });
+    const ask = (model: string) => c.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi fake:words=9 fake:cached=4' }] });
+    const old = (await ask('gpt-4o-2024-05-13')).usage!;
+    let row = await rowFor('snap', 'gpt-4o');
+    // No cached rate in the snapshot's row: cached tokens bill at its input rate, not the family's $1.25.
+    assert.is(Math.round(row.spend * 1e9), old.prompt_tokens * nano(5) + old.completion_tokens * nano(15));
+    const listed = await t.admin({ action: 'listPrices', model: 'gpt-4o-2024-05-13' });
+    assert.equal([listed.prices[0].input, listed.prices[0].cachedInput, listed.prices[0].output], [5, 5, 15]);
+
+    await t.admin({ action: 'setPrice', model: 'gpt-4o-2024-05-13', input: 4, output: 12 });
+    const cut = (await ask('gpt-4o-2024-05-13')).usage!;
+    row = await rowFor('snap', 'gpt-4o', (r) => r.requests === 2);
+    const first = old.prompt_tokens * nano(5) + old.completion_tokens * nano(15);
+    assert.is(Math.round(row.spend * 1e9), first + cut.prompt_tokens * nano(4) + cut.completion_tokens * nano(12));
+  } finally {
+    await t.admin({ action: 'removePrice', model: 'gpt-4o' });
+    await t.admin({ action: 'removePrice', model: 'gpt-4o-2024-05-13' });
+  }
 });
 
 test('setPrice refuses malformed long-context and audio rates with an OpenAI-shaped error', async () => {

@@ -82,38 +82,47 @@ export function modelCandidates(model: string): string[] {
 
 /**
  * The price of a model. An admin's override beats the table, and the most specific one wins: an
- * override on the exact id, then on any id it resolves to (so a family override binds its dated
- * ids even where the table lists them), then the table's exact id, then its family.
+ * override on the exact id, then on any id it resolves to, then the table's exact id, then its family.
+ * A family override binds its dated ids, but where the table lists the dated id itself the override
+ * may raise its rates, never lower them: OpenAI keeps an older snapshot at its own price when it
+ * cuts the family's, so a cut recorded on the family must not price the dearer snapshot below its
+ * bill. An override on the dated id itself sets its rates as given.
  * `overrides[i]` belongs to `modelCandidates(model)[i]`. Undefined when nothing prices it.
  */
 export function resolvePrice(model: string, overrides: (PriceOverride | undefined)[] = []): Price | undefined {
-  const table = tablePrice(model);
-  const override = overrides.find((o) => o !== undefined);
-  return override ? fromOverride(model, override, table) : table;
-}
-
-/** The shipped table's price of a model: its exact id, else its family. */
-function tablePrice(model: string): Price | undefined {
-  for (const candidate of modelCandidates(model)) {
-    const entry = MODELS[candidate];
-    if (entry && typeof entry.input === 'number') return fromTable(model, entry);
-  }
-  return undefined;
+  const candidates = modelCandidates(model);
+  const listedAt = candidates.findIndex((c) => typeof MODELS[c]?.input === 'number');
+  const table = listedAt < 0 ? undefined : fromTable(model, candidates[listedAt]);
+  const overrideAt = overrides.findIndex((o) => o !== undefined);
+  if (overrideAt < 0) return table;
+  const price = fromOverride(model, overrides[overrideAt]!, table);
+  return table && listedAt < overrideAt ? atLeast(price, table) : price;
 }
 
 /**
- * An override sets the text rates. Cache-write, long-context and audio rates it leaves out stay as the
- * table has them for this id: a new input price must not make long prompts, audio or cache writes
- * bill as plain text.
+ * An override sets the text rates. Cache-write, long-context and audio rates it leaves out come from
+ * the table's price for this id: a new input price must not make long prompts, audio or cache writes
+ * bill as plain text. Where the override raises a text rate, the table's cache-write and long-context
+ * rates rise by the same factor (they are set as multiples of it); they never fall below the table's.
  */
 function fromOverride(model: string, o: PriceOverride, table: Price | undefined): Price {
-  const longContext = o.longContext ?? table?.longContext;
+  const inputRise = rise(o.input, table?.input);
+  const lc = table?.longContext;
+  const longContext = o.longContext ?? (lc && {
+    thresholdInputTokens: lc.thresholdInputTokens,
+    input: lc.input * inputRise,
+    // No cached rate in the override: no cache discount in either tier.
+    cachedInput: o.cachedInput === null || lc.cachedInput === null
+      ? null
+      : lc.cachedInput * rise(o.cachedInput, table!.cachedInput ?? table!.input),
+    output: lc.output * rise(o.output, table!.output),
+  });
   const audio = {
     input: o.audio?.input ?? table?.audio?.input ?? null,
     cachedInput: o.audio?.cachedInput ?? table?.audio?.cachedInput ?? null,
     output: o.audio?.output ?? table?.audio?.output ?? null,
   };
-  const cacheWrite = o.cacheWrite ?? table?.cacheWrite;
+  const cacheWrite = o.cacheWrite ?? (table?.cacheWrite === undefined ? undefined : table.cacheWrite * inputRise);
   return {
     model,
     input: o.input,
@@ -126,15 +135,62 @@ function fromOverride(model: string, o: PriceOverride, table: Price | undefined)
   };
 }
 
-function fromTable(model: string, e: TableEntry): Price {
+/** How many times `rate` is `base` when it is more; 1 when it is not, or there is no base. */
+const rise = (rate: number, base: number | undefined): number => (base !== undefined && base > 0 && rate > base ? rate / base : 1);
+
+/** Every rate of `price`, but none below `floor`'s for the same tokens. */
+function atLeast(price: Price, floor: Price): Price {
+  const max = (a: number | null | undefined, b: number | null | undefined): number | null =>
+    a == null ? (b ?? null) : b == null ? a : Math.max(a, b);
+  const input = Math.max(price.input, floor.input);
+  // A null cached rate bills cached tokens at the input rate: compare what each would charge.
+  const cachedInput = price.cachedInput === null && floor.cachedInput === null
+    ? null
+    : Math.max(price.cachedInput ?? price.input, floor.cachedInput ?? floor.input);
+  const cacheWrite = price.cacheWrite === undefined && floor.cacheWrite === undefined
+    ? undefined
+    : Math.max(price.cacheWrite ?? price.input, floor.cacheWrite ?? floor.input);
+  const [a, b] = [price.longContext, floor.longContext];
+  const longContext = a && b
+    ? {
+        // The lower threshold reprices more requests: the dearer of the two.
+        thresholdInputTokens: Math.min(a.thresholdInputTokens, b.thresholdInputTokens),
+        input: Math.max(a.input, b.input),
+        cachedInput: a.cachedInput === null && b.cachedInput === null
+          ? null
+          : Math.max(a.cachedInput ?? a.input, b.cachedInput ?? b.input),
+        output: Math.max(a.output, b.output),
+      }
+    : (a ?? b);
+  const audio = {
+    input: max(price.audio?.input, floor.audio?.input),
+    cachedInput: max(price.audio?.cachedInput, floor.audio?.cachedInput),
+    output: max(price.audio?.output, floor.audio?.output),
+  };
+  return {
+    model: price.model,
+    input,
+    cachedInput,
+    output: Math.max(price.output, floor.output),
+    ...(cacheWrite !== undefined ? { cacheWrite } : {}),
+    ...(longContext ? { longContext: { ...longContext } } : {}),
+    ...(hasAudio(audio) ? { audio } : {}),
+    version: price.version,
+  };
+}
+
+function fromTable(model: string, id: string): Price {
+  const e = MODELS[id];
   const lc = e.long_context;
   const audio = { input: e.audio_input ?? null, cachedInput: e.audio_cached_input ?? null, output: e.audio_output ?? null };
+  const input = e.input ?? 0;
+  const cacheWrite = typeof e.cache_write === 'number' ? e.cache_write : generationWritePremium(id) * input || undefined;
   return {
     model,
-    input: e.input ?? 0,
+    input,
     cachedInput: e.cached_input ?? null,
     output: e.output ?? 0,
-    ...(typeof e.cache_write === 'number' ? { cacheWrite: e.cache_write } : {}),
+    ...(cacheWrite !== undefined ? { cacheWrite } : {}),
     ...(lc
       ? {
           longContext: {
@@ -149,6 +205,27 @@ function fromTable(model: string, e: TableEntry): Price {
     version: TABLE_VERSION,
   };
 }
+
+/** `gpt-6.2-astra` → `gpt-6.2`: the generation a model id belongs to, where its id says one. */
+const generationOf = (id: string): string | undefined => /^(gpt-\d+(?:\.\d+)?)-/.exec(id)?.[1];
+
+/**
+ * Cache writes are billed on some generations (gpt-5.6, gpt-6.x) above the input rate, and the table
+ * lacks the write rate of a few of their models. Those bill writes at the largest write-to-input ratio
+ * of their generation's listed models (1.25 on every one), not at the input rate: never below the bill.
+ * 0 for a generation without write rates.
+ */
+const WRITE_PREMIUMS = (() => {
+  const out = new Map<string, number>();
+  for (const [id, e] of Object.entries(MODELS)) {
+    const generation = generationOf(id);
+    if (generation && typeof e.cache_write === 'number' && typeof e.input === 'number' && e.input > 0) {
+      out.set(generation, Math.max(out.get(generation) ?? 0, e.cache_write / e.input));
+    }
+  }
+  return out;
+})();
+const generationWritePremium = (id: string): number => WRITE_PREMIUMS.get(generationOf(id) ?? '') ?? 0;
 
 const hasAudio = (a: AudioRates): boolean => a.input !== null || a.cachedInput !== null || a.output !== null;
 
@@ -208,7 +285,7 @@ function cacheWriteRate(price: Price, long: boolean): number {
 export function tablePrices(): Price[] {
   return Object.entries(MODELS)
     .filter(([, e]) => typeof e.input === 'number')
-    .map(([model, e]) => fromTable(model, e));
+    .map(([model]) => fromTable(model, model));
 }
 
 export const nanoToUsd = (nano: Nano): number => nano / 1e9;
