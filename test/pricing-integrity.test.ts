@@ -177,6 +177,40 @@ test('built-in tools with per-call fees, search models and web_search_options ar
   await nothingRecorded();
 });
 
+test('a tool_choice cannot force an undeclared built-in tool, and server-side compaction is refused', async () => {
+  const c = t.client({ project: REFUSED, caching: false });
+  const fn = { type: 'function', name: 'f', parameters: {}, strict: false };
+  let msg = await refused(() => c.responses.create({ model: 'gpt-5', input: 'hi', tool_choice: { type: 'web_search_preview' } } as any), 'tool_choice');
+  assert.match(msg, /"web_search_preview".*per call/);
+  msg = await refused(() => c.responses.create({ model: 'gpt-5', input: 'hi', tool_choice: { type: 'programmatic_tool_calling' } } as any), 'tool_choice');
+  assert.match(msg, /not known to be billed as tokens only/);
+  await refused(() => c.responses.create({
+    model: 'gpt-5', input: 'hi', tools: [fn],
+    tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [{ type: 'function', name: 'f' }, { type: 'image_generation' }] },
+  } as any), 'tool_choice');
+  await refused(() => c.chat.completions.create({
+    model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }],
+    tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'auto', tools: [{ type: 'code_interpreter' }] } },
+  } as any), 'tool_choice');
+  msg = await refused(() => c.responses.create({ model: 'gpt-5', input: 'hi', context_management: [{ type: 'compaction', compact_threshold: 1000 }] } as any), 'context_management');
+  assert.match(msg, /compaction.*could not be metered/i);
+  await refused(() => c.responses.create({ model: 'gpt-5', input: [{ role: 'user', content: 'hi' }, { type: 'compaction_trigger' }] } as any), 'input');
+  await nothingRecorded();
+
+  // What the call declares (and was vetted) may be chosen, by name or by type.
+  await t.user('tc');
+  const ok = t.client({ user: 'tc', project: PROJECT, caching: false });
+  const before = t.fake.requests.length;
+  await ok.responses.create({ model: 'gpt-5', input: 'hi', tools: [fn], tool_choice: { type: 'function', name: 'f' } } as any);
+  await ok.responses.create({ model: 'gpt-5', input: 'hi', tools: [{ type: 'shell', environment: { type: 'local' } }], tool_choice: { type: 'shell' } } as any);
+  await ok.responses.create({ model: 'gpt-5', input: 'hi', tools: [fn], tool_choice: { type: 'allowed_tools', mode: 'required', tools: [{ type: 'function', name: 'f' }] }, context_management: [] } as any);
+  await ok.chat.completions.create({
+    model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], tool_choice: 'auto',
+    tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object', properties: {} } } }],
+  });
+  assert.is(t.fake.requests.length, before + 4);
+});
+
 test('function, custom and MCP tools pass: they are billed as tokens (MCP with max_tool_calls)', async () => {
   await t.user('fay');
   const c = t.client({ user: 'fay', project: PROJECT, caching: false });

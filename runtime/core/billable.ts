@@ -80,7 +80,16 @@ export function assertBillable(route: Route, body: JsonObject, price: Price, too
       'prompt',
     );
   }
+  if (route.kind === 'responses' && (hasEntries(body.context_management) || hasCompactionTrigger(body.input))) {
+    throw refuse(
+      'Server-side compaction is refused by this proxy: OpenAI runs an extra model pass over the whole ' +
+        'context to compact it, and the response\'s usage block does not say what that pass cost, so the ' +
+        'call could not be metered. Call without "context_management" and without a "compaction_trigger" item.',
+      hasEntries(body.context_management) ? 'context_management' : 'input',
+    );
+  }
   checkTools(tools);
+  checkToolChoice(body.tool_choice, tools);
   const turns = body.max_tool_calls;
   if (route.kind === 'responses' && hasMcpTool(tools) && !(isCount(turns) && turns <= MAX_TOOL_CALLS)) {
     throw refuse(
@@ -100,7 +109,33 @@ const MAX_TOOL_CALLS = 128;
 /** The only prompt-cache lifetime whose write rate the price data has (`cache_write`). */
 const PRICED_CACHE_TTL = '30m';
 
-function checkTools(tools: unknown[]): void {
+const hasEntries = (v: unknown): boolean => v != null && !(Array.isArray(v) && v.length === 0);
+
+const hasCompactionTrigger = (input: unknown): boolean =>
+  Array.isArray(input) && input.some((item) => (item as JsonObject | null)?.type === 'compaction_trigger');
+
+/** tool_choice kinds that name a tool by name or server label: whatever they name was declared, and vetted. */
+const NAMING_CHOICES = new Set(['function', 'custom', 'mcp']);
+
+/**
+ * A tool_choice (or an allowed_tools list in it) that names a tool by its type may name only a type the
+ * call declares, which checkTools vetted, or a token-only one: forcing an undeclared built-in tool
+ * must not be a way around the tool checks.
+ */
+function checkToolChoice(choice: unknown, declared: unknown[]): void {
+  if (!choice || typeof choice !== 'object') return;
+  const c = choice as JsonObject;
+  const allowed = c.type === 'allowed_tools' ? (c.tools ?? (c.allowed_tools as JsonObject | null)?.tools) : undefined;
+  const named = c.type === 'allowed_tools' ? (Array.isArray(allowed) ? allowed : []) : [c];
+  const declaredTypes = new Set(declared.map((t) => (t as JsonObject | null)?.type));
+  for (const entry of named) {
+    const type = (entry as JsonObject | null)?.type;
+    if (typeof type === 'string' && (NAMING_CHOICES.has(type) || declaredTypes.has(type))) continue;
+    checkTools([entry], 'tool_choice');
+  }
+}
+
+function checkTools(tools: unknown[], param = 'tools'): void {
   for (const tool of tools) {
     const type = (tool as JsonObject | null)?.type;
     if (typeof type === 'string' && tokenOnly(tool as JsonObject)) continue;
@@ -109,13 +144,13 @@ function checkTools(tools: unknown[]): void {
         `The built-in tool "${type}" is refused by this proxy: OpenAI bills it per call (or per container ` +
           'or image) on top of the tokens, this proxy does not meter those fees, and how often the model ' +
           'uses it cannot be bounded before the call. Use function tools or an MCP server instead.',
-        'tools',
+        param,
       );
     }
     throw refuse(
       `The tool type "${String(type).slice(0, 64)}" is refused by this proxy: it is not known to be billed ` +
         'as tokens only, so the call could not be metered. Function, custom and MCP tools are allowed.',
-      'tools',
+      param,
     );
   }
 }
