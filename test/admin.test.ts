@@ -166,9 +166,12 @@ test('usage report: rows, groups and totals by user, project and model; daily ro
 test('price overrides: set, listed as override, removed', async () => {
   const set = await invoke('default', { action: 'setPrice', model: 'gpt-4o', input: 1, output: 2, cachedInput: 0.5 });
   assert.is(set.price.source, 'override');
-  const one = await invoke('default', { action: 'listPrices', model: 'gpt-4o-2024-08-06' });
+  const one = await invoke('default', { action: 'listPrices', model: 'gpt-4o-2031-01-01' });
   assert.equal([one.prices[0].input, one.prices[0].source, one.prices[0].overrideModel], [1, 'override', 'gpt-4o'],
-    'a family override binds its dated ids, even those with their own table row');
+    'a family override binds its dated ids');
+  const listed = await invoke('default', { action: 'listPrices', model: 'gpt-4o-2024-08-06' });
+  assert.equal([listed.prices[0].input, listed.prices[0].source, listed.prices[0].overrideModel], [2.5, 'override', 'gpt-4o'],
+    'a family override does not cut a dated id the table lists below its own row');
   const fam = await invoke('default', { action: 'listPrices', model: 'gpt-4o' });
   assert.equal([fam.prices[0].input, fam.prices[0].source], [1, 'override']);
   const all = await invoke('default', { action: 'listPrices' });
