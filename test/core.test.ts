@@ -9,7 +9,7 @@ import { readUsage } from '../runtime/core/usage.ts';
 import { OUTPUT_TEXT_MAX_CHARS, StreamMeter } from '../runtime/core/stream-meter.ts';
 import { countTokens } from '../runtime/store/tokenizer.ts';
 import { countTokens as exactTokens } from 'gpt-tokenizer';
-import { requestFacts, withUsageRequested, parseJsonBody } from '../runtime/core/request-facts.ts';
+import { requestFacts, upstreamBody, parseJsonBody } from '../runtime/core/request-facts.ts';
 import { matchRoute } from '../runtime/core/routes.ts';
 import { callerFromArn, identityRules } from '../runtime/core/caller.ts';
 import { cacheKey, canonicalJson } from '../runtime/core/cache-key.ts';
@@ -302,9 +302,17 @@ test('request facts: model, stream, caps, prompt text; usage injection only wher
   assert.equal([facts.model, facts.stream, facts.maxOutputTokens, facts.images, facts.opaqueInput, facts.choices], ['gpt-4o', true, 50, 1, false, 1]);
   // Every string sent counts (keys too); binary payloads do not.
   assert.ok(facts.inputText.includes('look') && facts.inputText.includes('content') && !facts.inputText.includes('data:'));
-  assert.equal((withUsageRequested(chat, body, facts).stream_options as any), { include_usage: true });
+  const sent = upstreamBody(chat, body, facts);
+  assert.equal([sent.stream_options, sent.service_tier], [{ include_usage: true }, 'default']);
+  // The tier a project defaults to is never left to OpenAI: auto (or none) is sent as default.
   const responses = matchRoute('POST', '/responses')!;
-  assert.is(withUsageRequested(responses, body, requestFacts(responses, body)), body);
+  for (const tier of [undefined, null, 'auto']) {
+    assert.equal(upstreamBody(responses, { ...body, service_tier: tier }, requestFacts(responses, body)), { ...body, service_tier: 'default' });
+  }
+  assert.is(upstreamBody(responses, { ...body, service_tier: 'default' }, requestFacts(responses, body)).service_tier, 'default');
+  const embeddings = matchRoute('POST', '/embeddings')!;
+  const input = { model: 'text-embedding-3-small', input: 'x' };
+  assert.is(upstreamBody(embeddings, input, requestFacts(embeddings, input)), input);
   assert.throws(() => parseJsonBody(new TextEncoder().encode('[1]')), (e: WrapiError) => e.status === 400);
   assert.throws(() => requestFacts(chat, { messages: [] }), (e: WrapiError) => e.param === 'model');
 });

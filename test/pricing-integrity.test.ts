@@ -142,10 +142,13 @@ test('service tiers other than the standard one are refused; auto and default pa
   }
   await nothingRecorded();
   const ok = t.client({ project: PROJECT, caching: false });
-  for (const tier of ['auto', 'default'] as const) {
+  for (const tier of ['auto', 'default', undefined] as const) {
     const before = t.fake.requests.length;
     await ok.chat.completions.create({ model: 'gpt-4o-mini', service_tier: tier, messages: [{ role: 'user', content: 'hi' }] });
-    assert.is(t.fake.requests.length, before + 1);
+    await ok.responses.create({ model: 'gpt-5', service_tier: tier, input: 'hi' });
+    assert.is(t.fake.requests.length, before + 2);
+    // auto would let OpenAI use the tier set on its project, which may be priority: default is sent.
+    assert.equal(t.fake.requests.slice(before).map((r) => r.body.service_tier), ['default', 'default'], String(tier));
   }
 });
 

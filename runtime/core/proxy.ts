@@ -19,7 +19,7 @@ import type { CachedResponse, Ledger, Logger, RateLimits, Reservation, ReserveRe
 import { hitRateHolds, rateHoldsFor, rateLimited, tightestRateHeaders, WINDOW_MS, windowOf } from './rates.ts';
 import { modelCandidates, resolvePrice, nanoToUsd } from './pricing.ts';
 import * as P from './protocol.ts';
-import { parseJsonBody, requestFacts, withUsageRequested, type JsonObject, type RequestFacts } from './request-facts.ts';
+import { parseJsonBody, requestFacts, upstreamBody, type JsonObject, type RequestFacts } from './request-facts.ts';
 import { isReasoning, outputTokensThatFit, worstCase } from './reservation.ts';
 import { matchRoute, type Route } from './routes.ts';
 import { reasoningIdsOf, StreamMeter } from './stream-meter.ts';
@@ -316,7 +316,7 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     try {
       res = await forward(deps.upstream, config, {
         method: req.method, path: route.path, search: url.search, clientHeaders: req.headers,
-        body: JSON.stringify(withUsageRequested(route, body, facts)), signal: deadline.signal,
+        body: JSON.stringify(upstreamBody(route, body, facts)), signal: deadline.signal,
       });
     } catch (err) {
       deadline.clear();

@@ -285,11 +285,22 @@ function firstNumber(...values: unknown[]): number | undefined {
 }
 
 /**
- * For streamed chat and legacy completions ask OpenAI for the usage chunk even if the client did
- * not, so the recorded cost is exact. The chunk is stripped again on the way back.
+ * The body sent to OpenAI: what the client sent, plus what exact metering needs.
+ * - Streamed chat and legacy completions ask for the usage chunk even if the client did not, so the
+ *   recorded cost is exact. The chunk is stripped again on the way back.
+ * - Chat and Responses calls that leave the service tier to OpenAI (no `service_tier`, or `auto`) ask
+ *   for `default`: with `auto` OpenAI uses the tier set on its project, and a project switched to
+ *   priority would bill the call above the standard rates the proxy prices (other tiers are refused
+ *   before this, billable.ts).
  */
-export function withUsageRequested(route: Route, body: JsonObject, facts: RequestFacts): JsonObject {
-  if (!facts.stream || facts.clientWantsUsage || (route.kind !== 'chat' && route.kind !== 'completions')) return body;
-  const options = (body.stream_options as JsonObject | undefined) ?? {};
-  return { ...body, stream_options: { ...options, include_usage: true } };
+export function upstreamBody(route: Route, body: JsonObject, facts: RequestFacts): JsonObject {
+  let out = body;
+  if (facts.stream && !facts.clientWantsUsage && (route.kind === 'chat' || route.kind === 'completions')) {
+    const options = (body.stream_options as JsonObject | undefined) ?? {};
+    out = { ...out, stream_options: { ...options, include_usage: true } };
+  }
+  if ((route.kind === 'chat' || route.kind === 'responses') && (body.service_tier == null || body.service_tier === 'auto')) {
+    out = { ...out, service_tier: 'default' };
+  }
+  return out;
 }
