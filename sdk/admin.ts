@@ -191,7 +191,7 @@ export async function flushCache(options: AdminOptions = {}): Promise<void> {
 export interface MemberScope {
   /** Default: the current project (`setProject`). */
   project?: string;
-  /** A caller as the proxy names it: `alice`, `federated:bob`, `AWSReservedSSO_Dev_0a1b/alice`. */
+  /** A caller as the proxy names it: `alice`, `AWSReservedSSO_Dev_0a1b/alice`. */
   user?: string;
   /** An IAM role: everyone who comes through it (stored as `role/*`). */
   role?: string;

@@ -45,7 +45,7 @@ const SCOPE: Record<string, OptionSpec> = {
 
 const MEMBER: Record<string, OptionSpec> = {
   project: { type: 'string', arg: 'NAME', help: 'the project (required)' },
-  user: { type: 'string', arg: 'NAME', help: 'a caller as the proxy names it: alice, federated:bob, Role/session (this or --role)' },
+  user: { type: 'string', arg: 'NAME', help: 'a caller as the proxy names it: alice, Role/session (this or --role)' },
   role: { type: 'string', arg: 'ROLE', help: 'an IAM role: everyone who comes through it (this or --user)' },
 };
 

@@ -164,6 +164,12 @@ test('admin API: grant (idempotent), list, revoke; the last revoke opens the pro
       assert.is(out.error.type, 'invalid_request_error');
     }
   }
+  // A federated caller is always `federated:*` (any name it picks): no such member can be granted.
+  for (const user of ['federated:bob', 'federated:*']) {
+    const out = await t.admin({ action: 'grantMember', project: 'admin-api', user });
+    assert.equal([out.ok, out.error?.code, out.error?.param], [false, 'invalid_member', 'user'], user);
+    assert.match(out.error.message, /Federated users .* choose their own names/);
+  }
   const missing = await t.admin({ action: 'revokeMember', project: 'admin-api', user: 'dave' });
   assert.is(missing.error.code, 'member_not_found');
   assert.equal(await t.admin({ action: 'listMembers' }), before, 'refused requests changed nothing');

@@ -8,6 +8,7 @@ import { dailyDigest, digestSubject, digestText } from './digest.ts';
 import { dayOf, modelFamily, monthOf } from './limits.ts';
 import { windowOf } from './rates.ts';
 import { roleMember } from './membership.ts';
+import { FEDERATED_USER } from './caller.ts';
 import type { Ledger, LimitKind, LimitRow, LimitUse, Logger, PriceOverride, ResponseCache, Scope, UsageRow } from './ports.ts';
 import { modelCandidates, nanoToUsd, resolvePrice, tablePrices, usdToNano, priceTableInfo, type Price } from './pricing.ts';
 import { MODEL_ID, MODEL_ID_RULE } from './request-facts.ts';
@@ -64,6 +65,8 @@ const MEMBER = /^[^#\s\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]{1,256}$/u;
 /** IAM role names: 1-64 of letters, digits and + = , . @ _ - (so no `/`, and never `*`). */
 const ROLE = /^[\w+=,.@-]{1,64}$/;
 const WHOLE_ROLE = /^[^/*]+\/\*$/;
+/** How the proxy names every federated caller (`federated:*`, caller.ts). */
+const FEDERATED_PREFIX = FEDERATED_USER.slice(0, -1);
 const DAY_MS = 86_400_000;
 
 export function createAdmin(deps: AdminDeps): AdminHandler {
@@ -224,7 +227,7 @@ export function createAdmin(deps: AdminDeps): AdminHandler {
     },
     async grantMember(req) {
       const project = name(req.project, 'project');
-      const member = memberOf(req);
+      const member = memberOf(req, true);
       const added = await ledger.addMember(project, member);
       changed();
       return { project, member, added };
@@ -300,7 +303,8 @@ function scopeOf(req: Record<string, unknown>): Scope {
  * Exactly one of `user` (a caller as the proxy names it; `Role/*` is the whole role) or `role`
  * (stored as `Role/*`). `*` alone would be everyone: a project open to all simply has no members.
  */
-function memberOf(req: Record<string, unknown>): string {
+/** `granting`: a new member must be able to admit someone; a revoke may name any stored one. */
+function memberOf(req: Record<string, unknown>, granting = false): string {
   const user = req.user ?? undefined;
   const role = req.role ?? undefined;
   if ((user === undefined) === (role === undefined)) {
@@ -312,10 +316,20 @@ function memberOf(req: Record<string, unknown>): string {
     }
     return roleMember(role);
   }
+  if (granting && typeof user === 'string' && user.startsWith(FEDERATED_PREFIX)) {
+    // Every federated caller is the one user `federated:*` (caller.ts): `federated:bob` would admit
+    // nobody, and `federated:*` everyone allowed to call GetFederationToken.
+    throw badRequest(
+      'Federated users (sts:GetFederationToken) choose their own names, so the proxy cannot tell them apart and ' +
+        'none can be made a member. Grant their IAM user, or a role, instead.',
+      'invalid_member',
+      'user',
+    );
+  }
   // `*` only as a whole role's `Role/*`.
   if (typeof user !== 'string' || !MEMBER.test(user) || (user.includes('*') && !WHOLE_ROLE.test(user))) {
     throw badRequest(
-      '"user" must be a caller as the proxy names it (alice, federated:bob, Role/session, or Role/* for a whole role): ' +
+      '"user" must be a caller as the proxy names it (alice, Role/session, or Role/* for a whole role): ' +
         'at most 256 characters, without spaces, "#" or control characters.',
       'invalid_member',
       'user',

@@ -251,7 +251,7 @@ export interface AudioPriceDto {
 
 /**
  * A project open only to its members. A member is a caller as the proxy names it (`alice`,
- * `federated:bob`, `AWSReservedSSO_Dev_0a1b/alice`) or a whole IAM role (`data-science/*`).
+ * `AWSReservedSSO_Dev_0a1b/alice`) or a whole IAM role (`data-science/*`).
  */
 export interface ProjectMembersDto {
   project: string;
