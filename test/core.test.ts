@@ -78,6 +78,17 @@ test('overrides: the most specific override wins; a family one never lowers a li
   assert.is(resolvePrice('my-model', [o('my-model', 1)])!.audio, undefined);
 });
 
+test('an unlisted snapshot older than one the table lists is not priced by its family; a newer one is', () => {
+  // The table lists gpt-4o-audio-preview-2024-12-17 and -2025-06-03; -2024-10-01 billed audio at $100 / $200.
+  assert.is(resolvePrice('gpt-4o-audio-preview-2024-10-01'), undefined);
+  assert.is(resolvePrice('gpt-4o-2024-06-01'), undefined, 'older than gpt-4o-2024-08-06');
+  assert.is(resolvePrice('gpt-4o-2031-01-01')!.input, 2.5, 'newer than every listed one: the family price');
+  assert.is(resolvePrice('gpt-4o-2024-05-13')!.input, 5, 'listed itself');
+  const o = (model: string) => ({ model, input: 7, cachedInput: null, output: 9, updatedAt: 't' });
+  assert.is(resolvePrice('gpt-4o-2024-06-01', [undefined, o('gpt-4o')]), undefined, 'a family override does not price it either');
+  assert.is(resolvePrice('gpt-4o-2024-06-01', [o('gpt-4o-2024-06-01'), undefined])!.input, 7, 'an override on the id does');
+});
+
 test('cache writes: a model whose write rate the table lacks bills them at its generation\'s premium, not as input', () => {
   // gpt-6.1-terra and gpt-6.2-sol list writes at 1.25x input; gpt-6.1-sol and gpt-6.2-astra have none.
   for (const [model, input] of [['gpt-6.1-sol', 2], ['gpt-6.2-astra', 8], ['gpt-6.1-sol-2026-09-29', 2]] as const) {

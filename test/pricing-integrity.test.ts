@@ -338,6 +338,22 @@ test("an override's audio rates are used, and rates it leaves out keep the table
   });
 });
 
+test('an older snapshot than the table lists is refused as unpriced, until an admin prices that id', async () => {
+  await t.user('old');
+  const c = t.client({ user: 'old', project: PROJECT, caching: false });
+  const model = 'gpt-4o-audio-preview-2024-10-01';
+  const msg = await refused(() => c.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] }), 'model', 'model_not_priced');
+  assert.match(msg, /older snapshot than the price table lists/);
+  await t.admin({ action: 'setPrice', model, input: 5, output: 20, audio: { input: 100, output: 200 } });
+  try {
+    const u = (await c.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi fake:words=4' }] })).usage!;
+    const row = await rowFor('old', 'gpt-4o-audio-preview');
+    assert.is(Math.round(row.spend * 1e9), u.prompt_tokens * nano(5) + u.completion_tokens * nano(20));
+  } finally {
+    await t.admin({ action: 'removePrice', model });
+  }
+});
+
 test('a price cut set on a family does not lower a dated id the table prices higher; an override on that id does', async () => {
   await t.user('snap');
   // gpt-4o's own rates; the table lists gpt-4o-2024-05-13 at $5 / $15, as OpenAI still bills it.

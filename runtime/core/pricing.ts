@@ -92,11 +92,42 @@ export function modelCandidates(model: string): string[] {
 export function resolvePrice(model: string, overrides: (PriceOverride | undefined)[] = []): Price | undefined {
   const candidates = modelCandidates(model);
   const listedAt = candidates.findIndex((c) => typeof MODELS[c]?.input === 'number');
-  const table = listedAt < 0 ? undefined : fromTable(model, candidates[listedAt]);
   const overrideAt = overrides.findIndex((o) => o !== undefined);
+  // An unlisted snapshot older than one the table lists: only a price set for that id prices it.
+  if (listedAt > 0 && olderThanListed(model)) return overrideAt === 0 ? fromOverride(model, overrides[0]!, undefined) : undefined;
+  const table = listedAt < 0 ? undefined : fromTable(model, candidates[listedAt]);
   if (overrideAt < 0) return table;
   const price = fromOverride(model, overrides[overrideAt]!, table);
   return table && listedAt < overrideAt ? atLeast(price, table) : price;
+}
+
+/** `gpt-4o-2024-08-06` → [`gpt-4o`, `2024-08-06`]; undefined for ids without a YYYY-MM-DD date. */
+const datedOf = (id: string): [string, string] | undefined => {
+  const m = /^(.+)-(\d{4}-\d{2}-\d{2})$/.exec(id);
+  return m ? [m[1], m[2]] : undefined;
+};
+
+/** Each family's newest snapshot date the table lists (`gpt-4o` → `2024-11-20`). */
+const NEWEST_LISTED = (() => {
+  const out = new Map<string, string>();
+  for (const [id, e] of Object.entries(MODELS)) {
+    const dated = datedOf(id);
+    if (dated && typeof e.input === 'number' && dated[1] > (out.get(dated[0]) ?? '')) out.set(dated[0], dated[1]);
+  }
+  return out;
+})();
+
+/**
+ * Whether `model` is a dated snapshot the table does not list, older than one it lists of the same
+ * family. The family's price is its newest snapshot's, and OpenAI keeps an older snapshot at the
+ * price it launched with, which has mostly been higher (gpt-4o-audio-preview-2024-10-01 bills audio
+ * at 2.5 times gpt-4o-audio-preview's): such an id is not priced by its family. A snapshot newer than
+ * every listed one takes the family's price, as the alias moves to it.
+ */
+export function olderThanListed(model: string): boolean {
+  const dated = datedOf(model);
+  const newest = dated && NEWEST_LISTED.get(dated[0]);
+  return !!newest && dated[1] < newest;
 }
 
 /**

@@ -17,7 +17,7 @@ import { createPolicyReader, type Policy, type PolicyReader } from './policy.ts'
 import type { BudgetAlert } from './alerts.ts';
 import type { CachedResponse, Ledger, Logger, RateLimits, Reservation, ReserveResult, ResponseCache, Scope, Upstream } from './ports.ts';
 import { hitRateHolds, rateHoldsFor, rateLimited, tightestRateHeaders, WINDOW_MS, windowOf } from './rates.ts';
-import { modelCandidates, resolvePrice, nanoToUsd } from './pricing.ts';
+import { modelCandidates, olderThanListed, resolvePrice, nanoToUsd } from './pricing.ts';
 import * as P from './protocol.ts';
 import { parseJsonBody, requestFacts, upstreamBody, type JsonObject, type RequestFacts } from './request-facts.ts';
 import { isReasoning, outputTokensThatFit, worstCase } from './reservation.ts';
@@ -224,6 +224,9 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
     if (!price) {
       throw badRequest(
         `Model "${facts.model}" has no price in stage ${config.stage}, so calls to it are refused (unpriced calls would escape the limits). ` +
+          (olderThanListed(facts.model)
+            ? 'It is an older snapshot than the price table lists, and OpenAI bills older snapshots at their own prices, not the family\'s. '
+            : '') +
           `An admin can add one: openai-wrapi prices set --stage ${config.stage} --model "${facts.model}" --input <usd per 1M> --output <usd per 1M>`,
         'model_not_priced',
         'model',
