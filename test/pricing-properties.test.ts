@@ -132,16 +132,27 @@ test('fine-tuned models are priced at their base row', () => {
 test('a family override never prices a listed snapshot below its row; long prompts never bill below short ones', () => {
   const snapshots = LISTED.filter(([id]) => /-\d{4}-\d{2}-\d{2}$/.test(id) && TABLE[id.replace(/-\d{4}-\d{2}-\d{2}$/, '')]?.input != null);
   const rate = fc.oneof(fc.constant(0), fc.double({ min: 0.01, max: 200, noNaN: true }).map((x) => Math.round(x * 100) / 100));
-  const override = fc.record({ input: rate, cached: fc.option(rate, { nil: null }), output: rate });
+  const override = fc.record({
+    input: rate,
+    cached: fc.option(rate, { nil: null }),
+    output: rate,
+    // What an admin may also set: its own long-context tier (any threshold) and audio rates.
+    longContext: fc.option(fc.record({ thresholdInputTokens: fc.integer({ min: 1, max: 300_000 }), input: rate, cachedInput: fc.option(rate, { nil: null }), output: rate }), { nil: undefined }),
+    audio: fc.option(fc.record({ input: rate, cachedInput: rate, output: rate }, { requiredKeys: [] }), { nil: undefined }),
+  });
   fc.assert(
     fc.property(
-      fc.constantFrom(...snapshots.map(([id]) => id)).chain((id) => fc.tuple(fc.constant(id), usageFor(TABLE[id], false), override)),
+      fc.constantFrom(...snapshots.map(([id]) => id)).chain((id) => fc.tuple(fc.constant(id), usageFor(TABLE[id], TABLE[id].audio_input != null), override)),
       ([id, usage, o]) => {
         const family = id.replace(/-\d{4}-\d{2}-\d{2}$/, '');
-        const set: PriceOverride = { model: family, input: o.input, cachedInput: o.cached, output: o.output, updatedAt: 't' };
+        const set: PriceOverride = {
+          model: family, input: o.input, cachedInput: o.cached, output: o.output, updatedAt: 't',
+          ...(o.longContext ? { longContext: o.longContext } : {}), ...(o.audio ? { audio: o.audio } : {}),
+        };
         const price = resolvePrice(id, [undefined, set])!;
         assert.ok(asPico(costOf(price, usage)) + ROUNDING_PICO >= bill(TABLE[id], usage), `${id} under ${JSON.stringify(o)}`);
-        const own = resolvePrice(family, [set])!;
+        // Long-context rates the override leaves to the table rise with its text rates.
+        const own = resolvePrice(family, [{ ...set, longContext: undefined }])!;
         const lc = own.longContext;
         if (lc) {
           const at = { input: lc.thresholdInputTokens, cached: 0, output: usage.output };
@@ -151,6 +162,18 @@ test('a family override never prices a listed snapshot below its row; long promp
     ),
     { numRuns: Math.ceil(RUNS / 3), ...SEED },
   );
+});
+
+test('a model of a generation that bills cache writes bills them above input however it is priced', () => {
+  // Listed without a write rate, unlisted with an admin's price, or a fine-tune of one: never as input.
+  const o = (model: string): PriceOverride => ({ model, input: 8, cachedInput: 0.4, output: 40, updatedAt: 't' });
+  const usage = { input: 1000, cached: 0, output: 0, cacheWrite: 1000 };
+  for (const [model, overrides] of [
+    ['gpt-6.2-astra', []], ['gpt-6.2-nova', [o('gpt-6.2-nova')]], ['ft:gpt-6.2-sol:acme::x1', [o('ft:gpt-6.2-sol:acme::x1')]],
+  ] as const) {
+    const price = resolvePrice(model, [...overrides])!;
+    assert.is(costOf(price, usage), 1000 * price.input * 1250, model);
+  }
 });
 
 test.run();

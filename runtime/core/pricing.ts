@@ -153,7 +153,8 @@ function fromOverride(model: string, o: PriceOverride, table: Price | undefined)
     cachedInput: o.audio?.cachedInput ?? table?.audio?.cachedInput ?? null,
     output: o.audio?.output ?? table?.audio?.output ?? null,
   };
-  const cacheWrite = o.cacheWrite ?? (table?.cacheWrite === undefined ? undefined : table.cacheWrite * inputRise);
+  const cacheWrite = o.cacheWrite ??
+    (table?.cacheWrite !== undefined ? table.cacheWrite * inputRise : generationWritePremium(model) * o.input || undefined);
   return {
     model,
     input: o.input,
@@ -169,46 +170,48 @@ function fromOverride(model: string, o: PriceOverride, table: Price | undefined)
 /** How many times `rate` is `base` when it is more; 1 when it is not, or there is no base. */
 const rise = (rate: number, base: number | undefined): number => (base !== undefined && base > 0 && rate > base ? rate / base : 1);
 
-/** Every rate of `price`, but none below `floor`'s for the same tokens. */
+/** Every rate of `price`, but none below `floor`'s for the same tokens, at any prompt size. */
 function atLeast(price: Price, floor: Price): Price {
-  const max = (a: number | null | undefined, b: number | null | undefined): number | null =>
-    a == null ? (b ?? null) : b == null ? a : Math.max(a, b);
-  const input = Math.max(price.input, floor.input);
-  // A null cached rate bills cached tokens at the input rate: compare what each would charge.
-  const cachedInput = price.cachedInput === null && floor.cachedInput === null
-    ? null
-    : Math.max(price.cachedInput ?? price.input, floor.cachedInput ?? floor.input);
+  const short = maxRates(price, floor);
+  // Above a threshold each side bills its long-context rates, or its plain ones if it has none.
+  const thresholds = [price.longContext, floor.longContext].flatMap((lc) => (lc ? [lc.thresholdInputTokens] : []));
+  const long = thresholds.length
+    ? { thresholdInputTokens: Math.min(...thresholds), ...maxRates(price.longContext ?? price, floor.longContext ?? floor) }
+    : undefined;
+  const audio = {
+    input: maxRate(price.audio?.input, floor.audio?.input),
+    // No cached audio rate: cached audio bills at the audio input rate.
+    cachedInput: price.audio?.cachedInput == null && floor.audio?.cachedInput == null
+      ? null
+      : maxRate(price.audio?.cachedInput ?? price.audio?.input, floor.audio?.cachedInput ?? floor.audio?.input),
+    output: maxRate(price.audio?.output, floor.audio?.output),
+  };
   const cacheWrite = price.cacheWrite === undefined && floor.cacheWrite === undefined
     ? undefined
     : Math.max(price.cacheWrite ?? price.input, floor.cacheWrite ?? floor.input);
-  const [a, b] = [price.longContext, floor.longContext];
-  const longContext = a && b
-    ? {
-        // The lower threshold reprices more requests: the dearer of the two.
-        thresholdInputTokens: Math.min(a.thresholdInputTokens, b.thresholdInputTokens),
-        input: Math.max(a.input, b.input),
-        cachedInput: a.cachedInput === null && b.cachedInput === null
-          ? null
-          : Math.max(a.cachedInput ?? a.input, b.cachedInput ?? b.input),
-        output: Math.max(a.output, b.output),
-      }
-    : (a ?? b);
-  const audio = {
-    input: max(price.audio?.input, floor.audio?.input),
-    cachedInput: max(price.audio?.cachedInput, floor.audio?.cachedInput),
-    output: max(price.audio?.output, floor.audio?.output),
-  };
   return {
     model: price.model,
-    input,
-    cachedInput,
-    output: Math.max(price.output, floor.output),
+    ...short,
     ...(cacheWrite !== undefined ? { cacheWrite } : {}),
-    ...(longContext ? { longContext: { ...longContext } } : {}),
+    ...(long ? { longContext: long } : {}),
     ...(hasAudio(audio) ? { audio } : {}),
     version: price.version,
   };
 }
+
+type TextRates = Pick<Price, 'input' | 'cachedInput' | 'output'>;
+
+/** The dearer of two sets of text rates, rate by rate (a null cached rate bills as input). */
+function maxRates(a: TextRates, b: TextRates): TextRates {
+  return {
+    input: Math.max(a.input, b.input),
+    cachedInput: a.cachedInput === null && b.cachedInput === null ? null : Math.max(a.cachedInput ?? a.input, b.cachedInput ?? b.input),
+    output: Math.max(a.output, b.output),
+  };
+}
+
+const maxRate = (a: number | null | undefined, b: number | null | undefined): number | null =>
+  a == null ? (b ?? null) : b == null ? a : Math.max(a, b);
 
 function fromTable(model: string, id: string): Price {
   const e = MODELS[id];
@@ -237,8 +240,8 @@ function fromTable(model: string, id: string): Price {
   };
 }
 
-/** `gpt-6.2-astra` → `gpt-6.2`: the generation a model id belongs to, where its id says one. */
-const generationOf = (id: string): string | undefined => /^(gpt-\d+(?:\.\d+)?)-/.exec(id)?.[1];
+/** `gpt-6.2-astra` (or `ft:gpt-6.2-sol:org::id`) → `gpt-6.2`: the generation a model id belongs to, where its id says one. */
+const generationOf = (id: string): string | undefined => /^(?:ft:)?(gpt-\d+(?:\.\d+)?)-/.exec(id)?.[1];
 
 /**
  * Cache writes are billed on some generations (gpt-5.6, gpt-6.x) above the input rate, and the table
