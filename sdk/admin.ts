@@ -143,8 +143,9 @@ export async function getUsage(
 
 /**
  * Sets (overrides) a model's price in USD per 1M tokens, effective without a redeploy, for the model
- * and every id that resolves to it (`gpt-4o` also prices `gpt-4o-2024-08-06`). Cache-write,
- * long-context and audio rates left out stay as the shipped table has them.
+ * and every id that resolves to it (`gpt-4o` also prices `gpt-4o-2031-01-01`; a dated id the table
+ * lists is raised by a family override, never lowered). Cache-write, long-context and audio rates left
+ * out come from the shipped table, cache-write and long-context ones raised as far as the text rates are.
  */
 export async function setPrice(
   options: AdminOptions & {

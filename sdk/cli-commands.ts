@@ -489,7 +489,7 @@ function audioFlags(values: Values): { audio?: { input?: number; cachedInput?: n
 /** Rates an override leaves out keep the table's: say so, since it is not what "set" suggests. */
 function keptNote(kinds: (string | false)[]): string {
   const kept = kinds.filter(Boolean).join(' and ');
-  return kept ? `\n${kept[0].toUpperCase()}${kept.slice(1)} rates not set here stay as the shipped table has them for this model, if any.` : '';
+  return kept ? `\n${kept[0].toUpperCase()}${kept.slice(1)} rates not set here come from the shipped table for this model, if any (cache-write and long-context ones raised as far as the text rates are).` : '';
 }
 
 /** `$5 input, $0.5 cached, $22.5 output` for the rates that are set. */

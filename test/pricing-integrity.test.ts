@@ -195,6 +195,16 @@ test('a tool_choice cannot force an undeclared built-in tool, and server-side co
     model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }],
     tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'auto', tools: [{ type: 'code_interpreter' }] } },
   } as any), 'tool_choice');
+  // Every shape an allowed_tools list may take, on either route; unknown string forms; a namespace's own tools.
+  for (const choice of [
+    'web_search',
+    { type: 'allowed_tools', tools: {}, allowed_tools: { tools: [{ type: 'web_search' }] } },
+    { type: 'allowed_tools', mode: 'auto', tools: [{ type: 'namespace', name: 'n', tools: [{ type: 'web_search' }] }] },
+  ]) {
+    await refused(() => c.responses.create({
+      model: 'gpt-5', input: 'hi', tools: [{ type: 'namespace', name: 'n', tools: [{ type: 'function', name: 'g' }] }], tool_choice: choice,
+    } as any), 'tool_choice');
+  }
   msg = await refused(() => c.responses.create({ model: 'gpt-5', input: 'hi', context_management: [{ type: 'compaction', compact_threshold: 1000 }] } as any), 'context_management');
   assert.match(msg, /compaction.*could not be metered/i);
   await refused(() => c.responses.create({ model: 'gpt-5', input: [{ role: 'user', content: 'hi' }, { type: 'compaction_trigger' }] } as any), 'input');

@@ -165,7 +165,7 @@ test('admin API: grant (idempotent), list, revoke; the last revoke opens the pro
     }
   }
   // A federated caller is always `federated:*` (any name it picks): no such member can be granted.
-  for (const user of ['federated:bob', 'federated:*']) {
+  for (const user of ['federated:bob', 'federated:*', 'Federated:bob']) {
     const out = await t.admin({ action: 'grantMember', project: 'admin-api', user });
     assert.equal([out.ok, out.error?.code, out.error?.param], [false, 'invalid_member', 'user'], user);
     assert.match(out.error.message, /Federated users .* choose their own names/);

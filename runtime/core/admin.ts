@@ -316,7 +316,7 @@ function memberOf(req: Record<string, unknown>, granting = false): string {
     }
     return roleMember(role);
   }
-  if (granting && typeof user === 'string' && user.startsWith(FEDERATED_PREFIX)) {
+  if (granting && typeof user === 'string' && user.toLowerCase().startsWith(FEDERATED_PREFIX)) {
     // Every federated caller is the one user `federated:*` (caller.ts): `federated:bob` would admit
     // nobody, and `federated:*` everyone allowed to call GetFederationToken.
     throw badRequest(

@@ -123,17 +123,27 @@ const NAMING_CHOICES = new Set(['function', 'custom', 'mcp']);
  * must not be a way around the tool checks.
  */
 function checkToolChoice(choice: unknown, declared: unknown[]): void {
-  if (!choice || typeof choice !== 'object') return;
+  if (choice == null) return;
+  if (typeof choice === 'string') {
+    if (CHOICE_MODES.has(choice)) return;
+    throw refuse(`tool_choice "${choice.slice(0, 64)}" is refused by this proxy: only ${[...CHOICE_MODES].join(', ')} or an object naming a declared tool are known.`, 'tool_choice');
+  }
   const c = choice as JsonObject;
-  const allowed = c.type === 'allowed_tools' ? (c.tools ?? (c.allowed_tools as JsonObject | null)?.tools) : undefined;
-  const named = c.type === 'allowed_tools' ? (Array.isArray(allowed) ? allowed : []) : [c];
+  // Both shapes (Responses: `tools`; chat: `allowed_tools.tools`), whichever the route: OpenAI reads one.
+  const lists = c.type === 'allowed_tools' ? [c.tools, (c.allowed_tools as JsonObject | null)?.tools] : [[c]];
+  const named = lists.flatMap((list) => (Array.isArray(list) ? list : []));
   const declaredTypes = new Set(declared.map((t) => (t as JsonObject | null)?.type));
   for (const entry of named) {
     const type = (entry as JsonObject | null)?.type;
-    if (typeof type === 'string' && (NAMING_CHOICES.has(type) || declaredTypes.has(type))) continue;
+    // A declared type passes, unless the entry brings tools of its own (a namespace), vetted here.
+    const nested = entry !== null && typeof entry === 'object' && 'tools' in entry;
+    if (typeof type === 'string' && (NAMING_CHOICES.has(type) || (declaredTypes.has(type) && !nested))) continue;
     checkTools([entry], 'tool_choice');
   }
 }
+
+/** The string forms of tool_choice, in both APIs. */
+const CHOICE_MODES = new Set(['none', 'auto', 'required']);
 
 function checkTools(tools: unknown[], param = 'tools'): void {
   for (const tool of tools) {
