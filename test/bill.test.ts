@@ -17,7 +17,7 @@ function billOn(ledger: Ledger, held: boolean, over: Partial<BillInit> = {}, cal
   };
   const init: BillInit = {
     ledger, log: silent, reservation, held, price,
-    worst: { inputTokens: 100, outputTokens: 1_000, choices: 1, audio: { input: false, output: false }, cost: 900_000 },
+    worst: { inputTokens: 100, outputTokens: 1_000, predictedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 900_000 },
     kind: 'chat', reasoning: false, facts: { model: 'gpt-4o-mini', inputText: 'hi', tokenIds: 0, images: 0, opaqueInput: false, storedReasoning: 0, contexts: 1 },
     countTokens: async (text) => text.length, tags: {}, ...over,
   };
@@ -67,7 +67,7 @@ test('an estimate is never below the reserved output for a reasoning model, nor 
 test('an estimate of a call that asked for audio prices its output as audio', async () => {
   const ledger = openSqliteLedger(':memory:');
   const audioPrice = resolvePrice('gpt-4o-audio-preview')!;
-  const worst = { inputTokens: 100, outputTokens: 1_000, choices: 1, audio: { input: false, output: true }, cost: 0 };
+  const worst = { inputTokens: 100, outputTokens: 1_000, predictedTokens: 0, choices: 1, audio: { input: false, output: true }, cost: 0 };
   const { cost } = await billOn(ledger, false, { price: audioPrice, worst }).bill.settle({ kind: 'estimate' }, 0);
   // 1,000 reserved output tokens at $80/1M audio (as text, $10/1M), plus the input.
   assert.ok(cost > 80 * 1_000 * 1_000, `${cost}`);

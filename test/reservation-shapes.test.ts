@@ -225,4 +225,20 @@ test('the output cap is read where the route reads it: chat takes the larger of 
   covers(legacy, 2 * 4096 * 2e-6);
 });
 
+test('a predicted output is held as output too: its rejected tokens are billed as completion tokens', async () => {
+  const c = await limited('predicted', 0.1);
+  // 20,000 bytes: at most 20,000 tokens, each billed at gpt-4o's $10/1M output if the answer rejects it.
+  const prediction = '!?'.repeat(10_000);
+  const worst = await refusedWorst(() =>
+    c.chat.completions.create({
+      model: 'gpt-4o', max_completion_tokens: 10, prediction: { type: 'content', content: prediction },
+      messages: [{ role: 'user', content: 'Fix the typo.' }],
+    }));
+  covers(worst, (20_000 + 10) * 10e-6);
+  // Without it the same call fits.
+  const before = forwarded();
+  await c.chat.completions.create({ model: 'gpt-4o', max_completion_tokens: 10, messages: [{ role: 'user', content: `Fix the typo. ${prediction.slice(0, 100)}` }] });
+  assert.is(forwarded(), before + 1);
+});
+
 test.run();

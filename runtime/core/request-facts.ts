@@ -1,4 +1,5 @@
 // What the proxy needs to know about a call before forwarding it, read from the client's JSON body.
+import { utf8Length } from './utf8.ts';
 import { badRequest } from './errors.ts';
 import type { Route } from './routes.ts';
 
@@ -49,6 +50,11 @@ export interface RequestFacts {
   previousResponseId?: string;
   /** The caller asked for reasoning explicitly (`reasoning_effort`, `reasoning`). */
   reasoning: boolean;
+  /**
+   * Chat's predicted output (`prediction`): an upper bound of its tokens (its UTF-8 bytes). The part
+   * the answer does not use is billed as completion tokens, on top of what the answer generates.
+   */
+  predictedOutput?: number;
 }
 
 export type JsonObject = Record<string, unknown>;
@@ -136,7 +142,15 @@ export function requestFacts(route: Route, body: JsonObject): RequestFacts {
       ? { previousResponseId: body.previous_response_id }
       : {}),
     reasoning: body.reasoning_effort != null || body.reasoning != null,
+    ...(route.kind === 'chat' && body.prediction != null ? { predictedOutput: utf8Length(stringsOf(body.prediction).join('')) } : {}),
   };
+}
+
+/** Every string value inside `value` (its keys are not sent as text). */
+function stringsOf(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  if (!value || typeof value !== 'object') return [];
+  return Object.values(value).flatMap(stringsOf);
 }
 
 /** Keys whose values are not tokens of the prompt (binary payloads are bounded another way). */

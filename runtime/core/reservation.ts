@@ -65,8 +65,10 @@ const modelInputCap = (model: string): number => modelCaps(model).maxInput ?? UN
 
 export interface WorstCase {
   inputTokens: number;
-  /** Output tokens per choice. */
+  /** Output tokens per choice, a predicted output's included. */
   outputTokens: number;
+  /** Of those, the predicted output's (billed as output where the answer does not use it). */
+  predictedTokens: number;
   choices: number;
   /** Audio may be in the input or asked for as output: those tokens are then priced as audio. */
   audio: AudioUse;
@@ -110,8 +112,11 @@ export function worstCase(
     const cap = (maxOutput ?? UNKNOWN_OUTPUT_CAP) * (kind === 'responses' ? facts.contexts : 1);
     outputTokens = facts.maxOutputTokens === undefined ? cap : Math.min(facts.maxOutputTokens, cap);
   }
+  // Rejected prediction tokens may not count against the output cap: held on top of it.
+  const predictedTokens = facts.predictedOutput ?? 0;
+  outputTokens += predictedTokens;
   const cost = worstCost(price, audio, inputTokens, outputTokens * facts.choices);
-  return { inputTokens, outputTokens, choices: facts.choices, audio, cost };
+  return { inputTokens, outputTokens, predictedTokens, choices: facts.choices, audio, cost };
 }
 
 /**
@@ -123,7 +128,8 @@ export function outputTokensThatFit(worst: WorstCase, price: Price, remaining: N
   const perToken = worstCost(price, worst.audio, worst.inputTokens, 1_000_000) - input;
   if (perToken <= 0) return worst.outputTokens;
   const fit = Math.floor(((remaining - input) * 1_000_000) / (perToken * worst.choices));
-  return Math.max(0, Math.min(fit, worst.outputTokens));
+  // The cap the caller sets bounds what the answer generates; the prediction is held beside it.
+  return Math.max(0, Math.min(fit, worst.outputTokens) - worst.predictedTokens);
 }
 
 /**
