@@ -178,13 +178,14 @@ function atLeast(price: Price, floor: Price): Price {
   const long = thresholds.length
     ? { thresholdInputTokens: Math.min(...thresholds), ...maxRates(price.longContext ?? price, floor.longContext ?? floor) }
     : undefined;
+  // A null audio rate is unpriced (audio refused there; should some be reported, it bills as costOf
+  // bills it: cached at the audio input rate, the rest at the text rate): once either side prices a
+  // direction, it costs no less than what the other would charge for it.
+  const [pa, fa] = [audioCharged(price), audioCharged(floor)];
   const audio = {
-    input: maxRate(price.audio?.input, floor.audio?.input),
-    // No cached audio rate: cached audio bills at the audio input rate.
-    cachedInput: price.audio?.cachedInput == null && floor.audio?.cachedInput == null
-      ? null
-      : maxRate(price.audio?.cachedInput ?? price.audio?.input, floor.audio?.cachedInput ?? floor.audio?.input),
-    output: maxRate(price.audio?.output, floor.audio?.output),
+    input: price.audio?.input == null && floor.audio?.input == null ? null : Math.max(pa.input, fa.input),
+    cachedInput: price.audio?.cachedInput == null && floor.audio?.cachedInput == null ? null : Math.max(pa.cachedInput, fa.cachedInput),
+    output: price.audio?.output == null && floor.audio?.output == null ? null : Math.max(pa.output, fa.output),
   };
   const cacheWrite = price.cacheWrite === undefined && floor.cacheWrite === undefined
     ? undefined
@@ -210,8 +211,11 @@ function maxRates(a: TextRates, b: TextRates): TextRates {
   };
 }
 
-const maxRate = (a: number | null | undefined, b: number | null | undefined): number | null =>
-  a == null ? (b ?? null) : b == null ? a : Math.max(a, b);
+/** The rates costOf charges audio tokens at under `p` (see costOf's fallbacks). */
+function audioCharged(p: Price): { input: number; cachedInput: number; output: number } {
+  const input = p.audio?.input ?? p.input;
+  return { input, cachedInput: p.audio?.cachedInput ?? input, output: p.audio?.output ?? p.output };
+}
 
 function fromTable(model: string, id: string): Price {
   const e = MODELS[id];
