@@ -223,6 +223,8 @@ test('the output cap is read where the route reads it: chat takes the larger of 
   const legacy = await refusedWorst(() =>
     c.completions.create({ model: 'davinci-002', prompt: 'hi', max_completion_tokens: 1, max_tokens: 4096, n: 2 } as any));
   covers(legacy, 2 * 4096 * 2e-6);
+  // An explicit null is not the default's 16: it may mean no cap, so the model's own is held.
+  covers(await refusedWorst(() => c.completions.create({ model: 'davinci-002', prompt: 'hi', max_tokens: null, n: 2 })), 2 * 4096 * 2e-6);
 });
 
 test('a predicted output is held as output too: its rejected tokens are billed as completion tokens', async () => {
@@ -239,6 +241,37 @@ test('a predicted output is held as output too: its rejected tokens are billed a
   const before = forwarded();
   await c.chat.completions.create({ model: 'gpt-4o', max_completion_tokens: 10, messages: [{ role: 'user', content: `Fix the typo. ${prediction.slice(0, 100)}` }] });
   assert.is(forwarded(), before + 1);
+});
+
+const PNG = 'data:image/png;base64,' + 'iVBORw0KGgo'.repeat(10);
+
+test('a computer_call_output screenshot has no detail to bound it: held at the input window', async () => {
+  const c = await limited('screenshot', 0.01);
+  const shot = [
+    { type: 'computer_call', id: 'cu_0', call_id: 'call_0', action: { type: 'screenshot' }, pending_safety_checks: [], status: 'completed' },
+    { type: 'computer_call_output', call_id: 'call_0', output: { type: 'computer_screenshot', image_url: PNG } },
+  ];
+  // gpt-4o-mini: 128,000 tokens at $0.15/1M.
+  covers(await refusedWorst(() => c.responses.create({ model: 'gpt-4o-mini', max_output_tokens: 16, input: [...shot, { role: 'user', content: 'what changed?' }] } as any)), 128_000 * 0.15e-6);
+});
+
+test('a chat image asking for original detail in either field is held at the input window', async () => {
+  const c = await limited('detail', 1);
+  // gpt-5.4: 1,050,000 tokens, above 272,000 at its long-context $5/1M.
+  covers(await refusedWorst(() => c.chat.completions.create({
+    model: 'gpt-5.4', max_completion_tokens: 16,
+    messages: [{ role: 'user', content: [{ type: 'image_url', detail: 'high', image_url: { url: PNG, detail: 'original' } }, { type: 'text', text: 'what is it?' }] }],
+  } as any)), 1_050_000 * 5e-6);
+});
+
+test('each spoken answer sent back by id is held at one answer of a speaking model', async () => {
+  const c = await limited('audio-by-id', 0.01);
+  const turns = Array.from({ length: 3 }, (_, i) => [{ role: 'user', content: 'tell me more' }, { role: 'assistant', audio: { id: `audio_6a1b${i}` } }]).flat();
+  // 16,384 audio tokens each, at gpt-audio's $32/1M audio input.
+  covers(await refusedWorst(() => c.chat.completions.create({
+    model: 'gpt-audio', max_completion_tokens: 1, modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' },
+    messages: [...turns, { role: 'user', content: 'and?' }],
+  } as any)), 3 * 16_384 * 32e-6);
 });
 
 test.run();

@@ -46,6 +46,8 @@ export interface RequestFacts {
   storedReasoning: number;
   /** The ids of those items that can be looked up (the proxy remembers what it settled under them). */
   storedReasoningIds: string[];
+  /** Chat: earlier spoken answers sent back by id (`audio: { id }` on an assistant message), loaded from OpenAI's store. */
+  storedAudio?: number;
   /** The stored response a Responses call continues: its size is part of the input. */
   previousResponseId?: string;
   /** The caller asked for reasoning explicitly (`reasoning_effort`, `reasoning`). */
@@ -163,10 +165,11 @@ const BOUNDED_DETAIL = new Set(['low', 'high', 'auto']);
 /** One walk over the body: all text it sends, token-id arrays, images and unmeasurable parts. */
 function walkInput(
   route: Route, body: JsonObject,
-): Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'storedReasoning' | 'storedReasoningIds'> {
+): Pick<RequestFacts, 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'storedReasoning' | 'storedReasoningIds' | 'storedAudio'> {
   const texts: string[] = [];
   let tokenIds = 0;
   let images = 0;
+  let storedAudio = 0;
   let storedReasoning = 0;
   const storedReasoningIds: string[] = [];
   // A previous response id that is not a string cannot be looked up: its history counts as unseen.
@@ -178,13 +181,17 @@ function walkInput(
     else if (Array.isArray(value)) for (const v of value) walk(v, inPrompt);
     else if (value && typeof value === 'object') {
       const part = value as JsonObject;
+      const audio = part.audio as JsonObject | null | undefined;
+      if (route.kind === 'chat' && part.role === 'assistant' && audio && typeof audio === 'object' && audio.id != null) storedAudio++;
+      const imageType = typeof part.type === 'string' && IMAGE_PART_TYPES.has(part.type);
       if (typeof part.type === 'string') {
-        if (IMAGE_PART_TYPES.has(part.type)) {
+        if (imageType) {
           images++;
           // The per-image bound holds for low, high and auto detail; none is published for others
-          // (`original` reads the image at its full size).
-          const detail = part.detail ?? (part.image_url as JsonObject | null | undefined)?.detail;
-          if (detail != null && !BOUNDED_DETAIL.has(detail as string)) opaqueInput = true;
+          // (`original` reads the image at its full size). Either place may say it.
+          for (const detail of [part.detail, (part.image_url as JsonObject | null | undefined)?.detail]) {
+            if (detail != null && !BOUNDED_DETAIL.has(detail as string)) opaqueInput = true;
+          }
         }
         if (OPAQUE_PART_TYPES.has(part.type)) opaqueInput = true;
         // A reasoning item given without its content is loaded from OpenAI's store.
@@ -195,8 +202,9 @@ function walkInput(
       }
       for (const [key, v] of Object.entries(part)) {
         if (BINARY_KEYS.has(key)) {
-          // A URL or id names an image or file counted by its part; inline data is bounded by the cap.
-          if (key !== 'image_url') opaqueInput = true;
+          // An image part's URL is counted by its part; any other URL or id (a file, a computer
+          // screenshot, which has no detail to bound it) or inline data is bounded by the cap.
+          if (key !== 'image_url' || !imageType) opaqueInput = true;
           continue;
         }
         texts.push(key);
@@ -215,7 +223,7 @@ function walkInput(
       if (o && typeof o === 'object' && typeof o.type !== 'string' && o.role == null) opaqueInput = true;
     }
   }
-  return { inputText: texts.join('\n'), tokenIds, images, opaqueInput, storedReasoning, storedReasoningIds };
+  return { inputText: texts.join('\n'), tokenIds, images, opaqueInput, storedReasoning, storedReasoningIds, ...(storedAudio ? { storedAudio } : {}) };
 }
 
 /** A legacy completions `prompt` that is a list of prompts (strings or token arrays): each is a call of its own. */
@@ -270,8 +278,9 @@ function maxOutputOf(route: Route, body: JsonObject): number | undefined {
     const given = [body.max_completion_tokens, body.max_tokens].map((v) => firstNumber(v)).filter((v) => v !== undefined);
     return given.length ? Math.max(...given) : undefined;
   }
-  // Legacy completions stop at 16 tokens unless told otherwise (OpenAI's API reference: max_tokens defaults to 16).
-  if (route.kind === 'completions') return body.max_tokens == null ? LEGACY_DEFAULT_MAX_TOKENS : firstNumber(body.max_tokens);
+  // Legacy completions stop at 16 tokens unless told otherwise (OpenAI's API reference: max_tokens
+  // defaults to 16). An explicit null may mean no cap, as it does on chat: the model's own is held.
+  if (route.kind === 'completions') return body.max_tokens === undefined ? LEGACY_DEFAULT_MAX_TOKENS : firstNumber(body.max_tokens);
   if (route.kind === 'responses') return firstNumber(body.max_output_tokens);
   return undefined;
 }

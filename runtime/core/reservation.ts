@@ -23,6 +23,11 @@ export const FRAMING_TOKENS = 64;
 /** Caps assumed for a model the table does not know (an admin-priced id): the largest it lists. */
 const UNKNOWN_OUTPUT_CAP = Math.max(...Object.values(caps.models).map((m) => m.max_output_tokens ?? 0));
 const UNKNOWN_INPUT_CAP = 1_050_000;
+/**
+ * An earlier spoken answer sent back by id is at most one answer of a chat model that speaks: 16,384
+ * output tokens on each (gpt-4o-audio-preview, gpt-4o-mini-audio-preview, gpt-audio, gpt-audio-mini).
+ */
+const AUDIO_ANSWER_TOKENS = 16_384;
 
 interface Caps {
   maxOutput?: number;
@@ -103,7 +108,8 @@ export function worstCase(
   // A reasoning item sent back by id is part of one response's output: at most what the proxy
   // recorded for that response, else the largest output cap of any model.
   const known = facts.storedReasoningIds.map((_, i) => Math.min(reasoning[i] ?? UNKNOWN_OUTPUT_CAP, UNKNOWN_OUTPUT_CAP));
-  const stored = known.reduce((a, b) => a + b, 0) + (facts.storedReasoning - known.length) * UNKNOWN_OUTPUT_CAP;
+  const stored = known.reduce((a, b) => a + b, 0) + (facts.storedReasoning - known.length) * UNKNOWN_OUTPUT_CAP +
+    (facts.storedAudio ?? 0) * Math.max(AUDIO_ANSWER_TOKENS, maxOutput ?? 0);
   // Byte-level BPE never makes more tokens than the text has UTF-8 bytes.
   const inputTokens = inputBound(kind, facts, utf8Length(facts.inputText), continued + stored);
   let outputTokens = 0;
