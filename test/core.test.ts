@@ -165,6 +165,16 @@ test('billable: token-only tools pass, anything else with a fee or unknown cost 
   assert.is(check({ background: true }, chat), 'ok', 'chat has no background runs');
   assert.is(check({ messages: [{ role: 'assistant', audio: { id: 'audio_1' } }] }, chat), '400 unpriced_feature messages',
     'an earlier spoken answer sent back is audio input');
+  // Reasoning modes known to bill at the standard rates within the usage block; anything else is refused.
+  assert.is(check({ reasoning: { mode: 'pro', effort: 'high' } }), 'ok');
+  assert.is(check({ reasoning: { mode: 'standard' } }), 'ok');
+  assert.is(check({ reasoning: { mode: 'ultra' } }), '400 unpriced_feature reasoning');
+  assert.is(check({ reasoning: { mode: 'Pro' } }, chat), '400 unpriced_feature reasoning');
+  // A moderated call names a (free) moderation model, not a second billed model.
+  assert.is(check({ moderation: { model: 'omni-moderation-latest' } }), 'ok');
+  assert.is(check({ moderation: { model: 'omni-moderation-2024-09-26' } }, chat), 'ok');
+  assert.is(check({ moderation: { model: 'gpt-4o' } }), '400 unpriced_feature moderation');
+  assert.is(check({ moderation: { policy: {} } }), 'ok', 'the default moderation model');
 });
 
 function meterAll(kind: 'chat' | 'completions' | 'responses', strip: boolean, text: string, splitEvery: number) {

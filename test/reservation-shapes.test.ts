@@ -274,4 +274,11 @@ test('each spoken answer sent back by id is held at one answer of a speaking mod
   } as any)), 3 * 16_384 * 32e-6);
 });
 
+test('a generated image sent back in the input is held as an image, not as its base64 bytes', async () => {
+  const c = await limited('generated-image', 0.005);
+  // gpt-4o-mini: 48,169 tokens an image at $0.15/1M, for 200 bytes of base64.
+  const item = { type: 'image_generation_call', id: 'ig_0', status: 'completed', result: 'iVBORw0KGgo'.repeat(18) };
+  covers(await refusedWorst(() => c.responses.create({ model: 'gpt-4o-mini', max_output_tokens: 16, input: [item, { role: 'user', content: 'again, bluer' }] } as any)), 48_169 * 0.15e-6);
+});
+
 test.run();

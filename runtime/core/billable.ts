@@ -19,6 +19,12 @@ const FEE_TOOLS = /^(web_search(_preview)?(_\d{4}_\d{2}_\d{2})?|file_search|code
 /** Models that search the web on every call (`gpt-4o-search-preview`, `gpt-5-search-api`), not `…-research`. */
 const SEARCH_MODEL = /(^|[-:])search(-|$)/;
 
+/** Reasoning modes billed as the usage block reports them, at the standard rates (`pro`: a deeper pass, same rates). */
+const REASONING_MODES = new Set(['standard', 'pro']);
+
+/** Moderation models, free at OpenAI: what a moderated call may name. */
+const MODERATION_MODEL = /^(omni|text)-moderation(-[a-z0-9-]+)?$/;
+
 /** Tools that run in the caller's code (or an MCP server the caller names): billed as tokens only. */
 const TOKEN_ONLY_TOOLS = new Set(['function', 'custom', 'mcp', 'local_shell', 'apply_patch']);
 
@@ -78,6 +84,22 @@ export function assertBillable(route: Route, body: JsonObject, price: Price, too
         'OpenAI bills per call, which the proxy can neither see nor meter. Send the prompt\'s instructions ' +
         'and input in the request instead.',
       'prompt',
+    );
+  }
+  const mode = (body.reasoning as JsonObject | null | undefined)?.mode;
+  if (mode != null && !(typeof mode === 'string' && REASONING_MODES.has(mode))) {
+    throw refuse(
+      `reasoning.mode "${String(mode).slice(0, 32)}" is refused by this proxy: only ${[...REASONING_MODES].join(' and ')} are known to be ` +
+        'billed as the usage block reports it, at the standard rates. Leave mode out, or use one of them.',
+      'reasoning',
+    );
+  }
+  const moderator = (body.moderation as JsonObject | null | undefined)?.model;
+  if (moderator != null && !(typeof moderator === 'string' && MODERATION_MODEL.test(moderator))) {
+    throw refuse(
+      'A moderated call names a moderation model (omni-moderation-latest, …) through this proxy: another model ' +
+        'there would be a second model pass that the usage block does not price.',
+      'moderation',
     );
   }
   if (route.kind === 'responses' && (hasEntries(body.context_management) || hasCompactionTrigger(body.input))) {

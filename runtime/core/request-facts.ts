@@ -184,6 +184,8 @@ function walkInput(
       const audio = part.audio as JsonObject | null | undefined;
       if (route.kind === 'chat' && part.role === 'assistant' && audio && typeof audio === 'object' && audio.id != null) storedAudio++;
       const imageType = typeof part.type === 'string' && IMAGE_PART_TYPES.has(part.type);
+      // An earlier generated image sent back (its base64 `result`) may be read as an image, not as text.
+      if (part.type === 'image_generation_call') images++;
       if (typeof part.type === 'string') {
         if (imageType) {
           images++;
