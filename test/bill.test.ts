@@ -73,4 +73,25 @@ test('an estimate of a call that asked for audio prices its output as audio', as
   assert.ok(cost > 80 * 1_000 * 1_000, `${cost}`);
 });
 
+test('an estimate for a model with another encoding counts bytes, not the o200k tokenizer\'s count', async () => {
+  const ledger = openSqliteLedger(':memory:');
+  // 60 characters of Devanagari: 180 UTF-8 bytes; the stand-in tokenizer counts characters, as o200k
+  // comes close to for such text, while cl100k_base (gpt-3.5's) makes many more tokens of it.
+  const text = 'नमस्ते'.repeat(10);
+  const words = text.length;
+  const bytes = Buffer.byteLength(text);
+  const on = (model: string, callId: string) => {
+    const p = resolvePrice(model)!;
+    const facts = { model, inputText: text, tokenIds: 0, images: 0, opaqueInput: false, storedReasoning: 0, contexts: 1 };
+    const worst = { inputTokens: 100_000, outputTokens: 100_000, predictedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 0 };
+    return billOn(ledger, false, { price: p, facts, worst }, callId).bill.settle({ kind: 'estimate', relayed: text }, 200).then((s) => ({ s, p }));
+  };
+  const legacy = await on('gpt-3.5-turbo', 'call-old');
+  const input = bytes + 64; // bytes plus the framing allowance
+  const output = Math.ceil(bytes * 1.1) + 16; // relayed bytes with the estimate's margin
+  assert.is(legacy.s.cost, Math.round(input * legacy.p.input * 1000 + output * legacy.p.output * 1000));
+  const current = await on('gpt-4o', 'call-new');
+  assert.is(current.s.cost, Math.round((words + 64) * current.p.input * 1000 + (Math.ceil(words * 1.1) + 16) * current.p.output * 1000));
+});
+
 test.run();

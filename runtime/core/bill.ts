@@ -7,7 +7,8 @@ import type { ExpiredHold, Ledger, Logger, Nano, Reservation, ReserveResult, Sco
 import { tightestRateHeaders, WINDOW_MS } from './rates.ts';
 import { costOf, type Price, type TokenUsage } from './pricing.ts';
 import type { RequestFacts } from './request-facts.ts';
-import { inputBound, type WorstCase } from './reservation.ts';
+import { countsLikeEstimates, inputBound, type WorstCase } from './reservation.ts';
+import { utf8Length } from './utf8.ts';
 import type { RouteKind } from './routes.ts';
 
 export type CountTokens = (text: string) => Promise<number>;
@@ -131,7 +132,9 @@ export class Bill {
 
   /** Never below what OpenAI could have billed: the worst case wherever the proxy could not see. */
   private async estimate(relayed: string | undefined): Promise<TokenUsage> {
-    const { facts, worst, countTokens, reasoning, kind } = this.init;
+    const { facts, worst, reasoning, kind } = this.init;
+    // A model with another encoding is counted by bytes, which no tokenizer exceeds.
+    const countTokens = countsLikeEstimates(facts.model) ? this.init.countTokens : async (text: string) => utf8Length(text);
     const input = facts.opaqueInput || facts.previousResponseId !== undefined || facts.storedReasoning > 0
       ? worst.inputTokens
       : Math.min(worst.inputTokens, inputBound(kind, facts, await countTokens(facts.inputText)));

@@ -139,6 +139,16 @@ export function outputTokensThatFit(worst: WorstCase, price: Price, remaining: N
 }
 
 /**
+ * Whether the model counts tokens with o200k_base, the estimates' tokenizer: the gpt-4o generation and
+ * everything after it. Older models (gpt-4, gpt-3.5, the legacy completions and embeddings models)
+ * use cl100k_base, which makes more tokens of most non-English text: their estimates count bytes.
+ */
+export function countsLikeEstimates(model: string): boolean {
+  const family = modelCandidates(model).at(-1)!.replace(/^ft:/, '');
+  return /^(gpt-4o|gpt-4\.[1-9]|gpt-[5-9]|o\d|chatgpt-4o|codex|computer-use|gpt-audio|gpt-realtime|gpt-image)/.test(family);
+}
+
+/**
  * Models that think before they answer: their hidden reasoning is billed as output, so an answer
  * whose usage never arrives is estimated at its reserved output, not at the visible text.
  * Over-inclusive on purpose: a wrong "yes" over-bills an estimate, a wrong "no" under-bills it.
