@@ -94,4 +94,32 @@ test('an estimate for a model with another encoding counts bytes, not the o200k 
   assert.is(current.s.cost, Math.round((words + 64) * current.p.input * 1000 + (Math.ceil(words * 1.1) + 16) * current.p.output * 1000));
 });
 
+test('an estimate takes the reserved output wherever the text seen may be less than what was generated', async () => {
+  const ledger = openSqliteLedger(':memory:');
+  const worst = { inputTokens: 100, outputTokens: 1_000, predictedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 0 };
+  const outputOf = async (over: Partial<BillInit>, callId: string) => {
+    let usage: any;
+    const spy = { ...ledger, settle: (s: any) => ((usage = s.delta), ledger.settle(s)) } as Ledger;
+    await billOn(spy, false, over, callId).bill.settle({ kind: 'estimate', relayed: 'short' }, 200);
+    return usage.outputTokens as number;
+  };
+  // One written answer: what was relayed, with the margin ('short' is 5 tokens here).
+  assert.is(await outputOf({ worst }, 'e-1'), Math.ceil(5 * 1.1) + 16);
+  // A predicted output: its rejected tokens on top, shown or not.
+  assert.is(await outputOf({ worst: { ...worst, outputTokens: 1_400, predictedTokens: 400 } }, 'e-2'), Math.ceil(5 * 1.1) + 16 + 400);
+  // Several choices (best_of's are never sent), or a spoken answer (its audio is not text): the reserved output.
+  assert.is(await outputOf({ worst: { ...worst, choices: 3 } }, 'e-3'), 3_000);
+  assert.is(await outputOf({ worst: { ...worst, audio: { input: false, output: true } }, price: resolvePrice('gpt-4o-audio-preview')! }, 'e-4'), 1_000);
+});
+
+test('an estimate on a model whose cache writes cost more than input prices its input as writes', async () => {
+  const ledger = openSqliteLedger(':memory:');
+  const p = resolvePrice('gpt-6-sol')!; // input $2, writes $2.50, output $10
+  const facts = { model: 'gpt-6-sol', inputText: 'x'.repeat(936), tokenIds: 0, images: 0, opaqueInput: false, storedReasoning: 0, contexts: 1 };
+  const worst = { inputTokens: 10_000, outputTokens: 10, predictedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 0 };
+  const { cost } = await billOn(ledger, false, { price: p, facts, worst, reasoning: true }, 'w-1').bill.settle({ kind: 'estimate' }, 0);
+  // 936 characters (the stand-in tokenizer) + 64 framing = 1,000 input tokens, all at the write rate.
+  assert.is(cost, 1_000 * 2.5 * 1000 + 10 * 10 * 1000);
+});
+
 test.run();

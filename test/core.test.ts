@@ -121,6 +121,23 @@ test('cost: audio tokens are parts of the totals and bill at the audio rates', (
   assert.is(costOf(rt, { input: 10, cached: 0, output: 0, audioInput: 50 }), 10 * 32_000);
 });
 
+test('usage: a block without its totals is no usage (the call is estimated, not billed at zero)', () => {
+  assert.is(readUsage('chat', {}), undefined);
+  assert.is(readUsage('chat', { prompt_tokens: 8 }), undefined);
+  assert.is(readUsage('chat', { prompt_tokens: 8, completion_tokens: '5' }), undefined);
+  assert.is(readUsage('responses', { input_tokens: 8, total_tokens: 8 }), undefined);
+  assert.equal(readUsage('chat', { prompt_tokens: 8, completion_tokens: 0 }), { input: 8, cached: 0, output: 0 });
+  assert.equal(readUsage('embeddings', { prompt_tokens: 5, total_tokens: 5 }), { input: 5, cached: 0, output: 0 });
+});
+
+test('stream meter: events it cannot read mark the stream unreadable (lone CR framing)', () => {
+  const framed = (end: string) => `data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}${end}data: {"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5000}}${end}data: [DONE]${end}`;
+  const lf = meterAll('chat', false, framed('\n\n'), 7);
+  assert.equal([lf.outcome.unreadable, lf.outcome.usage?.output], [false, 5000]);
+  const cr = meterAll('chat', false, framed('\r\r'), 7);
+  assert.equal([cr.outcome.unreadable, cr.outcome.usage], [true, undefined]);
+});
+
 test('usage: audio parts read from chat and Responses usage blocks', () => {
   const chat = JSON.parse(ref('openai-chat-completion.json')).usage;
   assert.equal(readUsage('chat', chat), { input: 1418, cached: 1152, output: 5 }, 'zero audio adds no fields');

@@ -139,12 +139,23 @@ export class Bill {
       ? worst.inputTokens
       : Math.min(worst.inputTokens, inputBound(kind, facts, await countTokens(facts.inputText)));
     const reservedOutput = worst.outputTokens * worst.choices;
-    const output =
-      relayed === undefined || reasoning
-        ? reservedOutput
-        : Math.min(reservedOutput, Math.ceil((await countTokens(relayed)) * RELAYED_MARGIN) + RELAYED_EXTRA_TOKENS);
-    // Audio the call may have sent or received is priced as audio, the dearer rate.
-    return { input, cached: 0, output, audioInput: worst.audio.input ? input : 0, audioOutput: worst.audio.output ? output : 0 };
+    // The text seen is all of the output only for one visible, written answer: hidden reasoning,
+    // several choices (best_of's unsent candidates; choices cut at different points) and spoken
+    // audio (its data is not text) may each be more than it shows.
+    const unseen = relayed === undefined || reasoning || worst.choices > 1 || worst.audio.output;
+    const output = unseen
+      ? reservedOutput
+      : Math.min(
+          reservedOutput,
+          // A predicted output's rejected tokens are billed as completion tokens, shown or not.
+          Math.ceil((await countTokens(relayed)) * RELAYED_MARGIN) + RELAYED_EXTRA_TOKENS + worst.predictedTokens,
+        );
+    // Audio the call may have sent or received is priced as audio, the dearer rate; input as writes
+    // to the prompt cache where those cost more.
+    return {
+      input, cached: 0, output, audioInput: worst.audio.input ? input : 0, audioOutput: worst.audio.output ? output : 0,
+      ...(this.init.price.cacheWrite !== undefined ? { cacheWrite: input } : {}),
+    };
   }
 
   private async write(settlement: Settlement): Promise<void> {

@@ -353,7 +353,8 @@ export function createProxy(deps: ProxyDeps): ProxyHandler {
       onEnd: (end, transcript) => {
         deadline.clear();
         const { usage, responseId, reasoningIds } = meter.outcome;
-        const done = bill.settle(usage ? { kind: 'exact', usage, responseId, reasoningIds } : { kind: 'estimate', relayed: meter.outcome.outputText }, res.status);
+        const relayed = meter.outcome.unreadable ? undefined : meter.outcome.outputText;
+        const done = bill.settle(usage ? { kind: 'exact', usage, responseId, reasoningIds } : { kind: 'estimate', relayed }, res.status);
         ctx.waitUntil(done);
         if (key && end === 'complete' && meter.outcome.succeeded && transcript) {
           ctx.waitUntil(done.then((s) => cacheSet(key, { status: res.status, headers: replayable(headers), body: transcript, cost: s.cost })));

@@ -25,6 +25,8 @@ export interface StreamOutcome {
    * Never logged. Beyond OUTPUT_TEXT_MAX_CHARS it holds a stand-in of equal or greater token count.
    */
   readonly outputText: string;
+  /** Some event's data could not be read (not JSON): the text seen is not all the stream carried. */
+  unreadable: boolean;
 }
 
 /** Text kept per stream for an estimate; beyond it only a byte count is kept, so memory stays bounded. */
@@ -43,6 +45,7 @@ class Outcome implements StreamOutcome {
   succeeded = false;
   /** Sticky: one error event spoils the answer, whatever follows it. */
   errored = false;
+  unreadable = false;
   private kept = '';
   private droppedBytes = 0;
 
@@ -115,6 +118,8 @@ export class StreamMeter {
     try {
       json = JSON.parse(data);
     } catch {
+      // E.g. events framed in a way this meter does not split (lone CR line ends): what they carried is unknown.
+      this.outcome.unreadable = true;
       return raw;
     }
     if (!json || typeof json !== 'object') return raw;

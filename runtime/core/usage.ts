@@ -8,6 +8,11 @@ type Json = Record<string, any>;
 export function readUsage(kind: RouteKind, usage: Json | null | undefined): TokenUsage | undefined {
   if (!usage || typeof usage !== 'object') return undefined;
   const responses = kind === 'responses';
+  // A block without its totals says nothing: the call is then estimated, not billed at zero.
+  const totals = responses ? [usage.input_tokens, usage.output_tokens]
+    : kind === 'embeddings' ? [usage.prompt_tokens]
+    : [usage.prompt_tokens, usage.completion_tokens];
+  if (!totals.every((t) => typeof t === 'number' && Number.isFinite(t) && t >= 0)) return undefined;
   const inDetails = (responses ? usage.input_tokens_details : usage.prompt_tokens_details) ?? {};
   const outDetails = (responses ? usage.output_tokens_details : usage.completion_tokens_details) ?? {};
   return {
