@@ -17,8 +17,8 @@ function billOn(ledger: Ledger, held: boolean, over: Partial<BillInit> = {}, cal
   };
   const init: BillInit = {
     ledger, log: silent, reservation, held, price,
-    worst: { inputTokens: 100, outputTokens: 1_000, predictedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 900_000 },
-    kind: 'chat', reasoning: false, facts: { model: 'gpt-4o-mini', inputText: 'hi', tokenIds: 0, images: 0, opaqueInput: false, storedReasoning: 0, contexts: 1 },
+    worst: { inputTokens: 100, outputTokens: 1_000, predictedTokens: 0, loadedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 900_000 },
+    kind: 'chat', reasoning: false, facts: { model: 'gpt-4o-mini', inputText: 'hi', tokenIds: 0, images: 0, opaqueInput: false, contexts: 1 },
     countTokens: async (text) => text.length, tags: {}, ...over,
   };
   return { bill: new Bill(init), reservation };
@@ -67,7 +67,7 @@ test('an estimate is never below the reserved output for a reasoning model, nor 
 test('an estimate of a call that asked for audio prices its output as audio', async () => {
   const ledger = openSqliteLedger(':memory:');
   const audioPrice = resolvePrice('gpt-4o-audio-preview')!;
-  const worst = { inputTokens: 100, outputTokens: 1_000, predictedTokens: 0, choices: 1, audio: { input: false, output: true }, cost: 0 };
+  const worst = { inputTokens: 100, outputTokens: 1_000, predictedTokens: 0, loadedTokens: 0, choices: 1, audio: { input: false, output: true }, cost: 0 };
   const { cost } = await billOn(ledger, false, { price: audioPrice, worst }).bill.settle({ kind: 'estimate' }, 0);
   // 1,000 reserved output tokens at $80/1M audio (as text, $10/1M), plus the input.
   assert.ok(cost > 80 * 1_000 * 1_000, `${cost}`);
@@ -82,8 +82,8 @@ test('an estimate for a model with another encoding counts bytes, not the o200k 
   const bytes = Buffer.byteLength(text);
   const on = (model: string, callId: string) => {
     const p = resolvePrice(model)!;
-    const facts = { model, inputText: text, tokenIds: 0, images: 0, opaqueInput: false, storedReasoning: 0, contexts: 1 };
-    const worst = { inputTokens: 100_000, outputTokens: 100_000, predictedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 0 };
+    const facts = { model, inputText: text, tokenIds: 0, images: 0, opaqueInput: false, contexts: 1 };
+    const worst = { inputTokens: 100_000, outputTokens: 100_000, predictedTokens: 0, loadedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 0 };
     return billOn(ledger, false, { price: p, facts, worst }, callId).bill.settle({ kind: 'estimate', relayed: text }, 200).then((s) => ({ s, p }));
   };
   const legacy = await on('gpt-3.5-turbo', 'call-old');
@@ -96,7 +96,7 @@ test('an estimate for a model with another encoding counts bytes, not the o200k 
 
 test('an estimate takes the reserved output wherever the text seen may be less than what was generated', async () => {
   const ledger = openSqliteLedger(':memory:');
-  const worst = { inputTokens: 100, outputTokens: 1_000, predictedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 0 };
+  const worst = { inputTokens: 100, outputTokens: 1_000, predictedTokens: 0, loadedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 0 };
   const outputOf = async (over: Partial<BillInit>, callId: string) => {
     let usage: any;
     const spy = { ...ledger, settle: (s: any) => ((usage = s.delta), ledger.settle(s)) } as Ledger;
@@ -115,11 +115,21 @@ test('an estimate takes the reserved output wherever the text seen may be less t
 test('an estimate on a model whose cache writes cost more than input prices its input as writes', async () => {
   const ledger = openSqliteLedger(':memory:');
   const p = resolvePrice('gpt-6-sol')!; // input $2, writes $2.50, output $10
-  const facts = { model: 'gpt-6-sol', inputText: 'x'.repeat(936), tokenIds: 0, images: 0, opaqueInput: false, storedReasoning: 0, contexts: 1 };
-  const worst = { inputTokens: 10_000, outputTokens: 10, predictedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 0 };
+  const facts = { model: 'gpt-6-sol', inputText: 'x'.repeat(936), tokenIds: 0, images: 0, opaqueInput: false, contexts: 1 };
+  const worst = { inputTokens: 10_000, outputTokens: 10, predictedTokens: 0, loadedTokens: 0, choices: 1, audio: { input: false, output: false }, cost: 0 };
   const { cost } = await billOn(ledger, false, { price: p, facts, worst, reasoning: true }, 'w-1').bill.settle({ kind: 'estimate' }, 0);
   // 936 characters (the stand-in tokenizer) + 64 framing = 1,000 input tokens, all at the write rate.
   assert.is(cost, 1_000 * 2.5 * 1000 + 10 * 10 * 1000);
+});
+
+test('an estimate keeps the whole input bound when the call loaded input from OpenAI\'s store', async () => {
+  const ledger = openSqliteLedger(':memory:');
+  let usage: any;
+  const spy = { ...ledger, settle: (s: any) => ((usage = s.delta), ledger.settle(s)) } as Ledger;
+  // E.g. two spoken answers sent back by id: 32,768 tokens the text 'hi' does not show.
+  const worst = { inputTokens: 32_900, outputTokens: 10, predictedTokens: 0, loadedTokens: 32_768, choices: 1, audio: { input: false, output: false }, cost: 0 };
+  await billOn(spy, false, { worst }, 'l-1').bill.settle({ kind: 'estimate', relayed: 'ok' }, 200);
+  assert.is(usage.inputTokens, 32_900);
 });
 
 test.run();

@@ -45,7 +45,7 @@ export interface BillInit {
   worst: WorstCase;
   /** Hidden reasoning is billed as output: estimates then take the reserved output. */
   reasoning: boolean;
-  facts: Pick<RequestFacts, 'model' | 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'storedReasoning' | 'contexts' | 'previousResponseId'>;
+  facts: Pick<RequestFacts, 'model' | 'inputText' | 'tokenIds' | 'images' | 'opaqueInput' | 'contexts'>;
   countTokens: CountTokens;
   /** For the one log line per call. Never prompts or keys. */
   tags: Record<string, unknown>;
@@ -135,7 +135,7 @@ export class Bill {
     const { facts, worst, reasoning, kind } = this.init;
     // A model with another encoding is counted by bytes, which no tokenizer exceeds.
     const countTokens = countsLikeEstimates(facts.model) ? this.init.countTokens : async (text: string) => utf8Length(text);
-    const input = facts.opaqueInput || facts.previousResponseId !== undefined || facts.storedReasoning > 0
+    const input = facts.opaqueInput || worst.loadedTokens > 0
       ? worst.inputTokens
       : Math.min(worst.inputTokens, inputBound(kind, facts, await countTokens(facts.inputText)));
     const reservedOutput = worst.outputTokens * worst.choices;

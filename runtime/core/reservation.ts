@@ -74,6 +74,11 @@ export interface WorstCase {
   outputTokens: number;
   /** Of those, the predicted output's (billed as output where the answer does not use it). */
   predictedTokens: number;
+  /**
+   * Of the input, what the call loads from OpenAI's store (a continued response, reasoning items and
+   * spoken answers sent back by id): unseen by the proxy, so an estimate keeps the whole input bound.
+   */
+  loadedTokens: number;
   choices: number;
   /** Audio may be in the input or asked for as output: those tokens are then priced as audio. */
   audio: AudioUse;
@@ -111,7 +116,8 @@ export function worstCase(
   const stored = known.reduce((a, b) => a + b, 0) + (facts.storedReasoning - known.length) * UNKNOWN_OUTPUT_CAP +
     (facts.storedAudio ?? 0) * Math.max(AUDIO_ANSWER_TOKENS, maxOutput ?? 0);
   // Byte-level BPE never makes more tokens than the text has UTF-8 bytes.
-  const inputTokens = inputBound(kind, facts, utf8Length(facts.inputText), continued + stored);
+  const loadedTokens = continued + stored;
+  const inputTokens = inputBound(kind, facts, utf8Length(facts.inputText), loadedTokens);
   let outputTokens = 0;
   if (kind !== 'embeddings') {
     // A Responses call's output cap bounds the whole response; without one each turn may reach the model's.
@@ -122,7 +128,7 @@ export function worstCase(
   const predictedTokens = facts.predictedOutput ?? 0;
   outputTokens += predictedTokens;
   const cost = worstCost(price, audio, inputTokens, outputTokens * facts.choices);
-  return { inputTokens, outputTokens, predictedTokens, choices: facts.choices, audio, cost };
+  return { inputTokens, outputTokens, predictedTokens, loadedTokens, choices: facts.choices, audio, cost };
 }
 
 /**
