@@ -1,6 +1,6 @@
 // Property-based tests of the one pricing promise: a call is never priced below what OpenAI bills for
-// its usage. The bill is computed here independently of runtime/core/pricing.ts: straight from the
-// table file's rates, in integer pico-USD, for every model the table lists (and the ids that resolve
+// its usage. The bill is computed here independently of runtime/core/pricing.ts (only the table row's
+// type is shared): straight from the table file's rates, in integer pico-USD, for every model the table lists (and the ids that resolve
 // to them: unlisted newer snapshots, fine-tunes), over random usage blocks (cached, cache writes,
 // audio, long context on either side of the threshold). Where the usage leaves a choice open (how
 // cached tokens split between text and audio), the bill is the dearest choice. With no audio and no
@@ -11,22 +11,12 @@ import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { costOf, resolvePrice, type TokenUsage } from '../runtime/core/pricing.ts';
+import { costOf, resolvePrice, type TableEntry as Row, type TokenUsage } from '../runtime/core/pricing.ts';
 import type { PriceOverride } from '../runtime/core/ports.ts';
 
 const RUNS = Number(process.env.FC_RUNS ?? 3000);
 const SEED = process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED) };
 
-interface Row {
-  input: number | null;
-  cached_input?: number | null;
-  output?: number | null;
-  cache_write?: number | null;
-  long_context?: { threshold_input_tokens: number; input: number; cached_input?: number | null; output: number };
-  audio_input?: number | null;
-  audio_cached_input?: number | null;
-  audio_output?: number | null;
-}
 const TABLE = JSON.parse(readFileSync(new URL('../runtime/data/prices.json', import.meta.url), 'utf8')).models as Record<string, Row>;
 const LISTED = Object.entries(TABLE).filter(([, r]) => typeof r.input === 'number');
 

@@ -50,7 +50,8 @@ export interface TokenUsage {
   audioOutput?: number;
 }
 
-interface TableEntry {
+/** A model's row in the shipped price table (`runtime/data/prices.json`), USD per 1M tokens. */
+export interface TableEntry {
   input: number | null;
   cached_input?: number | null;
   output?: number | null;
